@@ -1,0 +1,116 @@
+//! The `Issuer` (namespaced) and `ClusterIssuer` (cluster-scoped) kinds. Both share one spec.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::CustomResource;
+use kube::KubeSchema;
+use serde::{Deserialize, Serialize};
+
+/// How an issuer signs: exactly one of `selfSigned` or `ca`.
+// kube-derive takes one printcolumn(...) per column, which clippy mistakes for duplicates.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[kube(
+    group = "certkeeper.io",
+    version = "v1",
+    kind = "Issuer",
+    namespaced,
+    status = "IssuerStatus",
+    shortname = "iss",
+    doc = "An issuer of certificates for the Certificates in its own namespace.",
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = r#".status.conditions[?(@.type=="Ready")].status"#
+    ),
+    printcolumn(name = "CA Expires", type_ = "date", json_path = ".status.caNotAfter"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    derive = "Default"
+)]
+#[x_kube(validation = Rule::new("(has(self.selfSigned) ? 1 : 0) + (has(self.ca) ? 1 : 0) == 1").message("exactly one of selfSigned or ca must be set"))]
+#[serde(rename_all = "camelCase")]
+pub struct IssuerSpec {
+    /// Each certificate signs itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub self_signed: Option<SelfSignedIssuer>,
+    /// Certificates are signed by the key pair in a kubernetes.io/tls Secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<CaIssuer>,
+}
+
+/// A cluster-wide issuer: the same spec as `Issuer`, usable from every namespace. A CA
+/// ClusterIssuer reads its Secret from the cluster-resource namespace only.
+// kube-derive takes one printcolumn(...) per column, which clippy mistakes for duplicates.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[kube(
+    group = "certkeeper.io",
+    version = "v1",
+    kind = "ClusterIssuer",
+    status = "IssuerStatus",
+    shortname = "ciss",
+    doc = "An issuer of certificates for Certificates in every namespace.",
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = r#".status.conditions[?(@.type=="Ready")].status"#
+    ),
+    printcolumn(name = "CA Expires", type_ = "date", json_path = ".status.caNotAfter"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    derive = "Default"
+)]
+// The CEL rule of `IssuerSpec` comes along with the flattened fields.
+pub struct ClusterIssuerSpec {
+    #[serde(flatten)]
+    pub issuer: IssuerSpec,
+}
+
+/// The selfSigned issuer has no options.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
+pub struct SelfSignedIssuer {}
+
+/// A CA issuer: the CA's key pair lives in a kubernetes.io/tls Secret (`tls.crt` = the CA
+/// certificate, optionally followed by its chain; `tls.key`). An Issuer reads it from its own
+/// namespace, a ClusterIssuer from the cluster-resource namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CaIssuer {
+    /// Name of the Secret holding the CA key pair.
+    #[schemars(length(min = 1, max = 253))]
+    pub secret_name: String,
+    /// CRL distribution point URLs written into issued certificates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crl_distribution_points: Option<Vec<String>>,
+    /// OCSP server URLs written into issued certificates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ocsp_servers: Option<Vec<String>>,
+    /// URLs where the issuing CA certificate can be fetched, written into issued certificates.
+    #[serde(
+        default,
+        rename = "issuingCertificateURLs",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub issuing_certificate_urls: Option<Vec<String>>,
+}
+
+/// What the controller observed about an issuer.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IssuerStatus {
+    /// The `Ready` condition.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
+    pub conditions: Vec<Condition>,
+    /// notAfter of the CA certificate (CA issuers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_not_after: Option<Time>,
+    /// SHA-256 fingerprint of the CA certificate (CA issuers), `AB:CD:…`.
+    #[serde(
+        default,
+        rename = "caFingerprintSHA256",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub ca_fingerprint_sha256: Option<String>,
+    /// The metadata.generation this status was computed for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}

@@ -1,0 +1,24 @@
+//! The `certkeeper.io/v1` API: Certificate, Issuer and ClusterIssuer, and the CRDs derived
+//! from them.
+
+mod certificate;
+mod condition;
+mod crd;
+mod issuer;
+
+pub use certificate::{
+    AdditionalOutputFormat, Certificate, CertificateSpec, CertificateStatus, IssuerRef, OutputFormatType,
+    PrivateKeyRotationPolicy, PrivateKeySpec, SecretDeletionPolicy, SecretTemplate, Subject,
+};
+pub use condition::{ConditionStatus, condition, find_condition, set_condition};
+pub use crd::{all_crds, crds_yaml};
+pub use issuer::{
+    CaIssuer, ClusterIssuer, ClusterIssuerSpec, Issuer, IssuerSpec, IssuerStatus, SelfSignedIssuer,
+};
+
+/// API group of every certkeeper kind.
+pub const GROUP: &str = "certkeeper.io";
+/// Prefix of certkeeper's labels and annotations.
+pub const ANNOTATION_PREFIX: &str = "certkeeper.io/";
+/// Annotation on a Certificate that requests a renewal (RFC 3339 time of the request).
+pub const RENEW_REQUESTED_AT: &str = "certkeeper.io/renew-requested-at";

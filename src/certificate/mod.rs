@@ -1,0 +1,17 @@
+//! The Certificate controller. A certificate's life: `spec` validates the request, `secret`
+//! reads what the Secret holds, `triggers` decide whether to (re-)issue, `schedule` says when
+//! to look again, `status` says what to report, and `reconcile` is the one place that talks
+//! to the API. `signer` resolves the issuer reference.
+
+pub mod reconcile;
+pub mod schedule;
+pub mod secret;
+pub mod signer;
+pub mod spec;
+pub mod status;
+pub mod triggers;
+
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod policy_tests;

@@ -1,0 +1,469 @@
+//! One Certificate reconcile, in stages: dereference (issuer, CA, Secret) → validate and
+//! decide (pure) → issue (crypto off the async workers) → write (Secret, status, Event).
+//! Only this file talks to the API for Certificates; an unchanged Certificate causes no write.
+
+use std::sync::Arc;
+
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::{ObjectReference, Secret};
+use kube::api::{Api, Patch, PatchParams};
+use kube::core::DeserializeGuard;
+use kube::runtime::controller::Action;
+use kube::{Resource, ResourceExt};
+use tracing::{debug, info, warn};
+
+use super::schedule::{self, backoff, requeue_after};
+use super::secret::{self, CurrentKeyPair, SecretMaterial, SecretState};
+use super::signer::{self, SignerProblem};
+use super::spec::{self, ValidatedSpec};
+use super::status::{self, IssuedFacts, READY, reason};
+use super::triggers::{self, Decision, PolicyInput, Signer, Trigger};
+use crate::api::{Certificate, CertificateStatus, RENEW_REQUESTED_AT, find_condition};
+use crate::context::{Context, FIELD_MANAGER};
+use crate::error::Error;
+use crate::issuer::reconcile::{get_secret, object_name};
+use crate::pki::{self, CertificateInfo, PkiError, PrivateKey};
+use crate::telemetry::events;
+
+/// How long to wait before looking again at a Certificate whose issuer is missing or not
+/// ready, in case no watch event arrives (the issuer watch normally wakes it first).
+const ISSUER_RECHECK: std::time::Duration = std::time::Duration::from_secs(300);
+
+pub async fn reconcile(
+    guard: Arc<DeserializeGuard<Certificate>>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
+    let cert = match &guard.0 {
+        Ok(cert) => cert,
+        Err(invalid) => {
+            warn!(name = ?invalid.metadata.name, namespace = ?invalid.metadata.namespace, error = %invalid.error, "cannot read Certificate");
+            let regarding = ObjectReference {
+                api_version: Some(Certificate::api_version(&()).into_owned()),
+                kind: Some("Certificate".into()),
+                name: invalid.metadata.name.clone(),
+                namespace: invalid.metadata.namespace.clone(),
+                uid: invalid.metadata.uid.clone(),
+                resource_version: invalid.metadata.resource_version.clone(),
+                ..ObjectReference::default()
+            };
+            events::publish(
+                &ctx,
+                events::not_ready(reason::INVALID_SPEC, &invalid.error),
+                &regarding,
+            )
+            .await;
+            return Ok(Action::await_change());
+        }
+    };
+    let now = ctx.now();
+    let previous = cert.status.clone().unwrap_or_default();
+
+    let spec = match spec::validate(&cert.spec) {
+        Ok(spec) => spec,
+        Err(e) => {
+            report_not_ready(cert, &ctx, &previous, reason::INVALID_SPEC, &e.0, now).await?;
+            return Ok(Action::await_change());
+        }
+    };
+    let signer = match signer::resolve(cert, &ctx, now).await? {
+        Ok(signer) => signer,
+        Err(problem) => {
+            let (why, message) = match &problem {
+                SignerProblem::NotFound(m) => (reason::ISSUER_NOT_FOUND, m),
+                SignerProblem::NotReady(m) => (reason::ISSUER_NOT_READY, m),
+            };
+            report_not_ready(cert, &ctx, &previous, why, message, now).await?;
+            return Ok(Action::requeue(ISSUER_RECHECK));
+        }
+    };
+    let namespace = cert.namespace().unwrap_or_default();
+    let current_secret = get_secret(&ctx, &namespace, &spec.secret_name).await?;
+    let state = secret::read(current_secret.as_ref());
+
+    let uid = cert.metadata.uid.clone().unwrap_or_default();
+    let renewal_time = match &state {
+        SecretState::Present(c) => Some(schedule::renewal_time(
+            c.leaf().not_before,
+            c.leaf().not_after,
+            spec.renew_before,
+            &uid,
+        )),
+        _ => None,
+    };
+    let renew_requested_at = renew_requested_at(cert);
+    let input = PolicyInput {
+        spec: &spec,
+        signer: &signer,
+        renewal_time,
+        renew_requested_at,
+        now,
+    };
+    match triggers::evaluate(&input, &state) {
+        Decision::UpToDate(current) => {
+            let renewal_time = renewal_time.unwrap_or(current.leaf().not_after);
+            keep(
+                cert,
+                &ctx,
+                &spec,
+                current,
+                current_secret.as_ref(),
+                renewal_time,
+                &previous,
+                now,
+            )
+            .await
+        }
+        Decision::Issue(trigger) => {
+            issue(
+                cert,
+                &ctx,
+                spec,
+                signer,
+                trigger,
+                state,
+                renewal_time,
+                &previous,
+                now,
+            )
+            .await
+        }
+    }
+}
+
+/// The annotation `certkeeper.io/renew-requested-at`, when it is an RFC 3339 time.
+fn renew_requested_at(cert: &Certificate) -> Option<Timestamp> {
+    let value = cert.annotations().get(RENEW_REQUESTED_AT)?;
+    match value.parse() {
+        Ok(t) => Some(t),
+        Err(e) => {
+            warn!(certificate = %object_name(cert), %value, error = %e, "ignoring {RENEW_REQUESTED_AT}: not an RFC 3339 time");
+            None
+        }
+    }
+}
+
+/// Nothing to issue: keep the Secret's metadata and extra outputs in step with the spec and
+/// report Ready.
+#[allow(clippy::too_many_arguments)]
+async fn keep(
+    cert: &Certificate,
+    ctx: &Context,
+    spec: &ValidatedSpec,
+    current: &CurrentKeyPair,
+    current_secret: Option<&Secret>,
+    renewal_time: Timestamp,
+    previous: &CertificateStatus,
+    now: Timestamp,
+) -> Result<Action, Error> {
+    let leaf = current.leaf();
+    let revision = previous.revision.or(current.revision).unwrap_or(1);
+    if let Some(existing) = current_secret {
+        match material_from_secret(existing, current, spec) {
+            Ok(material) => {
+                let desired = secret::desired_secret(cert, spec, leaf, &material, revision);
+                if !secret::secret_up_to_date(existing, &desired, cert) {
+                    info!(certificate = %object_name(cert), "updating Secret metadata and outputs");
+                    // Not an issuance: a failure retries with the error policy's backoff.
+                    apply_secret(ctx, &desired).await?;
+                }
+            }
+            Err(e) => {
+                warn!(certificate = %object_name(cert), error = %e, "cannot re-encode the Secret's key")
+            }
+        }
+    }
+    let facts = IssuedFacts::new(leaf, renewal_time, revision);
+    let status = status::ready(previous, &facts, cert.metadata.generation, now);
+    write_status(cert, ctx, previous, &status).await?;
+    Ok(Action::requeue(requeue_after(
+        now,
+        &[Some(renewal_time), Some(leaf.not_after), renew_requested_at(cert)],
+    )))
+}
+
+/// The Secret's current material, re-encoded as the spec now asks.
+fn material_from_secret(
+    existing: &Secret,
+    current: &CurrentKeyPair,
+    spec: &ValidatedSpec,
+) -> Result<SecretMaterial, PkiError> {
+    let text = |key: &str| {
+        existing
+            .data
+            .as_ref()
+            .and_then(|d| d.get(key))
+            .map(|b| String::from_utf8_lossy(&b.0).into_owned())
+            .filter(|s| !s.is_empty())
+    };
+    let chain_pem = text(secret::TLS_CRT).unwrap_or_default();
+    let ca_pem = match text(secret::CA_CRT) {
+        Some(ca) => ca,
+        None => current.chain.last().map(certificate_pem).unwrap_or_default(),
+    };
+    Ok(SecretMaterial {
+        chain_pem,
+        key_pem: current.key.to_pem(spec.key_encoding)?,
+        key_der: if spec.der_key {
+            Some(current.key.to_der(spec.key_encoding)?)
+        } else {
+            None
+        },
+        ca_pem,
+    })
+}
+
+fn certificate_pem(info: &CertificateInfo) -> String {
+    pem::encode(&pem::Pem::new("CERTIFICATE", info.der.clone()))
+}
+
+/// When the next attempt may run after failures, unless something changed that deserves an
+/// immediate retry (a spec change, a newer renewal request).
+fn retry_at(
+    previous: &CertificateStatus,
+    generation: Option<i64>,
+    requested_at: Option<Timestamp>,
+) -> Option<Timestamp> {
+    let attempts = u32::try_from(previous.failed_issuance_attempts?).ok()?;
+    let last = previous.last_failure_time.as_ref()?.0;
+    if previous.observed_generation != generation || requested_at.is_some_and(|r| r > last) {
+        return None;
+    }
+    Some(last + backoff(attempts))
+}
+
+/// What one issuance produces, computed off the async workers.
+struct Issued {
+    leaf: CertificateInfo,
+    material: SecretMaterial,
+}
+
+fn sign(
+    spec: &ValidatedSpec,
+    signer: &Signer,
+    reuse: Option<PrivateKey>,
+    now: Timestamp,
+) -> Result<Issued, PkiError> {
+    let key = match reuse {
+        Some(key) => key,
+        None => PrivateKey::generate(spec.key)?,
+    };
+    let template = spec.template(now);
+    let certificate = match signer {
+        Signer::SelfSigned => pki::sign_self_signed(&template, &key)?,
+        Signer::Ca(ca) => pki::sign_with_ca(&template, &key, ca)?,
+    };
+    let leaf = pki::parse_certificate_chain(certificate.certificate_pem.as_bytes())?
+        .into_iter()
+        .next()
+        .ok_or(PkiError::NoCertificate)?;
+    Ok(Issued {
+        leaf,
+        material: SecretMaterial {
+            chain_pem: certificate.chain_pem,
+            key_pem: key.to_pem(spec.key_encoding)?,
+            key_der: if spec.der_key {
+                Some(key.to_der(spec.key_encoding)?)
+            } else {
+                None
+            },
+            ca_pem: certificate.ca_pem,
+        },
+    })
+}
+
+/// A trigger fired: issue a new certificate (unless backing off from failures), write the
+/// Secret, then the status, then one Event.
+#[allow(clippy::too_many_arguments)]
+async fn issue(
+    cert: &Certificate,
+    ctx: &Context,
+    spec: ValidatedSpec,
+    signer: Signer,
+    trigger: Trigger,
+    state: SecretState,
+    renewal_time: Option<Timestamp>,
+    previous: &CertificateStatus,
+    now: Timestamp,
+) -> Result<Action, Error> {
+    let generation = cert.metadata.generation;
+    if let Some(at) = retry_at(previous, generation, renew_requested_at(cert))
+        && now < at
+    {
+        debug!(certificate = %object_name(cert), retry_at = %at, "backing off after failed issuance");
+        return Ok(Action::requeue(requeue_after(now, &[Some(at)])));
+    }
+
+    let (current_facts, current_revision, reuse) = match state {
+        SecretState::Present(current) => {
+            let facts = (!trigger.reason.invalidates_current()).then(|| {
+                IssuedFacts::new(
+                    current.leaf(),
+                    renewal_time.unwrap_or(current.leaf().not_after),
+                    previous.revision.or(current.revision).unwrap_or(1),
+                )
+            });
+            let revision = previous.revision.or(current.revision);
+            let reuse = (spec.rotation_policy == crate::api::PrivateKeyRotationPolicy::Never
+                && current.key.spec() == spec.key)
+                .then_some(current.key);
+            (facts, revision, reuse)
+        }
+        _ => (None, previous.revision, None),
+    };
+
+    info!(certificate = %object_name(cert), reason = trigger.reason.as_str(), message = %trigger.message, "issuing certificate");
+    let job_spec = spec.clone();
+    let started = std::time::Instant::now();
+    let outcome = tokio::task::spawn_blocking(move || sign(&job_spec, &signer, reuse, now))
+        .await
+        .map_err(|e| Error::IssuanceTask {
+            object: object_name(cert),
+            reason: e.to_string(),
+        })?;
+    debug!(certificate = %object_name(cert), elapsed_ms = started.elapsed().as_millis() as u64, "signing finished");
+
+    let issued = match outcome {
+        Ok(issued) => issued,
+        Err(e) => {
+            let cause = format!("signing failed: {e}");
+            return fail(cert, ctx, previous, current_facts.as_ref(), &trigger, &cause, now).await;
+        }
+    };
+    let revision = current_revision.unwrap_or(0) + 1;
+    let desired = secret::desired_secret(cert, &spec, &issued.leaf, &issued.material, revision);
+    if let Err(e) = apply_secret(ctx, &desired).await {
+        return fail(
+            cert,
+            ctx,
+            previous,
+            current_facts.as_ref(),
+            &trigger,
+            &e.to_string(),
+            now,
+        )
+        .await;
+    }
+
+    let leaf = &issued.leaf;
+    let uid = cert.metadata.uid.clone().unwrap_or_default();
+    let renewal_time = schedule::renewal_time(leaf.not_before, leaf.not_after, spec.renew_before, &uid);
+    let facts = IssuedFacts::new(leaf, renewal_time, revision);
+    let status = status::ready(previous, &facts, generation, now);
+    write_status(cert, ctx, previous, &status).await?;
+    info!(certificate = %object_name(cert), serial = %leaf.serial_hex, not_after = %leaf.not_after, revision, "certificate issued");
+    let event = if revision == 1 {
+        events::issued(&leaf.serial_hex, leaf.not_after)
+    } else {
+        events::renewed(
+            trigger.reason.as_str(),
+            &trigger.message,
+            &leaf.serial_hex,
+            leaf.not_after,
+        )
+    };
+    events::publish(ctx, event, &cert.object_ref(&())).await;
+    Ok(Action::requeue(requeue_after(
+        now,
+        &[Some(renewal_time), Some(leaf.not_after), renew_requested_at(cert)],
+    )))
+}
+
+/// An issuance attempt failed: record it in the status, warn, and back off.
+async fn fail(
+    cert: &Certificate,
+    ctx: &Context,
+    previous: &CertificateStatus,
+    current: Option<&IssuedFacts>,
+    trigger: &Trigger,
+    cause: &str,
+    now: Timestamp,
+) -> Result<Action, Error> {
+    warn!(certificate = %object_name(cert), reason = trigger.reason.as_str(), error = %cause, "issuance failed");
+    let status = status::issuance_failed(
+        previous,
+        current,
+        trigger.reason.as_str(),
+        &trigger.message,
+        cause,
+        cert.metadata.generation,
+        now,
+    );
+    let attempts = u32::try_from(status.failed_issuance_attempts.unwrap_or(1)).unwrap_or(u32::MAX);
+    let retry = now + backoff(attempts);
+    write_status(cert, ctx, previous, &status).await?;
+    events::publish(ctx, events::issuance_failed(cause, retry), &cert.object_ref(&())).await;
+    let mut deadlines = vec![Some(retry)];
+    if let Some(facts) = current {
+        deadlines.push(Some(facts.not_after));
+    }
+    Ok(Action::requeue(requeue_after(now, &deadlines)))
+}
+
+/// The Certificate cannot be acted on: Ready=False and, when that is news, a Warning Event.
+async fn report_not_ready(
+    cert: &Certificate,
+    ctx: &Context,
+    previous: &CertificateStatus,
+    why: &str,
+    message: &str,
+    now: Timestamp,
+) -> Result<(), Error> {
+    let status = status::not_ready(previous, why, message, cert.metadata.generation, now);
+    let before = find_condition(&previous.conditions, READY).map(|c| (&c.status, &c.reason, &c.message));
+    let after = find_condition(&status.conditions, READY).map(|c| (&c.status, &c.reason, &c.message));
+    write_status(cert, ctx, previous, &status).await?;
+    if before != after {
+        warn!(certificate = %object_name(cert), reason = why, %message, "certificate not ready");
+        events::publish(ctx, events::not_ready(why, message), &cert.object_ref(&())).await;
+    }
+    Ok(())
+}
+
+/// Writes the Secret in one server-side apply: every key together, under one field manager.
+async fn apply_secret(ctx: &Context, desired: &Secret) -> Result<(), Error> {
+    let namespace = desired.metadata.namespace.clone().unwrap_or_default();
+    let name = desired.metadata.name.clone().unwrap_or_default();
+    Api::<Secret>::namespaced(ctx.client.clone(), &namespace)
+        .patch(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(desired),
+        )
+        .await
+        .map(|_| ())
+        .map_err(|source| Error::ApplySecret {
+            namespace,
+            name,
+            source,
+        })
+}
+
+/// Writes the status with server-side apply, only when it changed.
+async fn write_status(
+    cert: &Certificate,
+    ctx: &Context,
+    previous: &CertificateStatus,
+    status: &CertificateStatus,
+) -> Result<(), Error> {
+    if status == previous {
+        return Ok(());
+    }
+    let patch = serde_json::json!({
+        "apiVersion": Certificate::api_version(&()),
+        "kind": "Certificate",
+        "status": status,
+    });
+    Api::<Certificate>::namespaced(ctx.client.clone(), &cert.namespace().unwrap_or_default())
+        .patch_status(
+            &cert.name_any(),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await
+        .map(|_| ())
+        .map_err(|source| Error::PatchStatus {
+            kind: "Certificate",
+            object: object_name(cert),
+            source,
+        })
+}

@@ -1,0 +1,537 @@
+//! The Certificate reconciler against a mocked API server: every request it makes, in order.
+
+use std::sync::Arc;
+
+use http::{Method, StatusCode};
+use jiff::{SignedDuration, Timestamp};
+use kube::core::DeserializeGuard;
+use kube::runtime::controller::Action;
+use serde_json::{Value, json};
+
+use super::reconcile::reconcile;
+use crate::api::{Certificate, ClusterIssuer, Issuer};
+use crate::context::Context;
+use crate::pki::parse_certificate_chain;
+use crate::testing::*;
+
+const NOW: &str = "2026-11-23T10:00:00Z";
+const CA_SECRET_PATH: &str = "/api/v1/namespaces/apps/secrets/root-ca";
+const SECRET_PATH: &str = "/api/v1/namespaces/apps/secrets/web-tls";
+const STATUS_PATH: &str = "/apis/certkeeper.io/v1/namespaces/apps/certificates/web/status";
+const EVENTS_PATH: &str = "/apis/events.k8s.io/v1/namespaces/apps/events";
+
+fn guard(cert: &Certificate) -> Arc<DeserializeGuard<Certificate>> {
+    Arc::new(DeserializeGuard(Ok(cert.clone())))
+}
+
+fn spawn(
+    cert: &Certificate,
+    ctx: &Arc<Context>,
+) -> tokio::task::JoinHandle<Result<Action, crate::error::Error>> {
+    tokio::spawn(reconcile(guard(cert), ctx.clone()))
+}
+
+/// What one issuance wrote.
+struct Written {
+    secret: Value,
+    status: Value,
+    event: Value,
+}
+
+/// Answers a status patch the way the API server does: the object with its new status.
+fn answer_status(seen: Seen, cert: &Certificate) -> Value {
+    let status = seen.body["status"].clone();
+    let mut object = to_json(cert);
+    object["status"] = status.clone();
+    seen.ok(object);
+    status
+}
+
+/// Expects Secret apply → status patch → Event, the three writes of an issuance.
+async fn expect_writes(api: &mut ApiServer, cert: &Certificate) -> Written {
+    let apply = api.expect(Method::PATCH, SECRET_PATH).await;
+    let secret = apply.body.clone();
+    apply.echo();
+    let status = answer_status(api.expect(Method::PATCH, STATUS_PATH).await, cert);
+    let event = api.expect(Method::POST, EVENTS_PATH).await;
+    let body = event.body.clone();
+    event.echo();
+    Written {
+        secret,
+        status,
+        event: body,
+    }
+}
+
+fn ready(status: &Value) -> (String, String) {
+    let c = status["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .unwrap();
+    (
+        c["status"].as_str().unwrap().into(),
+        c["reason"].as_str().unwrap().into(),
+    )
+}
+
+fn with_status(cert: &Certificate, status: &Value) -> Certificate {
+    let mut cert = cert.clone();
+    cert.status = Some(serde_json::from_value(status.clone()).unwrap());
+    cert
+}
+
+fn leaf_of(secret: &Value) -> crate::pki::CertificateInfo {
+    parse_certificate_chain(&secret_data(secret, "tls.crt"))
+        .unwrap()
+        .remove(0)
+}
+
+async fn finish(
+    task: tokio::task::JoinHandle<Result<Action, crate::error::Error>>,
+    ctx: Arc<Context>,
+    api: ApiServer,
+) -> Action {
+    let action = task.await.unwrap().unwrap();
+    drop(ctx);
+    api.expect_no_more().await;
+    action
+}
+
+/// Issues `web` under the CA Issuer `ca` at NOW and returns what was written.
+async fn first_issuance(cert: &Certificate, ca: &k8s_openapi::api::core::v1::Secret) -> Written {
+    let (ctx, mut api) = context(vec![ca_issuer("ca", "root-ca")], vec![], ts(NOW));
+    let task = spawn(cert, &ctx);
+    api.expect(Method::GET, CA_SECRET_PATH).await.ok(to_json(ca));
+    api.expect(Method::GET, SECRET_PATH).await.not_found();
+    let written = expect_writes(&mut api, cert).await;
+    finish(task, ctx, api).await;
+    written
+}
+
+fn root_ca() -> k8s_openapi::api::core::v1::Secret {
+    ca_secret(
+        "root-ca",
+        NAMESPACE,
+        "root",
+        ts(NOW) - SignedDuration::from_hours(24),
+        365,
+    )
+}
+
+#[tokio::test]
+async fn first_issuance_writes_secret_then_status_then_issued_event() {
+    let ca = root_ca();
+    let cert = certificate("web", "ca", &["web.apps.svc"]);
+    let (ctx, mut api) = context(vec![ca_issuer("ca", "root-ca")], vec![], ts(NOW));
+    let task = spawn(&cert, &ctx);
+    api.expect(Method::GET, CA_SECRET_PATH).await.ok(to_json(&ca));
+    api.expect(Method::GET, SECRET_PATH).await.not_found();
+    let written = expect_writes(&mut api, &cert).await;
+    let action = finish(task, ctx, api).await;
+
+    // The Secret: one apply with every key, the SPEC labels and annotations.
+    let s = &written.secret;
+    assert_eq!(s["type"], "kubernetes.io/tls");
+    assert_eq!(s["metadata"]["labels"]["certkeeper.io/certificate-name"], "web");
+    let ann = &s["metadata"]["annotations"];
+    assert_eq!(ann["certkeeper.io/issuer-name"], "ca");
+    assert_eq!(ann["certkeeper.io/issuer-kind"], "Issuer");
+    assert_eq!(ann["certkeeper.io/issuer-group"], "certkeeper.io");
+    assert_eq!(ann["certkeeper.io/alt-names"], "web.apps.svc");
+    assert_eq!(ann["certkeeper.io/revision"], "1");
+    assert!(
+        s["metadata"].get("ownerReferences").is_none(),
+        "Orphan is the default"
+    );
+    let leaf = leaf_of(s);
+    assert_eq!(leaf.dns_names, vec!["web.apps.svc".to_string()]);
+    assert_eq!(leaf.not_before, ts(NOW));
+    assert_eq!(leaf.not_after, ts(NOW) + SignedDuration::from_hours(24));
+    let ca_info = parse_certificate_chain(&secret_data(&to_json(&ca), "tls.crt"))
+        .unwrap()
+        .remove(0);
+    assert!(leaf.is_signed_by(&ca_info));
+    assert_eq!(secret_data(s, "ca.crt"), secret_data(&to_json(&ca), "tls.crt"));
+    assert!(
+        String::from_utf8(secret_data(s, "tls.key"))
+            .unwrap()
+            .contains("BEGIN PRIVATE KEY")
+    );
+
+    // The status: Ready, revision 1, the certificate's facts.
+    let st = &written.status;
+    assert_eq!(ready(st), ("True".into(), "Ready".into()));
+    assert_eq!(st["revision"], 1);
+    assert_eq!(st["notAfter"], "2026-11-24T10:00:00Z");
+    assert_eq!(st["serialNumber"], leaf.serial_hex.as_str());
+    assert_eq!(st["observedGeneration"], 1);
+    let renewal: Timestamp = st["renewalTime"].as_str().unwrap().parse().unwrap();
+    assert!(
+        renewal <= ts("2026-11-24T02:00:00Z") && renewal >= ts("2026-11-24T01:12:00Z"),
+        "{renewal}"
+    );
+
+    // The Event.
+    assert_eq!(written.event["reason"], "Issued");
+    assert_eq!(written.event["type"], "Normal");
+    assert!(written.event["note"].as_str().unwrap().contains(&leaf.serial_hex));
+
+    // Requeued at the renewal time.
+    let wait = renewal.duration_since(ts(NOW)).as_secs() as u64;
+    assert_eq!(action, Action::requeue(std::time::Duration::from_secs(wait + 1)));
+}
+
+#[tokio::test]
+async fn nothing_to_do_makes_no_write() {
+    let ca = root_ca();
+    let cert = certificate("web", "ca", &["web.apps.svc"]);
+    let written = first_issuance(&cert, &ca).await;
+    let cert = with_status(&cert, &written.status);
+
+    let later = ts(NOW) + SignedDuration::from_hours(3);
+    let (ctx, mut api) = context(vec![ca_issuer("ca", "root-ca")], vec![], later);
+    let task = spawn(&cert, &ctx);
+    api.expect(Method::GET, CA_SECRET_PATH).await.ok(to_json(&ca));
+    api.expect(Method::GET, SECRET_PATH)
+        .await
+        .ok(written.secret.clone());
+    finish(task, ctx, api).await;
+}
+
+#[tokio::test]
+async fn secret_deleted_is_reissued_with_next_revision() {
+    let ca = root_ca();
+    let cert = certificate("web", "ca", &["web.apps.svc"]);
+    let written = first_issuance(&cert, &ca).await;
+    let cert = with_status(&cert, &written.status);
+
+    let (ctx, mut api) = context(
+        vec![ca_issuer("ca", "root-ca")],
+        vec![],
+        ts(NOW) + SignedDuration::from_hours(1),
+    );
+    let task = spawn(&cert, &ctx);
+    api.expect(Method::GET, CA_SECRET_PATH).await.ok(to_json(&ca));
+    api.expect(Method::GET, SECRET_PATH).await.not_found();
+    let again = expect_writes(&mut api, &cert).await;
+    finish(task, ctx, api).await;
+    assert_eq!(again.status["revision"], 2);
+    assert_eq!(
+        again.secret["metadata"]["annotations"]["certkeeper.io/revision"],
+        "2"
+    );
+    assert_eq!(again.event["reason"], "Renewed");
+    assert!(again.event["note"].as_str().unwrap().contains("DoesNotExist"));
+}
+
+#[tokio::test]
+async fn spec_change_reissues_with_the_new_names() {
+    let ca = root_ca();
+    let cert = certificate("web", "ca", &["web.apps.svc"]);
+    let written = first_issuance(&cert, &ca).await;
+    let mut cert = with_status(&cert, &written.status);
+    cert.spec.dns_names = Some(vec!["web.apps.svc".into(), "web.example.com".into()]);
+    cert.metadata.generation = Some(2);
+
+    let (ctx, mut api) = context(
+        vec![ca_issuer("ca", "root-ca")],
+        vec![],
+        ts(NOW) + SignedDuration::from_mins(5),
+    );
+    let task = spawn(&cert, &ctx);
+    api.expect(Method::GET, CA_SECRET_PATH).await.ok(to_json(&ca));
+    api.expect(Method::GET, SECRET_PATH)
+        .await
+        .ok(written.secret.clone());
+    let again = expect_writes(&mut api, &cert).await;
+    finish(task, ctx, api).await;
+    assert_eq!(
+        leaf_of(&again.secret).dns_names,
+        vec!["web.apps.svc".to_string(), "web.example.com".to_string()]
+    );
+    assert_eq!(again.status["observedGeneration"], 2);
+    assert!(again.event["note"].as_str().unwrap().contains("SecretMismatch"));
+}
+
+#[tokio::test]
+async fn renewal_due_reissues_at_the_renewal_time() {
+    let ca = root_ca();
+    let cert = certificate("web", "ca", &["web.apps.svc"]);
+    let written = first_issuance(&cert, &ca).await;
+    let cert = with_status(&cert, &written.status);
+    let renewal: Timestamp = written.status["renewalTime"].as_str().unwrap().parse().unwrap();
+
+    // One second before: nothing.
+    let (ctx, mut api) = context(
+        vec![ca_issuer("ca", "root-ca")],
+        vec![],
+        renewal - SignedDuration::from_secs(1),
+    );
+    let task = spawn(&cert, &ctx);
+    api.expect(Method::GET, CA_SECRET_PATH).await.ok(to_json(&ca));
+    api.expect(Method::GET, SECRET_PATH)
+        .await
+        .ok(written.secret.clone());
+    let action = finish(task, ctx, api).await;
+    assert_eq!(action, Action::requeue(std::time::Duration::from_secs(2)));
+
+    // At the renewal time: a new certificate with a new key.
+    let (ctx, mut api) = context(vec![ca_issuer("ca", "root-ca")], vec![], renewal);
+    let task = spawn(&cert, &ctx);
+    api.expect(Method::GET, CA_SECRET_PATH).await.ok(to_json(&ca));
+    api.expect(Method::GET, SECRET_PATH)
+        .await
+        .ok(written.secret.clone());
+    let again = expect_writes(&mut api, &cert).await;
+    finish(task, ctx, api).await;
+    assert!(again.event["note"].as_str().unwrap().contains("Renewing"));
+    assert_eq!(leaf_of(&again.secret).not_before, renewal);
+    assert_ne!(
+        secret_data(&again.secret, "tls.key"),
+        secret_data(&written.secret, "tls.key")
+    );
+}
+
+#[tokio::test]
+async fn rotation_policy_never_keeps_the_key() {
+    let ca = root_ca();
+    let mut cert = certificate("web", "ca", &["web.apps.svc"]);
+    cert.spec.private_key = Some(crate::api::PrivateKeySpec {
+        rotation_policy: Some(crate::api::PrivateKeyRotationPolicy::Never),
+        ..Default::default()
+    });
+    let written = first_issuance(&cert, &ca).await;
+    let mut cert = with_status(&cert, &written.status);
+    cert.metadata.annotations = Some(
+        [(
+            "certkeeper.io/renew-requested-at".to_string(),
+            "2026-11-23T10:30:00Z".to_string(),
+        )]
+        .into(),
+    );
+
+    let (ctx, mut api) = context(
+        vec![ca_issuer("ca", "root-ca")],
+        vec![],
+        ts(NOW) + SignedDuration::from_hours(1),
+    );
+    let task = spawn(&cert, &ctx);
+    api.expect(Method::GET, CA_SECRET_PATH).await.ok(to_json(&ca));
+    api.expect(Method::GET, SECRET_PATH)
+        .await
+        .ok(written.secret.clone());
+    let again = expect_writes(&mut api, &cert).await;
+    finish(task, ctx, api).await;
+    assert!(
+        again.event["note"]
+            .as_str()
+            .unwrap()
+            .contains("ManuallyTriggered")
+    );
+    assert_eq!(
+        secret_data(&again.secret, "tls.key"),
+        secret_data(&written.secret, "tls.key")
+    );
+    assert_ne!(
+        leaf_of(&again.secret).serial_hex,
+        leaf_of(&written.secret).serial_hex
+    );
+}
+
+#[tokio::test]
+async fn ca_rotation_reissues_leaves() {
+    let ca = root_ca();
+    let cert = certificate("web", "ca", &["web.apps.svc"]);
+    let written = first_issuance(&cert, &ca).await;
+    let cert = with_status(&cert, &written.status);
+    let rotated = ca_secret("root-ca", NAMESPACE, "root", ts(NOW), 365);
+
+    let (ctx, mut api) = context(
+        vec![ca_issuer("ca", "root-ca")],
+        vec![],
+        ts(NOW) + SignedDuration::from_hours(1),
+    );
+    let task = spawn(&cert, &ctx);
+    api.expect(Method::GET, CA_SECRET_PATH)
+        .await
+        .ok(to_json(&rotated));
+    api.expect(Method::GET, SECRET_PATH)
+        .await
+        .ok(written.secret.clone());
+    let again = expect_writes(&mut api, &cert).await;
+    finish(task, ctx, api).await;
+    assert!(again.event["note"].as_str().unwrap().contains("CARotated"));
+    let new_ca = parse_certificate_chain(&secret_data(&to_json(&rotated), "tls.crt"))
+        .unwrap()
+        .remove(0);
+    assert!(leaf_of(&again.secret).is_signed_by(&new_ca));
+    assert_eq!(
+        secret_data(&again.secret, "ca.crt"),
+        secret_data(&to_json(&rotated), "tls.crt")
+    );
+}
+
+#[tokio::test]
+async fn issuer_missing_sets_ready_false_and_warns_once() {
+    let cert = certificate("web", "nowhere", &["web.apps.svc"]);
+    let (ctx, mut api) = context(vec![], vec![], ts(NOW));
+    let task = spawn(&cert, &ctx);
+    let status = answer_status(api.expect(Method::PATCH, STATUS_PATH).await, &cert);
+    let event = api.expect(Method::POST, EVENTS_PATH).await;
+    assert_eq!(event.body["type"], "Warning");
+    assert_eq!(event.body["reason"], "IssuerNotFound");
+    event.echo();
+    finish(task, ctx, api).await;
+    assert_eq!(ready(&status), ("False".into(), "IssuerNotFound".into()));
+    assert!(
+        status["conditions"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("\"nowhere\"")
+    );
+
+    // Reconciled again with that status: nothing to write, no second Warning.
+    let cert = with_status(&cert, &status);
+    let (ctx, api) = context(vec![], vec![], ts(NOW) + SignedDuration::from_mins(1));
+    let task = spawn(&cert, &ctx);
+    finish(task, ctx, api).await;
+}
+
+#[tokio::test]
+async fn invalid_spec_sets_ready_false_without_issuing() {
+    let mut cert = certificate("web", "ca", &["web.apps.svc"]);
+    cert.spec.duration = Some("30m".into());
+    let (ctx, mut api) = context(vec![ca_issuer("ca", "root-ca")], vec![], ts(NOW));
+    let task = spawn(&cert, &ctx);
+    let status = answer_status(api.expect(Method::PATCH, STATUS_PATH).await, &cert);
+    let event = api.expect(Method::POST, EVENTS_PATH).await;
+    assert_eq!(event.body["reason"], "InvalidSpec");
+    event.echo();
+    let action = finish(task, ctx, api).await;
+    assert_eq!(action, Action::await_change());
+    assert_eq!(ready(&status), ("False".into(), "InvalidSpec".into()));
+}
+
+#[tokio::test]
+async fn cluster_issuer_reads_its_ca_only_from_the_cluster_resource_namespace() {
+    let ca = ca_secret(
+        "root-ca",
+        CLUSTER_RESOURCE_NAMESPACE,
+        "root",
+        ts(NOW) - SignedDuration::from_hours(1),
+        30,
+    );
+    let mut cert = certificate("web", "cluster-ca", &["web.apps.svc"]);
+    cert.spec.issuer_ref.kind = Some("ClusterIssuer".into());
+    let issuers: Vec<Issuer> = vec![];
+    let cluster: Vec<ClusterIssuer> = vec![ca_cluster_issuer("cluster-ca", "root-ca")];
+    let (ctx, mut api) = context(issuers, cluster, ts(NOW));
+    let task = spawn(&cert, &ctx);
+    api.expect(
+        Method::GET,
+        "/api/v1/namespaces/certkeeper-system/secrets/root-ca",
+    )
+    .await
+    .ok(to_json(&ca));
+    api.expect(Method::GET, SECRET_PATH).await.not_found();
+    let written = expect_writes(&mut api, &cert).await;
+    finish(task, ctx, api).await;
+    assert_eq!(
+        written.secret["metadata"]["annotations"]["certkeeper.io/issuer-kind"],
+        "ClusterIssuer"
+    );
+}
+
+#[tokio::test]
+async fn self_signed_issuer_writes_the_certificate_as_its_own_ca() {
+    let mut cert = certificate("web", "self", &["web.apps.svc"]);
+    cert.spec.secret_deletion_policy = Some(crate::api::SecretDeletionPolicy::Delete);
+    let (ctx, mut api) = context(vec![self_signed_issuer("self")], vec![], ts(NOW));
+    let task = spawn(&cert, &ctx);
+    api.expect(Method::GET, SECRET_PATH).await.not_found();
+    let written = expect_writes(&mut api, &cert).await;
+    finish(task, ctx, api).await;
+    assert_eq!(
+        secret_data(&written.secret, "ca.crt"),
+        secret_data(&written.secret, "tls.crt")
+    );
+    let owner = &written.secret["metadata"]["ownerReferences"][0];
+    assert_eq!(owner["kind"], "Certificate");
+    assert_eq!(owner["uid"], "uid-web");
+    assert_eq!(owner["controller"], true);
+}
+
+#[tokio::test]
+async fn failed_issuance_backs_off_and_a_spec_change_retries_at_once() {
+    let ca = root_ca();
+    let cert = certificate("web", "ca", &["web.apps.svc"]);
+    let (ctx, mut api) = context(vec![ca_issuer("ca", "root-ca")], vec![], ts(NOW));
+    let task = spawn(&cert, &ctx);
+    api.expect(Method::GET, CA_SECRET_PATH).await.ok(to_json(&ca));
+    api.expect(Method::GET, SECRET_PATH).await.not_found();
+    let apply = api.expect(Method::PATCH, SECRET_PATH).await;
+    apply.respond(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Invalid", "code": 422,
+               "message": "Secret \"web-tls\" is invalid: type: Invalid value: \"kubernetes.io/tls\": field is immutable"}),
+    );
+    let status = answer_status(api.expect(Method::PATCH, STATUS_PATH).await, &cert);
+    let event = api.expect(Method::POST, EVENTS_PATH).await;
+    assert_eq!(event.body["reason"], "IssuanceFailed");
+    assert!(
+        event.body["note"]
+            .as_str()
+            .unwrap()
+            .contains("field is immutable")
+    );
+    assert!(
+        event.body["note"]
+            .as_str()
+            .unwrap()
+            .contains("2026-11-23T10:00:10Z")
+    );
+    event.echo();
+    let action = finish(task, ctx, api).await;
+    assert_eq!(action, Action::requeue(std::time::Duration::from_secs(11)));
+    assert_eq!(status["failedIssuanceAttempts"], 1);
+    assert_eq!(status["lastFailureTime"], NOW);
+    assert_eq!(ready(&status), ("False".into(), "DoesNotExist".into()));
+    let issuing = status["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Issuing")
+        .unwrap();
+    assert_eq!(issuing["status"], "False");
+
+    // Woken again 5 s later (say by its own status write): still backing off, no write.
+    let cert = with_status(&cert, &status);
+    let (ctx, mut api) = context(
+        vec![ca_issuer("ca", "root-ca")],
+        vec![],
+        ts(NOW) + SignedDuration::from_secs(5),
+    );
+    let task = spawn(&cert, &ctx);
+    api.expect(Method::GET, CA_SECRET_PATH).await.ok(to_json(&ca));
+    api.expect(Method::GET, SECRET_PATH).await.not_found();
+    let action = finish(task, ctx, api).await;
+    assert_eq!(action, Action::requeue(std::time::Duration::from_secs(6)));
+
+    // A spec change retries at once.
+    let mut changed = cert.clone();
+    changed.metadata.generation = Some(2);
+    let (ctx, mut api) = context(
+        vec![ca_issuer("ca", "root-ca")],
+        vec![],
+        ts(NOW) + SignedDuration::from_secs(5),
+    );
+    let task = spawn(&changed, &ctx);
+    api.expect(Method::GET, CA_SECRET_PATH).await.ok(to_json(&ca));
+    api.expect(Method::GET, SECRET_PATH).await.not_found();
+    let written = expect_writes(&mut api, &changed).await;
+    finish(task, ctx, api).await;
+    assert_eq!(written.status.get("failedIssuanceAttempts"), None);
+    assert_eq!(written.event["reason"], "Issued");
+}

@@ -1,0 +1,294 @@
+//! The renewal policies: small pure checks, each saying whether the Secret must be re-issued
+//! and why. The reason strings are user-facing (status conditions, Events), cert-manager style.
+
+use std::collections::BTreeSet;
+
+use jiff::Timestamp;
+
+use super::secret::{CurrentKeyPair, SecretState};
+use super::spec::ValidatedSpec;
+use crate::pki::{CaKeyPair, CertificateInfo};
+
+/// Why a certificate is (re-)issued.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TriggerReason {
+    SecretMissing,
+    MissingData,
+    InvalidData,
+    KeyMismatch,
+    IncorrectIssuer,
+    SpecMismatch,
+    CaRotated,
+    Expired,
+    ManuallyTriggered,
+    RenewalDue,
+}
+
+impl TriggerReason {
+    /// The reason string shown in conditions and Events.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::SecretMissing => "DoesNotExist",
+            Self::MissingData => "MissingData",
+            Self::InvalidData => "InvalidData",
+            Self::KeyMismatch => "InvalidKeyPair",
+            Self::IncorrectIssuer => "IncorrectIssuer",
+            Self::SpecMismatch => "SecretMismatch",
+            Self::CaRotated => "CARotated",
+            Self::Expired => "Expired",
+            Self::ManuallyTriggered => "ManuallyTriggered",
+            Self::RenewalDue => "Renewing",
+        }
+    }
+
+    /// Whether the certificate in the Secret is unusable for the current spec, so the
+    /// Certificate is not Ready until a new one is issued. Renewal, a manual request and a
+    /// rotated CA leave a still-valid certificate in place meanwhile.
+    pub fn invalidates_current(self) -> bool {
+        !matches!(self, Self::RenewalDue | Self::ManuallyTriggered | Self::CaRotated)
+    }
+}
+
+/// A fired policy: the reason and a sentence for people.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Trigger {
+    pub reason: TriggerReason,
+    pub message: String,
+}
+
+fn fire(reason: TriggerReason, message: impl Into<String>) -> Option<Trigger> {
+    Some(Trigger {
+        reason,
+        message: message.into(),
+    })
+}
+
+/// How the referenced issuer signs.
+#[derive(Debug, Clone)]
+pub enum Signer {
+    SelfSigned,
+    Ca(std::sync::Arc<CaKeyPair>),
+}
+
+/// Everything the policies look at besides the Secret.
+pub struct PolicyInput<'a> {
+    pub spec: &'a ValidatedSpec,
+    pub signer: &'a Signer,
+    /// When the current certificate is due for renewal.
+    pub renewal_time: Option<Timestamp>,
+    /// `certkeeper.io/renew-requested-at`, when set and parseable.
+    pub renew_requested_at: Option<Timestamp>,
+    pub now: Timestamp,
+}
+
+/// The outcome of the policies.
+#[derive(Debug)]
+pub enum Decision<'a> {
+    /// The Secret holds a valid certificate for the spec.
+    UpToDate(&'a CurrentKeyPair),
+    /// The first policy that fired.
+    Issue(Trigger),
+}
+
+/// Runs the policies in order; the first that fires decides.
+pub fn evaluate<'a>(input: &PolicyInput<'_>, secret: &'a SecretState) -> Decision<'a> {
+    let current = match secret {
+        SecretState::Missing => {
+            return Decision::Issue(Trigger {
+                reason: TriggerReason::SecretMissing,
+                message: "the Secret does not exist".into(),
+            });
+        }
+        SecretState::MissingData(key) => {
+            return Decision::Issue(Trigger {
+                reason: TriggerReason::MissingData,
+                message: format!("the Secret has no {key}"),
+            });
+        }
+        SecretState::Invalid(why) => {
+            return Decision::Issue(Trigger {
+                reason: TriggerReason::InvalidData,
+                message: why.clone(),
+            });
+        }
+        SecretState::Present(current) => current,
+    };
+    match policies(input, current) {
+        Some(trigger) => Decision::Issue(trigger),
+        None => Decision::UpToDate(current),
+    }
+}
+
+/// The policies that look at a parseable Secret, in order.
+fn policies(input: &PolicyInput<'_>, current: &CurrentKeyPair) -> Option<Trigger> {
+    key_mismatch(current)
+        .or_else(|| incorrect_issuer(input.spec, current))
+        .or_else(|| spec_mismatch(input.spec, input.signer, current.leaf()))
+        .or_else(|| ca_rotated(input.signer, current.leaf()))
+        .or_else(|| expired(current.leaf(), input.now))
+        .or_else(|| manually_triggered(input.renew_requested_at, current.leaf(), input.now))
+        .or_else(|| renewal_due(input.renewal_time, input.now))
+}
+
+/// The Secret's private key is not the certificate's.
+pub fn key_mismatch(current: &CurrentKeyPair) -> Option<Trigger> {
+    if current.leaf().key_matches(&current.key) {
+        None
+    } else {
+        fire(
+            TriggerReason::KeyMismatch,
+            "the private key in the Secret does not match the certificate",
+        )
+    }
+}
+
+/// The Secret was issued by another issuer than the one referenced now.
+pub fn incorrect_issuer(spec: &ValidatedSpec, current: &CurrentKeyPair) -> Option<Trigger> {
+    let want = [
+        spec.issuer_ref.name.as_str(),
+        spec.issuer_ref.kind(),
+        spec.issuer_ref.group(),
+    ];
+    let have = [
+        current.issuer_name.as_deref().unwrap_or(""),
+        current.issuer_kind.as_deref().unwrap_or(""),
+        current.issuer_group.as_deref().unwrap_or(""),
+    ];
+    if want == have {
+        None
+    } else {
+        fire(
+            TriggerReason::IncorrectIssuer,
+            format!(
+                "the Secret was issued by {} {:?}, the Certificate now references {} {:?}",
+                if have[1].is_empty() {
+                    "unknown issuer"
+                } else {
+                    have[1]
+                },
+                have[0],
+                want[1],
+                want[0]
+            ),
+        )
+    }
+}
+
+fn set<T: Ord + Clone>(v: &[T]) -> BTreeSet<T> {
+    v.iter().cloned().collect()
+}
+
+/// The certificate no longer says what the spec asks for: names, subject, usages, isCA, key
+/// type or size, or lifetime.
+pub fn spec_mismatch(spec: &ValidatedSpec, signer: &Signer, leaf: &CertificateInfo) -> Option<Trigger> {
+    let mut differs: Vec<&str> = Vec::new();
+    if spec.common_name != leaf.common_name {
+        differs.push("commonName");
+    }
+    if set(&spec.dns_names) != set(&leaf.dns_names) {
+        differs.push("dnsNames");
+    }
+    if set(&spec.ip_addresses) != set(&leaf.ip_addresses) {
+        differs.push("ipAddresses");
+    }
+    if set(&spec.uris) != set(&leaf.uris) {
+        differs.push("uris");
+    }
+    if set(&spec.email_addresses) != set(&leaf.email_addresses) {
+        differs.push("emailAddresses");
+    }
+    let (a, b) = (&spec.subject, &leaf.subject);
+    if set(&a.organizations) != set(&b.organizations)
+        || set(&a.organizational_units) != set(&b.organizational_units)
+        || set(&a.countries) != set(&b.countries)
+        || set(&a.localities) != set(&b.localities)
+        || set(&a.provinces) != set(&b.provinces)
+        || set(&a.street_addresses) != set(&b.street_addresses)
+        || set(&a.postal_codes) != set(&b.postal_codes)
+        || a.serial_number != b.serial_number
+    {
+        differs.push("subject");
+    }
+    if spec.is_ca != leaf.is_ca {
+        differs.push("isCA");
+    }
+    if spec.usages != leaf.usages {
+        differs.push("usages");
+    }
+    if spec.key != leaf.key_spec {
+        differs.push("privateKey");
+    }
+    let lifetime = leaf.not_after.duration_since(leaf.not_before);
+    // A CA issuer caps a certificate at its own notAfter; that is not a mismatch.
+    let capped = matches!(signer, Signer::Ca(ca) if ca.certificate().not_after == leaf.not_after);
+    if lifetime != spec.duration && !capped {
+        differs.push("duration");
+    }
+    if differs.is_empty() {
+        None
+    } else {
+        fire(
+            TriggerReason::SpecMismatch,
+            format!("the certificate differs from the spec in: {}", differs.join(", ")),
+        )
+    }
+}
+
+/// The certificate was not signed by the issuer's current CA (or, for a selfSigned issuer, is
+/// not self-signed): the CA was rotated or the issuer changed type.
+pub fn ca_rotated(signer: &Signer, leaf: &CertificateInfo) -> Option<Trigger> {
+    match signer {
+        Signer::SelfSigned if leaf.self_signed => None,
+        Signer::SelfSigned => fire(
+            TriggerReason::CaRotated,
+            "the certificate is not self-signed but the issuer is selfSigned",
+        ),
+        Signer::Ca(ca) if leaf.is_signed_by(ca.certificate()) => None,
+        Signer::Ca(ca) => fire(
+            TriggerReason::CaRotated,
+            format!(
+                "the certificate was not signed by the issuer's current CA (SHA-256 {})",
+                ca.certificate().fingerprint_sha256
+            ),
+        ),
+    }
+}
+
+/// notAfter has passed.
+pub fn expired(leaf: &CertificateInfo, now: Timestamp) -> Option<Trigger> {
+    if now >= leaf.not_after {
+        fire(
+            TriggerReason::Expired,
+            format!("the certificate expired at {}", leaf.not_after),
+        )
+    } else {
+        None
+    }
+}
+
+/// A renewal was requested (annotation) after the current certificate was issued. A request
+/// dated in the future waits until its time, so clock skew cannot cause a re-issue loop.
+pub fn manually_triggered(
+    requested_at: Option<Timestamp>,
+    leaf: &CertificateInfo,
+    now: Timestamp,
+) -> Option<Trigger> {
+    match requested_at {
+        Some(at) if at > leaf.not_before && at <= now => fire(
+            TriggerReason::ManuallyTriggered,
+            format!("renewal was requested at {at}"),
+        ),
+        _ => None,
+    }
+}
+
+/// The renewal time has been reached.
+pub fn renewal_due(renewal_time: Option<Timestamp>, now: Timestamp) -> Option<Trigger> {
+    match renewal_time {
+        Some(at) if now >= at => fire(
+            TriggerReason::RenewalDue,
+            format!("the renewal time {at} has been reached"),
+        ),
+        _ => None,
+    }
+}

@@ -1,0 +1,65 @@
+//! The command line: `certkeeper controller` runs the operator, `certkeeper crd` prints the CRDs.
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::runner;
+use crate::telemetry::logs::{self, LogFormat};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "certkeeper",
+    version,
+    about = "Kubernetes certificate operator: in-cluster CAs, TLS Secrets, renewal on time"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the operator against the cluster of the current kubeconfig (or in-cluster).
+    Controller(ControllerArgs),
+    /// Print the CustomResourceDefinitions as YAML.
+    Crd,
+}
+
+#[derive(Debug, Args)]
+pub struct ControllerArgs {
+    /// Namespace the ClusterIssuers read CA Secrets from [default: the controller's own
+    /// namespace, or certkeeper-system outside a cluster].
+    #[arg(long)]
+    pub cluster_resource_namespace: Option<String>,
+    /// How many objects are reconciled at once per controller.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub concurrency: u16,
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// Runs the command; an `Err` is printed by `main` as one line with a non-zero exit.
+pub async fn dispatch(cli: Cli) -> Result<(), String> {
+    match cli.command {
+        Command::Crd => {
+            let yaml = crate::api::crds_yaml().map_err(|e| format!("cannot render the CRDs: {e}"))?;
+            print!("{yaml}");
+            Ok(())
+        }
+        Command::Controller(args) => {
+            // Connect before logging starts, so a failure is the one line `main` prints.
+            let connected = runner::connect().await.map_err(|e| e.to_string())?;
+            logs::init(args.log_format);
+            tracing::info!(server = %connected.server, version = %connected.version, "connected to the API server");
+            runner::run(
+                connected.client,
+                runner::Settings {
+                    cluster_resource_namespace: args.cluster_resource_namespace,
+                    concurrency: args.concurrency,
+                },
+            )
+            .await;
+            Ok(())
+        }
+    }
+}

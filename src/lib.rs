@@ -1,0 +1,14 @@
+//! certkeeper: a Kubernetes operator that issues certificates from in-cluster CAs into TLS
+//! Secrets and renews them before they expire.
+
+pub mod api;
+pub mod certificate;
+pub mod cli;
+pub mod context;
+pub mod error;
+pub mod issuer;
+pub mod pki;
+pub mod runner;
+pub mod telemetry;
+#[cfg(test)]
+pub mod testing;

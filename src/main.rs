@@ -1,0 +1,13 @@
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = certkeeper::cli::Cli::parse();
+    match certkeeper::cli::dispatch(cli).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("certkeeper: {message}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,114 @@
+//! CA key pairs read from a Secret, and their validation.
+
+use super::parse::parse_der;
+use super::{CertificateInfo, PkiError, PrivateKey, parse_certificate_chain};
+
+/// URLs a CA issuer writes into the certificates it signs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IssuerUrls {
+    pub crl_distribution_points: Vec<String>,
+    pub ocsp_servers: Vec<String>,
+    pub issuing_certificate_urls: Vec<String>,
+}
+
+/// A CA certificate (with its chain) and its private key.
+#[derive(Debug)]
+pub struct CaKeyPair {
+    /// The CA certificate first, then its chain towards the root.
+    pub chain: Vec<CertificateInfo>,
+    pub key: PrivateKey,
+    /// The root from `ca.crt` when the chain does not end in a self-signed certificate.
+    pub root: Option<CertificateInfo>,
+    pub urls: IssuerUrls,
+}
+
+/// What an Issuer's status reports about its CA.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CaFacts {
+    pub not_after: jiff::Timestamp,
+    /// SHA-256 fingerprint of the CA certificate, as `CertificateInfo::fingerprint_sha256`.
+    pub fingerprint_sha256: String,
+}
+
+impl CaKeyPair {
+    /// Reads a `kubernetes.io/tls` Secret's data: `tls.crt` (CA first, chain may follow),
+    /// `tls.key` (PKCS#1, PKCS#8 or SEC1) and an optional `ca.crt`. Checks the key matches the
+    /// CA certificate (`KeyMismatch`) but not CA-ness or expiry: see `validate`.
+    pub fn from_pem(
+        tls_crt: &[u8],
+        tls_key: &[u8],
+        ca_crt: Option<&[u8]>,
+        urls: IssuerUrls,
+    ) -> Result<Self, PkiError> {
+        let chain = parse_certificate_chain(tls_crt)?;
+        let key = PrivateKey::from_pem(tls_key)?;
+        let ca = chain.first().ok_or(PkiError::NoCertificate)?;
+        if !ca.key_matches(&key) {
+            return Err(PkiError::KeyMismatch);
+        }
+        let root = match ca_crt {
+            Some(pem) => root_from_bundle(pem, &chain)?,
+            None => None,
+        };
+        Ok(Self {
+            chain,
+            key,
+            root,
+            urls,
+        })
+    }
+
+    /// The CA certificate itself.
+    pub fn certificate(&self) -> &CertificateInfo {
+        &self.chain[0]
+    }
+
+    /// Checks the CA can sign at `now`: basicConstraints CA:TRUE and keyCertSign (`NotACa`),
+    /// not expired (`Expired`).
+    pub fn validate(&self, now: jiff::Timestamp) -> Result<CaFacts, PkiError> {
+        let ca = self.chain.first().ok_or(PkiError::NoCertificate)?;
+        let x509 = parse_der(&ca.der)?;
+        let invalid = |e: x509_parser::error::X509Error| PkiError::InvalidCertificate(e.to_string());
+        match x509.basic_constraints().map_err(invalid)? {
+            Some(bc) if bc.value.ca => {}
+            Some(_) => return Err(PkiError::NotACa("basicConstraints has CA:FALSE".into())),
+            None => return Err(PkiError::NotACa("no basicConstraints extension".into())),
+        }
+        // Without a keyUsage extension every usage is allowed (RFC 5280 §4.2.1.3).
+        if let Some(ku) = x509.key_usage().map_err(invalid)?
+            && !ku.value.key_cert_sign()
+        {
+            return Err(PkiError::NotACa("keyUsage lacks keyCertSign".into()));
+        }
+        if now >= ca.not_after {
+            return Err(PkiError::Expired(ca.not_after));
+        }
+        Ok(CaFacts {
+            not_after: ca.not_after,
+            fingerprint_sha256: ca.fingerprint_sha256.clone(),
+        })
+    }
+}
+
+/// The root `ca.crt` adds: none when the chain already ends in a self-signed certificate or
+/// `ca.crt` only repeats the top of the chain. A bundle may hold several roots, so prefer the
+/// one that issued the top of the chain.
+fn root_from_bundle(ca_crt: &[u8], chain: &[CertificateInfo]) -> Result<Option<CertificateInfo>, PkiError> {
+    let Some(top) = chain.last() else {
+        return Ok(None);
+    };
+    if top.self_signed {
+        return Ok(None);
+    }
+    let candidates = match parse_certificate_chain(ca_crt) {
+        Ok(candidates) => candidates,
+        // cert-manager writes an empty `ca.crt` when it knows no root.
+        Err(PkiError::NoCertificate) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let chosen = candidates
+        .iter()
+        .find(|c| top.is_signed_by(c))
+        .or(candidates.first());
+    Ok(chosen.filter(|c| c.der != top.der).cloned())
+}

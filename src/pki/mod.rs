@@ -1,0 +1,42 @@
+//! X.509 work with no Kubernetes in it: key generation and encoding, certificate signing,
+//! parsing of existing certificates and keys, chain assembly and CA validation.
+//!
+//! Everything here is pure and synchronous. Key generation (RSA above all, ~90 ms per key)
+//! is CPU-bound: callers on an async runtime run it under `tokio::task::spawn_blocking`.
+
+mod ca;
+mod cert;
+mod der;
+mod key;
+mod parse;
+mod usage;
+
+#[cfg(test)]
+mod tests;
+
+pub use ca::{CaFacts, CaKeyPair, IssuerUrls};
+pub use cert::{CertificateTemplate, IssuedCertificate, SubjectFields, sign_self_signed, sign_with_ca};
+pub use key::{KeyAlgorithm, KeyEncoding, KeySpec, PrivateKey};
+pub use parse::{CertificateInfo, parse_certificate_chain, parse_pem_certificates};
+pub use usage::Usage;
+
+/// What went wrong in the X.509 layer. Messages never contain key material.
+#[derive(Debug, thiserror::Error)]
+pub enum PkiError {
+    #[error("unsupported key: {0}")]
+    UnsupportedKey(String),
+    #[error("invalid private key: {0}")]
+    InvalidKey(String),
+    #[error("invalid certificate: {0}")]
+    InvalidCertificate(String),
+    #[error("no certificate found in PEM data")]
+    NoCertificate,
+    #[error("the private key does not match the certificate")]
+    KeyMismatch,
+    #[error("certificate is not a CA: {0}")]
+    NotACa(String),
+    #[error("CA certificate expired at {0}")]
+    Expired(jiff::Timestamp),
+    #[error("signing failed: {0}")]
+    Signing(String),
+}

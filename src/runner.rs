@@ -1,0 +1,428 @@
+//! `certkeeper controller`: connect to the cluster, wire the three controllers and their
+//! watches, run until SIGTERM.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{FutureExt, StreamExt};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::Api;
+use kube::core::DeserializeGuard;
+use kube::core::PartialObjectMeta;
+use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, Resource, ResourceExt};
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::api::{Certificate, ClusterIssuer, Issuer};
+use crate::certificate::schedule::backoff;
+use crate::certificate::secret::{LABEL_CERTIFICATE_NAME, SECRET_TYPE_TLS};
+use crate::context::{Context, system_clock};
+use crate::error::Error;
+use crate::issuer::IssuerObject;
+
+/// Settings of the controller process.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub cluster_resource_namespace: Option<String>,
+    pub concurrency: u16,
+}
+
+/// Why the controller could not start. Printed as one line.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(
+        "no Kubernetes configuration found (not in a cluster, and no usable KUBECONFIG or ~/.kube/config): {0}"
+    )]
+    NoConfig(String),
+    #[error("cannot reach the Kubernetes API server at {url}: {reason}")]
+    Unreachable { url: String, reason: String },
+}
+
+/// How long to wait for the API server to answer at start-up.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// A client whose API server answered.
+pub struct Connected {
+    pub client: Client,
+    pub server: String,
+    pub version: String,
+}
+
+/// Builds a client with the standard resolution (in-cluster, then KUBECONFIG / ~/.kube/config)
+/// and checks the API server answers.
+pub async fn connect() -> Result<Connected, StartupError> {
+    let config = kube::Config::infer()
+        .await
+        .map_err(|e| StartupError::NoConfig(e.to_string()))?;
+    let url = config.cluster_url.to_string();
+    let client = Client::try_from(config).map_err(|e| StartupError::Unreachable {
+        url: url.clone(),
+        reason: e.to_string(),
+    })?;
+    match tokio::time::timeout(CONNECT_TIMEOUT, client.apiserver_version()).await {
+        Ok(Ok(version)) => Ok(Connected {
+            client,
+            server: url,
+            version: version.git_version,
+        }),
+        Ok(Err(e)) => Err(StartupError::Unreachable {
+            url,
+            reason: e.to_string(),
+        }),
+        Err(_) => Err(StartupError::Unreachable {
+            url,
+            reason: format!("no answer within {}s", CONNECT_TIMEOUT.as_secs()),
+        }),
+    }
+}
+
+/// The namespace the controller runs in, or `certkeeper-system` outside a cluster.
+pub fn default_cluster_resource_namespace() -> String {
+    if let Ok(ns) = std::env::var("POD_NAMESPACE")
+        && !ns.is_empty()
+    {
+        return ns;
+    }
+    std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+        .ok()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "certkeeper-system".to_owned())
+}
+
+/// Resolves on the first SIGTERM or Ctrl-C; every controller shuts down gracefully on it.
+fn shutdown_signal() -> watch::Receiver<bool> {
+    let (tx, rx) = watch::channel(false);
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c().map(|_| ());
+        #[cfg(unix)]
+        let term = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(e) => {
+                    warn!(error = %e, "cannot listen for SIGTERM");
+                    futures::future::pending::<()>().await;
+                }
+            }
+        };
+        #[cfg(not(unix))]
+        let term = futures::future::pending::<()>();
+        futures::future::select(Box::pin(ctrl_c), Box::pin(term)).await;
+        info!("shutdown requested; finishing running reconciles");
+        let _ = tx.send(true);
+    });
+    rx
+}
+
+async fn on_shutdown(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
+}
+
+fn error_key<K: Resource<DynamicType = ()>>(obj: &K) -> String {
+    format!(
+        "{}/{}/{}",
+        K::kind(&()),
+        obj.namespace().unwrap_or_default(),
+        obj.name_any()
+    )
+}
+
+/// Retries a failed reconcile with the per-object exponential backoff (10 s → 5 min).
+fn error_policy<K: Resource<DynamicType = ()>>(
+    obj: Arc<DeserializeGuard<K>>,
+    error: &Error,
+    ctx: Arc<Context>,
+) -> Action {
+    let key = error_key(obj.as_ref());
+    let n = ctx.record_error(&key);
+    let wait = backoff(n);
+    warn!(object = %key, %error, retry_in_s = wait.as_secs(), "reconcile failed");
+    Action::requeue(Duration::from_secs(wait.as_secs().unsigned_abs()))
+}
+
+async fn certificate_reconcile(
+    obj: Arc<DeserializeGuard<Certificate>>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
+    let key = error_key(obj.as_ref());
+    let result = crate::certificate::reconcile::reconcile(obj, ctx.clone()).await;
+    if result.is_ok() {
+        ctx.clear_errors(&key);
+    }
+    result
+}
+
+async fn issuer_reconcile<K: IssuerObject>(
+    obj: Arc<DeserializeGuard<K>>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
+    let key = error_key(obj.as_ref());
+    let result = crate::issuer::reconcile::reconcile(obj, ctx.clone()).await;
+    if result.is_ok() {
+        ctx.clear_errors(&key);
+    }
+    result
+}
+
+/// The cache key of `obj` in a controller of `DeserializeGuard<K>`.
+fn object_ref<K: Resource<DynamicType = ()>>(obj: &K) -> ObjectRef<DeserializeGuard<K>> {
+    let r = ObjectRef::new(&obj.name_any());
+    match obj.namespace() {
+        Some(ns) => r.within(&ns),
+        None => r,
+    }
+}
+
+/// The Certificates that reference an issuer of `kind` named `name` (in `namespace` for an
+/// Issuer): the ones to wake when the issuer changes.
+pub fn certificates_for_issuer(
+    certificates: &Store<DeserializeGuard<Certificate>>,
+    kind: &str,
+    name: &str,
+    namespace: Option<&str>,
+) -> Vec<ObjectRef<DeserializeGuard<Certificate>>> {
+    certificates
+        .state()
+        .iter()
+        .filter_map(|guard| guard.0.as_ref().ok())
+        .filter(|cert| {
+            cert.spec.issuer_ref.kind() == kind
+                && cert.spec.issuer_ref.name == name
+                && (namespace.is_none() || cert.metadata.namespace.as_deref() == namespace)
+        })
+        .map(object_ref)
+        .collect()
+}
+
+/// The issuers of kind `K` whose CA Secret is `secret` (in `namespace`).
+fn issuers_for_secret<K: IssuerObject>(
+    issuers: &Store<DeserializeGuard<K>>,
+    namespace: &str,
+    secret: &str,
+    cluster_resource_namespace: &str,
+) -> Vec<ObjectRef<DeserializeGuard<K>>> {
+    issuers
+        .state()
+        .iter()
+        .filter_map(|guard| guard.0.as_ref().ok())
+        .filter(|issuer| {
+            issuer
+                .issuer_spec()
+                .ca
+                .as_ref()
+                .is_some_and(|ca| ca.secret_name == secret)
+                && issuer.ca_namespace(cluster_resource_namespace).as_deref() == Some(namespace)
+        })
+        .map(object_ref)
+        .collect()
+}
+
+/// Runs the controllers until shutdown.
+pub async fn run(client: Client, settings: Settings) {
+    let cluster_resource_namespace = settings
+        .cluster_resource_namespace
+        .clone()
+        .unwrap_or_else(default_cluster_resource_namespace);
+    info!(%cluster_resource_namespace, concurrency = settings.concurrency, "starting controllers");
+    let shutdown = shutdown_signal();
+    let config = ControllerConfig::default().concurrency(settings.concurrency);
+    let watch_config = watcher::Config::default().any_semantic();
+    let tls_secrets = || watcher::Config::default().fields(&format!("type={SECRET_TYPE_TLS}"));
+
+    let issuers = Controller::new(
+        Api::<DeserializeGuard<Issuer>>::all(client.clone()),
+        watch_config.clone(),
+    );
+    let cluster_issuers = Controller::new(
+        Api::<DeserializeGuard<ClusterIssuer>>::all(client.clone()),
+        watch_config.clone(),
+    );
+    let issuer_store = issuers.store();
+    let cluster_issuer_store = cluster_issuers.store();
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        issuer_store.clone(),
+        cluster_issuer_store.clone(),
+        cluster_resource_namespace.clone(),
+        system_clock(),
+    ));
+
+    // Issuers are woken by their CA Secret: TLS Secrets are watched metadata-only.
+    let crn = cluster_resource_namespace.clone();
+    let store = issuer_store.clone();
+    let issuers = issuers
+        .watches_stream(
+            watcher(
+                Api::<PartialObjectMeta<Secret>>::all(client.clone()),
+                tls_secrets(),
+            )
+            .touched_objects(),
+            move |secret| {
+                issuers_for_secret(
+                    &store,
+                    &secret.namespace().unwrap_or_default(),
+                    &secret.name_any(),
+                    &crn,
+                )
+            },
+        )
+        .with_config(config.clone())
+        .graceful_shutdown_on(on_shutdown(shutdown.clone()))
+        .run(issuer_reconcile::<Issuer>, error_policy::<Issuer>, ctx.clone())
+        .for_each(|_| async {});
+
+    let crn = cluster_resource_namespace.clone();
+    let store = cluster_issuer_store.clone();
+    let cluster_issuers = cluster_issuers
+        .watches_stream(
+            watcher(
+                Api::<PartialObjectMeta<Secret>>::namespaced(client.clone(), &cluster_resource_namespace),
+                tls_secrets(),
+            )
+            .touched_objects(),
+            move |secret| {
+                issuers_for_secret(
+                    &store,
+                    &secret.namespace().unwrap_or_default(),
+                    &secret.name_any(),
+                    &crn,
+                )
+            },
+        )
+        .with_config(config.clone())
+        .graceful_shutdown_on(on_shutdown(shutdown.clone()))
+        .run(
+            issuer_reconcile::<ClusterIssuer>,
+            error_policy::<ClusterIssuer>,
+            ctx.clone(),
+        )
+        .for_each(|_| async {});
+
+    // Certificates are woken by their own Secret (label-selected, metadata-only) and by
+    // changes to the issuer they reference.
+    let certificates = Controller::new(
+        Api::<DeserializeGuard<Certificate>>::all(client.clone()),
+        watch_config.clone(),
+    );
+    let store = certificates.store();
+    let by_issuer = store.clone();
+    let by_cluster_issuer = store.clone();
+    let certificates = certificates
+        .watches_stream(
+            watcher(
+                Api::<PartialObjectMeta<Secret>>::all(client.clone()),
+                watcher::Config::default().labels(LABEL_CERTIFICATE_NAME),
+            )
+            .touched_objects(),
+            |secret| {
+                let namespace = secret.namespace().unwrap_or_default();
+                secret
+                    .labels()
+                    .get(LABEL_CERTIFICATE_NAME)
+                    .map(|name| ObjectRef::new(name).within(&namespace))
+            },
+        )
+        .watches_stream(
+            watcher(
+                Api::<DeserializeGuard<Issuer>>::all(client.clone()),
+                watch_config.clone(),
+            )
+            .touched_objects(),
+            move |issuer| {
+                certificates_for_issuer(
+                    &by_issuer,
+                    "Issuer",
+                    &issuer.name_any(),
+                    issuer.namespace().as_deref(),
+                )
+            },
+        )
+        .watches_stream(
+            watcher(
+                Api::<DeserializeGuard<ClusterIssuer>>::all(client.clone()),
+                watch_config,
+            )
+            .touched_objects(),
+            move |issuer| {
+                certificates_for_issuer(&by_cluster_issuer, "ClusterIssuer", &issuer.name_any(), None)
+            },
+        )
+        .with_config(config)
+        .graceful_shutdown_on(on_shutdown(shutdown.clone()));
+    let certificates = async move {
+        // Certificates are judged against their issuers: wait until the issuer caches are full.
+        if issuer_store.wait_until_ready().await.is_err()
+            || cluster_issuer_store.wait_until_ready().await.is_err()
+        {
+            return;
+        }
+        info!("issuer caches synced; reconciling certificates");
+        certificates
+            .run(certificate_reconcile, error_policy::<Certificate>, ctx.clone())
+            .for_each(|_| async {})
+            .await;
+    };
+
+    tokio::join!(issuers, cluster_issuers, certificates);
+    info!("controllers stopped");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{ca_cluster_issuer, ca_issuer, certificate, self_signed_issuer};
+    use kube::runtime::reflector;
+
+    fn store<K: Resource<DynamicType = ()> + Clone>(objects: Vec<K>) -> Store<DeserializeGuard<K>>
+    where
+        DeserializeGuard<K>: Resource<DynamicType = ()> + Clone,
+    {
+        let mut writer = reflector::store::Writer::<DeserializeGuard<K>>::default();
+        for o in objects {
+            writer.apply_watcher_event(&watcher::Event::Apply(DeserializeGuard(Ok(o))));
+        }
+        writer.as_reader()
+    }
+
+    #[test]
+    fn issuer_change_wakes_exactly_the_certificates_that_reference_it() {
+        let mut other_ns = certificate("c", "ca", &["c"]);
+        other_ns.metadata.namespace = Some("elsewhere".into());
+        let mut cluster = certificate("d", "ca", &["d"]);
+        cluster.spec.issuer_ref.kind = Some("ClusterIssuer".into());
+        let certs = store(vec![
+            certificate("a", "ca", &["a"]),
+            certificate("b", "self", &["b"]),
+            other_ns,
+            cluster,
+        ]);
+        let woken = certificates_for_issuer(&certs, "Issuer", "ca", Some("apps"));
+        assert_eq!(woken.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), ["a"]);
+        let woken = certificates_for_issuer(&certs, "ClusterIssuer", "ca", None);
+        assert_eq!(woken.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), ["d"]);
+    }
+
+    #[test]
+    fn ca_secret_change_wakes_only_issuers_allowed_to_read_it() {
+        let issuers = store(vec![
+            ca_issuer("ca", "root"),
+            ca_issuer("other", "other"),
+            self_signed_issuer("s"),
+        ]);
+        let woken = issuers_for_secret(&issuers, "apps", "root", "certkeeper-system");
+        assert_eq!(woken.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), ["ca"]);
+        // The same name in another namespace is not this Issuer's Secret.
+        assert!(issuers_for_secret(&issuers, "elsewhere", "root", "certkeeper-system").is_empty());
+        let cluster = store(vec![ca_cluster_issuer("cca", "root")]);
+        assert_eq!(
+            issuers_for_secret(&cluster, "certkeeper-system", "root", "certkeeper-system").len(),
+            1
+        );
+        assert!(issuers_for_secret(&cluster, "apps", "root", "certkeeper-system").is_empty());
+    }
+}

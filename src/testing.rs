@@ -1,0 +1,269 @@
+//! Test support shared by the controllers' tests: a mocked API server that asserts every
+//! request in order (the kube-rs controller-rs pattern), a context around it, and fixtures.
+
+use std::sync::Arc;
+
+use http::{Method, Request, Response, StatusCode};
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::Secret;
+use kube::client::Body;
+use kube::core::DeserializeGuard;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::watcher;
+use kube::{Client, Resource};
+use serde_json::{Value, json};
+
+use crate::api::{
+    Certificate, CertificateSpec, ClusterIssuer, ClusterIssuerSpec, Issuer, IssuerRef, IssuerSpec,
+};
+use crate::context::Context;
+
+pub const NAMESPACE: &str = "apps";
+pub const CLUSTER_RESOURCE_NAMESPACE: &str = "certkeeper-system";
+
+type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
+
+/// The mocked API server: each `expect` takes the next request the reconciler made, checks its
+/// method and path, and answers it.
+pub struct ApiServer {
+    handle: Handle,
+}
+
+/// One request as the reconciler sent it.
+pub struct Seen {
+    pub method: Method,
+    pub path: String,
+    pub body: Value,
+    send: tower_test::mock::SendResponse<Response<Body>>,
+}
+
+impl Seen {
+    pub fn respond(self, status: StatusCode, body: Value) {
+        let bytes = serde_json::to_vec(&body).unwrap();
+        self.send.send_response(
+            Response::builder()
+                .status(status)
+                .body(Body::from(bytes))
+                .unwrap(),
+        );
+    }
+
+    pub fn ok(self, body: Value) {
+        self.respond(StatusCode::OK, body)
+    }
+
+    pub fn not_found(self) {
+        let body = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                          "reason": "NotFound", "code": 404, "message": "not found"});
+        self.respond(StatusCode::NOT_FOUND, body)
+    }
+
+    /// Answers with the request's own body (what a server-side apply returns, near enough).
+    pub fn echo(self) {
+        let body = self.body.clone();
+        self.ok(body)
+    }
+}
+
+impl ApiServer {
+    /// The next request; asserts method and path (the path without the query string).
+    pub async fn expect(&mut self, method: Method, path: &str) -> Seen {
+        let next = tokio::time::timeout(std::time::Duration::from_secs(20), self.handle.next_request())
+            .await
+            .unwrap_or_else(|_| panic!("timed out waiting for {method} {path}"));
+        let (request, send) = next.unwrap_or_else(|| panic!("no more requests; expected {method} {path}"));
+        let (parts, body) = request.into_parts();
+        let bytes = body.collect_bytes().await.unwrap();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap()
+        };
+        assert_eq!(
+            (&parts.method, parts.uri.path()),
+            (&method, path),
+            "unexpected request; body: {body}"
+        );
+        if method == Method::PATCH {
+            let query = parts.uri.query().unwrap_or_default();
+            assert!(
+                query.contains("fieldManager=certkeeper"),
+                "patch without our field manager: {query}"
+            );
+            assert!(
+                query.contains("force=true"),
+                "server-side apply must force: {query}"
+            );
+        }
+        Seen {
+            method: parts.method,
+            path: parts.uri.path().to_owned(),
+            body,
+            send,
+        }
+    }
+
+    /// Asserts the reconciler made no further request (call after it returned and the
+    /// context was dropped).
+    pub async fn expect_no_more(mut self) {
+        if let Some((request, _)) = self.handle.next_request().await {
+            panic!("unexpected request {} {}", request.method(), request.uri());
+        }
+    }
+}
+
+/// A context whose client talks to the mocked API server, with the given issuers cached and a
+/// fixed clock.
+pub fn context(
+    issuers: Vec<Issuer>,
+    cluster_issuers: Vec<ClusterIssuer>,
+    now: Timestamp,
+) -> (Arc<Context>, ApiServer) {
+    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(service, "default");
+    let ctx = Context::new(
+        client,
+        store(issuers),
+        store(cluster_issuers),
+        CLUSTER_RESOURCE_NAMESPACE.into(),
+        Arc::new(move || now),
+    );
+    (Arc::new(ctx), ApiServer { handle })
+}
+
+fn store<K>(objects: Vec<K>) -> Store<DeserializeGuard<K>>
+where
+    K: Resource<DynamicType = ()> + Clone,
+    DeserializeGuard<K>: Resource<DynamicType = ()> + Clone,
+{
+    let mut writer = reflector::store::Writer::<DeserializeGuard<K>>::default();
+    for object in objects {
+        writer.apply_watcher_event(&watcher::Event::Apply(DeserializeGuard(Ok(object))));
+    }
+    writer.as_reader()
+}
+
+pub fn ts(s: &str) -> Timestamp {
+    s.parse().unwrap()
+}
+
+pub fn self_signed_issuer(name: &str) -> Issuer {
+    let mut issuer = Issuer::new(
+        name,
+        IssuerSpec {
+            self_signed: Some(Default::default()),
+            ca: None,
+        },
+    );
+    issuer.metadata.namespace = Some(NAMESPACE.into());
+    issuer
+}
+
+pub fn ca_issuer(name: &str, secret: &str) -> Issuer {
+    let mut issuer = Issuer::new(
+        name,
+        IssuerSpec {
+            self_signed: None,
+            ca: Some(crate::api::CaIssuer {
+                secret_name: secret.into(),
+                ..Default::default()
+            }),
+        },
+    );
+    issuer.metadata.namespace = Some(NAMESPACE.into());
+    issuer
+}
+
+pub fn ca_cluster_issuer(name: &str, secret: &str) -> ClusterIssuer {
+    ClusterIssuer::new(
+        name,
+        ClusterIssuerSpec {
+            issuer: IssuerSpec {
+                self_signed: None,
+                ca: Some(crate::api::CaIssuer {
+                    secret_name: secret.into(),
+                    ..Default::default()
+                }),
+            },
+        },
+    )
+}
+
+/// A Certificate `name` in NAMESPACE for `dns_names`, issued by the Issuer `issuer`.
+pub fn certificate(name: &str, issuer: &str, dns_names: &[&str]) -> Certificate {
+    let mut cert = Certificate::new(
+        name,
+        CertificateSpec {
+            secret_name: format!("{name}-tls"),
+            issuer_ref: IssuerRef {
+                name: issuer.into(),
+                kind: None,
+                group: None,
+            },
+            dns_names: Some(dns_names.iter().map(|s| s.to_string()).collect()),
+            duration: Some("24h".into()),
+            ..Default::default()
+        },
+    );
+    cert.metadata.namespace = Some(NAMESPACE.into());
+    cert.metadata.uid = Some(format!("uid-{name}"));
+    cert.metadata.generation = Some(1);
+    cert
+}
+
+/// A self-signed CA key pair as a kubernetes.io/tls Secret `name` in `namespace`, valid from
+/// `not_before` for `days`.
+pub fn ca_secret(name: &str, namespace: &str, common_name: &str, not_before: Timestamp, days: i64) -> Secret {
+    use crate::pki::{
+        CertificateTemplate, KeyAlgorithm, KeyEncoding, KeySpec, PrivateKey, Usage, sign_self_signed,
+    };
+    let key = PrivateKey::generate(KeySpec {
+        algorithm: KeyAlgorithm::Ecdsa,
+        size: 256,
+    })
+    .unwrap();
+    let template = CertificateTemplate {
+        common_name: Some(common_name.into()),
+        not_before,
+        not_after: not_before + jiff::SignedDuration::from_hours(24 * days),
+        is_ca: true,
+        usages: vec![Usage::DigitalSignature, Usage::CertSign, Usage::CrlSign],
+        ..Default::default()
+    };
+    let issued = sign_self_signed(&template, &key).unwrap();
+    let key_pem = key.to_pem(KeyEncoding::Pkcs8).unwrap();
+    serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+        "metadata": {"name": name, "namespace": namespace, "resourceVersion": "1"},
+        "data": {
+            "tls.crt": b64(issued.chain_pem.as_bytes()),
+            "tls.key": b64(key_pem.as_bytes()),
+            "ca.crt": b64(issued.ca_pem.as_bytes()),
+        }
+    }))
+    .unwrap()
+}
+
+/// Standard base64, as Kubernetes encodes Secret data in JSON.
+pub fn b64(bytes: &[u8]) -> String {
+    serde_json::to_value(k8s_openapi::ByteString(bytes.to_vec()))
+        .unwrap()
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// Decodes one data key of a Secret given as JSON.
+pub fn secret_data(secret: &Value, key: &str) -> Vec<u8> {
+    let s: Secret = serde_json::from_value(secret.clone()).unwrap();
+    s.data
+        .unwrap()
+        .get(key)
+        .unwrap_or_else(|| panic!("Secret has no {key}"))
+        .0
+        .clone()
+}
+
+pub fn to_json<T: serde::Serialize>(value: &T) -> Value {
+    serde_json::to_value(value).unwrap()
+}
