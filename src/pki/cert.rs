@@ -244,10 +244,11 @@ pub(crate) fn key_identifier(spki: &[u8]) -> Result<Vec<u8>, PkiError> {
 /// The SubjectKeyIdentifier extension value of a parsed certificate, if any.
 fn subject_key_id_of(cert: &x509_parser::certificate::X509Certificate<'_>) -> Option<Vec<u8>> {
     use x509_parser::extensions::ParsedExtension;
-    cert.iter_extensions().find_map(|ext| match ext.parsed_extension() {
-        ParsedExtension::SubjectKeyIdentifier(id) => Some(id.0.to_vec()),
-        _ => None,
-    })
+    cert.iter_extensions()
+        .find_map(|ext| match ext.parsed_extension() {
+            ParsedExtension::SubjectKeyIdentifier(id) => Some(id.0.to_vec()),
+            _ => None,
+        })
 }
 
 fn to_second(at: jiff::Timestamp) -> jiff::Timestamp {

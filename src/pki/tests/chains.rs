@@ -185,7 +185,9 @@ pub(super) const OPENSSL_CA_SERIAL: &str = "0eb41dbea4eededc0d42ea8ee5169ddf5b58
 #[test]
 fn text_around_pem_blocks_is_ignored() {
     // Bundles assembled by hand often carry comments or `openssl x509 -text` output.
-    let cert = sign_self_signed(&leaf_template(now()), &ecdsa_p256()).unwrap().certificate_pem;
+    let cert = sign_self_signed(&leaf_template(now()), &ecdsa_p256())
+        .unwrap()
+        .certificate_pem;
     let bundle = format!("# workload certificate\nsubject=CN = api\n{cert}\n# end\n");
     assert_eq!(chain(&bundle).len(), 1);
     let crlf = cert.replace('\n', "\r\n");
