@@ -53,7 +53,8 @@ pub fn openssl(dir: &Path, args: &[&str]) -> String {
 }
 
 fn write(dir: &Path, file: &str, contents: &str) {
-    std::fs::write(dir.join(file), contents).unwrap_or_else(|e| panic!("write {file} in {}: {e}", dir.display()));
+    std::fs::write(dir.join(file), contents)
+        .unwrap_or_else(|e| panic!("write {file} in {}: {e}", dir.display()));
 }
 
 /// What `openssl verify` is asked to check besides the signatures and validity periods.
@@ -72,7 +73,9 @@ pub enum Purpose {
 /// what the Secret holds. `label` names the files left in `dir` for a post-mortem.
 pub fn verify_chain(dir: &Path, label: &str, chain_pem: &str, root_pem: &str, purpose: Purpose) {
     let chain = certificates_der(chain_pem);
-    let (leaf, rest) = chain.split_first().unwrap_or_else(|| panic!("{label}: tls.crt holds no certificate"));
+    let (leaf, rest) = chain
+        .split_first()
+        .unwrap_or_else(|| panic!("{label}: tls.crt holds no certificate"));
     let leaf_file = format!("{label}.leaf.pem");
     let root_file = format!("{label}.root.pem");
     let untrusted_file = format!("{label}.untrusted.pem");
@@ -82,7 +85,11 @@ pub fn verify_chain(dir: &Path, label: &str, chain_pem: &str, root_pem: &str, pu
     // which TLS libraries stricter than OpenSSL's default insist on.
     let mut args = vec!["verify", "-x509_strict", "-CAfile", &root_file];
     if !rest.is_empty() {
-        write(dir, &untrusted_file, &rest.iter().map(|c| to_pem(c)).collect::<String>());
+        write(
+            dir,
+            &untrusted_file,
+            &rest.iter().map(|c| to_pem(c)).collect::<String>(),
+        );
         args.extend(["-untrusted", &untrusted_file]);
     }
     match purpose {
@@ -92,18 +99,29 @@ pub fn verify_chain(dir: &Path, label: &str, chain_pem: &str, root_pem: &str, pu
     }
     args.push(&leaf_file);
     let out = openssl(dir, &args);
-    assert_eq!(out.trim(), format!("{leaf_file}: OK"), "{label}: openssl verify ({purpose:?})");
+    assert_eq!(
+        out.trim(),
+        format!("{leaf_file}: OK"),
+        "{label}: openssl verify ({purpose:?})"
+    );
 }
 
-/// The certificate's serial number as `openssl x509 -serial` reads it: lower-case hex without
-/// leading zeros, the form of `status.serialNumber`.
+/// The certificate's serial number as `openssl x509 -serial` reads it: lower-case hex of
+/// whole bytes without leading zero bytes, the form of `status.serialNumber`.
 pub fn serial_number(dir: &Path, label: &str, cert_pem: &str) -> String {
     let file = format!("{label}.serial.pem");
     write(dir, &file, cert_pem);
     let out = openssl(dir, &["x509", "-noout", "-serial", "-in", &file]);
-    let hex = out.trim().strip_prefix("serial=").unwrap_or_else(|| panic!("{label}: unexpected `openssl x509 -serial` output {out:?}"));
-    let hex = hex.trim_start_matches('0').to_ascii_lowercase();
-    if hex.is_empty() { "00".to_owned() } else { hex }
+    let hex = out
+        .trim()
+        .strip_prefix("serial=")
+        .unwrap_or_else(|| panic!("{label}: unexpected `openssl x509 -serial` output {out:?}"));
+    // openssl prints whole bytes ("0A1B…"); drop zero bytes only, never a single nibble.
+    let mut hex = hex.to_ascii_lowercase();
+    while hex.len() > 2 && hex.starts_with("00") {
+        hex.drain(..2);
+    }
+    hex
 }
 
 /// `openssl x509 -text` of one certificate, for assertions on extensions.
@@ -148,11 +166,18 @@ fn key_of(pair: &KeyPairPem<'_>) -> Result<PrivateKeyDer<'static>, String> {
 /// and checks the server's certificate for `server_name`. One line goes each way so the
 /// handshake is finished on both sides (in TLS 1.3 the server judges the client's certificate
 /// after the client already thinks it is done).
-pub fn mutual_tls(server: &KeyPairPem<'_>, server_name: &str, client: &KeyPairPem<'_>, root_pem: &str) -> Result<Handshake, String> {
+pub fn mutual_tls(
+    server: &KeyPairPem<'_>,
+    server_name: &str,
+    client: &KeyPairPem<'_>,
+    root_pem: &str,
+) -> Result<Handshake, String> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut roots = RootCertStore::empty();
     for der in CertificateDer::pem_slice_iter(root_pem.as_bytes()) {
-        roots.add(der.map_err(|e| format!("ca.crt: {e}"))?).map_err(|e| format!("ca.crt is not a usable trust anchor: {e}"))?;
+        roots
+            .add(der.map_err(|e| format!("ca.crt: {e}"))?)
+            .map_err(|e| format!("ca.crt is not a usable trust anchor: {e}"))?;
     }
     let roots = Arc::new(roots);
 
@@ -171,7 +196,8 @@ pub fn mutual_tls(server: &KeyPairPem<'_>, server_name: &str, client: &KeyPairPe
         .with_root_certificates(roots)
         .with_client_auth_cert(chain_of(client)?, key_of(client)?)
         .map_err(|e| format!("client key pair: {e}"))?;
-    let name = ServerName::try_from(server_name.to_owned()).map_err(|e| format!("server name {server_name:?}: {e}"))?;
+    let name = ServerName::try_from(server_name.to_owned())
+        .map_err(|e| format!("server name {server_name:?}: {e}"))?;
 
     let listener = TcpListener::bind(("127.0.0.1", 0)).map_err(|e| format!("bind 127.0.0.1: {e}"))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
@@ -181,12 +207,20 @@ pub fn mutual_tls(server: &KeyPairPem<'_>, server_name: &str, client: &KeyPairPe
         let conn = ServerConnection::new(Arc::new(server_config)).map_err(|e| e.to_string())?;
         let mut tls = StreamOwned::new(conn, tcp);
         let mut line = String::new();
-        BufReader::new(&mut tls).read_line(&mut line).map_err(|e| format!("server read: {e}"))?;
+        BufReader::new(&mut tls)
+            .read_line(&mut line)
+            .map_err(|e| format!("server read: {e}"))?;
         if line != "ping\n" {
             return Err(format!("server received {line:?}"));
         }
-        tls.write_all(b"pong\n").and_then(|()| tls.flush()).map_err(|e| format!("server write: {e}"))?;
-        let peer = tls.conn.peer_certificates().and_then(|c| c.first()).map(|c| c.to_vec());
+        tls.write_all(b"pong\n")
+            .and_then(|()| tls.flush())
+            .map_err(|e| format!("server write: {e}"))?;
+        let peer = tls
+            .conn
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .map(|c| c.to_vec());
         tls.conn.send_close_notify();
         let _ = tls.flush();
         peer.ok_or_else(|| "the client presented no certificate".to_owned())
@@ -199,18 +233,35 @@ pub fn mutual_tls(server: &KeyPairPem<'_>, server_name: &str, client: &KeyPairPe
     let conn = ClientConnection::new(Arc::new(client_config), name).map_err(|e| e.to_string())?;
     let mut tls = StreamOwned::new(conn, tcp);
     let client_result = (|| -> Result<(Vec<u8>, String), String> {
-        tls.write_all(b"ping\n").and_then(|()| tls.flush()).map_err(|e| format!("client write: {e}"))?;
+        tls.write_all(b"ping\n")
+            .and_then(|()| tls.flush())
+            .map_err(|e| format!("client write: {e}"))?;
         let mut line = String::new();
-        BufReader::new(&mut tls).read_line(&mut line).map_err(|e| format!("client read: {e}"))?;
+        BufReader::new(&mut tls)
+            .read_line(&mut line)
+            .map_err(|e| format!("client read: {e}"))?;
         if line != "pong\n" {
             return Err(format!("client received {line:?}"));
         }
-        let server_leaf = tls.conn.peer_certificates().and_then(|c| c.first()).map(|c| c.to_vec());
-        let protocol = format!("{:?}", tls.conn.protocol_version());
-        Ok((server_leaf.ok_or("the server presented no certificate")?, protocol))
+        let server_leaf = tls
+            .conn
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .map(|c| c.to_vec());
+        let protocol = tls
+            .conn
+            .protocol_version()
+            .map(|v| format!("{v:?}"))
+            .unwrap_or_default();
+        Ok((
+            server_leaf.ok_or("the server presented no certificate")?,
+            protocol,
+        ))
     })();
     drop(tls);
-    let server_result = server_side.join().map_err(|_| "the server thread panicked".to_owned())?;
+    let server_result = server_side
+        .join()
+        .map_err(|_| "the server thread panicked".to_owned())?;
     // The server's error explains a client-side failure better (it says why it refused the
     // client certificate), so report it first.
     let client_leaf = server_result.map_err(|e| format!("server side: {e}"))?;

@@ -1,0 +1,8 @@
+//! End-to-end tests: certkeeper against a real cluster, used as a user would use it (see
+//! e2e/README.md). Without `CERTKEEPER_E2E=1` every test prints one line and passes.
+//!
+//! Run: `CERTKEEPER_E2E=1 cargo test --test e2e -- --test-threads=1`
+
+mod lifecycle;
+mod support;
+mod user_story;
