@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
         type_ = "string",
         json_path = r#".status.conditions[?(@.type=="Ready")].status"#
     ),
-    printcolumn(name = "CA Expires", type_ = "date", json_path = ".status.caNotAfter"),
+    printcolumn(name = "CA Expires", type_ = "string", json_path = ".status.caNotAfter"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     derive = "Default"
 )]
@@ -54,7 +54,7 @@ pub struct IssuerSpec {
         type_ = "string",
         json_path = r#".status.conditions[?(@.type=="Ready")].status"#
     ),
-    printcolumn(name = "CA Expires", type_ = "date", json_path = ".status.caNotAfter"),
+    printcolumn(name = "CA Expires", type_ = "string", json_path = ".status.caNotAfter"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     derive = "Default"
 )]

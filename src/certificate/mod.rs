@@ -12,6 +12,6 @@ pub mod status;
 pub mod triggers;
 
 #[cfg(test)]
-mod tests;
-#[cfg(test)]
 mod policy_tests;
+#[cfg(test)]
+mod tests;

@@ -116,13 +116,17 @@ fn spec_refuses_what_the_schema_cannot() {
 }
 
 #[test]
-fn is_ca_adds_cert_sign_and_crl_sign() {
+fn ca_certificate_gets_cert_sign_and_crl_sign_but_no_tls_usages() {
     let mut cert = certificate("root", "self", &[]);
     cert.spec.dns_names = None;
     cert.spec.common_name = Some("root".into());
     cert.spec.is_ca = Some(true);
     let spec = spec::validate(&cert.spec).unwrap();
-    assert!(spec.usages.contains(&Usage::CertSign) && spec.usages.contains(&Usage::CrlSign));
+    assert_eq!(
+        spec.usages.iter().copied().collect::<Vec<_>>(),
+        vec![Usage::DigitalSignature, Usage::CertSign, Usage::CrlSign],
+        "a CA gets no server/client auth by default"
+    );
 }
 
 #[test]

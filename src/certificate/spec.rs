@@ -169,7 +169,11 @@ pub fn validate(spec: &CertificateSpec) -> Result<ValidatedSpec, SpecError> {
 
     let is_ca = spec.is_ca.unwrap_or(false);
     let mut usages: BTreeSet<Usage> = match &spec.usages {
-        Some(u) if !u.is_empty() => u.iter().copied().collect(),
+        // cert-manager's aliases ("signing", "s/mime") are the same bits as their canonical names.
+        Some(u) if !u.is_empty() => u.iter().map(|u| u.canonical()).collect(),
+        // A CA gets no TLS usages by default: verifiers such as Go's treat a CA's extended key
+        // usages as limits on everything below it.
+        _ if is_ca => BTreeSet::from([Usage::DigitalSignature]),
         _ => {
             let mut d = BTreeSet::from([Usage::DigitalSignature, Usage::ServerAuth, Usage::ClientAuth]);
             if algorithm == KeyAlgorithm::Rsa {
@@ -178,13 +182,6 @@ pub fn validate(spec: &CertificateSpec) -> Result<ValidatedSpec, SpecError> {
             d
         }
     };
-    // cert-manager's aliases: "signing" is "digital signature", "s/mime" is "email protection".
-    if usages.remove(&Usage::Signing) {
-        usages.insert(Usage::DigitalSignature);
-    }
-    if usages.remove(&Usage::Smime) {
-        usages.insert(Usage::EmailProtection);
-    }
     if is_ca {
         usages.insert(Usage::CertSign);
         usages.insert(Usage::CrlSign);
