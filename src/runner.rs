@@ -222,6 +222,34 @@ fn issuers_for_secret<K: IssuerObject>(
         .collect()
 }
 
+/// Runs an issuer controller of kind `K`, woken by the metadata of the TLS Secrets in
+/// `secrets` that its issuers name.
+fn issuer_controller<K: IssuerObject>(
+    controller: Controller<DeserializeGuard<K>>,
+    secrets: Api<PartialObjectMeta<Secret>>,
+    cluster_resource_namespace: &str,
+    config: ControllerConfig,
+    shutdown: watch::Receiver<bool>,
+    ctx: Arc<Context>,
+) -> impl std::future::Future<Output = ()> {
+    let store = controller.store();
+    let crn = cluster_resource_namespace.to_owned();
+    let tls_secrets = watcher::Config::default().fields(&format!("type={SECRET_TYPE_TLS}"));
+    controller
+        .watches_stream(watcher(secrets, tls_secrets).touched_objects(), move |secret| {
+            issuers_for_secret(
+                &store,
+                &secret.namespace().unwrap_or_default(),
+                &secret.name_any(),
+                &crn,
+            )
+        })
+        .with_config(config)
+        .graceful_shutdown_on(on_shutdown(shutdown))
+        .run(issuer_reconcile::<K>, error_policy::<K>, ctx)
+        .for_each(|_| async {})
+}
+
 /// Runs the controllers until shutdown.
 pub async fn run(client: Client, settings: Settings) {
     let cluster_resource_namespace = settings
@@ -232,7 +260,6 @@ pub async fn run(client: Client, settings: Settings) {
     let shutdown = shutdown_signal();
     let config = ControllerConfig::default().concurrency(settings.concurrency);
     let watch_config = watcher::Config::default().any_semantic();
-    let tls_secrets = || watcher::Config::default().fields(&format!("type={SECRET_TYPE_TLS}"));
 
     let issuers = Controller::new(
         Api::<DeserializeGuard<Issuer>>::all(client.clone()),
@@ -252,56 +279,24 @@ pub async fn run(client: Client, settings: Settings) {
         system_clock(),
     ));
 
-    // Issuers are woken by their CA Secret: TLS Secrets are watched metadata-only.
-    let crn = cluster_resource_namespace.clone();
-    let store = issuer_store.clone();
-    let issuers = issuers
-        .watches_stream(
-            watcher(
-                Api::<PartialObjectMeta<Secret>>::all(client.clone()),
-                tls_secrets(),
-            )
-            .touched_objects(),
-            move |secret| {
-                issuers_for_secret(
-                    &store,
-                    &secret.namespace().unwrap_or_default(),
-                    &secret.name_any(),
-                    &crn,
-                )
-            },
-        )
-        .with_config(config.clone())
-        .graceful_shutdown_on(on_shutdown(shutdown.clone()))
-        .run(issuer_reconcile::<Issuer>, error_policy::<Issuer>, ctx.clone())
-        .for_each(|_| async {});
-
-    let crn = cluster_resource_namespace.clone();
-    let store = cluster_issuer_store.clone();
-    let cluster_issuers = cluster_issuers
-        .watches_stream(
-            watcher(
-                Api::<PartialObjectMeta<Secret>>::namespaced(client.clone(), &cluster_resource_namespace),
-                tls_secrets(),
-            )
-            .touched_objects(),
-            move |secret| {
-                issuers_for_secret(
-                    &store,
-                    &secret.namespace().unwrap_or_default(),
-                    &secret.name_any(),
-                    &crn,
-                )
-            },
-        )
-        .with_config(config.clone())
-        .graceful_shutdown_on(on_shutdown(shutdown.clone()))
-        .run(
-            issuer_reconcile::<ClusterIssuer>,
-            error_policy::<ClusterIssuer>,
-            ctx.clone(),
-        )
-        .for_each(|_| async {});
+    // Issuers are woken by their CA Secret: TLS Secrets are watched metadata-only, a
+    // ClusterIssuer's only in the cluster-resource namespace.
+    let issuers = issuer_controller(
+        issuers,
+        Api::all(client.clone()),
+        &cluster_resource_namespace,
+        config.clone(),
+        shutdown.clone(),
+        ctx.clone(),
+    );
+    let cluster_issuers = issuer_controller(
+        cluster_issuers,
+        Api::namespaced(client.clone(), &cluster_resource_namespace),
+        &cluster_resource_namespace,
+        config.clone(),
+        shutdown.clone(),
+        ctx.clone(),
+    );
 
     // Certificates are woken by their own Secret (label-selected, metadata-only) and by
     // changes to the issuer they reference.

@@ -187,14 +187,7 @@ fn material_from_secret(
     current: &CurrentKeyPair,
     spec: &ValidatedSpec,
 ) -> Result<SecretMaterial, PkiError> {
-    let text = |key: &str| {
-        existing
-            .data
-            .as_ref()
-            .and_then(|d| d.get(key))
-            .map(|b| String::from_utf8_lossy(&b.0).into_owned())
-            .filter(|s| !s.is_empty())
-    };
+    let text = |key: &str| secret::data(existing, key).map(|b| String::from_utf8_lossy(b).into_owned());
     let chain_pem = text(secret::TLS_CRT).unwrap_or_default();
     let ca_pem = match text(secret::CA_CRT) {
         Some(ca) => ca,

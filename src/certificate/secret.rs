@@ -61,7 +61,8 @@ impl CurrentKeyPair {
     }
 }
 
-fn data<'a>(secret: &'a Secret, key: &str) -> Option<&'a [u8]> {
+/// The non-empty value of `key` in a Secret's data.
+pub fn data<'a>(secret: &'a Secret, key: &str) -> Option<&'a [u8]> {
     secret
         .data
         .as_ref()

@@ -62,14 +62,7 @@ pub fn load_ca(
     let Some(secret) = secret else {
         return Err(CaProblem::SecretNotFound { namespace, name });
     };
-    let get = |key: &str| {
-        secret
-            .data
-            .as_ref()
-            .and_then(|d| d.get(key))
-            .map(|b| b.0.as_slice())
-            .filter(|b| !b.is_empty())
-    };
+    let get = |key: &str| crate::certificate::secret::data(secret, key);
     let (Some(crt), Some(key)) = (get("tls.crt"), get("tls.key")) else {
         return Err(CaProblem::InvalidKeyPair {
             namespace,
