@@ -108,6 +108,7 @@ pub async fn reconcile(
                 current,
                 current_secret.as_ref(),
                 renewal_time,
+                renew_requested_at,
                 &previous,
                 now,
             )
@@ -122,6 +123,7 @@ pub async fn reconcile(
                 trigger,
                 state,
                 renewal_time,
+                renew_requested_at,
                 &previous,
                 now,
             )
@@ -130,7 +132,8 @@ pub async fn reconcile(
     }
 }
 
-/// The annotation `certkeeper.io/renew-requested-at`, when it is an RFC 3339 time.
+/// The annotation `certkeeper.io/renew-requested-at`, when it is an RFC 3339 time. Read once
+/// per reconcile, so a malformed value is warned about once.
 fn renew_requested_at(cert: &Certificate) -> Option<Timestamp> {
     let value = cert.annotations().get(RENEW_REQUESTED_AT)?;
     match value.parse() {
@@ -152,6 +155,7 @@ async fn keep(
     current: &CurrentKeyPair,
     current_secret: Option<&Secret>,
     renewal_time: Timestamp,
+    renew_requested_at: Option<Timestamp>,
     previous: &CertificateStatus,
     now: Timestamp,
 ) -> Result<Action, Error> {
@@ -177,7 +181,7 @@ async fn keep(
     write_status(cert, ctx, previous, &status).await?;
     Ok(Action::requeue(requeue_after(
         now,
-        &[Some(renewal_time), Some(leaf.not_after), renew_requested_at(cert)],
+        &[Some(renewal_time), Some(leaf.not_after), renew_requested_at],
     )))
 }
 
@@ -275,11 +279,12 @@ async fn issue(
     trigger: Trigger,
     state: SecretState,
     renewal_time: Option<Timestamp>,
+    renew_requested_at: Option<Timestamp>,
     previous: &CertificateStatus,
     now: Timestamp,
 ) -> Result<Action, Error> {
     let generation = cert.metadata.generation;
-    if let Some(at) = retry_at(previous, generation, renew_requested_at(cert))
+    if let Some(at) = retry_at(previous, generation, renew_requested_at)
         && now < at
     {
         debug!(certificate = %object_name(cert), retry_at = %at, "backing off after failed issuance");
@@ -357,7 +362,7 @@ async fn issue(
     events::publish(ctx, event, &cert.object_ref(&())).await;
     Ok(Action::requeue(requeue_after(
         now,
-        &[Some(renewal_time), Some(leaf.not_after), renew_requested_at(cert)],
+        &[Some(renewal_time), Some(leaf.not_after), renew_requested_at],
     )))
 }
 
