@@ -1,6 +1,11 @@
 //! The command line: `certkeeper controller` runs the operator, `certkeeper crd` prints the CRDs.
 
+use std::net::SocketAddr;
+
 use clap::{Args, Parser, Subcommand};
+use jiff::SignedDuration;
+
+use crate::certificate::expiry;
 
 use crate::runner;
 use crate::telemetry::logs::{self, LogFormat};
@@ -36,6 +41,23 @@ pub struct ControllerArgs {
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// Address of the HTTP endpoint serving /metrics, /healthz and /readyz.
+    #[arg(long, default_value = "0.0.0.0:9402", value_parser = parse_bind_address)]
+    pub metrics_bind_address: SocketAddr,
+    /// Remaining validities (Go durations, comma-separated) at which a Certificate gets an
+    /// ExpiringSoon warning; only those shorter than its lifetime apply.
+    #[arg(long, value_delimiter = ',', default_value = "168h,72h,24h", value_parser = expiry::parse_threshold)]
+    pub expiry_warning_thresholds: Vec<SignedDuration>,
+}
+
+/// `host:port`, or `:port` for every interface as Go programs (and cert-manager) accept.
+fn parse_bind_address(value: &str) -> Result<SocketAddr, String> {
+    let full = match value.strip_prefix(':') {
+        Some(port) => format!("0.0.0.0:{port}"),
+        None => value.to_owned(),
+    };
+    full.parse()
+        .map_err(|_| format!("{value:?} is not an address such as :9402 or 127.0.0.1:9402"))
 }
 
 /// Runs the command; an `Err` is printed by `main` as one line with a non-zero exit.
@@ -49,6 +71,15 @@ pub async fn dispatch(cli: Cli) -> Result<(), String> {
         Command::Controller(args) => {
             // Connect before logging starts, so a failure is the one line `main` prints.
             let connected = runner::connect().await.map_err(|e| e.to_string())?;
+            let endpoint = crate::telemetry::server::bind(args.metrics_bind_address)
+                .await
+                .map_err(|e| {
+                    runner::StartupError::Listen {
+                        address: args.metrics_bind_address.to_string(),
+                        reason: e.to_string(),
+                    }
+                    .to_string()
+                })?;
             logs::init(args.log_format);
             tracing::info!(server = %connected.server, version = %connected.version, "connected to the API server");
             runner::run(
@@ -56,7 +87,9 @@ pub async fn dispatch(cli: Cli) -> Result<(), String> {
                 runner::Settings {
                     cluster_resource_namespace: args.cluster_resource_namespace,
                     concurrency: args.concurrency,
+                    expiry_thresholds: args.expiry_warning_thresholds,
                 },
+                endpoint,
             )
             .await;
             Ok(())

@@ -1,15 +1,17 @@
-//! What every reconcile shares: the client, the one event recorder, the issuer caches, the
-//! clock and the settings.
+//! What every reconcile shares: the client, the one event recorder, the metrics, the issuer
+//! caches, the clock and the settings.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use jiff::SignedDuration;
 use kube::Client;
 use kube::core::DeserializeGuard;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::Store;
 
 use crate::api::{ClusterIssuer, Issuer};
+use crate::telemetry::metrics::{Caches, Metrics};
 
 /// The field manager of every server-side apply certkeeper makes.
 pub const FIELD_MANAGER: &str = "certkeeper";
@@ -30,18 +32,21 @@ pub struct Context {
     pub cluster_issuers: Store<DeserializeGuard<ClusterIssuer>>,
     /// The only namespace a ClusterIssuer reads CA Secrets from.
     pub cluster_resource_namespace: String,
+    /// Remaining validities that deserve an ExpiringSoon warning (`--expiry-warning-thresholds`).
+    pub expiry_thresholds: Vec<SignedDuration>,
     pub clock: Clock,
+    pub metrics: Arc<Metrics>,
     /// Consecutive reconcile errors per object, for the error policy's backoff.
     pub error_counts: Mutex<HashMap<String, u32>>,
 }
 
 impl Context {
+    /// A context over the controllers' caches; the metrics read the same caches.
     pub fn new(
         client: Client,
-        issuers: Store<DeserializeGuard<Issuer>>,
-        cluster_issuers: Store<DeserializeGuard<ClusterIssuer>>,
+        caches: Caches,
         cluster_resource_namespace: String,
-        clock: Clock,
+        expiry_thresholds: Vec<SignedDuration>,
     ) -> Self {
         let reporter = Reporter {
             controller: "certkeeper".into(),
@@ -50,10 +55,12 @@ impl Context {
         Self {
             recorder: Recorder::new(client.clone(), reporter),
             client,
-            issuers,
-            cluster_issuers,
+            issuers: caches.issuers.clone(),
+            cluster_issuers: caches.cluster_issuers.clone(),
             cluster_resource_namespace,
-            clock,
+            expiry_thresholds,
+            clock: caches.clock.clone(),
+            metrics: Arc::new(Metrics::new(caches)),
             error_counts: Mutex::new(HashMap::new()),
         }
     }

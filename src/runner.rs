@@ -14,12 +14,15 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use tokio::sync::watch;
-use tracing::{info, warn};
+use tokio::net::TcpListener;
+use tracing::{Instrument, info, info_span, warn};
 
 use crate::api::{Certificate, ClusterIssuer, Issuer};
 use crate::certificate::schedule::backoff;
 use crate::certificate::secret::{LABEL_CERTIFICATE_NAME, SECRET_TYPE_TLS};
 use crate::context::{Context, system_clock};
+use crate::telemetry::metrics::{Caches, ControllerKind};
+use crate::telemetry::server::{Endpoint, Readiness, SyncFlag};
 use crate::error::Error;
 use crate::issuer::IssuerObject;
 
@@ -28,6 +31,7 @@ use crate::issuer::IssuerObject;
 pub struct Settings {
     pub cluster_resource_namespace: Option<String>,
     pub concurrency: u16,
+    pub expiry_thresholds: Vec<jiff::SignedDuration>,
 }
 
 /// Why the controller could not start. Printed as one line.
@@ -39,6 +43,8 @@ pub enum StartupError {
     NoConfig(String),
     #[error("cannot reach the Kubernetes API server at {url}: {reason}")]
     Unreachable { url: String, reason: String },
+    #[error("cannot listen on {address} for /metrics, /healthz and /readyz: {reason}")]
+    Listen { address: String, reason: String },
 }
 
 /// How long to wait for the API server to answer at start-up.
@@ -145,28 +151,48 @@ fn error_policy<K: Resource<DynamicType = ()>>(
     Action::requeue(Duration::from_secs(wait.as_secs().unsigned_abs()))
 }
 
+/// Runs one reconcile inside a span naming the object, counts and times it, and forgets the
+/// object's error streak when it succeeds.
+async fn observed<K: Resource<DynamicType = ()>>(
+    controller: ControllerKind,
+    obj: &K,
+    ctx: &Context,
+    reconcile: impl std::future::Future<Output = Result<Action, Error>>,
+) -> Result<Action, Error> {
+    let span = info_span!(
+        "reconcile",
+        controller = controller.label(),
+        namespace = obj.namespace().unwrap_or_default(),
+        name = obj.name_any(),
+    );
+    let started = std::time::Instant::now();
+    let result = reconcile.instrument(span).await;
+    ctx.metrics.reconcile(controller, result.is_ok(), started.elapsed());
+    if result.is_ok() {
+        ctx.clear_errors(&error_key(obj));
+    }
+    result
+}
+
 async fn certificate_reconcile(
     obj: Arc<DeserializeGuard<Certificate>>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
-    let key = error_key(obj.as_ref());
-    let result = crate::certificate::reconcile::reconcile(obj, ctx.clone()).await;
-    if result.is_ok() {
-        ctx.clear_errors(&key);
-    }
-    result
+    let run = crate::certificate::reconcile::reconcile(obj.clone(), ctx.clone());
+    observed(ControllerKind::Certificate, obj.as_ref(), &ctx, run).await
 }
 
 async fn issuer_reconcile<K: IssuerObject>(
     obj: Arc<DeserializeGuard<K>>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
-    let key = error_key(obj.as_ref());
-    let result = crate::issuer::reconcile::reconcile(obj, ctx.clone()).await;
-    if result.is_ok() {
-        ctx.clear_errors(&key);
-    }
-    result
+    let kind = if K::kind(&()) == "ClusterIssuer" {
+        ControllerKind::ClusterIssuer
+    } else {
+        ControllerKind::Issuer
+    };
+    let run = crate::issuer::reconcile::reconcile(obj.clone(), ctx.clone());
+    observed(kind, obj.as_ref(), &ctx, run).await
 }
 
 /// The cache key of `obj` in a controller of `DeserializeGuard<K>`.
@@ -227,6 +253,7 @@ fn issuers_for_secret<K: IssuerObject>(
 fn issuer_controller<K: IssuerObject>(
     controller: Controller<DeserializeGuard<K>>,
     secrets: Api<PartialObjectMeta<Secret>>,
+    secrets_synced: SyncFlag,
     cluster_resource_namespace: &str,
     config: ControllerConfig,
     shutdown: watch::Receiver<bool>,
@@ -236,22 +263,50 @@ fn issuer_controller<K: IssuerObject>(
     let crn = cluster_resource_namespace.to_owned();
     let tls_secrets = watcher::Config::default().fields(&format!("type={SECRET_TYPE_TLS}"));
     controller
-        .watches_stream(watcher(secrets, tls_secrets).touched_objects(), move |secret| {
+        .watches_stream(
+            report_sync(watcher(secrets, tls_secrets), secrets_synced).touched_objects(),
+            move |secret| {
             issuers_for_secret(
                 &store,
                 &secret.namespace().unwrap_or_default(),
                 &secret.name_any(),
                 &crn,
-            )
-        })
+                )
+            },
+        )
         .with_config(config)
         .graceful_shutdown_on(on_shutdown(shutdown))
         .run(issuer_reconcile::<K>, error_policy::<K>, ctx)
         .for_each(|_| async {})
 }
 
-/// Runs the controllers until shutdown.
-pub async fn run(client: Client, settings: Settings) {
+/// Marks `flag` synced when the watch stream has listed every object once.
+fn report_sync<K>(
+    stream: impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>>,
+    flag: SyncFlag,
+) -> impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> {
+    stream.inspect(move |event| {
+        if matches!(event, Ok(watcher::Event::InitDone)) {
+            flag.synced();
+        }
+    })
+}
+
+/// Marks `flag` synced when the controller's own cache is full.
+fn report_store_sync<K>(store: Store<K>, flag: SyncFlag)
+where
+    K: kube::runtime::reflector::Lookup + Clone + Send + Sync + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone + Send + Sync,
+{
+    tokio::spawn(async move {
+        if store.wait_until_ready().await.is_ok() {
+            flag.synced();
+        }
+    });
+}
+
+/// Runs the controllers until shutdown, serving metrics and health on `endpoint`.
+pub async fn run(client: Client, settings: Settings, endpoint: TcpListener) {
     let cluster_resource_namespace = settings
         .cluster_resource_namespace
         .clone()
@@ -260,6 +315,7 @@ pub async fn run(client: Client, settings: Settings) {
     let shutdown = shutdown_signal();
     let config = ControllerConfig::default().concurrency(settings.concurrency);
     let watch_config = watcher::Config::default().any_semantic();
+    let readiness = Arc::new(Readiness::default());
 
     let issuers = Controller::new(
         Api::<DeserializeGuard<Issuer>>::all(client.clone()),
@@ -269,21 +325,52 @@ pub async fn run(client: Client, settings: Settings) {
         Api::<DeserializeGuard<ClusterIssuer>>::all(client.clone()),
         watch_config.clone(),
     );
+    let certificates = Controller::new(
+        Api::<DeserializeGuard<Certificate>>::all(client.clone()),
+        watch_config.clone(),
+    );
     let issuer_store = issuers.store();
     let cluster_issuer_store = cluster_issuers.store();
+    let store = certificates.store();
+    report_store_sync(issuer_store.clone(), readiness.watch("issuers"));
+    report_store_sync(cluster_issuer_store.clone(), readiness.watch("clusterissuers"));
+    report_store_sync(store.clone(), readiness.watch("certificates"));
     let ctx = Arc::new(Context::new(
         client.clone(),
-        issuer_store.clone(),
-        cluster_issuer_store.clone(),
+        Caches {
+            certificates: store.clone(),
+            issuers: issuer_store.clone(),
+            cluster_issuers: cluster_issuer_store.clone(),
+            clock: system_clock(),
+        },
         cluster_resource_namespace.clone(),
-        system_clock(),
+        settings.expiry_thresholds.clone(),
     ));
+
+    let server = Endpoint {
+        metrics: ctx.metrics.clone(),
+        readiness: readiness.clone(),
+    };
+    match endpoint.local_addr() {
+        Ok(address) => info!(%address, "serving /metrics, /healthz and /readyz"),
+        Err(e) => warn!(error = %e, "metrics endpoint has no local address"),
+    }
+    tokio::spawn(server.serve(endpoint));
+    {
+        let readiness = readiness.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            on_shutdown(shutdown).await;
+            readiness.shutting_down();
+        });
+    }
 
     // Issuers are woken by their CA Secret: TLS Secrets are watched metadata-only, a
     // ClusterIssuer's only in the cluster-resource namespace.
     let issuers = issuer_controller(
         issuers,
         Api::all(client.clone()),
+        readiness.watch("issuer CA secrets"),
         &cluster_resource_namespace,
         config.clone(),
         shutdown.clone(),
@@ -292,6 +379,7 @@ pub async fn run(client: Client, settings: Settings) {
     let cluster_issuers = issuer_controller(
         cluster_issuers,
         Api::namespaced(client.clone(), &cluster_resource_namespace),
+        readiness.watch("clusterissuer CA secrets"),
         &cluster_resource_namespace,
         config.clone(),
         shutdown.clone(),
@@ -300,18 +388,16 @@ pub async fn run(client: Client, settings: Settings) {
 
     // Certificates are woken by their own Secret (label-selected, metadata-only) and by
     // changes to the issuer they reference.
-    let certificates = Controller::new(
-        Api::<DeserializeGuard<Certificate>>::all(client.clone()),
-        watch_config.clone(),
-    );
-    let store = certificates.store();
     let by_issuer = store.clone();
     let by_cluster_issuer = store.clone();
     let certificates = certificates
         .watches_stream(
-            watcher(
-                Api::<PartialObjectMeta<Secret>>::all(client.clone()),
-                watcher::Config::default().labels(LABEL_CERTIFICATE_NAME),
+            report_sync(
+                watcher(
+                    Api::<PartialObjectMeta<Secret>>::all(client.clone()),
+                    watcher::Config::default().labels(LABEL_CERTIFICATE_NAME),
+                ),
+                readiness.watch("certificate secrets"),
             )
             .touched_objects(),
             |secret| {
@@ -323,9 +409,12 @@ pub async fn run(client: Client, settings: Settings) {
             },
         )
         .watches_stream(
-            watcher(
-                Api::<DeserializeGuard<Issuer>>::all(client.clone()),
-                watch_config.clone(),
+            report_sync(
+                watcher(
+                    Api::<DeserializeGuard<Issuer>>::all(client.clone()),
+                    watch_config.clone(),
+                ),
+                readiness.watch("certificate issuers"),
             )
             .touched_objects(),
             move |issuer| {
@@ -338,9 +427,12 @@ pub async fn run(client: Client, settings: Settings) {
             },
         )
         .watches_stream(
-            watcher(
-                Api::<DeserializeGuard<ClusterIssuer>>::all(client.clone()),
-                watch_config,
+            report_sync(
+                watcher(
+                    Api::<DeserializeGuard<ClusterIssuer>>::all(client.clone()),
+                    watch_config,
+                ),
+                readiness.watch("certificate clusterissuers"),
             )
             .touched_objects(),
             move |issuer| {

@@ -16,7 +16,9 @@ use serde_json::{Value, json};
 use crate::api::{
     Certificate, CertificateSpec, ClusterIssuer, ClusterIssuerSpec, Issuer, IssuerRef, IssuerSpec,
 };
+use crate::certificate::expiry::DEFAULT_THRESHOLDS;
 use crate::context::Context;
+use crate::telemetry::metrics::{Caches, Metrics};
 
 pub const NAMESPACE: &str = "apps";
 pub const CLUSTER_RESOURCE_NAMESPACE: &str = "certkeeper-system";
@@ -121,17 +123,32 @@ pub fn context(
 ) -> (Arc<Context>, ApiServer) {
     let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let client = Client::new(service, "default");
+    let caches = Caches {
+        certificates: store(Vec::new()),
+        issuers: store(issuers),
+        cluster_issuers: store(cluster_issuers),
+        clock: Arc::new(move || now),
+    };
     let ctx = Context::new(
         client,
-        store(issuers),
-        store(cluster_issuers),
+        caches,
         CLUSTER_RESOURCE_NAMESPACE.into(),
-        Arc::new(move || now),
+        DEFAULT_THRESHOLDS.to_vec(),
     );
     (Arc::new(ctx), ApiServer { handle })
 }
 
-fn store<K>(objects: Vec<K>) -> Store<DeserializeGuard<K>>
+/// Metrics over caches holding these objects, at a fixed clock.
+pub fn metrics(certificates: Vec<Certificate>, issuers: Vec<Issuer>, cluster_issuers: Vec<ClusterIssuer>) -> Metrics {
+    Metrics::new(Caches {
+        certificates: store(certificates),
+        issuers: store(issuers),
+        cluster_issuers: store(cluster_issuers),
+        clock: Arc::new(|| ts("2026-11-23T12:00:00Z")),
+    })
+}
+
+pub fn store<K>(objects: Vec<K>) -> Store<DeserializeGuard<K>>
 where
     K: Resource<DynamicType = ()> + Clone,
     DeserializeGuard<K>: Resource<DynamicType = ()> + Clone,

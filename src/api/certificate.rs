@@ -266,4 +266,21 @@ pub struct CertificateStatus {
     /// The metadata.generation this status was computed for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// The last expiry warning sent about the current revision, so that a restarted controller
+    /// does not repeat it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_expiry_warning: Option<ExpiryWarningStatus>,
+}
+
+/// An expiry warning already published as an Event.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExpiryWarningStatus {
+    /// The revision the warning was about.
+    pub revision: i64,
+    /// `ExpiringSoon` or `Expired`.
+    pub reason: String,
+    /// For ExpiringSoon, the remaining-validity threshold that was crossed (Go duration).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<String>,
 }

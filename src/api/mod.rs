@@ -7,7 +7,8 @@ mod crd;
 mod issuer;
 
 pub use certificate::{
-    AdditionalOutputFormat, Certificate, CertificateSpec, CertificateStatus, IssuerRef, OutputFormatType,
+    AdditionalOutputFormat, Certificate, CertificateSpec, CertificateStatus, ExpiryWarningStatus, IssuerRef,
+    OutputFormatType,
     PrivateKeyRotationPolicy, PrivateKeySpec, SecretDeletionPolicy, SecretTemplate, Subject,
 };
 pub use condition::{ConditionStatus, condition, find_condition, set_condition};

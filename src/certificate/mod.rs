@@ -1,8 +1,9 @@
 //! The Certificate controller. A certificate's life: `spec` validates the request, `secret`
 //! reads what the Secret holds, `triggers` decide whether to (re-)issue, `schedule` says when
-//! to look again, `status` says what to report, and `reconcile` is the one place that talks
+//! to look again, `expiry` when to warn, `status` says what to report, and `reconcile` is the one place that talks
 //! to the API. `signer` resolves the issuer reference.
 
+pub mod expiry;
 pub mod reconcile;
 pub mod schedule;
 pub mod secret;

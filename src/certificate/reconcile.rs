@@ -12,10 +12,11 @@ use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 use tracing::{debug, info, warn};
 
+use super::expiry::{self, Warning};
 use super::schedule::{self, backoff, requeue_after};
 use super::secret::{self, CurrentKeyPair, SecretMaterial, SecretState};
 use super::signer::{self, SignerProblem};
-use super::spec::{self, ValidatedSpec};
+use super::spec::{self, RenewBefore, ValidatedSpec};
 use super::status::{self, IssuedFacts, READY, reason};
 use super::triggers::{self, Decision, PolicyInput, Signer, Trigger};
 use crate::api::{Certificate, CertificateStatus, RENEW_REQUESTED_AT, find_condition};
@@ -61,8 +62,14 @@ pub async fn reconcile(
     let spec = match spec::validate(&cert.spec) {
         Ok(spec) => spec,
         Err(e) => {
-            report_not_ready(cert, &ctx, &previous, reason::INVALID_SPEC, &e.0, now).await?;
-            return Ok(Action::await_change());
+            let policy = RenewBefore::Default;
+            let deadlines = report_not_ready(cert, &ctx, &previous, reason::INVALID_SPEC, &e.0, policy, now).await?;
+            // Only a change can fix the spec; until then only expiry deadlines matter.
+            return Ok(if deadlines.iter().any(|d| *d > now) {
+                Action::requeue(requeue_after(now, &deadlines))
+            } else {
+                Action::await_change()
+            });
         }
     };
     let signer = match signer::resolve(cert, &ctx, now).await? {
@@ -72,8 +79,11 @@ pub async fn reconcile(
                 SignerProblem::NotFound(m) => (reason::ISSUER_NOT_FOUND, m),
                 SignerProblem::NotReady(m) => (reason::ISSUER_NOT_READY, m),
             };
-            report_not_ready(cert, &ctx, &previous, why, message, now).await?;
-            return Ok(Action::requeue(ISSUER_RECHECK));
+            let deadlines =
+                report_not_ready(cert, &ctx, &previous, why, message, spec.renew_before, now).await?;
+            return Ok(Action::requeue(
+                requeue_after(now, &deadlines).min(ISSUER_RECHECK),
+            ));
         }
     };
     let namespace = cert.namespace().unwrap_or_default();
@@ -178,11 +188,10 @@ async fn keep(
     }
     let facts = IssuedFacts::new(leaf, renewal_time, revision);
     let status = status::ready(previous, &facts, cert.metadata.generation, now);
-    write_status(cert, ctx, previous, &status).await?;
-    Ok(Action::requeue(requeue_after(
-        now,
-        &[Some(renewal_time), Some(leaf.not_after), renew_requested_at],
-    )))
+    let (_, mut deadlines) = settle(cert, ctx, previous, status, spec.renew_before, now).await?;
+    deadlines.extend([renewal_time, leaf.not_after]);
+    deadlines.extend(renew_requested_at);
+    Ok(Action::requeue(requeue_after(now, &deadlines)))
 }
 
 /// The Secret's current material, re-encoded as the spec now asks.
@@ -288,7 +297,10 @@ async fn issue(
         && now < at
     {
         debug!(certificate = %object_name(cert), retry_at = %at, "backing off after failed issuance");
-        return Ok(Action::requeue(requeue_after(now, &[Some(at)])));
+        // Expiry does not wait for the backoff to end.
+        let (_, mut deadlines) = settle(cert, ctx, previous, previous.clone(), spec.renew_before, now).await?;
+        deadlines.push(at);
+        return Ok(Action::requeue(requeue_after(now, &deadlines)));
     }
 
     let (current_facts, current_revision, reuse) = match state {
@@ -312,6 +324,7 @@ async fn issue(
     info!(certificate = %object_name(cert), reason = trigger.reason.as_str(), message = %trigger.message, "issuing certificate");
     let job_spec = spec.clone();
     let started = std::time::Instant::now();
+    let issuer_kind = spec.issuer_ref.kind().to_owned();
     let outcome = tokio::task::spawn_blocking(move || sign(&job_spec, &signer, reuse, now))
         .await
         .map_err(|e| Error::IssuanceTask {
@@ -320,34 +333,30 @@ async fn issue(
         })?;
     debug!(certificate = %object_name(cert), elapsed_ms = started.elapsed().as_millis() as u64, "signing finished");
 
+    let failed = |cause: String| {
+        ctx.metrics.issuance(&issuer_kind, false, started.elapsed());
+        let policy = spec.renew_before;
+        let trigger = &trigger;
+        let current = current_facts.as_ref();
+        async move { fail(cert, ctx, previous, current, trigger, &cause, policy, now).await }
+    };
     let issued = match outcome {
         Ok(issued) => issued,
-        Err(e) => {
-            let cause = format!("signing failed: {e}");
-            return fail(cert, ctx, previous, current_facts.as_ref(), &trigger, &cause, now).await;
-        }
+        Err(e) => return failed(format!("signing failed: {e}")).await,
     };
     let revision = current_revision.unwrap_or(0) + 1;
     let desired = secret::desired_secret(cert, &spec, &issued.leaf, &issued.material, revision);
     if let Err(e) = apply_secret(ctx, &desired).await {
-        return fail(
-            cert,
-            ctx,
-            previous,
-            current_facts.as_ref(),
-            &trigger,
-            &e.to_string(),
-            now,
-        )
-        .await;
+        return failed(e.to_string()).await;
     }
+    ctx.metrics.issuance(&issuer_kind, true, started.elapsed());
 
     let leaf = &issued.leaf;
     let uid = cert.metadata.uid.clone().unwrap_or_default();
     let renewal_time = schedule::renewal_time(leaf.not_before, leaf.not_after, spec.renew_before, &uid);
     let facts = IssuedFacts::new(leaf, renewal_time, revision);
     let status = status::ready(previous, &facts, generation, now);
-    write_status(cert, ctx, previous, &status).await?;
+    let (_, mut deadlines) = settle(cert, ctx, previous, status, spec.renew_before, now).await?;
     info!(certificate = %object_name(cert), serial = %leaf.serial_hex, not_after = %leaf.not_after, revision, "certificate issued");
     let event = if revision == 1 {
         events::issued(&leaf.serial_hex, leaf.not_after)
@@ -360,13 +369,13 @@ async fn issue(
         )
     };
     events::publish(ctx, event, &cert.object_ref(&())).await;
-    Ok(Action::requeue(requeue_after(
-        now,
-        &[Some(renewal_time), Some(leaf.not_after), renew_requested_at],
-    )))
+    deadlines.extend([renewal_time, leaf.not_after]);
+    deadlines.extend(renew_requested_at);
+    Ok(Action::requeue(requeue_after(now, &deadlines)))
 }
 
 /// An issuance attempt failed: record it in the status, warn, and back off.
+#[allow(clippy::too_many_arguments)]
 async fn fail(
     cert: &Certificate,
     ctx: &Context,
@@ -374,6 +383,7 @@ async fn fail(
     current: Option<&IssuedFacts>,
     trigger: &Trigger,
     cause: &str,
+    policy: RenewBefore,
     now: Timestamp,
 ) -> Result<Action, Error> {
     warn!(certificate = %object_name(cert), reason = trigger.reason.as_str(), error = %cause, "issuance failed");
@@ -388,33 +398,73 @@ async fn fail(
     );
     let attempts = u32::try_from(status.failed_issuance_attempts.unwrap_or(1)).unwrap_or(u32::MAX);
     let retry = now + backoff(attempts);
-    write_status(cert, ctx, previous, &status).await?;
+    let (_, mut deadlines) = settle(cert, ctx, previous, status, policy, now).await?;
     events::publish(ctx, events::issuance_failed(cause, retry), &cert.object_ref(&())).await;
-    let mut deadlines = vec![Some(retry)];
-    if let Some(facts) = current {
-        deadlines.push(Some(facts.not_after));
-    }
+    deadlines.push(retry);
     Ok(Action::requeue(requeue_after(now, &deadlines)))
 }
 
 /// The Certificate cannot be acted on: Ready=False and, when that is news, a Warning Event.
+/// Returns the instants of the coming expiry warnings of the certificate still in the Secret.
 async fn report_not_ready(
     cert: &Certificate,
     ctx: &Context,
     previous: &CertificateStatus,
     why: &str,
     message: &str,
+    policy: RenewBefore,
     now: Timestamp,
-) -> Result<(), Error> {
+) -> Result<Vec<Timestamp>, Error> {
     let status = status::not_ready(previous, why, message, cert.metadata.generation, now);
+    let (status, deadlines) = settle(cert, ctx, previous, status, policy, now).await?;
     let before = find_condition(&previous.conditions, READY).map(|c| (&c.status, &c.reason, &c.message));
-    let after = find_condition(&status.conditions, READY).map(|c| (&c.status, &c.reason, &c.message));
-    write_status(cert, ctx, previous, &status).await?;
-    if before != after {
+    let after = find_condition(&status.conditions, READY);
+    // Past notAfter the reason is Expired, and the Expired warning has said so.
+    if let Some(after) = after
+        && after.reason == why
+        && before != Some((&after.status, &after.reason, &after.message))
+    {
         warn!(certificate = %object_name(cert), reason = why, %message, "certificate not ready");
         events::publish(ctx, events::not_ready(why, message), &cert.object_ref(&())).await;
     }
-    Ok(())
+    Ok(deadlines)
+}
+
+/// Writes `status` with what expiry means for it (Ready=False past notAfter, the warning now
+/// due), then publishes that warning: status first, so a restart never repeats a warning.
+/// Returns the written status and the instants of the coming expiry warnings.
+async fn settle(
+    cert: &Certificate,
+    ctx: &Context,
+    previous: &CertificateStatus,
+    mut status: CertificateStatus,
+    policy: RenewBefore,
+    now: Timestamp,
+) -> Result<(CertificateStatus, Vec<Timestamp>), Error> {
+    let (warning, deadlines) = expiry::apply(
+        &mut status,
+        &ctx.expiry_thresholds,
+        policy,
+        cert.metadata.generation,
+        now,
+    );
+    write_status(cert, ctx, previous, &status).await?;
+    if let (Some(warning), Some(not_after)) = (warning, status.not_after.as_ref()) {
+        let not_after = not_after.0;
+        let event = match warning {
+            Warning::ExpiringSoon { threshold } => {
+                let threshold = expiry::go_duration(threshold);
+                warn!(certificate = %object_name(cert), %not_after, %threshold, "certificate expiring soon");
+                events::expiring_soon(not_after, &threshold, status.renewal_time.as_ref().map(|t| t.0), now)
+            }
+            Warning::Expired => {
+                warn!(certificate = %object_name(cert), %not_after, "certificate expired");
+                events::expired(not_after)
+            }
+        };
+        events::publish(ctx, event, &cert.object_ref(&())).await;
+    }
+    Ok((status, deadlines))
 }
 
 /// Writes the Secret in one server-side apply: every key together, under one field manager.

@@ -69,12 +69,11 @@ pub fn backoff(attempts: u32) -> SignedDuration {
 }
 
 /// How long to sleep until the earliest of `deadlines` still in the future, capped at
-/// `MAX_REQUEUE`. `None` deadlines are ignored. Rounds up to whole seconds plus one, so the
+/// `MAX_REQUEUE`. Rounds up to whole seconds plus one, so the
 /// controller wakes at or just after the instant (status times have second precision).
-pub fn requeue_after(now: Timestamp, deadlines: &[Option<Timestamp>]) -> std::time::Duration {
+pub fn requeue_after(now: Timestamp, deadlines: &[Timestamp]) -> std::time::Duration {
     let next = deadlines
         .iter()
-        .flatten()
         .filter(|d| **d > now)
         .min()
         .map(|d| d.duration_since(now))
@@ -177,10 +176,9 @@ mod tests {
         let d = requeue_after(
             now,
             &[
-                Some(now + SignedDuration::from_secs(100)),
-                None,
-                Some(now - SignedDuration::from_secs(5)),
-                Some(now + SignedDuration::from_secs(50)),
+                now + SignedDuration::from_secs(100),
+                now - SignedDuration::from_secs(5),
+                now + SignedDuration::from_secs(50),
             ],
         );
         assert_eq!(d.as_secs(), 51);
@@ -189,7 +187,7 @@ mod tests {
     #[test]
     fn requeue_is_capped_for_long_lived_certificates() {
         let now = ts("2026-01-01T00:00:00Z");
-        let d = requeue_after(now, &[Some(now + SignedDuration::from_hours(24 * 365 * 10))]);
+        let d = requeue_after(now, &[now + SignedDuration::from_hours(24 * 365 * 10)]);
         assert_eq!(d.as_secs(), 24 * 3600 + 1);
     }
 }

@@ -48,6 +48,14 @@ fn with_facts(status: &mut CertificateStatus, facts: &IssuedFacts) {
     status.renewal_time = Some(Time(facts.renewal_time));
     status.serial_number = Some(facts.serial_hex.clone());
     status.revision = Some(facts.revision);
+    // A warning about an earlier revision is history once a new certificate is in place.
+    if status
+        .last_expiry_warning
+        .as_ref()
+        .is_some_and(|w| w.revision != facts.revision)
+    {
+        status.last_expiry_warning = None;
+    }
 }
 
 /// The Secret holds a valid certificate for the current spec: Ready=True, no failures.

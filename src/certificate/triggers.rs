@@ -259,7 +259,7 @@ pub fn expired(leaf: &CertificateInfo, now: Timestamp) -> Option<Trigger> {
     if now >= leaf.not_after {
         fire(
             TriggerReason::Expired,
-            format!("the certificate expired at {}", leaf.not_after),
+            super::expiry::expired_message(leaf.not_after),
         )
     } else {
         None

@@ -126,7 +126,7 @@ pub async fn reconcile<K: IssuerObject>(
         // Look again the moment the CA expires, so Ready turns False on time.
         IssuerHealth::Ca(facts) => Action::requeue(crate::certificate::schedule::requeue_after(
             now,
-            &[Some(facts.not_after)],
+            &[facts.not_after],
         )),
         IssuerHealth::Broken(_) => Action::requeue(BROKEN_RECHECK),
         IssuerHealth::SelfSigned | IssuerHealth::InvalidSpec(_) => Action::await_change(),

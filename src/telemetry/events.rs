@@ -11,9 +11,11 @@ use crate::context::Context;
 pub const ISSUED: &str = "Issued";
 pub const RENEWED: &str = "Renewed";
 pub const ISSUANCE_FAILED: &str = "IssuanceFailed";
+pub use crate::certificate::expiry::{EXPIRED, EXPIRING_SOON};
 
 const ACTION_ISSUE: &str = "Issue";
 const ACTION_CHECK: &str = "Check";
+const ACTION_CHECK_EXPIRY: &str = "CheckExpiry";
 
 /// Normal `Issued`: the first certificate of a Certificate.
 pub fn issued(serial: &str, not_after: Timestamp) -> Event {
@@ -48,6 +50,41 @@ pub fn issuance_failed(cause: &str, retry_at: Timestamp) -> Event {
         reason: ISSUANCE_FAILED.into(),
         note: Some(format!("{cause}; next attempt at {retry_at}")),
         action: ACTION_ISSUE.into(),
+        secondary: None,
+    }
+}
+
+/// Warning `ExpiringSoon`: remaining validity dropped below `threshold`. The note says whether
+/// renewal is overdue (it was due at `renewal_time`) or still to come.
+pub fn expiring_soon(
+    not_after: Timestamp,
+    threshold: &str,
+    renewal_time: Option<Timestamp>,
+    now: Timestamp,
+) -> Event {
+    let renewal = match renewal_time {
+        Some(at) if at <= now => format!("; renewal was due at {at} and has not succeeded"),
+        Some(at) => format!("; renewal is scheduled for {at}"),
+        None => String::new(),
+    };
+    Event {
+        type_: EventType::Warning,
+        reason: EXPIRING_SOON.into(),
+        note: Some(format!(
+            "Certificate expires at {not_after}, less than {threshold} from now{renewal}"
+        )),
+        action: ACTION_CHECK_EXPIRY.into(),
+        secondary: None,
+    }
+}
+
+/// Warning `Expired`: notAfter passed.
+pub fn expired(not_after: Timestamp) -> Event {
+    Event {
+        type_: EventType::Warning,
+        reason: EXPIRED.into(),
+        note: Some(format!("Certificate expired at {not_after}")),
+        action: ACTION_CHECK_EXPIRY.into(),
         secondary: None,
     }
 }

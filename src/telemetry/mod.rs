@@ -1,4 +1,7 @@
-//! What certkeeper tells people: Kubernetes Events and logs.
+//! What certkeeper tells people: Kubernetes Events, Prometheus metrics and the health
+//! endpoint, and logs.
 
 pub mod events;
 pub mod logs;
+pub mod metrics;
+pub mod server;

@@ -1,0 +1,328 @@
+//! The Prometheus metrics of SPEC "Metrics". Per-object gauges are read at scrape time from
+//! the controllers' caches, so the series of a deleted object disappear with it and a
+//! reconcile never writes them; counters and histograms are recorded by the controllers.
+
+use std::fmt;
+use std::time::Duration;
+
+use kube::core::DeserializeGuard;
+use kube::runtime::reflector::Store;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::{Registry, Unit};
+
+use crate::api::{Certificate, ClusterIssuer, Issuer, IssuerStatus, find_condition};
+use crate::context::Clock;
+
+/// Content type of the OpenMetrics text format that `encode` produces.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// The `controller` label of reconcile metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ControllerKind {
+    Certificate,
+    Issuer,
+    ClusterIssuer,
+}
+
+impl ControllerKind {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Certificate => "certificate",
+            Self::Issuer => "issuer",
+            Self::ClusterIssuer => "clusterissuer",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct IssuanceLabels {
+    issuer_kind: String,
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ReconcileLabels {
+    controller: &'static str,
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ControllerLabels {
+    controller: &'static str,
+}
+
+type DurationHistograms = Family<ControllerLabels, Histogram, fn() -> Histogram>;
+
+/// Latency buckets from 1 ms to about 33 s: signing takes microseconds (ECDSA) to a second
+/// (RSA 4096); a reconcile adds API round trips.
+fn duration_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.001, 2.0, 16))
+}
+
+/// Every metric certkeeper exports, and the registry that encodes them.
+pub struct Metrics {
+    registry: Registry,
+    issuance: Family<IssuanceLabels, Counter>,
+    issuance_duration: Histogram,
+    reconciles: Family<ReconcileLabels, Counter>,
+    reconcile_duration: DurationHistograms,
+}
+
+impl fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+/// The caches the per-object gauges are read from.
+#[derive(Clone)]
+pub struct Caches {
+    pub certificates: Store<DeserializeGuard<Certificate>>,
+    pub issuers: Store<DeserializeGuard<Issuer>>,
+    pub cluster_issuers: Store<DeserializeGuard<ClusterIssuer>>,
+    pub clock: Clock,
+}
+
+impl Metrics {
+    pub fn new(caches: Caches) -> Self {
+        let mut registry = Registry::default();
+        let issuance = Family::<IssuanceLabels, Counter>::default();
+        registry.register(
+            "certkeeper_issuance",
+            "Certificate issuance attempts, by issuer kind and result (success, failure)",
+            issuance.clone(),
+        );
+        let issuance_duration = duration_histogram();
+        registry.register_with_unit(
+            "certkeeper_issuance_duration",
+            "Time to issue one certificate: key generation, signing and the Secret write",
+            Unit::Seconds,
+            issuance_duration.clone(),
+        );
+        let reconciles = Family::<ReconcileLabels, Counter>::default();
+        registry.register(
+            "certkeeper_reconcile",
+            "Reconciles, by controller and result (success, error)",
+            reconciles.clone(),
+        );
+        let reconcile_duration: DurationHistograms = Family::new_with_constructor(duration_histogram);
+        registry.register_with_unit(
+            "certkeeper_reconcile_duration",
+            "Time one reconcile takes, by controller",
+            Unit::Seconds,
+            reconcile_duration.clone(),
+        );
+        registry.register_collector(Box::new(ObjectGauges(caches)));
+        Self {
+            registry,
+            issuance,
+            issuance_duration,
+            reconciles,
+            reconcile_duration,
+        }
+    }
+
+    /// One issuance attempt finished after `elapsed`.
+    pub fn issuance(&self, issuer_kind: &str, success: bool, elapsed: Duration) {
+        self.issuance
+            .get_or_create(&IssuanceLabels {
+                issuer_kind: issuer_kind.to_owned(),
+                result: if success { "success" } else { "failure" },
+            })
+            .inc();
+        if success {
+            self.issuance_duration.observe(elapsed.as_secs_f64());
+        }
+    }
+
+    /// One reconcile of `controller` finished after `elapsed`.
+    pub fn reconcile(&self, controller: ControllerKind, success: bool, elapsed: Duration) {
+        self.reconciles
+            .get_or_create(&ReconcileLabels {
+                controller: controller.label(),
+                result: if success { "success" } else { "error" },
+            })
+            .inc();
+        self.reconcile_duration
+            .get_or_create(&ControllerLabels {
+                controller: controller.label(),
+            })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// The exposition in OpenMetrics text format.
+    pub fn encode(&self) -> Result<String, fmt::Error> {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
+        Ok(out)
+    }
+}
+
+/// The gauges derived from the cached objects, computed at each scrape.
+struct ObjectGauges(Caches);
+
+impl fmt::Debug for ObjectGauges {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ObjectGauges")
+    }
+}
+
+const CONDITIONS: [&str; 3] = ["True", "False", "Unknown"];
+
+/// The status of the Ready condition, `Unknown` when there is none yet.
+fn ready_of(conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition]) -> &str {
+    match find_condition(conditions, "Ready").map(|c| c.status.as_str()) {
+        Some(s @ ("True" | "False")) => s,
+        _ => "Unknown",
+    }
+}
+
+/// Writes one gauge family: a descriptor, then one sample per `(labels, value)`.
+fn gauge_family<'a>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    unit: Option<&Unit>,
+    samples: impl Iterator<Item = (Vec<(&'a str, &'a str)>, i64)>,
+) -> fmt::Result {
+    let mut family = encoder.encode_descriptor(name, help, unit, MetricType::Gauge)?;
+    for (labels, value) in samples {
+        ConstGauge::new(value).encode(family.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+/// One issuer as the gauges see it.
+struct IssuerRow<'a> {
+    namespace: &'a str,
+    name: &'a str,
+    kind: &'static str,
+    status: Option<&'a IssuerStatus>,
+}
+
+fn cert_labels(c: &Certificate) -> Vec<(&str, &str)> {
+    vec![
+        ("namespace", c.metadata.namespace.as_deref().unwrap_or_default()),
+        ("name", c.metadata.name.as_deref().unwrap_or_default()),
+        ("issuer_name", c.spec.issuer_ref.name.as_str()),
+        ("issuer_kind", c.spec.issuer_ref.kind()),
+    ]
+}
+
+fn issuer_labels<'a>(r: &IssuerRow<'a>) -> Vec<(&'a str, &'a str)> {
+    vec![("namespace", r.namespace), ("name", r.name), ("kind", r.kind)]
+}
+
+impl Collector for ObjectGauges {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
+        let caches = &self.0;
+        let certificates = caches.certificates.state();
+        let certificates: Vec<&Certificate> = certificates.iter().filter_map(|g| g.0.as_ref().ok()).collect();
+        let unit = Some(&Unit::Seconds);
+        type Pick = fn(&crate::api::CertificateStatus) -> Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>;
+        let times: [(&str, &str, Pick); 3] = [
+            (
+                "certkeeper_certificate_expiration_timestamp",
+                "notAfter of the certificate in the Secret, as a Unix time",
+                |s| s.not_after.as_ref(),
+            ),
+            (
+                "certkeeper_certificate_not_before_timestamp",
+                "notBefore of the certificate in the Secret, as a Unix time",
+                |s| s.not_before.as_ref(),
+            ),
+            (
+                "certkeeper_certificate_renewal_timestamp",
+                "When the controller renews the certificate, as a Unix time",
+                |s| s.renewal_time.as_ref(),
+            ),
+        ];
+        for (name, help, pick) in times {
+            gauge_family(
+                &mut encoder,
+                name,
+                help,
+                unit,
+                certificates.iter().filter_map(|c| {
+                    let at = c.status.as_ref().and_then(pick)?;
+                    Some((cert_labels(c), at.0.as_second()))
+                }),
+            )?;
+        }
+        gauge_family(
+            &mut encoder,
+            "certkeeper_certificate_ready_status",
+            "The Certificate's Ready condition: 1 for its current status, 0 for the others",
+            None,
+            certificates.iter().flat_map(|c| {
+                let current = c.status.as_ref().map_or("Unknown", |s| ready_of(&s.conditions));
+                CONDITIONS.into_iter().map(move |condition| {
+                    let mut labels = cert_labels(c);
+                    labels.push(("condition", condition));
+                    (labels, i64::from(condition == current))
+                })
+            }),
+        )?;
+
+        let issuers = caches.issuers.state();
+        let cluster_issuers = caches.cluster_issuers.state();
+        let rows: Vec<IssuerRow> = issuers
+            .iter()
+            .filter_map(|g| g.0.as_ref().ok())
+            .map(|i| IssuerRow {
+                namespace: i.metadata.namespace.as_deref().unwrap_or_default(),
+                name: i.metadata.name.as_deref().unwrap_or_default(),
+                kind: "Issuer",
+                status: i.status.as_ref(),
+            })
+            .chain(
+                cluster_issuers
+                    .iter()
+                    .filter_map(|g| g.0.as_ref().ok())
+                    .map(|i| IssuerRow {
+                        namespace: "",
+                        name: i.metadata.name.as_deref().unwrap_or_default(),
+                        kind: "ClusterIssuer",
+                        status: i.status.as_ref(),
+                    }),
+            )
+            .collect();
+        gauge_family(
+            &mut encoder,
+            "certkeeper_issuer_ready_status",
+            "The issuer's Ready condition: 1 for its current status, 0 for the others",
+            None,
+            rows.iter().flat_map(|r| {
+                let current = r.status.map_or("Unknown", |s| ready_of(&s.conditions));
+                CONDITIONS.into_iter().map(move |condition| {
+                    let mut labels = issuer_labels(r);
+                    labels.push(("condition", condition));
+                    (labels, i64::from(condition == current))
+                })
+            }),
+        )?;
+        gauge_family(
+            &mut encoder,
+            "certkeeper_ca_expiration_timestamp",
+            "notAfter of a CA issuer's own certificate, as a Unix time",
+            unit,
+            rows.iter().filter_map(|r| {
+                let at = r.status?.ca_not_after.as_ref()?;
+                Some((issuer_labels(r), at.0.as_second()))
+            }),
+        )?;
+        gauge_family(
+            &mut encoder,
+            "certkeeper_clock_time",
+            "The controller's clock, as a Unix time; compare with the expiration timestamps",
+            unit,
+            std::iter::once((Vec::new(), (caches.clock)().as_second())),
+        )
+    }
+}

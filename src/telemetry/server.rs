@@ -1,0 +1,196 @@
+//! The controller's HTTP endpoint (default `:9402`): `/metrics` in OpenMetrics text format,
+//! `/healthz` (the process answers) and `/readyz` (every watch has listed its objects once, and
+//! the controller is not shutting down).
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tracing::{debug, warn};
+
+use super::metrics::{CONTENT_TYPE, Metrics};
+
+/// Whether the controller is ready: each watch reports its first complete list, shutdown
+/// reports itself.
+#[derive(Debug, Default)]
+pub struct Readiness {
+    watches: Mutex<Vec<(String, Arc<AtomicBool>)>>,
+    shutting_down: AtomicBool,
+}
+
+/// Set once the watch it belongs to has listed every object.
+#[derive(Clone, Debug)]
+pub struct SyncFlag(Arc<AtomicBool>);
+
+impl SyncFlag {
+    pub fn synced(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+}
+
+impl Readiness {
+    /// Registers a watch that must sync before the controller is ready.
+    pub fn watch(&self, name: impl Into<String>) -> SyncFlag {
+        let flag = Arc::new(AtomicBool::new(false));
+        self.watches
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((name.into(), flag.clone()));
+        SyncFlag(flag)
+    }
+
+    /// From now on the controller is not ready.
+    pub fn shutting_down(&self) {
+        self.shutting_down.store(true, Ordering::Release);
+    }
+
+    /// Ok when ready; otherwise why not, in one line.
+    pub fn check(&self) -> Result<(), String> {
+        if self.shutting_down.load(Ordering::Acquire) {
+            return Err("shutting down".into());
+        }
+        let watches = self.watches.lock().unwrap_or_else(|p| p.into_inner());
+        if watches.is_empty() {
+            return Err("no watch started yet".into());
+        }
+        let waiting: Vec<&str> = watches
+            .iter()
+            .filter(|(_, f)| !f.load(Ordering::Acquire))
+            .map(|(n, _)| n.as_str())
+            .collect();
+        if waiting.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("waiting for the initial list of: {}", waiting.join(", ")))
+        }
+    }
+}
+
+/// What the endpoint serves.
+#[derive(Clone, Debug)]
+pub struct Endpoint {
+    pub metrics: Arc<Metrics>,
+    pub readiness: Arc<Readiness>,
+}
+
+fn text(status: StatusCode, content_type: &str, body: String) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    if let Ok(value) = header::HeaderValue::from_str(content_type) {
+        response.headers_mut().insert(header::CONTENT_TYPE, value);
+    }
+    response
+}
+
+const PLAIN: &str = "text/plain; charset=utf-8";
+
+impl Endpoint {
+    /// Answers one request.
+    pub fn respond(&self, method: &Method, path: &str) -> Response<Full<Bytes>> {
+        if method != Method::GET && method != Method::HEAD {
+            return text(StatusCode::METHOD_NOT_ALLOWED, PLAIN, "only GET\n".into());
+        }
+        match path {
+            "/metrics" => match self.metrics.encode() {
+                Ok(body) => text(StatusCode::OK, CONTENT_TYPE, body),
+                Err(e) => text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    PLAIN,
+                    format!("cannot encode metrics: {e}\n"),
+                ),
+            },
+            "/healthz" => text(StatusCode::OK, PLAIN, "ok\n".into()),
+            "/readyz" => match self.readiness.check() {
+                Ok(()) => text(StatusCode::OK, PLAIN, "ok\n".into()),
+                Err(why) => text(StatusCode::SERVICE_UNAVAILABLE, PLAIN, format!("{why}\n")),
+            },
+            _ => text(StatusCode::NOT_FOUND, PLAIN, "not found\n".into()),
+        }
+    }
+
+    /// Serves on `listener` until the process ends.
+    pub async fn serve(self, listener: TcpListener) {
+        loop {
+            let (stream, peer) = match listener.accept().await {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    warn!(error = %e, "metrics endpoint: accept failed");
+                    continue;
+                }
+            };
+            let endpoint = self.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |req: Request<Incoming>| {
+                    let response = endpoint.respond(req.method(), req.uri().path());
+                    async move { Ok::<_, Infallible>(response) }
+                });
+                if let Err(e) = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await
+                {
+                    debug!(%peer, error = %e, "metrics endpoint: connection ended with an error");
+                }
+            });
+        }
+    }
+}
+
+/// Binds the endpoint's address; a failure is a start-up error, reported before anything runs.
+pub async fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(address).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ready_only_after_every_watch_synced_and_not_while_shutting_down() {
+        let readiness = Readiness::default();
+        assert!(readiness.check().is_err(), "nothing started");
+        let certificates = readiness.watch("certificates");
+        let issuers = readiness.watch("issuers");
+        assert_eq!(
+            readiness.check(),
+            Err("waiting for the initial list of: certificates, issuers".into())
+        );
+        certificates.synced();
+        assert_eq!(readiness.check(), Err("waiting for the initial list of: issuers".into()));
+        issuers.synced();
+        assert_eq!(readiness.check(), Ok(()));
+        readiness.shutting_down();
+        assert_eq!(readiness.check(), Err("shutting down".into()));
+    }
+
+    #[test]
+    fn endpoints_answer_with_the_right_status_codes() {
+        let endpoint = Endpoint {
+            metrics: Arc::new(crate::testing::metrics(vec![], vec![], vec![])),
+            readiness: Arc::new(Readiness::default()),
+        };
+        let status = |path: &str| endpoint.respond(&Method::GET, path).status();
+        assert_eq!(status("/healthz"), StatusCode::OK);
+        assert_eq!(status("/readyz"), StatusCode::SERVICE_UNAVAILABLE);
+        endpoint.readiness.watch("certificates").synced();
+        assert_eq!(status("/readyz"), StatusCode::OK);
+        assert_eq!(status("/metrics"), StatusCode::OK);
+        assert_eq!(status("/nope"), StatusCode::NOT_FOUND);
+        assert_eq!(
+            endpoint.respond(&Method::POST, "/metrics").status(),
+            StatusCode::METHOD_NOT_ALLOWED
+        );
+        let metrics = endpoint.respond(&Method::GET, "/metrics");
+        assert_eq!(
+            metrics.headers().get(header::CONTENT_TYPE).unwrap(),
+            CONTENT_TYPE
+        );
+    }
+}
