@@ -48,6 +48,17 @@ pub struct ControllerArgs {
     /// ExpiringSoon warning; only those shorter than its lifetime apply.
     #[arg(long, value_delimiter = ',', default_value = "168h,72h,24h", value_parser = expiry::parse_threshold)]
     pub expiry_warning_thresholds: Vec<SignedDuration>,
+    /// Reconcile only while holding a coordination.k8s.io Lease, so that several replicas are
+    /// safe (`--leader-elect` or `--leader-elect=true`; the install manifests set it).
+    #[arg(long, default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub leader_elect: bool,
+    /// Namespace of the leader election Lease [default: the controller's own namespace, or
+    /// certkeeper-system outside a cluster].
+    #[arg(long)]
+    pub leader_election_namespace: Option<String>,
+    /// Name of the leader election Lease.
+    #[arg(long, default_value = "certkeeper-controller")]
+    pub leader_election_id: String,
 }
 
 /// `host:port`, or `:port` for every interface as Go programs (and cert-manager) accept.
@@ -88,11 +99,15 @@ pub async fn dispatch(cli: Cli) -> Result<(), String> {
                     cluster_resource_namespace: args.cluster_resource_namespace,
                     concurrency: args.concurrency,
                     expiry_thresholds: args.expiry_warning_thresholds,
+                    leader_election: args.leader_elect.then_some(runner::LeaderElection {
+                        namespace: args.leader_election_namespace,
+                        lease_name: args.leader_election_id,
+                    }),
                 },
                 endpoint,
             )
-            .await;
-            Ok(())
+            .await
+            .map_err(|e| e.to_string())
         }
     }
 }

@@ -41,13 +41,27 @@ pub struct Context {
 }
 
 impl Context {
-    /// A context over the controllers' caches; the metrics read the same caches.
+    /// A context over the controllers' caches, with metrics of its own that read them.
     pub fn new(
         client: Client,
         caches: Caches,
         cluster_resource_namespace: String,
         expiry_thresholds: Vec<SignedDuration>,
     ) -> Self {
+        let metrics = Arc::new(Metrics::new(caches.clone()));
+        Self::with_metrics(client, caches, cluster_resource_namespace, expiry_thresholds, metrics)
+    }
+
+    /// A context over the controllers' caches, reporting into `metrics` (which outlive one
+    /// leadership term), which from now on read these caches.
+    pub fn with_metrics(
+        client: Client,
+        caches: Caches,
+        cluster_resource_namespace: String,
+        expiry_thresholds: Vec<SignedDuration>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        metrics.observe(caches.clone());
         let reporter = Reporter {
             controller: "certkeeper".into(),
             instance: std::env::var("POD_NAME").ok(),
@@ -60,7 +74,7 @@ impl Context {
             cluster_resource_namespace,
             expiry_thresholds,
             clock: caches.clock.clone(),
-            metrics: Arc::new(Metrics::new(caches)),
+            metrics,
             error_counts: Mutex::new(HashMap::new()),
         }
     }

@@ -13,6 +13,7 @@ use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
+use kube_lease_manager::LeaseManagerBuilder;
 use tokio::sync::watch;
 use tokio::net::TcpListener;
 use tracing::{Instrument, info, info_span, warn};
@@ -21,7 +22,7 @@ use crate::api::{Certificate, ClusterIssuer, Issuer};
 use crate::certificate::schedule::backoff;
 use crate::certificate::secret::{LABEL_CERTIFICATE_NAME, SECRET_TYPE_TLS};
 use crate::context::{Context, system_clock};
-use crate::telemetry::metrics::{Caches, ControllerKind};
+use crate::telemetry::metrics::{Caches, ControllerKind, Metrics};
 use crate::telemetry::server::{Endpoint, Readiness, SyncFlag};
 use crate::error::Error;
 use crate::issuer::IssuerObject;
@@ -32,6 +33,16 @@ pub struct Settings {
     pub cluster_resource_namespace: Option<String>,
     pub concurrency: u16,
     pub expiry_thresholds: Vec<jiff::SignedDuration>,
+    /// Reconcile only while holding this Lease; None runs at once (one replica, a laptop).
+    pub leader_election: Option<LeaderElection>,
+}
+
+/// Where the leader election Lease lives.
+#[derive(Clone, Debug)]
+pub struct LeaderElection {
+    /// Namespace of the Lease [default: the controller's own].
+    pub namespace: Option<String>,
+    pub lease_name: String,
 }
 
 /// Why the controller could not start. Printed as one line.
@@ -45,6 +56,8 @@ pub enum StartupError {
     Unreachable { url: String, reason: String },
     #[error("cannot listen on {address} for /metrics, /healthz and /readyz: {reason}")]
     Listen { address: String, reason: String },
+    #[error("cannot use the leader election Lease {lease}: {reason}")]
+    Lease { lease: String, reason: String },
 }
 
 /// How long to wait for the API server to answer at start-up.
@@ -159,11 +172,18 @@ async fn observed<K: Resource<DynamicType = ()>>(
     ctx: &Context,
     reconcile: impl std::future::Future<Output = Result<Action, Error>>,
 ) -> Result<Action, Error> {
+    // `object` is namespace/name (just the name for cluster-scoped kinds); not `name`, which
+    // JSON logs already use for the span's own name.
+    let namespace = obj.namespace();
+    let object = match &namespace {
+        Some(ns) => format!("{ns}/{}", obj.name_any()),
+        None => obj.name_any(),
+    };
     let span = info_span!(
         "reconcile",
         controller = controller.label(),
-        namespace = obj.namespace().unwrap_or_default(),
-        name = obj.name_any(),
+        namespace = namespace.unwrap_or_default(),
+        %object,
     );
     let started = std::time::Instant::now();
     let result = reconcile.instrument(span).await;
@@ -305,50 +325,20 @@ where
     });
 }
 
-/// Runs the controllers until shutdown, serving metrics and health on `endpoint`.
-pub async fn run(client: Client, settings: Settings, endpoint: TcpListener) {
+/// Runs until shutdown, serving metrics and health on `endpoint`: the controllers at once, or,
+/// with leader election, only while this replica holds the Lease.
+pub async fn run(client: Client, settings: Settings, endpoint: TcpListener) -> Result<(), StartupError> {
     let cluster_resource_namespace = settings
         .cluster_resource_namespace
         .clone()
         .unwrap_or_else(default_cluster_resource_namespace);
-    info!(%cluster_resource_namespace, concurrency = settings.concurrency, "starting controllers");
     let shutdown = shutdown_signal();
-    let config = ControllerConfig::default().concurrency(settings.concurrency);
-    let watch_config = watcher::Config::default().any_semantic();
     let readiness = Arc::new(Readiness::default());
-
-    let issuers = Controller::new(
-        Api::<DeserializeGuard<Issuer>>::all(client.clone()),
-        watch_config.clone(),
-    );
-    let cluster_issuers = Controller::new(
-        Api::<DeserializeGuard<ClusterIssuer>>::all(client.clone()),
-        watch_config.clone(),
-    );
-    let certificates = Controller::new(
-        Api::<DeserializeGuard<Certificate>>::all(client.clone()),
-        watch_config.clone(),
-    );
-    let issuer_store = issuers.store();
-    let cluster_issuer_store = cluster_issuers.store();
-    let store = certificates.store();
-    report_store_sync(issuer_store.clone(), readiness.watch("issuers"));
-    report_store_sync(cluster_issuer_store.clone(), readiness.watch("clusterissuers"));
-    report_store_sync(store.clone(), readiness.watch("certificates"));
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        Caches {
-            certificates: store.clone(),
-            issuers: issuer_store.clone(),
-            cluster_issuers: cluster_issuer_store.clone(),
-            clock: system_clock(),
-        },
-        cluster_resource_namespace.clone(),
-        settings.expiry_thresholds.clone(),
-    ));
+    let clock = system_clock();
+    let metrics = Arc::new(Metrics::new(idle_caches(clock.clone())));
 
     let server = Endpoint {
-        metrics: ctx.metrics.clone(),
+        metrics: metrics.clone(),
         readiness: readiness.clone(),
     };
     match endpoint.local_addr() {
@@ -364,99 +354,253 @@ pub async fn run(client: Client, settings: Settings, endpoint: TcpListener) {
             readiness.shutting_down();
         });
     }
-
-    // Issuers are woken by their CA Secret: TLS Secrets are watched metadata-only, a
-    // ClusterIssuer's only in the cluster-resource namespace.
-    let issuers = issuer_controller(
-        issuers,
-        Api::all(client.clone()),
-        readiness.watch("issuer CA secrets"),
-        &cluster_resource_namespace,
-        config.clone(),
-        shutdown.clone(),
-        ctx.clone(),
-    );
-    let cluster_issuers = issuer_controller(
-        cluster_issuers,
-        Api::namespaced(client.clone(), &cluster_resource_namespace),
-        readiness.watch("clusterissuer CA secrets"),
-        &cluster_resource_namespace,
-        config.clone(),
-        shutdown.clone(),
-        ctx.clone(),
-    );
-
-    // Certificates are woken by their own Secret (label-selected, metadata-only) and by
-    // changes to the issuer they reference.
-    let by_issuer = store.clone();
-    let by_cluster_issuer = store.clone();
-    let certificates = certificates
-        .watches_stream(
-            report_sync(
-                watcher(
-                    Api::<PartialObjectMeta<Secret>>::all(client.clone()),
-                    watcher::Config::default().labels(LABEL_CERTIFICATE_NAME),
-                ),
-                readiness.watch("certificate secrets"),
-            )
-            .touched_objects(),
-            |secret| {
-                let namespace = secret.namespace().unwrap_or_default();
-                secret
-                    .labels()
-                    .get(LABEL_CERTIFICATE_NAME)
-                    .map(|name| ObjectRef::new(name).within(&namespace))
-            },
-        )
-        .watches_stream(
-            report_sync(
-                watcher(
-                    Api::<DeserializeGuard<Issuer>>::all(client.clone()),
-                    watch_config.clone(),
-                ),
-                readiness.watch("certificate issuers"),
-            )
-            .touched_objects(),
-            move |issuer| {
-                certificates_for_issuer(
-                    &by_issuer,
-                    "Issuer",
-                    &issuer.name_any(),
-                    issuer.namespace().as_deref(),
-                )
-            },
-        )
-        .watches_stream(
-            report_sync(
-                watcher(
-                    Api::<DeserializeGuard<ClusterIssuer>>::all(client.clone()),
-                    watch_config,
-                ),
-                readiness.watch("certificate clusterissuers"),
-            )
-            .touched_objects(),
-            move |issuer| {
-                certificates_for_issuer(&by_cluster_issuer, "ClusterIssuer", &issuer.name_any(), None)
-            },
-        )
-        .with_config(config)
-        .graceful_shutdown_on(on_shutdown(shutdown.clone()));
-    let certificates = async move {
-        // Certificates are judged against their issuers: wait until the issuer caches are full.
-        if issuer_store.wait_until_ready().await.is_err()
-            || cluster_issuer_store.wait_until_ready().await.is_err()
-        {
-            return;
-        }
-        info!("issuer caches synced; reconciling certificates");
-        certificates
-            .run(certificate_reconcile, error_policy::<Certificate>, ctx.clone())
-            .for_each(|_| async {})
-            .await;
+    let term = Term {
+        client: client.clone(),
+        settings: settings.clone(),
+        cluster_resource_namespace: cluster_resource_namespace.clone(),
+        readiness: readiness.clone(),
+        metrics: metrics.clone(),
+        clock: clock.clone(),
+        shutdown: shutdown.clone(),
+    };
+    let Some(election) = settings.leader_election.clone() else {
+        readiness.lead();
+        term.lead().await;
+        return Ok(());
     };
 
-    tokio::join!(issuers, cluster_issuers, certificates);
-    info!("controllers stopped");
+    let namespace = election.namespace.clone().unwrap_or_else(default_cluster_resource_namespace);
+    let identity = leader_identity();
+    let manager = LeaseManagerBuilder::new(client, &election.lease_name)
+        .with_namespace(&namespace)
+        .with_identity(&identity)
+        .with_duration(LEASE_DURATION.as_secs())
+        .with_grace(LEASE_GRACE.as_secs())
+        .build()
+        .await
+        .map_err(|e| StartupError::Lease {
+            lease: format!("{namespace}/{}", election.lease_name),
+            reason: e.to_string(),
+        })?;
+    info!(lease = %format!("{namespace}/{}", election.lease_name), %identity, "waiting for leadership");
+    let (leader, lease_task) = manager.watch().await;
+    let standby = || {
+        readiness.standby();
+        metrics.observe(idle_caches(clock.clone()));
+    };
+    follow_lease(leader, shutdown, standby, || {
+        readiness.lead();
+        term.lead()
+    })
+    .await;
+    // `follow_lease` dropped the channel, so the manager releases the lease: a standby takes
+    // over now rather than when the lease expires.
+    match tokio::time::timeout(LEASE_GRACE, lease_task).await {
+        Ok(Ok(Ok(_))) => info!("released the lease"),
+        Ok(Ok(Err(e))) => warn!(error = %e, "could not release the lease; it expires by itself"),
+        Ok(Err(e)) => warn!(error = %e, "the lease task failed"),
+        Err(_) => warn!("releasing the lease timed out; it expires by itself"),
+    }
+    Ok(())
+}
+
+/// Leads while `leader` says this replica holds the Lease, stands by otherwise, until
+/// shutdown. `lead` runs the controllers until shutdown; when the Lease is lost its future is
+/// dropped at once, which cancels every reconcile at its next step, so nothing more is written.
+/// Consumes `leader`, so the lease manager releases the Lease when this returns.
+async fn follow_lease<F: std::future::Future<Output = ()>>(
+    mut leader: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
+    standby: impl Fn(),
+    lead: impl Fn() -> F,
+) {
+    loop {
+        standby();
+        tokio::select! {
+            won = leader.wait_for(|leading| *leading) => if won.is_err() { return },
+            _ = on_shutdown(shutdown.clone()) => return,
+        }
+        info!("acquired the lease; reconciling");
+        tokio::select! {
+            // Ends on shutdown, after the running reconciles finish.
+            () = lead() => return,
+            _ = leader.wait_for(|leading| !*leading) => {
+                warn!("lost the lease; stopped reconciling, standing by");
+            }
+        }
+    }
+}
+
+/// How long a Lease stays valid without renewal: the longest a standby waits after a leader
+/// dies.
+pub const LEASE_DURATION: Duration = Duration::from_secs(15);
+/// The leader renews this long before the Lease expires.
+pub const LEASE_GRACE: Duration = Duration::from_secs(5);
+
+/// Who this replica is in the Lease: the pod name, or a random name outside a cluster.
+fn leader_identity() -> String {
+    match std::env::var("POD_NAME") {
+        Ok(name) if !name.is_empty() => name,
+        _ => format!("certkeeper-{}", std::process::id()),
+    }
+}
+
+/// Empty caches: what a replica that does not lead reports.
+fn idle_caches(clock: crate::context::Clock) -> Caches {
+    Caches {
+        certificates: kube::runtime::reflector::store::Writer::default().as_reader(),
+        issuers: kube::runtime::reflector::store::Writer::default().as_reader(),
+        cluster_issuers: kube::runtime::reflector::store::Writer::default().as_reader(),
+        clock,
+    }
+}
+
+/// What one leadership term needs: everything to build the controllers afresh.
+struct Term {
+    client: Client,
+    settings: Settings,
+    cluster_resource_namespace: String,
+    readiness: Arc<Readiness>,
+    metrics: Arc<Metrics>,
+    clock: crate::context::Clock,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl Term {
+    /// Builds and runs the three controllers until shutdown.
+    async fn lead(&self) {
+        let client = self.client.clone();
+        let settings = &self.settings;
+        let cluster_resource_namespace = self.cluster_resource_namespace.clone();
+        let readiness = self.readiness.clone();
+        let shutdown = self.shutdown.clone();
+        info!(%cluster_resource_namespace, concurrency = settings.concurrency, "starting controllers");
+        let config = ControllerConfig::default().concurrency(settings.concurrency);
+        let watch_config = watcher::Config::default().any_semantic();
+        let issuers = Controller::new(
+            Api::<DeserializeGuard<Issuer>>::all(client.clone()),
+            watch_config.clone(),
+        );
+        let cluster_issuers = Controller::new(
+            Api::<DeserializeGuard<ClusterIssuer>>::all(client.clone()),
+            watch_config.clone(),
+        );
+        let certificates = Controller::new(
+            Api::<DeserializeGuard<Certificate>>::all(client.clone()),
+            watch_config.clone(),
+        );
+        let issuer_store = issuers.store();
+        let cluster_issuer_store = cluster_issuers.store();
+        let store = certificates.store();
+        report_store_sync(issuer_store.clone(), readiness.watch("issuers"));
+        report_store_sync(cluster_issuer_store.clone(), readiness.watch("clusterissuers"));
+        report_store_sync(store.clone(), readiness.watch("certificates"));
+        let ctx = Arc::new(Context::with_metrics(
+            client.clone(),
+            Caches {
+                certificates: store.clone(),
+                issuers: issuer_store.clone(),
+                cluster_issuers: cluster_issuer_store.clone(),
+                clock: self.clock.clone(),
+            },
+            cluster_resource_namespace.clone(),
+            settings.expiry_thresholds.clone(),
+            self.metrics.clone(),
+        ));
+
+        // Issuers are woken by their CA Secret: TLS Secrets are watched metadata-only, a
+        // ClusterIssuer's only in the cluster-resource namespace.
+        let issuers = issuer_controller(
+            issuers,
+            Api::all(client.clone()),
+            readiness.watch("issuer CA secrets"),
+            &cluster_resource_namespace,
+            config.clone(),
+            shutdown.clone(),
+            ctx.clone(),
+        );
+        let cluster_issuers = issuer_controller(
+            cluster_issuers,
+            Api::namespaced(client.clone(), &cluster_resource_namespace),
+            readiness.watch("clusterissuer CA secrets"),
+            &cluster_resource_namespace,
+            config.clone(),
+            shutdown.clone(),
+            ctx.clone(),
+        );
+
+        // Certificates are woken by their own Secret (label-selected, metadata-only) and by
+        // changes to the issuer they reference.
+        let by_issuer = store.clone();
+        let by_cluster_issuer = store.clone();
+        let certificates = certificates
+            .watches_stream(
+                report_sync(
+                    watcher(
+                        Api::<PartialObjectMeta<Secret>>::all(client.clone()),
+                        watcher::Config::default().labels(LABEL_CERTIFICATE_NAME),
+                    ),
+                    readiness.watch("certificate secrets"),
+                )
+                .touched_objects(),
+                |secret| {
+                    let namespace = secret.namespace().unwrap_or_default();
+                    secret
+                        .labels()
+                        .get(LABEL_CERTIFICATE_NAME)
+                        .map(|name| ObjectRef::new(name).within(&namespace))
+                },
+            )
+            .watches_stream(
+                report_sync(
+                    watcher(
+                        Api::<DeserializeGuard<Issuer>>::all(client.clone()),
+                        watch_config.clone(),
+                    ),
+                    readiness.watch("certificate issuers"),
+                )
+                .touched_objects(),
+                move |issuer| {
+                    certificates_for_issuer(
+                        &by_issuer,
+                        "Issuer",
+                        &issuer.name_any(),
+                        issuer.namespace().as_deref(),
+                    )
+                },
+            )
+            .watches_stream(
+                report_sync(
+                    watcher(
+                        Api::<DeserializeGuard<ClusterIssuer>>::all(client.clone()),
+                        watch_config,
+                    ),
+                    readiness.watch("certificate clusterissuers"),
+                )
+                .touched_objects(),
+                move |issuer| {
+                    certificates_for_issuer(&by_cluster_issuer, "ClusterIssuer", &issuer.name_any(), None)
+                },
+            )
+            .with_config(config)
+            .graceful_shutdown_on(on_shutdown(shutdown.clone()));
+        let certificates = async move {
+            // Certificates are judged against their issuers: wait until the issuer caches are full.
+            if issuer_store.wait_until_ready().await.is_err()
+                || cluster_issuer_store.wait_until_ready().await.is_err()
+            {
+                return;
+            }
+            info!("issuer caches synced; reconciling certificates");
+            certificates
+                .run(certificate_reconcile, error_policy::<Certificate>, ctx.clone())
+                .for_each(|_| async {})
+                .await;
+        };
+
+        tokio::join!(issuers, cluster_issuers, certificates);
+        info!("controllers stopped");
+    }
 }
 
 #[cfg(test)]
@@ -474,6 +618,144 @@ mod tests {
             writer.apply_watcher_event(&watcher::Event::Apply(DeserializeGuard(Ok(o))));
         }
         writer.as_reader()
+    }
+
+    /// Sets its flag when dropped: tells when a leadership term's future is gone.
+    struct DropFlag(Arc<std::sync::atomic::AtomicBool>);
+
+    impl Drop for DropFlag {
+        fn drop(&mut self) {
+            self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    #[tokio::test]
+    async fn only_the_lease_holder_reconciles_and_losing_the_lease_stops_writes_at_once() {
+        use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+        let (lease, leader) = watch::channel(false);
+        let (stop, shutdown) = watch::channel(false);
+        let standbys = Arc::new(AtomicUsize::new(0));
+        let terms = Arc::new(AtomicUsize::new(0));
+        let dropped = Arc::new(AtomicBool::new(false));
+        let (write, mut writes) = tokio::sync::mpsc::unbounded_channel::<usize>();
+        let follower = {
+            let (standbys, terms, dropped, shutdown2) =
+                (standbys.clone(), terms.clone(), dropped.clone(), shutdown.clone());
+            tokio::spawn(async move {
+                follow_lease(
+                    leader,
+                    shutdown,
+                    || {
+                        standbys.fetch_add(1, Ordering::SeqCst);
+                    },
+                    || {
+                        // A stand-in for the controllers: writes for as long as it is polled,
+                        // ends on shutdown.
+                        let term = terms.fetch_add(1, Ordering::SeqCst) + 1;
+                        dropped.store(false, Ordering::SeqCst);
+                        let guard = DropFlag(dropped.clone());
+                        let write = write.clone();
+                        let shutdown = shutdown2.clone();
+                        async move {
+                            let _guard = guard;
+                            let writing = async {
+                                loop {
+                                    let _ = write.send(term);
+                                    tokio::task::yield_now().await;
+                                }
+                            };
+                            tokio::select! {
+                                () = writing => {},
+                                () = on_shutdown(shutdown) => {},
+                            }
+                        }
+                    },
+                )
+                .await
+            })
+        };
+
+        // Standing by: nothing runs.
+        tokio::task::yield_now().await;
+        assert_eq!(terms.load(Ordering::SeqCst), 0);
+        assert_eq!(standbys.load(Ordering::SeqCst), 1);
+
+        // The lease is won: the controllers run.
+        lease.send(true).unwrap();
+        assert_eq!(writes.recv().await, Some(1));
+
+        // The lease is lost: the term is dropped, and after that nothing more is written.
+        lease.send(false).unwrap();
+        while !dropped.load(Ordering::SeqCst) {
+            tokio::task::yield_now().await;
+        }
+        while writes.try_recv().is_ok() {}
+        for _ in 0..100 {
+            tokio::task::yield_now().await;
+        }
+        assert!(writes.try_recv().is_err(), "written after the lease was lost");
+        assert_eq!(standbys.load(Ordering::SeqCst), 2);
+
+        // Won again: a new term; shutdown then ends it and the follower.
+        lease.send(true).unwrap();
+        while writes.recv().await != Some(2) {}
+        stop.send(true).unwrap();
+        follower.await.unwrap();
+        assert_eq!(terms.load(Ordering::SeqCst), 2);
+    }
+
+    /// Collects what a subscriber writes.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn json_logs_of_a_reconcile_are_one_object_per_line_naming_the_object() {
+        use crate::telemetry::logs::{LogFormat, subscriber};
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let sub = subscriber(
+            LogFormat::Json,
+            tracing_subscriber::EnvFilter::new("info"),
+            move || writer.clone(),
+        );
+        let _default = tracing::subscriber::set_default(sub);
+        let (ctx, _api) = crate::testing::context(vec![], vec![], crate::testing::ts("2026-11-23T10:00:00Z"));
+        let cert = certificate("web", "ca", &["web.apps.svc"]);
+        let result = observed(ControllerKind::Certificate, &cert, &ctx, async {
+            info!(secret = "web-tls", "issuing certificate");
+            info!("certificate issued");
+            Ok(Action::await_change())
+        })
+        .await;
+        assert!(result.is_ok());
+
+        let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not one JSON object: {l}: {e}")))
+            .collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        for line in &lines {
+            assert_eq!(line["span"]["controller"], "certificate");
+            assert_eq!(line["span"]["namespace"], "apps");
+            assert_eq!(line["span"]["object"], "apps/web");
+            assert_eq!(line["level"], "INFO");
+        }
+        assert_eq!(lines[0]["secret"], "web-tls");
+        // The reconcile was counted and timed.
+        let metrics = ctx.metrics.encode().unwrap();
+        assert!(metrics.contains(r#"certkeeper_reconcile_total{controller="certificate",result="success"} 1"#));
+        assert!(metrics.contains(r#"certkeeper_reconcile_duration_seconds_count{controller="certificate"} 1"#));
     }
 
     #[test]

@@ -535,3 +535,133 @@ async fn failed_issuance_backs_off_and_a_spec_change_retries_at_once() {
     assert_eq!(written.status.get("failedIssuanceAttempts"), None);
     assert_eq!(written.event["reason"], "Issued");
 }
+
+/// Issues `web` at NOW (24 h, renewBefore 8 h: its one expiry threshold is 4 h before
+/// notAfter), then returns it with that status and no issuer left to renew it.
+async fn issued_then_orphaned() -> (Certificate, Value) {
+    let cert = certificate("web", "ca", &["web.apps.svc"]);
+    let written = first_issuance(&cert, &root_ca()).await;
+    let cert = with_status(&cert, &written.status);
+    // The issuer disappears: every later reconcile reports IssuerNotFound.
+    let (ctx, mut api) = context(vec![], vec![], ts(NOW) + SignedDuration::from_hours(1));
+    let task = spawn(&cert, &ctx);
+    let status = answer_status(api.expect(Method::PATCH, STATUS_PATH).await, &cert);
+    api.expect(Method::POST, EVENTS_PATH).await.echo();
+    finish(task, ctx, api).await;
+    (with_status(&cert, &status), status)
+}
+
+fn event_note(event: &Value) -> &str {
+    event["note"].as_str().unwrap()
+}
+
+#[tokio::test]
+async fn expiring_soon_is_warned_at_the_threshold_and_not_again_after_a_restart() {
+    let (cert, _) = issued_then_orphaned().await;
+    let not_after = ts(NOW) + SignedDuration::from_hours(24);
+    let threshold = not_after - SignedDuration::from_hours(4);
+
+    // One minute before the threshold: nothing to write, and the controller comes back
+    // exactly at the threshold (rounded up to the next second).
+    let (ctx, api) = context(vec![], vec![], threshold - SignedDuration::from_mins(1));
+    let action = finish(spawn(&cert, &ctx), ctx, api).await;
+    assert_eq!(action, Action::requeue(std::time::Duration::from_secs(61)));
+
+    // At the threshold: the marker in the status first, then the Warning.
+    let (ctx, mut api) = context(vec![], vec![], threshold);
+    let task = spawn(&cert, &ctx);
+    let status = answer_status(api.expect(Method::PATCH, STATUS_PATH).await, &cert);
+    let event = api.expect(Method::POST, EVENTS_PATH).await;
+    assert_eq!((&event.body["type"], &event.body["reason"]), (&json!("Warning"), &json!("ExpiringSoon")));
+    let note = event_note(&event.body).to_owned();
+    event.echo();
+    finish(task, ctx, api).await;
+    assert!(note.contains("less than 4h0m0s"), "{note}");
+    assert!(note.contains("renewal was due at"), "{note}");
+    assert_eq!(
+        status["lastExpiryWarning"],
+        json!({"revision": 1, "reason": "ExpiringSoon", "threshold": "4h0m0s"})
+    );
+    assert_eq!(ready(&status), ("False".into(), "IssuerNotFound".into()));
+
+    // A restarted controller reads the marker from the status: no second warning, no write.
+    let cert = with_status(&cert, &status);
+    let (ctx, api) = context(vec![], vec![], threshold + SignedDuration::from_mins(10));
+    let action = finish(spawn(&cert, &ctx), ctx, api).await;
+    // The issuer recheck comes before the expiry at notAfter.
+    assert_eq!(action, Action::requeue(std::time::Duration::from_secs(300)));
+}
+
+#[tokio::test]
+async fn ready_turns_false_with_reason_expired_at_not_after_and_warns_once() {
+    let (cert, _) = issued_then_orphaned().await;
+    let not_after = ts(NOW) + SignedDuration::from_hours(24);
+
+    let (ctx, mut api) = context(vec![], vec![], not_after);
+    let task = spawn(&cert, &ctx);
+    let status = answer_status(api.expect(Method::PATCH, STATUS_PATH).await, &cert);
+    let event = api.expect(Method::POST, EVENTS_PATH).await;
+    assert_eq!(event.body["reason"], "Expired");
+    assert!(event_note(&event.body).contains("2026-11-24T10:00:00Z"));
+    event.echo();
+    finish(task, ctx, api).await;
+    assert_eq!(ready(&status), ("False".into(), "Expired".into()));
+    // Several thresholds passed unseen are not replayed: Expired says it all.
+    assert_eq!(status["lastExpiryWarning"]["reason"], "Expired");
+
+    let cert = with_status(&cert, &status);
+    let (ctx, api) = context(vec![], vec![], not_after + SignedDuration::from_hours(1));
+    finish(spawn(&cert, &ctx), ctx, api).await;
+}
+
+#[tokio::test]
+async fn expiry_during_failure_backoff_is_reported_without_waiting_for_the_retry() {
+    let ca = root_ca();
+    let cert = certificate("web", "ca", &["web.apps.svc"]);
+    let written = first_issuance(&cert, &ca).await;
+    let not_after = ts(NOW) + SignedDuration::from_hours(24);
+    // The last renewal attempt failed 5 s before notAfter; its retry is 5 s after it.
+    let mut status = written.status.clone();
+    status["failedIssuanceAttempts"] = json!(1);
+    status["lastFailureTime"] = json!("2026-11-24T09:59:55Z");
+    status["lastExpiryWarning"] = json!({"revision": 1, "reason": "ExpiringSoon", "threshold": "4h0m0s"});
+    let cert = with_status(&cert, &status);
+
+    let (ctx, mut api) = context(vec![ca_issuer("ca", "root-ca")], vec![], not_after);
+    let task = spawn(&cert, &ctx);
+    api.expect(Method::GET, CA_SECRET_PATH).await.ok(to_json(&ca));
+    api.expect(Method::GET, SECRET_PATH)
+        .await
+        .ok(written.secret.clone());
+    let status = answer_status(api.expect(Method::PATCH, STATUS_PATH).await, &cert);
+    let event = api.expect(Method::POST, EVENTS_PATH).await;
+    assert_eq!(event.body["reason"], "Expired");
+    event.echo();
+    let action = finish(task, ctx, api).await;
+    assert_eq!(ready(&status), ("False".into(), "Expired".into()));
+    assert_eq!(action, Action::requeue(std::time::Duration::from_secs(6)));
+}
+
+#[tokio::test]
+async fn a_new_revision_forgets_the_previous_expiry_warning() {
+    let ca = root_ca();
+    let cert = certificate("web", "ca", &["web.apps.svc"]);
+    let written = first_issuance(&cert, &ca).await;
+    let mut status = written.status.clone();
+    status["lastExpiryWarning"] = json!({"revision": 1, "reason": "ExpiringSoon", "threshold": "4h0m0s"});
+    let cert = with_status(&cert, &status);
+
+    // The Secret is gone: re-issued as revision 2, and the old warning is history.
+    let (ctx, mut api) = context(
+        vec![ca_issuer("ca", "root-ca")],
+        vec![],
+        ts(NOW) + SignedDuration::from_hours(21),
+    );
+    let task = spawn(&cert, &ctx);
+    api.expect(Method::GET, CA_SECRET_PATH).await.ok(to_json(&ca));
+    api.expect(Method::GET, SECRET_PATH).await.not_found();
+    let again = expect_writes(&mut api, &cert).await;
+    finish(task, ctx, api).await;
+    assert_eq!(again.status["revision"], 2);
+    assert_eq!(again.status.get("lastExpiryWarning"), None);
+}

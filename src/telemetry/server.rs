@@ -19,10 +19,12 @@ use tracing::{debug, warn};
 use super::metrics::{CONTENT_TYPE, Metrics};
 
 /// Whether the controller is ready: each watch reports its first complete list, shutdown
-/// reports itself.
+/// reports itself. A standby replica waiting for the leader election lease is ready: waiting
+/// is its job, and a rolling update must be able to count it.
 #[derive(Debug, Default)]
 pub struct Readiness {
     watches: Mutex<Vec<(String, Arc<AtomicBool>)>>,
+    standby: AtomicBool,
     shutting_down: AtomicBool,
 }
 
@@ -47,6 +49,18 @@ impl Readiness {
         SyncFlag(flag)
     }
 
+    /// This replica waits for the lease; ready as it is.
+    pub fn standby(&self) {
+        self.watches.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.standby.store(true, Ordering::Release);
+    }
+
+    /// This replica starts leading: ready once the watches it now starts have listed.
+    pub fn lead(&self) {
+        self.watches.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.standby.store(false, Ordering::Release);
+    }
+
     /// From now on the controller is not ready.
     pub fn shutting_down(&self) {
         self.shutting_down.store(true, Ordering::Release);
@@ -56,6 +70,9 @@ impl Readiness {
     pub fn check(&self) -> Result<(), String> {
         if self.shutting_down.load(Ordering::Acquire) {
             return Err("shutting down".into());
+        }
+        if self.standby.load(Ordering::Acquire) {
+            return Ok(());
         }
         let watches = self.watches.lock().unwrap_or_else(|p| p.into_inner());
         if watches.is_empty() {
@@ -168,6 +185,25 @@ mod tests {
         assert_eq!(readiness.check(), Ok(()));
         readiness.shutting_down();
         assert_eq!(readiness.check(), Err("shutting down".into()));
+    }
+
+    #[test]
+    fn a_standby_replica_is_ready_and_a_new_leader_waits_for_its_watches() {
+        let readiness = Readiness::default();
+        readiness.standby();
+        assert_eq!(readiness.check(), Ok(()));
+        readiness.lead();
+        let certificates = readiness.watch("certificates");
+        assert!(readiness.check().is_err());
+        certificates.synced();
+        assert_eq!(readiness.check(), Ok(()));
+        // Lease lost, then won again: the new term's watches list afresh.
+        readiness.standby();
+        readiness.lead();
+        let again = readiness.watch("certificates");
+        assert!(readiness.check().is_err());
+        again.synced();
+        assert_eq!(readiness.check(), Ok(()));
     }
 
     #[test]
