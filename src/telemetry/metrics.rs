@@ -120,6 +120,28 @@ impl Metrics {
             Unit::Seconds,
             reconcile_duration.clone(),
         );
+        // Every counter series exists from the start at 0: one born at 1 shows no `increase()`,
+        // so the first failure after a restart would slip past the IssuanceFailing alert.
+        for issuer_kind in ["Issuer", "ClusterIssuer"] {
+            for result in ["success", "failure"] {
+                drop(issuance.get_or_create(&IssuanceLabels {
+                    issuer_kind: issuer_kind.to_owned(),
+                    result,
+                }));
+            }
+        }
+        for controller in [
+            ControllerKind::Certificate,
+            ControllerKind::Issuer,
+            ControllerKind::ClusterIssuer,
+        ] {
+            for result in ["success", "error"] {
+                drop(reconciles.get_or_create(&ReconcileLabels {
+                    controller: controller.label(),
+                    result,
+                }));
+            }
+        }
         let caches = Arc::new(RwLock::new(caches));
         registry.register_collector(Box::new(ObjectGauges(caches.clone())));
         Self {
@@ -203,6 +225,11 @@ fn gauge_family<'a>(
 ) -> fmt::Result {
     let mut family = encoder.encode_descriptor(name, help, unit, MetricType::Gauge)?;
     for (labels, value) in samples {
+        // An unlabelled sample is written bare: `name 1`, not `name{} 1`.
+        if labels.is_empty() {
+            ConstGauge::new(value).encode(family)?;
+            break;
+        }
         ConstGauge::new(value).encode(family.encode_family(&labels)?)?;
     }
     Ok(())
@@ -236,7 +263,9 @@ impl Collector for ObjectGauges {
         let certificates = caches.certificates.state();
         let certificates: Vec<&Certificate> = certificates.iter().filter_map(|g| g.0.as_ref().ok()).collect();
         let unit = Some(&Unit::Seconds);
-        type Pick = fn(&crate::api::CertificateStatus) -> Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>;
+        type Pick = fn(
+            &crate::api::CertificateStatus,
+        ) -> Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>;
         let times: [(&str, &str, Pick); 3] = [
             (
                 "certkeeper_certificate_expiration_timestamp",

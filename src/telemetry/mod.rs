@@ -4,4 +4,8 @@
 pub mod events;
 pub mod logs;
 pub mod metrics;
+#[cfg(test)]
+mod metrics_tests;
+#[cfg(test)]
+mod monitoring_tests;
 pub mod server;

@@ -180,11 +180,40 @@ mod tests {
             Err("waiting for the initial list of: certificates, issuers".into())
         );
         certificates.synced();
-        assert_eq!(readiness.check(), Err("waiting for the initial list of: issuers".into()));
+        assert_eq!(
+            readiness.check(),
+            Err("waiting for the initial list of: issuers".into())
+        );
         issuers.synced();
         assert_eq!(readiness.check(), Ok(()));
         readiness.shutting_down();
         assert_eq!(readiness.check(), Err("shutting down".into()));
+    }
+
+    #[tokio::test]
+    async fn serves_metrics_over_http_on_its_listener() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let endpoint = Endpoint {
+            metrics: Arc::new(crate::testing::metrics(vec![], vec![], vec![])),
+            readiness: Arc::new(Readiness::default()),
+        };
+        let server = tokio::spawn(endpoint.serve(listener));
+        let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.unwrap();
+        server.abort();
+        assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
+        assert!(
+            response.contains("certkeeper_clock_time_seconds 1795435200"),
+            "{response}"
+        );
+        assert!(response.trim_end().ends_with("# EOF"));
     }
 
     #[test]
@@ -224,9 +253,6 @@ mod tests {
             StatusCode::METHOD_NOT_ALLOWED
         );
         let metrics = endpoint.respond(&Method::GET, "/metrics");
-        assert_eq!(
-            metrics.headers().get(header::CONTENT_TYPE).unwrap(),
-            CONTENT_TYPE
-        );
+        assert_eq!(metrics.headers().get(header::CONTENT_TYPE).unwrap(), CONTENT_TYPE);
     }
 }

@@ -1,0 +1,107 @@
+//! What an SRE sees: the ExpiringSoon warning on time, and the metrics endpoint agreeing with
+//! the Certificate's status.
+
+use serde_json::json;
+
+use crate::support::TestEnv;
+
+fn selfsigned_and_certificate(env: &TestEnv, name: &str, duration: &str) -> [serde_json::Value; 2] {
+    [
+        json!({
+            "apiVersion": "certkeeper.io/v1",
+            "kind": "Issuer",
+            "metadata": { "name": "selfsigned" },
+            "spec": { "selfSigned": {} },
+        }),
+        json!({
+            "apiVersion": "certkeeper.io/v1",
+            "kind": "Certificate",
+            "metadata": { "name": name },
+            "spec": {
+                "secretName": format!("{name}-tls"),
+                "dnsNames": [format!("{name}.{}.svc", env.namespace)],
+                "duration": duration,
+                "issuerRef": { "name": "selfsigned" },
+            },
+        }),
+    ]
+}
+
+#[tokio::test]
+async fn expiring_soon_warning_fires_at_its_threshold_once() {
+    // A 1 h certificate and a threshold of 59m50s: the warning falls due 10 s after issuance.
+    let Some(env) = TestEnv::start_with("expiring-soon", &["--expiry-warning-thresholds", "59m50s"]).await
+    else {
+        return;
+    };
+    for object in selfsigned_and_certificate(&env, "short", "1h") {
+        env.apply(object).await;
+    }
+    env.wait_ready("short").await;
+    let event = env.wait_for_event("short", "Warning", "ExpiringSoon").await;
+    let note = event.note.clone().unwrap_or_default();
+    assert!(note.contains("less than 59m50s"), "{note}");
+
+    let cert = env.wait_ready("short").await;
+    let marker = cert
+        .status
+        .and_then(|s| s.last_expiry_warning)
+        .expect("status.lastExpiryWarning after the warning");
+    assert_eq!(
+        (
+            marker.revision,
+            marker.reason.as_str(),
+            marker.threshold.as_deref()
+        ),
+        (1, "ExpiringSoon", Some("59m50s"))
+    );
+    // One warning for this revision and threshold: one Event object (a repeat would at most
+    // be counted in its series, never a second object).
+    let warnings = env
+        .certificate_events("short")
+        .await
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some("ExpiringSoon"))
+        .count();
+    assert_eq!(warnings, 1);
+}
+
+#[tokio::test]
+async fn metrics_show_the_expiry_in_the_status_and_the_controller_is_ready() {
+    let Some(env) = TestEnv::start("metrics").await else {
+        return;
+    };
+    for object in selfsigned_and_certificate(&env, "web", "24h") {
+        env.apply(object).await;
+    }
+    let cert = env.wait_ready("web").await;
+    let not_after = cert
+        .status
+        .and_then(|s| s.not_after)
+        .expect("status.notAfter")
+        .0
+        .as_second();
+
+    assert_eq!(env.controller_http("/healthz").await.0, 200);
+    let (code, body) = env.controller_http("/readyz").await;
+    assert_eq!(code, 200, "{body}");
+    let (code, metrics) = env.controller_http("/metrics").await;
+    assert_eq!(code, 200);
+    let series = format!(
+        r#"certkeeper_certificate_expiration_timestamp_seconds{{namespace="{}",name="web",issuer_name="selfsigned",issuer_kind="Issuer"}} "#,
+        env.namespace
+    );
+    let value: i64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&series))
+        .unwrap_or_else(|| panic!("no {series} in\n{metrics}"))
+        .trim()
+        .parse()
+        .expect("a whole number of seconds");
+    assert_eq!(value, not_after);
+    let ready = format!(
+        r#"certkeeper_certificate_ready_status{{namespace="{}",name="web",issuer_name="selfsigned",issuer_kind="Issuer",condition="True"}} 1"#,
+        env.namespace
+    );
+    assert!(metrics.lines().any(|l| l == ready), "no {ready}");
+}
