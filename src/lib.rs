@@ -1,10 +1,13 @@
 //! certkeeper: a Kubernetes operator that issues certificates from in-cluster CAs into TLS
 //! Secrets and renews them before they expire.
 
+pub mod access;
 pub mod api;
 pub mod certificate;
 pub mod cli;
 pub mod context;
+#[cfg(test)]
+mod deploy_tests;
 pub mod error;
 pub mod issuer;
 pub mod pki;

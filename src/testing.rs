@@ -86,6 +86,7 @@ impl ApiServer {
             (&method, path),
             "unexpected request; body: {body}"
         );
+        assert_granted(&parts);
         if method == Method::PATCH {
             let query = parts.uri.query().unwrap_or_default();
             assert!(
@@ -114,6 +115,94 @@ impl ApiServer {
     }
 }
 
+/// What the API server authorizes a request as: group, resource (`resource/subresource`), verb,
+/// and the namespace of a namespaced request.
+#[derive(Debug)]
+pub struct Authorization {
+    pub group: String,
+    pub resource: String,
+    pub verb: &'static str,
+    pub namespace: Option<String>,
+}
+
+impl Authorization {
+    /// Whether `access::API_ACCESS` grants it. The controller of these tests runs in
+    /// CLUSTER_RESOURCE_NAMESPACE, the only namespace its own-namespace entries cover.
+    pub fn is_granted(&self) -> bool {
+        crate::access::API_ACCESS.iter().any(|a| {
+            (a.group, a.resource, a.verb) == (self.group.as_str(), self.resource.as_str(), self.verb)
+                && (a.scope == crate::access::Scope::Cluster
+                    || self.namespace.as_deref() == Some(CLUSTER_RESOURCE_NAMESPACE))
+        })
+    }
+}
+
+/// The authorizations a request needs, derived from method and path as the API server does:
+/// GET of a named object → get, of a collection → list (watch with `watch=true`), POST → create,
+/// PATCH → patch, PUT → update, DELETE → delete. A server-side apply of an object (not of a
+/// subresource) creates it when missing, which the API server authorizes as create: both.
+pub fn authorizations(request: &http::request::Parts) -> Vec<Authorization> {
+    let path = request.uri.path();
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let (group, rest) = match segments.as_slice() {
+        ["api", _version, rest @ ..] => ("", rest),
+        ["apis", group, _version, rest @ ..] => (*group, rest),
+        _ => panic!("not a resource request: {path}"),
+    };
+    let (namespace, rest) = match rest {
+        ["namespaces", namespace, rest @ ..] if !rest.is_empty() => (Some(namespace.to_string()), rest),
+        _ => (None, rest),
+    };
+    let (resource, named) = match rest {
+        [resource] => (resource.to_string(), false),
+        [resource, _name] => (resource.to_string(), true),
+        [resource, _name, subresource] => (format!("{resource}/{subresource}"), true),
+        _ => panic!("not a resource request: {path}"),
+    };
+    let query = request.uri.query().unwrap_or_default();
+    let watch = query.split('&').any(|p| p == "watch=true" || p == "watch=1");
+    let verb = match (&request.method, named) {
+        (&Method::GET, _) if watch => "watch",
+        (&Method::GET, true) => "get",
+        (&Method::GET, false) => "list",
+        (&Method::POST, _) => "create",
+        (&Method::PATCH, _) => "patch",
+        (&Method::PUT, _) => "update",
+        (&Method::DELETE, true) => "delete",
+        (&Method::DELETE, false) => "deletecollection",
+        (method, _) => panic!("unexpected method {method} {path}"),
+    };
+    let apply = request
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|c| c == "application/apply-patch+yaml");
+    let mut verbs = vec![verb];
+    if apply && !resource.contains('/') {
+        verbs.push("create");
+    }
+    verbs
+        .into_iter()
+        .map(|verb| Authorization {
+            group: group.to_owned(),
+            resource: resource.clone(),
+            verb,
+            namespace: namespace.clone(),
+        })
+        .collect()
+}
+
+/// Panics unless `access::API_ACCESS`, and so the RBAC in manifests/, allows the request.
+fn assert_granted(request: &http::request::Parts) {
+    for needed in authorizations(request) {
+        assert!(
+            needed.is_granted(),
+            "{} {} needs {needed:?}, which access::API_ACCESS (and the RBAC in manifests/) does not grant",
+            request.method,
+            request.uri
+        );
+    }
+}
+
 /// A context whose client talks to the mocked API server, with the given issuers cached and a
 /// fixed clock.
 pub fn context(
@@ -139,7 +228,11 @@ pub fn context(
 }
 
 /// Metrics over caches holding these objects, at a fixed clock.
-pub fn metrics(certificates: Vec<Certificate>, issuers: Vec<Issuer>, cluster_issuers: Vec<ClusterIssuer>) -> Metrics {
+pub fn metrics(
+    certificates: Vec<Certificate>,
+    issuers: Vec<Issuer>,
+    cluster_issuers: Vec<ClusterIssuer>,
+) -> Metrics {
     Metrics::new(Caches {
         certificates: store(certificates),
         issuers: store(issuers),

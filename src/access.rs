@@ -1,0 +1,195 @@
+//! The Kubernetes API access the controller needs: one entry per (group, resource, verb, scope)
+//! it uses, each saying where in the code. The RBAC in `manifests/rbac.yaml` must grant exactly
+//! these (`deploy_tests`), and the mocked API server of the reconciler tests refuses any request
+//! not covered here (`testing::ApiServer::expect`), so code, list and manifests stay in step.
+
+/// Where an access is granted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Scope {
+    /// In every namespace, and for cluster-scoped resources: the ClusterRole.
+    Cluster,
+    /// Only in the namespace the controller runs in: the Role.
+    OwnNamespace,
+}
+
+/// One kind of request the controller makes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ApiAccess {
+    /// API group; `""` is the core group (`/api/v1`).
+    pub group: &'static str,
+    /// Resource, `resource/subresource` for a subresource.
+    pub resource: &'static str,
+    /// RBAC verb as the API server authorizes the request.
+    pub verb: &'static str,
+    pub scope: Scope,
+}
+
+const fn cluster(group: &'static str, resource: &'static str, verb: &'static str) -> ApiAccess {
+    ApiAccess {
+        group,
+        resource,
+        verb,
+        scope: Scope::Cluster,
+    }
+}
+
+const fn own_namespace(group: &'static str, resource: &'static str, verb: &'static str) -> ApiAccess {
+    ApiAccess {
+        group,
+        resource,
+        verb,
+        scope: Scope::OwnNamespace,
+    }
+}
+
+/// Everything the controller does with the API, nothing more.
+pub const API_ACCESS: &[ApiAccess] = &[
+    // runner.rs: the three controllers and the reflectors that wake Certificates on issuer
+    // changes watch these kinds in all namespaces (list, then watch). Reconciles read the cache.
+    cluster("certkeeper.io", "certificates", "list"),
+    cluster("certkeeper.io", "certificates", "watch"),
+    cluster("certkeeper.io", "issuers", "list"),
+    cluster("certkeeper.io", "issuers", "watch"),
+    cluster("certkeeper.io", "clusterissuers", "list"),
+    cluster("certkeeper.io", "clusterissuers", "watch"),
+    // certificate/reconcile.rs write_status: server-side apply of the status.
+    cluster("certkeeper.io", "certificates/status", "patch"),
+    // issuer/reconcile.rs reconcile: server-side apply of the status, both issuer kinds.
+    cluster("certkeeper.io", "issuers/status", "patch"),
+    cluster("certkeeper.io", "clusterissuers/status", "patch"),
+    // issuer/reconcile.rs get_secret: an issuer's CA Secret, and (via certificate/signer.rs and
+    // certificate/reconcile.rs) the CA and the Certificate's current Secret.
+    cluster("", "secrets", "get"),
+    // runner.rs: metadata-only watches of TLS Secrets (issuers' CA Secrets) and of the
+    // label-selected certificate Secrets, in all namespaces.
+    cluster("", "secrets", "list"),
+    cluster("", "secrets", "watch"),
+    // certificate/reconcile.rs apply_secret: server-side apply of the key pair; when the Secret
+    // does not exist yet the API server authorizes the apply as create.
+    cluster("", "secrets", "patch"),
+    cluster("", "secrets", "create"),
+    // telemetry/events.rs publish and issuer/reconcile.rs: kube's Recorder creates an Event in
+    // the object's namespace ("default" for a ClusterIssuer) and patches it on a repeat.
+    cluster("events.k8s.io", "events", "create"),
+    cluster("events.k8s.io", "events", "patch"),
+    // Leader election (kube-lease-manager): reads the Lease, creates it if missing, patches it
+    // to acquire and renew. Only the controller's own namespace.
+    own_namespace("coordination.k8s.io", "leases", "get"),
+    own_namespace("coordination.k8s.io", "leases", "create"),
+    own_namespace("coordination.k8s.io", "leases", "patch"),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{CLUSTER_RESOURCE_NAMESPACE, authorizations};
+
+    fn needed(method: &str, uri: &str, content_type: Option<&str>) -> Vec<(String, String, &'static str)> {
+        let mut request = http::Request::builder().method(method).uri(uri);
+        if let Some(content_type) = content_type {
+            request = request.header(http::header::CONTENT_TYPE, content_type);
+        }
+        let (parts, ()) = request.body(()).unwrap().into_parts();
+        authorizations(&parts)
+            .into_iter()
+            .map(|a| (a.group, a.resource, a.verb))
+            .collect()
+    }
+
+    fn one(group: &str, resource: &str, verb: &'static str) -> Vec<(String, String, &'static str)> {
+        vec![(group.into(), resource.into(), verb)]
+    }
+
+    #[test]
+    fn requests_are_authorized_as_the_api_server_derives_them() {
+        assert_eq!(
+            needed("GET", "/api/v1/namespaces/apps/secrets/web-tls", None),
+            one("", "secrets", "get")
+        );
+        assert_eq!(
+            needed("GET", "/api/v1/secrets?labelSelector=x", None),
+            one("", "secrets", "list")
+        );
+        assert_eq!(
+            needed("GET", "/api/v1/secrets?watch=true&resourceVersion=1", None),
+            one("", "secrets", "watch")
+        );
+        assert_eq!(
+            needed(
+                "PATCH",
+                "/apis/certkeeper.io/v1/namespaces/apps/certificates/web/status?fieldManager=certkeeper",
+                Some("application/apply-patch+yaml")
+            ),
+            one("certkeeper.io", "certificates/status", "patch")
+        );
+        assert_eq!(
+            needed(
+                "POST",
+                "/apis/events.k8s.io/v1/namespaces/apps/events",
+                Some("application/json")
+            ),
+            one("events.k8s.io", "events", "create")
+        );
+        assert_eq!(
+            needed("PUT", "/apis/coordination.k8s.io/v1/namespaces/x/leases/l", None),
+            one("coordination.k8s.io", "leases", "update")
+        );
+        assert_eq!(
+            needed("DELETE", "/api/v1/namespaces/apps/secrets/web-tls", None),
+            one("", "secrets", "delete")
+        );
+        // The namespaces resource itself is not a namespace prefix.
+        assert_eq!(
+            needed("GET", "/api/v1/namespaces/apps", None),
+            one("", "namespaces", "get")
+        );
+    }
+
+    #[test]
+    fn a_server_side_apply_of_an_object_needs_create_too() {
+        assert_eq!(
+            needed(
+                "PATCH",
+                "/api/v1/namespaces/apps/secrets/web-tls",
+                Some("application/apply-patch+yaml")
+            ),
+            vec![
+                ("".into(), "secrets".into(), "patch"),
+                ("".into(), "secrets".into(), "create"),
+            ]
+        );
+        assert_eq!(
+            needed(
+                "PATCH",
+                "/api/v1/namespaces/apps/secrets/web-tls",
+                Some("application/merge-patch+json")
+            ),
+            one("", "secrets", "patch")
+        );
+    }
+
+    #[test]
+    fn namespaced_access_is_granted_only_in_the_controllers_namespace() {
+        let lease = |ns: &str| {
+            let (parts, ()) = http::Request::builder()
+                .method("GET")
+                .uri(format!(
+                    "/apis/coordination.k8s.io/v1/namespaces/{ns}/leases/certkeeper"
+                ))
+                .body(())
+                .unwrap()
+                .into_parts();
+            authorizations(&parts)
+        };
+        assert!(lease(CLUSTER_RESOURCE_NAMESPACE).iter().all(|a| a.is_granted()));
+        assert!(!lease("apps").iter().all(|a| a.is_granted()));
+    }
+
+    #[test]
+    fn entries_are_unique() {
+        let mut sorted = API_ACCESS.to_vec();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), API_ACCESS.len());
+    }
+}
