@@ -4,5 +4,7 @@
 //! Run: `CERTKEEPER_E2E=1 cargo test --test e2e -- --test-threads=1`
 
 mod lifecycle;
+mod observability;
+mod operations;
 mod support;
 mod user_story;

@@ -62,6 +62,9 @@ pub struct TestEnv {
     // Dropped in this order: stop the controller, then delete the namespace, then let the
     // next test run.
     controller: ControllerProcess,
+    controller_args: Vec<String>,
+    /// Set once a test killed the controller on purpose.
+    controller_killed: bool,
     _namespace: NamespaceGuard,
     _turn: MutexGuard<'static, ()>,
 }
@@ -70,6 +73,11 @@ impl TestEnv {
     /// Sets up the cluster side of test `test`, or prints [`SKIP_MESSAGE`] and returns None
     /// when `CERTKEEPER_E2E=1` is not set.
     pub async fn start(test: &str) -> Option<Self> {
+        Self::start_with(test, &[]).await
+    }
+
+    /// [`TestEnv::start`], with `controller_args` added to the controller's command line.
+    pub async fn start_with(test: &str, controller_args: &[&str]) -> Option<Self> {
         if !enabled() {
             println!("{SKIP_MESSAGE}");
             return None;
@@ -88,7 +96,8 @@ impl TestEnv {
         std::fs::create_dir_all(&work_dir).unwrap_or_else(|e| panic!("create {}: {e}", work_dir.display()));
         // The test namespace doubles as the cluster-resource namespace, so a ClusterIssuer's
         // CA Secret is cleaned up with everything else.
-        let controller = ControllerProcess::spawn(&namespace, &work_dir.join("controller.log"));
+        let controller_args: Vec<String> = controller_args.iter().map(|a| a.to_string()).collect();
+        let controller = ControllerProcess::spawn(&namespace, &work_dir, "controller", &controller_args);
         eprintln!(
             "e2e {test}: namespace {namespace}, controller log {}",
             controller.log.display()
@@ -98,6 +107,8 @@ impl TestEnv {
             namespace,
             work_dir,
             controller,
+            controller_args,
+            controller_killed: false,
             _namespace: ns_guard,
             _turn: turn,
         })
@@ -189,7 +200,9 @@ impl TestEnv {
     ) -> T {
         let deadline = Instant::now() + timeout;
         loop {
-            self.controller.assert_running();
+            if !self.controller_killed {
+                self.controller.assert_running();
+            }
             let last = match probe().await {
                 Ok(found) => return found,
                 Err(last) => last,
@@ -317,6 +330,48 @@ impl TestEnv {
         TlsSecret::from_secret(secret)
     }
 
+    /// GETs `path` (`/metrics`, `/readyz`, …) from the controller's HTTP endpoint: the status
+    /// code and the body.
+    pub async fn controller_http(&self, path: &str) -> (u16, String) {
+        self.controller.assert_running();
+        self.controller.http_get(path).await
+    }
+
+    /// Stops the controller (SIGTERM) and starts a new one with the same arguments, as a
+    /// rollout or a crash would; returns once the new one answers /readyz with 200.
+    pub async fn restart_controller(&mut self) {
+        self.controller.stop();
+        self.controller = ControllerProcess::spawn(
+            &self.namespace,
+            &self.work_dir,
+            "controller-restarted",
+            &self.controller_args,
+        );
+        self.eventually(
+            "the restarted controller to be ready",
+            READY_TIMEOUT,
+            async || match self.controller.http_get("/readyz").await {
+                (200, _) => Ok(()),
+                (code, body) => Err(format!("/readyz {code}: {body}")),
+            },
+        )
+        .await;
+    }
+
+    /// SIGKILLs the controller, as a node failure would: no graceful shutdown, no Lease release.
+    pub fn kill_controller(&mut self) {
+        self.controller.kill();
+        self.controller_killed = true;
+    }
+
+    /// Starts a further controller process named `name` (its POD_NAME, so its leader election
+    /// identity and Event reporting instance) with `args`; stopped when dropped.
+    pub fn spawn_controller(&self, name: &str, args: &[&str]) -> ControllerProcess {
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        ControllerProcess::spawn(&self.namespace, &self.work_dir, name, &args)
+    }
+
+    /// Runs `kubectl ARGS -n NAMESPACE`
     /// Runs `kubectl ARGS -n NAMESPACE` (the same KUBECONFIG as the client) and returns stdout.
     pub fn kubectl(&self, args: &[&str]) -> String {
         let output = Command::new("kubectl")
@@ -569,13 +624,21 @@ impl Drop for NamespaceGuard {
 
 /// `certkeeper controller`, the binary cargo built for this test target, running against the
 /// same kubeconfig; its stdout and stderr go to a log file. Stopped on drop.
-struct ControllerProcess {
+pub struct ControllerProcess {
     child: Mutex<Child>,
     log: PathBuf,
+    /// Where it serves /metrics, /healthz and /readyz.
+    http: std::net::SocketAddr,
 }
 
 impl ControllerProcess {
-    fn spawn(cluster_resource_namespace: &str, log: &Path) -> Self {
+    /// Starts `certkeeper controller` as POD_NAME `name`, logging to `WORK_DIR/NAME.log`.
+    fn spawn(cluster_resource_namespace: &str, work_dir: &Path, name: &str, extra_args: &[String]) -> Self {
+        let log = &work_dir.join(format!("{name}.log"));
+        // A free loopback port, so a controller already running on this machine is no obstacle.
+        let http = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("find a free loopback port");
         let file = File::create(log).unwrap_or_else(|e| panic!("create {}: {e}", log.display()));
         let stderr = file.try_clone().expect("duplicate the log file handle");
         let mut command = Command::new(env!("CARGO_BIN_EXE_certkeeper"));
@@ -584,7 +647,11 @@ impl ControllerProcess {
                 "controller",
                 "--cluster-resource-namespace",
                 cluster_resource_namespace,
+                "--metrics-bind-address",
+                &http.to_string(),
             ])
+            .args(extra_args)
+            .env("POD_NAME", name)
             .stdin(Stdio::null())
             .stdout(file)
             .stderr(stderr);
@@ -595,11 +662,38 @@ impl ControllerProcess {
         Self {
             child: Mutex::new(child),
             log: log.to_owned(),
+            http,
         }
     }
 
+    /// GETs `path` from the controller's HTTP endpoint: the status code and the body; code 0
+    /// when nothing answers (yet).
+    pub async fn http_get(&self, path: &str) -> (u16, String) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let Ok(mut stream) = tokio::net::TcpStream::connect(self.http).await else {
+            return (0, format!("nothing listens on {}", self.http));
+        };
+        let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+        stream
+            .write_all(request.as_bytes())
+            .await
+            .expect("send the request");
+        let mut response = String::new();
+        stream
+            .read_to_string(&mut response)
+            .await
+            .expect("read the response");
+        let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+        let code = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or_else(|| panic!("not an HTTP response: {head}"));
+        (code, body.to_owned())
+    }
+
     /// Fails the test at once, with the log, when the controller has exited.
-    fn assert_running(&self) {
+    pub fn assert_running(&self) {
         let exited = self
             .child
             .lock()
@@ -626,6 +720,20 @@ impl ControllerProcess {
 
 impl Drop for ControllerProcess {
     fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl ControllerProcess {
+    /// SIGKILL at once.
+    pub fn kill(&mut self) {
+        let child = self.child.get_mut().unwrap_or_else(|p| p.into_inner());
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    /// SIGTERM, as Kubernetes stops a pod; SIGKILL if it is still running 10 s later.
+    pub fn stop(&mut self) {
         let child = self.child.get_mut().unwrap_or_else(|p| p.into_inner());
         if matches!(child.try_wait(), Ok(Some(_))) {
             return;

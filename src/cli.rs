@@ -52,8 +52,8 @@ pub struct ControllerArgs {
     /// safe (`--leader-elect` or `--leader-elect=true`; the install manifests set it).
     #[arg(long, default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub leader_elect: bool,
-    /// Namespace of the leader election Lease [default: the controller's own namespace, or
-    /// certkeeper-system outside a cluster].
+    /// Namespace of the leader election Lease [default: the cluster-resource namespace, which
+    /// defaults to the controller's own].
     #[arg(long)]
     pub leader_election_namespace: Option<String>,
     /// Name of the leader election Lease.

@@ -49,7 +49,13 @@ impl Context {
         expiry_thresholds: Vec<SignedDuration>,
     ) -> Self {
         let metrics = Arc::new(Metrics::new(caches.clone()));
-        Self::with_metrics(client, caches, cluster_resource_namespace, expiry_thresholds, metrics)
+        Self::with_metrics(
+            client,
+            caches,
+            cluster_resource_namespace,
+            expiry_thresholds,
+            metrics,
+        )
     }
 
     /// A context over the controllers' caches, reporting into `metrics` (which outlive one

@@ -14,18 +14,18 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use kube_lease_manager::LeaseManagerBuilder;
-use tokio::sync::watch;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::api::{Certificate, ClusterIssuer, Issuer};
 use crate::certificate::schedule::backoff;
 use crate::certificate::secret::{LABEL_CERTIFICATE_NAME, SECRET_TYPE_TLS};
 use crate::context::{Context, system_clock};
-use crate::telemetry::metrics::{Caches, ControllerKind, Metrics};
-use crate::telemetry::server::{Endpoint, Readiness, SyncFlag};
 use crate::error::Error;
 use crate::issuer::IssuerObject;
+use crate::telemetry::metrics::{Caches, ControllerKind, Metrics};
+use crate::telemetry::server::{Endpoint, Readiness, SyncFlag};
 
 /// Settings of the controller process.
 #[derive(Clone, Debug)]
@@ -40,7 +40,7 @@ pub struct Settings {
 /// Where the leader election Lease lives.
 #[derive(Clone, Debug)]
 pub struct LeaderElection {
-    /// Namespace of the Lease [default: the controller's own].
+    /// Namespace of the Lease [default: the cluster-resource namespace].
     pub namespace: Option<String>,
     pub lease_name: String,
 }
@@ -187,7 +187,8 @@ async fn observed<K: Resource<DynamicType = ()>>(
     );
     let started = std::time::Instant::now();
     let result = reconcile.instrument(span).await;
-    ctx.metrics.reconcile(controller, result.is_ok(), started.elapsed());
+    ctx.metrics
+        .reconcile(controller, result.is_ok(), started.elapsed());
     if result.is_ok() {
         ctx.clear_errors(&error_key(obj));
     }
@@ -286,11 +287,11 @@ fn issuer_controller<K: IssuerObject>(
         .watches_stream(
             report_sync(watcher(secrets, tls_secrets), secrets_synced).touched_objects(),
             move |secret| {
-            issuers_for_secret(
-                &store,
-                &secret.namespace().unwrap_or_default(),
-                &secret.name_any(),
-                &crn,
+                issuers_for_secret(
+                    &store,
+                    &secret.namespace().unwrap_or_default(),
+                    &secret.name_any(),
+                    &crn,
                 )
             },
         )
@@ -298,6 +299,40 @@ fn issuer_controller<K: IssuerObject>(
         .graceful_shutdown_on(on_shutdown(shutdown))
         .run(issuer_reconcile::<K>, error_policy::<K>, ctx)
         .for_each(|_| async {})
+}
+
+/// The annotation `kubectl apply` (client-side) leaves: a copy of the whole object.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// Drops from an object what the controller never reads before it is cached: managedFields
+/// and kubectl's last-applied copy are most of a Certificate's size (`cargo bench --bench
+/// cache_memory`).
+pub fn trim_for_cache<K: Resource>(object: &mut K) {
+    let meta = object.meta_mut();
+    meta.managed_fields = None;
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.remove(LAST_APPLIED);
+    }
+}
+
+/// A controller of `K` whose cache holds trimmed objects (`Controller::new` caches them whole).
+fn cached_controller<K>(api: Api<K>, config: watcher::Config) -> Controller<K>
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let (reader, writer) = kube::runtime::reflector::store();
+    let trigger = watcher(api, config)
+        .default_backoff()
+        .modify(trim_for_cache::<K>)
+        .reflect(writer)
+        .applied_objects();
+    Controller::for_stream(trigger, reader)
 }
 
 /// Marks `flag` synced when the watch stream has listed every object once.
@@ -369,7 +404,11 @@ pub async fn run(client: Client, settings: Settings, endpoint: TcpListener) -> R
         return Ok(());
     };
 
-    let namespace = election.namespace.clone().unwrap_or_else(default_cluster_resource_namespace);
+    // By default the Lease lives beside the controller's other own objects.
+    let namespace = election
+        .namespace
+        .clone()
+        .unwrap_or_else(|| cluster_resource_namespace.clone());
     let identity = leader_identity();
     let manager = LeaseManagerBuilder::new(client, &election.lease_name)
         .with_namespace(&namespace)
@@ -477,15 +516,15 @@ impl Term {
         info!(%cluster_resource_namespace, concurrency = settings.concurrency, "starting controllers");
         let config = ControllerConfig::default().concurrency(settings.concurrency);
         let watch_config = watcher::Config::default().any_semantic();
-        let issuers = Controller::new(
+        let issuers = cached_controller(
             Api::<DeserializeGuard<Issuer>>::all(client.clone()),
             watch_config.clone(),
         );
-        let cluster_issuers = Controller::new(
+        let cluster_issuers = cached_controller(
             Api::<DeserializeGuard<ClusterIssuer>>::all(client.clone()),
             watch_config.clone(),
         );
-        let certificates = Controller::new(
+        let certificates = cached_controller(
             Api::<DeserializeGuard<Certificate>>::all(client.clone()),
             watch_config.clone(),
         );
@@ -754,8 +793,12 @@ mod tests {
         assert_eq!(lines[0]["secret"], "web-tls");
         // The reconcile was counted and timed.
         let metrics = ctx.metrics.encode().unwrap();
-        assert!(metrics.contains(r#"certkeeper_reconcile_total{controller="certificate",result="success"} 1"#));
-        assert!(metrics.contains(r#"certkeeper_reconcile_duration_seconds_count{controller="certificate"} 1"#));
+        assert!(
+            metrics.contains(r#"certkeeper_reconcile_total{controller="certificate",result="success"} 1"#)
+        );
+        assert!(
+            metrics.contains(r#"certkeeper_reconcile_duration_seconds_count{controller="certificate"} 1"#)
+        );
     }
 
     #[test]

@@ -8,8 +8,8 @@ mod issuer;
 
 pub use certificate::{
     AdditionalOutputFormat, Certificate, CertificateSpec, CertificateStatus, ExpiryWarningStatus, IssuerRef,
-    OutputFormatType,
-    PrivateKeyRotationPolicy, PrivateKeySpec, SecretDeletionPolicy, SecretTemplate, Subject,
+    OutputFormatType, PrivateKeyRotationPolicy, PrivateKeySpec, SecretDeletionPolicy, SecretTemplate,
+    Subject,
 };
 pub use condition::{ConditionStatus, condition, find_condition, set_condition};
 pub use crd::{all_crds, crds_yaml};

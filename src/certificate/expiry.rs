@@ -48,7 +48,11 @@ impl ExpiryWatch {
     /// The schedule of the certificate in `status`, or None while nothing was issued. The
     /// thresholds are the `configured` ones shorter than the lifetime, and half of the
     /// renewBefore that `policy` gives for that lifetime (below it, renewal is failing).
-    pub fn of(status: &CertificateStatus, configured: &[SignedDuration], policy: RenewBefore) -> Option<Self> {
+    pub fn of(
+        status: &CertificateStatus,
+        configured: &[SignedDuration],
+        policy: RenewBefore,
+    ) -> Option<Self> {
         let revision = status.revision?;
         let not_after = status.not_after.as_ref()?.0;
         let not_before = status.not_before.as_ref().map_or(not_after, |t| t.0);
@@ -91,7 +95,14 @@ impl ExpiryWatch {
             .min()?;
         match sent {
             Some(s) if s.reason == EXPIRED => None,
-            Some(s) if s.threshold.as_deref().and_then(parse).is_some_and(|done| done <= crossed) => None,
+            Some(s)
+                if s.threshold
+                    .as_deref()
+                    .and_then(parse)
+                    .is_some_and(|done| done <= crossed) =>
+            {
+                None
+            }
             _ => Some(Warning::ExpiringSoon { threshold: crossed }),
         }
     }
@@ -238,7 +249,10 @@ mod tests {
         let watch = ExpiryWatch::of(&status, &DEFAULT_THRESHOLDS, RenewBefore::Default).unwrap();
         let at = watch.not_after - H(4);
         assert_eq!(watch.due(None, at - SignedDuration::from_secs(1)), None);
-        assert_eq!(watch.due(None, at), Some(Warning::ExpiringSoon { threshold: H(4) }));
+        assert_eq!(
+            watch.due(None, at),
+            Some(Warning::ExpiringSoon { threshold: H(4) })
+        );
     }
 
     #[test]
@@ -270,7 +284,10 @@ mod tests {
         let status = issued("2026-01-01T00:00:00Z", H(2160), 1);
         let watch = ExpiryWatch::of(&status, &DEFAULT_THRESHOLDS, RenewBefore::Default).unwrap();
         let now = watch.not_after - H(10);
-        assert_eq!(watch.due(None, now), Some(Warning::ExpiringSoon { threshold: H(24) }));
+        assert_eq!(
+            watch.due(None, now),
+            Some(Warning::ExpiringSoon { threshold: H(24) })
+        );
     }
 
     #[test]
@@ -286,7 +303,11 @@ mod tests {
     #[test]
     fn nothing_is_watched_before_the_first_issuance() {
         assert_eq!(
-            ExpiryWatch::of(&CertificateStatus::default(), &DEFAULT_THRESHOLDS, RenewBefore::Default),
+            ExpiryWatch::of(
+                &CertificateStatus::default(),
+                &DEFAULT_THRESHOLDS,
+                RenewBefore::Default
+            ),
             None
         );
     }
@@ -299,7 +320,10 @@ mod tests {
         assert!(status.conditions.is_empty());
         mark_expired(&mut status, Some(1), not_after);
         let ready = &status.conditions[0];
-        assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("False", "Expired"));
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("False", "Expired")
+        );
     }
 
     #[test]

@@ -63,7 +63,8 @@ pub async fn reconcile(
         Ok(spec) => spec,
         Err(e) => {
             let policy = RenewBefore::Default;
-            let deadlines = report_not_ready(cert, &ctx, &previous, reason::INVALID_SPEC, &e.0, policy, now).await?;
+            let deadlines =
+                report_not_ready(cert, &ctx, &previous, reason::INVALID_SPEC, &e.0, policy, now).await?;
             // Only a change can fix the spec; until then only expiry deadlines matter.
             return Ok(if deadlines.iter().any(|d| *d > now) {
                 Action::requeue(requeue_after(now, &deadlines))
@@ -298,7 +299,8 @@ async fn issue(
     {
         debug!(certificate = %object_name(cert), retry_at = %at, "backing off after failed issuance");
         // Expiry does not wait for the backoff to end.
-        let (_, mut deadlines) = settle(cert, ctx, previous, previous.clone(), spec.renew_before, now).await?;
+        let (_, mut deadlines) =
+            settle(cert, ctx, previous, previous.clone(), spec.renew_before, now).await?;
         deadlines.push(at);
         return Ok(Action::requeue(requeue_after(now, &deadlines)));
     }
@@ -455,7 +457,12 @@ async fn settle(
             Warning::ExpiringSoon { threshold } => {
                 let threshold = expiry::go_duration(threshold);
                 warn!(certificate = %object_name(cert), %not_after, %threshold, "certificate expiring soon");
-                events::expiring_soon(not_after, &threshold, status.renewal_time.as_ref().map(|t| t.0), now)
+                events::expiring_soon(
+                    not_after,
+                    &threshold,
+                    status.renewal_time.as_ref().map(|t| t.0),
+                    now,
+                )
             }
             Warning::Expired => {
                 warn!(certificate = %object_name(cert), %not_after, "certificate expired");

@@ -572,7 +572,10 @@ async fn expiring_soon_is_warned_at_the_threshold_and_not_again_after_a_restart(
     let task = spawn(&cert, &ctx);
     let status = answer_status(api.expect(Method::PATCH, STATUS_PATH).await, &cert);
     let event = api.expect(Method::POST, EVENTS_PATH).await;
-    assert_eq!((&event.body["type"], &event.body["reason"]), (&json!("Warning"), &json!("ExpiringSoon")));
+    assert_eq!(
+        (&event.body["type"], &event.body["reason"]),
+        (&json!("Warning"), &json!("ExpiringSoon"))
+    );
     let note = event_note(&event.body).to_owned();
     event.echo();
     finish(task, ctx, api).await;
