@@ -85,23 +85,39 @@ async fn metrics_show_the_expiry_in_the_status_and_the_controller_is_ready() {
     assert_eq!(env.controller_http("/healthz").await.0, 200);
     let (code, body) = env.controller_http("/readyz").await;
     assert_eq!(code, 200, "{body}");
-    let (code, metrics) = env.controller_http("/metrics").await;
-    assert_eq!(code, 200);
+    // The gauges are read from the controller's cache, which sees the status shortly after
+    // the API server has it.
     let series = format!(
         r#"certkeeper_certificate_expiration_timestamp_seconds{{namespace="{}",name="web",issuer_name="selfsigned",issuer_kind="Issuer"}} "#,
         env.namespace
     );
-    let value: i64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(&series))
-        .unwrap_or_else(|| panic!("no {series} in\n{metrics}"))
-        .trim()
-        .parse()
-        .expect("a whole number of seconds");
-    assert_eq!(value, not_after);
     let ready = format!(
         r#"certkeeper_certificate_ready_status{{namespace="{}",name="web",issuer_name="selfsigned",issuer_kind="Issuer",condition="True"}} 1"#,
         env.namespace
     );
-    assert!(metrics.lines().any(|l| l == ready), "no {ready}");
+    env.eventually(
+        "/metrics to show the expiry in the status",
+        std::time::Duration::from_secs(30),
+        async || {
+            let (code, metrics) = env.controller_http("/metrics").await;
+            if code != 200 {
+                return Err(format!("/metrics answered {code}"));
+            }
+            let value: i64 = metrics
+                .lines()
+                .find_map(|l| l.strip_prefix(&series))
+                .ok_or_else(|| format!("no {series}"))?
+                .trim()
+                .parse()
+                .map_err(|e| format!("not a whole number of seconds: {e}"))?;
+            if value != not_after {
+                return Err(format!("{value} is not status.notAfter {not_after}"));
+            }
+            if !metrics.lines().any(|l| l == ready) {
+                return Err(format!("no {ready}"));
+            }
+            Ok(())
+        },
+    )
+    .await;
 }

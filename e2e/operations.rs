@@ -108,19 +108,22 @@ async fn lease_holder(env: &TestEnv) -> Result<String, String> {
         .ok_or_else(|| "the Lease has no holder".to_owned())
 }
 
-/// Who reported the Events about Certificate `name`.
-async fn reporters(env: &TestEnv, name: &str) -> Vec<String> {
+/// Who reported the `Issued` Event about Certificate `name`.
+async fn issued_by(env: &TestEnv, name: &str) -> Vec<String> {
     env.certificate_events(name)
         .await
         .into_iter()
+        .filter(|e| e.reason.as_deref() == Some("Issued"))
         .filter_map(|e| e.reporting_instance)
         .collect()
 }
 
+/// Both controllers elect with the Lease in the test namespace.
+const ELECTING: [&str; 3] = ["--leader-elect", "--leader-election-namespace", "{namespace}"];
+
 #[tokio::test]
 async fn two_controllers_only_the_lease_holder_writes_and_a_standby_takes_over() {
-    // The Lease lives in the cluster-resource namespace, here the test namespace.
-    let Some(mut env) = TestEnv::start_with("leader-election", &["--leader-elect"]).await else {
+    let Some(mut env) = TestEnv::start_with("leader-election", &ELECTING).await else {
         return;
     };
     let holder = env
@@ -131,7 +134,7 @@ async fn two_controllers_only_the_lease_holder_writes_and_a_standby_takes_over()
         )
         .await;
     assert_eq!(holder, "controller");
-    let standby = env.spawn_controller("standby", &["--leader-elect"]);
+    let standby = env.spawn_controller("standby", &ELECTING);
     env.eventually(
         "the standby to be ready",
         Duration::from_secs(60),
@@ -146,7 +149,7 @@ async fn two_controllers_only_the_lease_holder_writes_and_a_standby_takes_over()
     env.apply(certificate(&env, "one", json!({}))).await;
     env.wait_ready("one").await;
     env.wait_for_event("one", "Normal", "Issued").await;
-    assert_eq!(reporters(&env, "one").await, ["controller"]);
+    assert_eq!(issued_by(&env, "one").await, ["controller"]);
     standby.assert_running();
     let (_, standby_metrics) = standby.http_get("/metrics").await;
     assert_eq!(
@@ -175,7 +178,7 @@ async fn two_controllers_only_the_lease_holder_writes_and_a_standby_takes_over()
     env.apply(certificate(&env, "two", json!({}))).await;
     env.wait_ready("two").await;
     env.wait_for_event("two", "Normal", "Issued").await;
-    assert_eq!(reporters(&env, "two").await, ["standby"]);
+    assert_eq!(issued_by(&env, "two").await, ["standby"]);
 }
 
 #[tokio::test]

@@ -76,7 +76,8 @@ impl TestEnv {
         Self::start_with(test, &[]).await
     }
 
-    /// [`TestEnv::start`], with `controller_args` added to the controller's command line.
+    /// [`TestEnv::start`], with `controller_args` added to the controller's command line
+    /// (`{namespace}` in one stands for the test namespace).
     pub async fn start_with(test: &str, controller_args: &[&str]) -> Option<Self> {
         if !enabled() {
             println!("{SKIP_MESSAGE}");
@@ -650,7 +651,13 @@ impl ControllerProcess {
                 "--metrics-bind-address",
                 &http.to_string(),
             ])
-            .args(extra_args)
+            // `{namespace}` in an argument stands for the test namespace, unknown to the test
+            // when it writes the arguments.
+            .args(
+                extra_args
+                    .iter()
+                    .map(|a| a.replace("{namespace}", cluster_resource_namespace)),
+            )
             .env("POD_NAME", name)
             .stdin(Stdio::null())
             .stdout(file)

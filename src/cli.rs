@@ -42,7 +42,8 @@ pub struct ControllerArgs {
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
     /// Address of the HTTP endpoint serving /metrics, /healthz and /readyz.
-    #[arg(long, default_value = "0.0.0.0:9402", value_parser = parse_bind_address)]
+    /// `:PORT` listens on every IPv6 and IPv4 address (IPv4 only where IPv6 is off).
+    #[arg(long, default_value = ":9402", value_parser = parse_bind_address)]
     pub metrics_bind_address: SocketAddr,
     /// Remaining validities (Go durations, comma-separated) at which a Certificate gets an
     /// ExpiringSoon warning; only those shorter than its lifetime apply.
@@ -52,8 +53,8 @@ pub struct ControllerArgs {
     /// safe (`--leader-elect` or `--leader-elect=true`; the install manifests set it).
     #[arg(long, default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
     pub leader_elect: bool,
-    /// Namespace of the leader election Lease [default: the cluster-resource namespace, which
-    /// defaults to the controller's own].
+    /// Namespace of the leader election Lease [default: the controller's own namespace, or
+    /// certkeeper-system outside a cluster].
     #[arg(long)]
     pub leader_election_namespace: Option<String>,
     /// Name of the leader election Lease.
@@ -61,10 +62,11 @@ pub struct ControllerArgs {
     pub leader_election_id: String,
 }
 
-/// `host:port`, or `:port` for every interface as Go programs (and cert-manager) accept.
+/// `host:port`, or `:port` for every interface as Go programs (and cert-manager) accept: the
+/// IPv6 wildcard, which on Linux takes IPv4 too, so IPv6-only clusters can probe it.
 fn parse_bind_address(value: &str) -> Result<SocketAddr, String> {
     let full = match value.strip_prefix(':') {
-        Some(port) => format!("0.0.0.0:{port}"),
+        Some(port) => format!("[::]:{port}"),
         None => value.to_owned(),
     };
     full.parse()
@@ -85,7 +87,7 @@ pub async fn dispatch(cli: Cli) -> Result<(), String> {
             let endpoint = crate::telemetry::server::bind(args.metrics_bind_address)
                 .await
                 .map_err(|e| {
-                    runner::StartupError::Listen {
+                    runner::RunError::Listen {
                         address: args.metrics_bind_address.to_string(),
                         reason: e.to_string(),
                     }
@@ -109,5 +111,32 @@ pub async fn dispatch(cli: Cli) -> Result<(), String> {
             .await
             .map_err(|e| e.to_string())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_only_addresses_listen_on_every_interface() {
+        assert_eq!(parse_bind_address(":9402"), Ok("[::]:9402".parse().unwrap()));
+        assert_eq!(
+            parse_bind_address("127.0.0.1:9402"),
+            Ok("127.0.0.1:9402".parse().unwrap())
+        );
+        assert!(parse_bind_address("9402").is_err());
+    }
+
+    #[test]
+    fn leader_election_is_off_unless_asked_for() {
+        let parse = |args: &[&str]| match Cli::try_parse_from(args).unwrap().command {
+            Command::Controller(args) => args.leader_elect,
+            Command::Crd => unreachable!(),
+        };
+        assert!(!parse(&["certkeeper", "controller"]));
+        assert!(parse(&["certkeeper", "controller", "--leader-elect"]));
+        assert!(parse(&["certkeeper", "controller", "--leader-elect=true"]));
+        assert!(!parse(&["certkeeper", "controller", "--leader-elect=false"]));
     }
 }

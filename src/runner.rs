@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
 use kube::core::DeserializeGuard;
@@ -16,7 +17,7 @@ use kube::{Client, Resource, ResourceExt};
 use kube_lease_manager::LeaseManagerBuilder;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tracing::{Instrument, info, info_span, warn};
+use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::api::{Certificate, ClusterIssuer, Issuer};
 use crate::certificate::schedule::backoff;
@@ -40,14 +41,14 @@ pub struct Settings {
 /// Where the leader election Lease lives.
 #[derive(Clone, Debug)]
 pub struct LeaderElection {
-    /// Namespace of the Lease [default: the cluster-resource namespace].
+    /// Namespace of the Lease [default: the controller's own].
     pub namespace: Option<String>,
     pub lease_name: String,
 }
 
-/// Why the controller could not start. Printed as one line.
+/// Why the controller could not start, or had to stop. Printed as one line.
 #[derive(Debug, thiserror::Error)]
-pub enum StartupError {
+pub enum RunError {
     #[error(
         "no Kubernetes configuration found (not in a cluster, and no usable KUBECONFIG or ~/.kube/config): {0}"
     )]
@@ -58,6 +59,10 @@ pub enum StartupError {
     Listen { address: String, reason: String },
     #[error("cannot use the leader election Lease {lease}: {reason}")]
     Lease { lease: String, reason: String },
+    #[error(
+        "stopped reconciling: leadership of the Lease {lease} could not be confirmed ({reason}); exiting so that this replica restarts as a standby"
+    )]
+    LeadershipUnconfirmed { lease: String, reason: String },
 }
 
 /// How long to wait for the API server to answer at start-up.
@@ -72,12 +77,12 @@ pub struct Connected {
 
 /// Builds a client with the standard resolution (in-cluster, then KUBECONFIG / ~/.kube/config)
 /// and checks the API server answers.
-pub async fn connect() -> Result<Connected, StartupError> {
+pub async fn connect() -> Result<Connected, RunError> {
     let config = kube::Config::infer()
         .await
-        .map_err(|e| StartupError::NoConfig(e.to_string()))?;
+        .map_err(|e| RunError::NoConfig(e.to_string()))?;
     let url = config.cluster_url.to_string();
-    let client = Client::try_from(config).map_err(|e| StartupError::Unreachable {
+    let client = Client::try_from(config).map_err(|e| RunError::Unreachable {
         url: url.clone(),
         reason: e.to_string(),
     })?;
@@ -87,11 +92,11 @@ pub async fn connect() -> Result<Connected, StartupError> {
             server: url,
             version: version.git_version,
         }),
-        Ok(Err(e)) => Err(StartupError::Unreachable {
+        Ok(Err(e)) => Err(RunError::Unreachable {
             url,
             reason: e.to_string(),
         }),
-        Err(_) => Err(StartupError::Unreachable {
+        Err(_) => Err(RunError::Unreachable {
             url,
             reason: format!("no answer within {}s", CONNECT_TIMEOUT.as_secs()),
         }),
@@ -362,7 +367,7 @@ where
 
 /// Runs until shutdown, serving metrics and health on `endpoint`: the controllers at once, or,
 /// with leader election, only while this replica holds the Lease.
-pub async fn run(client: Client, settings: Settings, endpoint: TcpListener) -> Result<(), StartupError> {
+pub async fn run(client: Client, settings: Settings, endpoint: TcpListener) -> Result<(), RunError> {
     let cluster_resource_namespace = settings
         .cluster_resource_namespace
         .clone()
@@ -404,68 +409,141 @@ pub async fn run(client: Client, settings: Settings, endpoint: TcpListener) -> R
         return Ok(());
     };
 
-    // By default the Lease lives beside the controller's other own objects.
+    // By default the Lease lives in the controller's own namespace, where the install's Role
+    // lets it write Leases.
     let namespace = election
         .namespace
         .clone()
-        .unwrap_or_else(|| cluster_resource_namespace.clone());
+        .unwrap_or_else(default_cluster_resource_namespace);
+    let lease = format!("{namespace}/{}", election.lease_name);
     let identity = leader_identity();
-    let manager = LeaseManagerBuilder::new(client, &election.lease_name)
+    let manager = LeaseManagerBuilder::new(client.clone(), &election.lease_name)
         .with_namespace(&namespace)
         .with_identity(&identity)
         .with_duration(LEASE_DURATION.as_secs())
         .with_grace(LEASE_GRACE.as_secs())
         .build()
         .await
-        .map_err(|e| StartupError::Lease {
-            lease: format!("{namespace}/{}", election.lease_name),
+        .map_err(|e| RunError::Lease {
+            lease: lease.clone(),
             reason: e.to_string(),
         })?;
-    info!(lease = %format!("{namespace}/{}", election.lease_name), %identity, "waiting for leadership");
+    info!(%lease, %identity, "waiting for leadership");
     let (leader, lease_task) = manager.watch().await;
     let standby = || {
         readiness.standby();
         metrics.observe(idle_caches(clock.clone()));
     };
-    follow_lease(leader, shutdown, standby, || {
-        readiness.lead();
-        term.lead()
-    })
+    let leases: Api<Lease> = Api::namespaced(client, &namespace);
+    let outcome = follow_lease(
+        leader,
+        shutdown,
+        standby,
+        || {
+            readiness.lead();
+            term.lead()
+        },
+        || {
+            leadership_unconfirmed(
+                leases.clone(),
+                election.lease_name.clone(),
+                identity.clone(),
+                clock.clone(),
+            )
+        },
+    )
     .await;
-    // `follow_lease` dropped the channel, so the manager releases the lease: a standby takes
-    // over now rather than when the lease expires.
+    // `follow_lease` dropped the channel, so the manager releases the Lease if it holds it;
+    // a standby notices when it next looks, at the latest when the Lease would have expired.
     match tokio::time::timeout(LEASE_GRACE, lease_task).await {
         Ok(Ok(Ok(_))) => info!("released the lease"),
         Ok(Ok(Err(e))) => warn!(error = %e, "could not release the lease; it expires by itself"),
         Ok(Err(e)) => warn!(error = %e, "the lease task failed"),
         Err(_) => warn!("releasing the lease timed out; it expires by itself"),
     }
-    Ok(())
+    outcome.map_err(|reason| RunError::LeadershipUnconfirmed { lease, reason })
 }
 
 /// Leads while `leader` says this replica holds the Lease, stands by otherwise, until
 /// shutdown. `lead` runs the controllers until shutdown; when the Lease is lost its future is
 /// dropped at once, which cancels every reconcile at its next step, so nothing more is written.
+/// `unconfirmed` watches a term from outside the lease manager and resolves, with the reason,
+/// when leadership can no longer be confirmed: the controllers stop the same way and this
+/// returns the reason, since the lease manager may still believe it leads.
 /// Consumes `leader`, so the lease manager releases the Lease when this returns.
-async fn follow_lease<F: std::future::Future<Output = ()>>(
+async fn follow_lease<F, G>(
     mut leader: watch::Receiver<bool>,
     shutdown: watch::Receiver<bool>,
     standby: impl Fn(),
     lead: impl Fn() -> F,
-) {
+    unconfirmed: impl Fn() -> G,
+) -> Result<(), String>
+where
+    F: std::future::Future<Output = ()>,
+    G: std::future::Future<Output = String>,
+{
     loop {
         standby();
         tokio::select! {
-            won = leader.wait_for(|leading| *leading) => if won.is_err() { return },
-            _ = on_shutdown(shutdown.clone()) => return,
+            won = leader.wait_for(|leading| *leading) => if won.is_err() { return Ok(()) },
+            _ = on_shutdown(shutdown.clone()) => return Ok(()),
         }
         info!("acquired the lease; reconciling");
         tokio::select! {
             // Ends on shutdown, after the running reconciles finish.
-            () = lead() => return,
+            () = lead() => return Ok(()),
             _ = leader.wait_for(|leading| !*leading) => {
                 warn!("lost the lease; stopped reconciling, standing by");
             }
+            reason = unconfirmed() => {
+                warn!(%reason, "leadership unconfirmed; stopped reconciling");
+                return Err(reason);
+            }
+        }
+    }
+}
+
+/// How often a leader checks the Lease on the server.
+const LEASE_CHECK_PERIOD: Duration = Duration::from_secs(1);
+/// A leader stops when its last renewal the server shows is older than this: renewals come
+/// every LEASE_DURATION - LEASE_GRACE (10 s), and a standby may take the Lease once
+/// LEASE_DURATION (15 s) has passed, so this leaves both margins.
+const RENEW_DEADLINE: Duration = Duration::from_secs(13);
+
+/// Resolves, with the reason, once the Lease on the server can no longer be confirmed to name
+/// `identity` with a renewal younger than RENEW_DEADLINE. The lease manager only reports a
+/// change it has seen, and a renewal that hangs or keeps failing is not one; yet the
+/// controllers may still reach the API server, and a standby takes the Lease when it expires.
+async fn leadership_unconfirmed(
+    leases: Api<Lease>,
+    name: String,
+    identity: String,
+    clock: crate::context::Clock,
+) -> String {
+    // Acquiring renewed it just now.
+    let mut renewed = clock();
+    loop {
+        tokio::time::sleep(LEASE_CHECK_PERIOD).await;
+        match tokio::time::timeout(LEASE_CHECK_PERIOD, leases.get(&name)).await {
+            Ok(Ok(lease)) => {
+                let spec = lease.spec.unwrap_or_default();
+                if spec.holder_identity.as_deref() != Some(identity.as_str()) {
+                    return format!(
+                        "it is held by {}",
+                        spec.holder_identity.as_deref().unwrap_or("nobody")
+                    );
+                }
+                // The lease manager writes renewTime from this process's own clock.
+                if let Some(at) = spec.renew_time {
+                    renewed = renewed.max(at.0);
+                }
+            }
+            Ok(Err(e)) => debug!(error = %e, "cannot read the Lease"),
+            Err(_) => debug!("reading the Lease timed out"),
+        }
+        let age = clock().duration_since(renewed);
+        if age > jiff::SignedDuration::try_from(RENEW_DEADLINE).unwrap_or(jiff::SignedDuration::MAX) {
+            return format!("its last renewal was {}s ago", age.as_secs());
         }
     }
 }
@@ -709,6 +787,7 @@ mod tests {
                             }
                         }
                     },
+                    futures::future::pending::<String>,
                 )
                 .await
             })
@@ -739,8 +818,79 @@ mod tests {
         lease.send(true).unwrap();
         while writes.recv().await != Some(2) {}
         stop.send(true).unwrap();
-        follower.await.unwrap();
+        assert_eq!(follower.await.unwrap(), Ok(()));
         assert_eq!(terms.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn unconfirmed_leadership_stops_the_controllers_and_ends_the_process() {
+        let (_lease, leader) = watch::channel(true);
+        let (_stop, shutdown) = watch::channel(false);
+        let outcome = follow_lease(
+            leader,
+            shutdown,
+            || {},
+            futures::future::pending::<()>,
+            || async { "its last renewal was 14s ago".to_owned() },
+        )
+        .await;
+        assert_eq!(outcome, Err("its last renewal was 14s ago".to_owned()));
+    }
+
+    fn lease(holder: &str, renewed: &str) -> serde_json::Value {
+        serde_json::json!({
+            "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "metadata": {"name": "certkeeper-controller", "namespace": "certkeeper-system"},
+            "spec": {"holderIdentity": holder, "leaseDurationSeconds": 15, "renewTime": renewed},
+        })
+    }
+
+    use http::Method;
+
+    const LEASE_PATH: &str =
+        "/apis/coordination.k8s.io/v1/namespaces/certkeeper-system/leases/certkeeper-controller";
+
+    /// Runs the leadership check against the mocked API server, with a clock that starts at
+    /// `start` and follows tokio's (paused) time.
+    fn check_leadership(start: &str) -> (tokio::task::JoinHandle<String>, crate::testing::ApiServer) {
+        let start = crate::testing::ts(start);
+        let (ctx, api) = crate::testing::context(vec![], vec![], start);
+        let leases = Api::<Lease>::namespaced(ctx.client.clone(), "certkeeper-system");
+        let began = tokio::time::Instant::now();
+        let clock: crate::context::Clock =
+            Arc::new(move || start + jiff::SignedDuration::try_from(began.elapsed()).unwrap());
+        let task = tokio::spawn(leadership_unconfirmed(
+            leases,
+            "certkeeper-controller".into(),
+            "certkeeper-0".into(),
+            clock,
+        ));
+        (task, api)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_leader_whose_renewals_stall_stops_before_the_lease_can_expire() {
+        let (task, mut api) = check_leadership("2026-11-23T10:00:09Z");
+        // One second later: renewed 10 s ago, normal just before the next renewal.
+        api.expect(Method::GET, LEASE_PATH)
+            .await
+            .ok(lease("certkeeper-0", "2026-11-23T10:00:00.000000Z"));
+        // Then the API server stops answering and no renewal is seen again: the leader keeps
+        // going until its last renewal is older than the 13 s deadline, then stops, a second
+        // before a standby could take the 15 s Lease.
+        for _ in 0..3 {
+            drop(api.expect(Method::GET, LEASE_PATH).await);
+        }
+        assert_eq!(task.await.unwrap(), "its last renewal was 14s ago");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_leader_seeing_another_holder_stops_at_once() {
+        let (task, mut api) = check_leadership("2026-11-23T10:00:01Z");
+        api.expect(Method::GET, LEASE_PATH)
+            .await
+            .ok(lease("certkeeper-1", "2026-11-23T10:00:00.000000Z"));
+        assert_eq!(task.await.unwrap(), "it is held by certkeeper-1");
     }
 
     /// Collects what a subscriber writes.

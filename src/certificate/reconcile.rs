@@ -171,7 +171,8 @@ async fn keep(
     now: Timestamp,
 ) -> Result<Action, Error> {
     let leaf = current.leaf();
-    let revision = previous.revision.or(current.revision).unwrap_or(1);
+    // The larger of the two: a reconcile may read a status older than the Secret it sees.
+    let revision = previous.revision.max(current.revision).unwrap_or(1);
     if let Some(existing) = current_secret {
         match material_from_secret(existing, current, spec) {
             Ok(material) => {
@@ -311,10 +312,10 @@ async fn issue(
                 IssuedFacts::new(
                     current.leaf(),
                     renewal_time.unwrap_or(current.leaf().not_after),
-                    previous.revision.or(current.revision).unwrap_or(1),
+                    previous.revision.max(current.revision).unwrap_or(1),
                 )
             });
-            let revision = previous.revision.or(current.revision);
+            let revision = previous.revision.max(current.revision);
             let reuse = (spec.rotation_policy == crate::api::PrivateKeyRotationPolicy::Never
                 && current.key.spec() == spec.key)
                 .then_some(current.key);

@@ -5,6 +5,7 @@
 use tracing::Subscriber;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::util::SubscriberInitExt;
 
 /// The log output format.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -39,6 +40,7 @@ where
 /// Installs the global subscriber. Logs go to stderr.
 pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    // A second init (tests) is harmless.
-    let _ = tracing::subscriber::set_global_default(subscriber(format, filter, std::io::stderr));
+    // try_init also routes the `log` records of dependencies (rustls) into tracing. A second
+    // init (tests) is harmless.
+    let _ = subscriber(format, filter, std::io::stderr).try_init();
 }

@@ -161,8 +161,16 @@ impl Endpoint {
 }
 
 /// Binds the endpoint's address; a failure is a start-up error, reported before anything runs.
+/// The IPv6 wildcard falls back to the IPv4 one on a host without IPv6.
 pub async fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
-    TcpListener::bind(address).await
+    match TcpListener::bind(address).await {
+        Err(e) if address.ip() == std::net::Ipv6Addr::UNSPECIFIED => {
+            let v4 = SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, address.port()));
+            debug!(error = %e, "no IPv6; listening on {v4}");
+            TcpListener::bind(v4).await
+        }
+        other => other,
+    }
 }
 
 #[cfg(test)]
