@@ -260,8 +260,20 @@ impl Collector for ObjectGauges {
     fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
         let caches = self.0.read().unwrap_or_else(|p| p.into_inner()).clone();
         let caches = &caches;
-        let certificates = caches.certificates.state();
-        let certificates: Vec<&Certificate> = certificates.iter().filter_map(|g| g.0.as_ref().ok()).collect();
+        let cached = caches.certificates.state();
+        let certificates: Vec<&Certificate> = cached.iter().filter_map(|g| g.0.as_ref().ok()).collect();
+        // A Certificate the controller cannot read is not Ready; its issuer is unknown.
+        let unreadable = cached.iter().filter_map(|g| g.0.as_ref().err()).map(|invalid| {
+            vec![
+                (
+                    "namespace",
+                    invalid.metadata.namespace.as_deref().unwrap_or_default(),
+                ),
+                ("name", invalid.metadata.name.as_deref().unwrap_or_default()),
+                ("issuer_name", ""),
+                ("issuer_kind", ""),
+            ]
+        });
         let unit = Some(&Unit::Seconds);
         type Pick = fn(
             &crate::api::CertificateStatus,
@@ -300,14 +312,20 @@ impl Collector for ObjectGauges {
             "certkeeper_certificate_ready_status",
             "The Certificate's Ready condition: 1 for its current status, 0 for the others",
             None,
-            certificates.iter().flat_map(|c| {
-                let current = c.status.as_ref().map_or("Unknown", |s| ready_of(&s.conditions));
-                CONDITIONS.into_iter().map(move |condition| {
-                    let mut labels = cert_labels(c);
-                    labels.push(("condition", condition));
-                    (labels, i64::from(condition == current))
+            certificates
+                .iter()
+                .map(|c| {
+                    let current = c.status.as_ref().map_or("Unknown", |s| ready_of(&s.conditions));
+                    (cert_labels(c), current)
                 })
-            }),
+                .chain(unreadable.map(|labels| (labels, "False")))
+                .flat_map(|(labels, current)| {
+                    CONDITIONS.into_iter().map(move |condition| {
+                        let mut labels = labels.clone();
+                        labels.push(("condition", condition));
+                        (labels, i64::from(condition == current))
+                    })
+                }),
         )?;
 
         let issuers = caches.issuers.state();

@@ -730,3 +730,31 @@ fn series_of_deleted_issuers_disappear() {
             .is_empty()
     );
 }
+
+#[test]
+fn an_unreadable_certificate_counts_as_not_ready() {
+    let mut caches = watched_caches();
+    let invalid: DeserializeGuard<Certificate> = serde_json::from_value(serde_json::json!({
+        "apiVersion": "certkeeper.io/v1", "kind": "Certificate",
+        "metadata": {"name": "broken", "namespace": "apps"},
+        "spec": {"secretName": 42},
+    }))
+    .unwrap();
+    assert!(invalid.0.is_err());
+    caches
+        .certificates
+        .apply_watcher_event(&watcher::Event::Apply(invalid));
+    let exposition = scrape(&caches.metrics);
+    let labels = |condition| {
+        [
+            ("namespace", "apps"),
+            ("name", "broken"),
+            ("issuer_name", ""),
+            ("issuer_kind", ""),
+            ("condition", condition),
+        ]
+    };
+    let ready = "certkeeper_certificate_ready_status";
+    assert_eq!(exposition.value(ready, &labels("False")), 1.0);
+    assert_eq!(exposition.value(ready, &labels("True")), 0.0);
+}
