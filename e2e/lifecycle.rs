@@ -6,39 +6,10 @@ use std::time::Duration;
 use certkeeper::api::{Certificate, RENEW_REQUESTED_AT};
 use jiff::{SignedDuration, Timestamp};
 use kube::api::DeleteParams;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::support::tls;
-use crate::support::{TestEnv, ready_condition, revision_of};
-
-/// `selfSigned: {}` Issuer `name`.
-fn selfsigned_issuer(name: &str) -> Value {
-    json!({
-        "apiVersion": "certkeeper.io/v1",
-        "kind": "Issuer",
-        "metadata": { "name": name },
-        "spec": { "selfSigned": {} },
-    })
-}
-
-/// Certificate `name` for `<name>.<namespace>.svc` into Secret `<name>-tls`, from Issuer
-/// `issuer`, with `extra` merged into its spec.
-fn certificate(env: &TestEnv, name: &str, issuer: &str, extra: Value) -> Value {
-    let mut spec = json!({
-        "secretName": format!("{name}-tls"),
-        "dnsNames": [format!("{name}.{}.svc", env.namespace)],
-        "issuerRef": { "name": issuer, "kind": "Issuer", "group": "certkeeper.io" },
-    });
-    if let (Some(spec), Value::Object(extra)) = (spec.as_object_mut(), extra) {
-        spec.extend(extra);
-    }
-    json!({
-        "apiVersion": "certkeeper.io/v1",
-        "kind": "Certificate",
-        "metadata": { "name": name },
-        "spec": spec,
-    })
-}
+use crate::support::{TestEnv, certificate, ready_condition, revision_of, selfsigned_issuer};
 
 /// The serial number of the certificate now in Secret `secret_name`, read by openssl.
 async fn secret_serial(env: &TestEnv, secret_name: &str, label: &str) -> String {

@@ -3,27 +3,12 @@
 
 use serde_json::json;
 
-use crate::support::TestEnv;
+use crate::support::{TestEnv, certificate, selfsigned_issuer};
 
 fn selfsigned_and_certificate(env: &TestEnv, name: &str, duration: &str) -> [serde_json::Value; 2] {
     [
-        json!({
-            "apiVersion": "certkeeper.io/v1",
-            "kind": "Issuer",
-            "metadata": { "name": "selfsigned" },
-            "spec": { "selfSigned": {} },
-        }),
-        json!({
-            "apiVersion": "certkeeper.io/v1",
-            "kind": "Certificate",
-            "metadata": { "name": name },
-            "spec": {
-                "secretName": format!("{name}-tls"),
-                "dnsNames": [format!("{name}.{}.svc", env.namespace)],
-                "duration": duration,
-                "issuerRef": { "name": "selfsigned" },
-            },
-        }),
+        selfsigned_issuer("selfsigned"),
+        certificate(env, name, "selfsigned", json!({ "duration": duration })),
     ]
 }
 

@@ -5,36 +5,9 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::{Api, DeleteParams};
-use serde_json::{Value, json};
+use serde_json::json;
 
-use crate::support::{TestEnv, revision_of};
-
-fn selfsigned_issuer() -> Value {
-    json!({
-        "apiVersion": "certkeeper.io/v1",
-        "kind": "Issuer",
-        "metadata": { "name": "selfsigned" },
-        "spec": { "selfSigned": {} },
-    })
-}
-
-fn certificate(env: &TestEnv, name: &str, extra: Value) -> Value {
-    let mut spec = json!({
-        "secretName": format!("{name}-tls"),
-        "dnsNames": [format!("{name}.{}.svc", env.namespace)],
-        "duration": "24h",
-        "issuerRef": { "name": "selfsigned" },
-    });
-    if let (Some(spec), Value::Object(extra)) = (spec.as_object_mut(), extra) {
-        spec.extend(extra);
-    }
-    json!({
-        "apiVersion": "certkeeper.io/v1",
-        "kind": "Certificate",
-        "metadata": { "name": name },
-        "spec": spec,
-    })
-}
+use crate::support::{TestEnv, certificate, revision_of, selfsigned_issuer};
 
 /// The value of the sample `series` (name and labels exactly as exposed), 0 when absent.
 fn sample(metrics: &str, series: &str) -> f64 {
@@ -53,8 +26,9 @@ async fn restarting_the_controller_leaves_valid_certificates_untouched() {
     let Some(mut env) = TestEnv::start("restart").await else {
         return;
     };
-    env.apply(selfsigned_issuer()).await;
-    env.apply(certificate(&env, "steady", json!({}))).await;
+    env.apply(selfsigned_issuer("selfsigned")).await;
+    env.apply(certificate(&env, "steady", "selfsigned", json!({})))
+        .await;
     let before = env.wait_ready("steady").await;
     let secret_before = env
         .secrets()
@@ -145,8 +119,8 @@ async fn two_controllers_only_the_lease_holder_writes_and_a_standby_takes_over()
     )
     .await;
 
-    env.apply(selfsigned_issuer()).await;
-    env.apply(certificate(&env, "one", json!({}))).await;
+    env.apply(selfsigned_issuer("selfsigned")).await;
+    env.apply(certificate(&env, "one", "selfsigned", json!({}))).await;
     env.wait_ready("one").await;
     env.wait_for_event("one", "Normal", "Issued").await;
     assert_eq!(issued_by(&env, "one").await, ["controller"]);
@@ -175,7 +149,7 @@ async fn two_controllers_only_the_lease_holder_writes_and_a_standby_takes_over()
         "e2e leader-election: {holder} took over {:.1}s after the leader was killed (lease 15 s)",
         killed.elapsed().as_secs_f64()
     );
-    env.apply(certificate(&env, "two", json!({}))).await;
+    env.apply(certificate(&env, "two", "selfsigned", json!({}))).await;
     env.wait_ready("two").await;
     env.wait_for_event("two", "Normal", "Issued").await;
     assert_eq!(issued_by(&env, "two").await, ["standby"]);
@@ -186,16 +160,18 @@ async fn deleting_a_certificate_deletes_its_secret_only_with_policy_delete() {
     let Some(env) = TestEnv::start("deletion-policy").await else {
         return;
     };
-    env.apply(selfsigned_issuer()).await;
+    env.apply(selfsigned_issuer("selfsigned")).await;
     env.apply(certificate(
         &env,
         "kept",
+        "selfsigned",
         json!({"secretDeletionPolicy": "Orphan"}),
     ))
     .await;
     env.apply(certificate(
         &env,
         "removed",
+        "selfsigned",
         json!({"secretDeletionPolicy": "Delete"}),
     ))
     .await;

@@ -24,7 +24,7 @@ use kube::api::{Api, ApiResource, DynamicObject, ListParams, Patch, PatchParams,
 use kube::runtime::wait::{await_condition, conditions};
 use kube::{Client, Resource};
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{Value, json};
 use tokio::sync::MutexGuard;
 
 /// The one line a test prints when the suite is not enabled.
@@ -390,6 +390,35 @@ impl TestEnv {
         );
         stdout
     }
+}
+
+/// `selfSigned: {}` Issuer `name`.
+pub fn selfsigned_issuer(name: &str) -> Value {
+    json!({
+        "apiVersion": "certkeeper.io/v1",
+        "kind": "Issuer",
+        "metadata": { "name": name },
+        "spec": { "selfSigned": {} },
+    })
+}
+
+/// Certificate `name` for `<name>.<namespace>.svc` into Secret `<name>-tls`, from Issuer
+/// `issuer`, with `extra` merged into its spec.
+pub fn certificate(env: &TestEnv, name: &str, issuer: &str, extra: Value) -> Value {
+    let mut spec = json!({
+        "secretName": format!("{name}-tls"),
+        "dnsNames": [format!("{name}.{}.svc", env.namespace)],
+        "issuerRef": { "name": issuer, "kind": "Issuer", "group": "certkeeper.io" },
+    });
+    if let (Some(spec), Value::Object(extra)) = (spec.as_object_mut(), extra) {
+        spec.extend(extra);
+    }
+    json!({
+        "apiVersion": "certkeeper.io/v1",
+        "kind": "Certificate",
+        "metadata": { "name": name },
+        "spec": spec,
+    })
 }
 
 /// The condition of `type_` in a condition list.

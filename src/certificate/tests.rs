@@ -99,6 +99,25 @@ async fn finish(
     action
 }
 
+/// Starts reconciling `cert` at `at` with the CA Issuer `ca` cached, and answers the read of
+/// its CA Secret `ca_secret`: the first request of every reconcile under that issuer.
+async fn start_under_ca(
+    cert: &Certificate,
+    ca_secret: &k8s_openapi::api::core::v1::Secret,
+    at: Timestamp,
+) -> (
+    tokio::task::JoinHandle<Result<Action, crate::error::Error>>,
+    Arc<Context>,
+    ApiServer,
+) {
+    let (ctx, mut api) = context(vec![ca_issuer("ca", "root-ca")], vec![], at);
+    let task = spawn(cert, &ctx);
+    api.expect(Method::GET, CA_SECRET_PATH)
+        .await
+        .ok(to_json(ca_secret));
+    (task, ctx, api)
+}
+
 /// Issues `web` under the CA Issuer `ca` at NOW and returns what was written.
 async fn first_issuance(cert: &Certificate, ca: &k8s_openapi::api::core::v1::Secret) -> Written {
     let (ctx, mut api) = context(vec![ca_issuer("ca", "root-ca")], vec![], ts(NOW));
@@ -124,9 +143,7 @@ fn root_ca() -> k8s_openapi::api::core::v1::Secret {
 async fn first_issuance_writes_secret_then_status_then_issued_event() {
     let ca = root_ca();
     let cert = certificate("web", "ca", &["web.apps.svc"]);
-    let (ctx, mut api) = context(vec![ca_issuer("ca", "root-ca")], vec![], ts(NOW));
-    let task = spawn(&cert, &ctx);
-    api.expect(Method::GET, CA_SECRET_PATH).await.ok(to_json(&ca));
+    let (task, ctx, mut api) = start_under_ca(&cert, &ca, ts(NOW)).await;
     api.expect(Method::GET, SECRET_PATH).await.not_found();
     let written = expect_writes(&mut api, &cert).await;
     let action = finish(task, ctx, api).await;
@@ -191,9 +208,7 @@ async fn nothing_to_do_makes_no_write() {
     let cert = with_status(&cert, &written.status);
 
     let later = ts(NOW) + SignedDuration::from_hours(3);
-    let (ctx, mut api) = context(vec![ca_issuer("ca", "root-ca")], vec![], later);
-    let task = spawn(&cert, &ctx);
-    api.expect(Method::GET, CA_SECRET_PATH).await.ok(to_json(&ca));
+    let (task, ctx, mut api) = start_under_ca(&cert, &ca, later).await;
     api.expect(Method::GET, SECRET_PATH)
         .await
         .ok(written.secret.clone());
@@ -207,13 +222,7 @@ async fn secret_deleted_is_reissued_with_next_revision() {
     let written = first_issuance(&cert, &ca).await;
     let cert = with_status(&cert, &written.status);
 
-    let (ctx, mut api) = context(
-        vec![ca_issuer("ca", "root-ca")],
-        vec![],
-        ts(NOW) + SignedDuration::from_hours(1),
-    );
-    let task = spawn(&cert, &ctx);
-    api.expect(Method::GET, CA_SECRET_PATH).await.ok(to_json(&ca));
+    let (task, ctx, mut api) = start_under_ca(&cert, &ca, ts(NOW) + SignedDuration::from_hours(1)).await;
     api.expect(Method::GET, SECRET_PATH).await.not_found();
     let again = expect_writes(&mut api, &cert).await;
     finish(task, ctx, api).await;
@@ -235,13 +244,7 @@ async fn spec_change_reissues_with_the_new_names() {
     cert.spec.dns_names = Some(vec!["web.apps.svc".into(), "web.example.com".into()]);
     cert.metadata.generation = Some(2);
 
-    let (ctx, mut api) = context(
-        vec![ca_issuer("ca", "root-ca")],
-        vec![],
-        ts(NOW) + SignedDuration::from_mins(5),
-    );
-    let task = spawn(&cert, &ctx);
-    api.expect(Method::GET, CA_SECRET_PATH).await.ok(to_json(&ca));
+    let (task, ctx, mut api) = start_under_ca(&cert, &ca, ts(NOW) + SignedDuration::from_mins(5)).await;
     api.expect(Method::GET, SECRET_PATH)
         .await
         .ok(written.secret.clone());
@@ -264,13 +267,7 @@ async fn renewal_due_reissues_at_the_renewal_time() {
     let renewal: Timestamp = written.status["renewalTime"].as_str().unwrap().parse().unwrap();
 
     // One second before: nothing.
-    let (ctx, mut api) = context(
-        vec![ca_issuer("ca", "root-ca")],
-        vec![],
-        renewal - SignedDuration::from_secs(1),
-    );
-    let task = spawn(&cert, &ctx);
-    api.expect(Method::GET, CA_SECRET_PATH).await.ok(to_json(&ca));
+    let (task, ctx, mut api) = start_under_ca(&cert, &ca, renewal - SignedDuration::from_secs(1)).await;
     api.expect(Method::GET, SECRET_PATH)
         .await
         .ok(written.secret.clone());
@@ -278,9 +275,7 @@ async fn renewal_due_reissues_at_the_renewal_time() {
     assert_eq!(action, Action::requeue(std::time::Duration::from_secs(2)));
 
     // At the renewal time: a new certificate with a new key.
-    let (ctx, mut api) = context(vec![ca_issuer("ca", "root-ca")], vec![], renewal);
-    let task = spawn(&cert, &ctx);
-    api.expect(Method::GET, CA_SECRET_PATH).await.ok(to_json(&ca));
+    let (task, ctx, mut api) = start_under_ca(&cert, &ca, renewal).await;
     api.expect(Method::GET, SECRET_PATH)
         .await
         .ok(written.secret.clone());
@@ -312,13 +307,7 @@ async fn rotation_policy_never_keeps_the_key() {
         .into(),
     );
 
-    let (ctx, mut api) = context(
-        vec![ca_issuer("ca", "root-ca")],
-        vec![],
-        ts(NOW) + SignedDuration::from_hours(1),
-    );
-    let task = spawn(&cert, &ctx);
-    api.expect(Method::GET, CA_SECRET_PATH).await.ok(to_json(&ca));
+    let (task, ctx, mut api) = start_under_ca(&cert, &ca, ts(NOW) + SignedDuration::from_hours(1)).await;
     api.expect(Method::GET, SECRET_PATH)
         .await
         .ok(written.secret.clone());
@@ -467,9 +456,7 @@ async fn self_signed_issuer_writes_the_certificate_as_its_own_ca() {
 async fn failed_issuance_backs_off_and_a_spec_change_retries_at_once() {
     let ca = root_ca();
     let cert = certificate("web", "ca", &["web.apps.svc"]);
-    let (ctx, mut api) = context(vec![ca_issuer("ca", "root-ca")], vec![], ts(NOW));
-    let task = spawn(&cert, &ctx);
-    api.expect(Method::GET, CA_SECRET_PATH).await.ok(to_json(&ca));
+    let (task, ctx, mut api) = start_under_ca(&cert, &ca, ts(NOW)).await;
     api.expect(Method::GET, SECRET_PATH).await.not_found();
     let apply = api.expect(Method::PATCH, SECRET_PATH).await;
     apply.respond(
@@ -508,13 +495,7 @@ async fn failed_issuance_backs_off_and_a_spec_change_retries_at_once() {
 
     // Woken again 5 s later (say by its own status write): still backing off, no write.
     let cert = with_status(&cert, &status);
-    let (ctx, mut api) = context(
-        vec![ca_issuer("ca", "root-ca")],
-        vec![],
-        ts(NOW) + SignedDuration::from_secs(5),
-    );
-    let task = spawn(&cert, &ctx);
-    api.expect(Method::GET, CA_SECRET_PATH).await.ok(to_json(&ca));
+    let (task, ctx, mut api) = start_under_ca(&cert, &ca, ts(NOW) + SignedDuration::from_secs(5)).await;
     api.expect(Method::GET, SECRET_PATH).await.not_found();
     let action = finish(task, ctx, api).await;
     assert_eq!(action, Action::requeue(std::time::Duration::from_secs(6)));
@@ -522,13 +503,7 @@ async fn failed_issuance_backs_off_and_a_spec_change_retries_at_once() {
     // A spec change retries at once.
     let mut changed = cert.clone();
     changed.metadata.generation = Some(2);
-    let (ctx, mut api) = context(
-        vec![ca_issuer("ca", "root-ca")],
-        vec![],
-        ts(NOW) + SignedDuration::from_secs(5),
-    );
-    let task = spawn(&changed, &ctx);
-    api.expect(Method::GET, CA_SECRET_PATH).await.ok(to_json(&ca));
+    let (task, ctx, mut api) = start_under_ca(&changed, &ca, ts(NOW) + SignedDuration::from_secs(5)).await;
     api.expect(Method::GET, SECRET_PATH).await.not_found();
     let written = expect_writes(&mut api, &changed).await;
     finish(task, ctx, api).await;
@@ -630,9 +605,7 @@ async fn expiry_during_failure_backoff_is_reported_without_waiting_for_the_retry
     status["lastExpiryWarning"] = json!({"revision": 1, "reason": "ExpiringSoon", "threshold": "4h0m0s"});
     let cert = with_status(&cert, &status);
 
-    let (ctx, mut api) = context(vec![ca_issuer("ca", "root-ca")], vec![], not_after);
-    let task = spawn(&cert, &ctx);
-    api.expect(Method::GET, CA_SECRET_PATH).await.ok(to_json(&ca));
+    let (task, ctx, mut api) = start_under_ca(&cert, &ca, not_after).await;
     api.expect(Method::GET, SECRET_PATH)
         .await
         .ok(written.secret.clone());
@@ -655,13 +628,7 @@ async fn a_new_revision_forgets_the_previous_expiry_warning() {
     let cert = with_status(&cert, &status);
 
     // The Secret is gone: re-issued as revision 2, and the old warning is history.
-    let (ctx, mut api) = context(
-        vec![ca_issuer("ca", "root-ca")],
-        vec![],
-        ts(NOW) + SignedDuration::from_hours(21),
-    );
-    let task = spawn(&cert, &ctx);
-    api.expect(Method::GET, CA_SECRET_PATH).await.ok(to_json(&ca));
+    let (task, ctx, mut api) = start_under_ca(&cert, &ca, ts(NOW) + SignedDuration::from_hours(21)).await;
     api.expect(Method::GET, SECRET_PATH).await.not_found();
     let again = expect_writes(&mut api, &cert).await;
     finish(task, ctx, api).await;
