@@ -308,14 +308,15 @@ async fn issue(
 
     let (current_facts, current_revision, reuse) = match state {
         SecretState::Present(current) => {
+            // The larger of the two: a reconcile may read a status older than the Secret.
+            let revision = previous.revision.max(current.revision);
             let facts = (!trigger.reason.invalidates_current()).then(|| {
                 IssuedFacts::new(
                     current.leaf(),
                     renewal_time.unwrap_or(current.leaf().not_after),
-                    previous.revision.max(current.revision).unwrap_or(1),
+                    revision.unwrap_or(1),
                 )
             });
-            let revision = previous.revision.max(current.revision);
             let reuse = (spec.rotation_policy == crate::api::PrivateKeyRotationPolicy::Never
                 && current.key.spec() == spec.key)
                 .then_some(current.key);
