@@ -446,6 +446,20 @@ fn certificate_without_status_has_no_time_series() {
     }
 }
 
+/// A ready-status metric of one object: 1 for its `current` condition, 0 for the other two.
+fn assert_one_hot(exposition: &Exposition, metric: &str, object: &[(&str, &str)], current: &str) {
+    for condition in ["True", "False", "Unknown"] {
+        let mut labels = object.to_vec();
+        labels.push(("condition", condition));
+        let expected = if condition == current { 1.0 } else { 0.0 };
+        assert_eq!(
+            exposition.value(metric, &labels),
+            expected,
+            "{object:?} {condition}"
+        );
+    }
+}
+
 #[test]
 fn certificate_ready_status_is_one_for_the_current_condition_only() {
     let exposition = scrape(&populated_metrics());
@@ -460,17 +474,13 @@ fn certificate_ready_status_is_one_for_the_current_condition_only() {
         ("pending", "ca", "Issuer", "Unknown"),
     ];
     for (name, issuer, kind, current) in cases {
-        for condition in ["True", "False", "Unknown"] {
-            let labels = [
-                ("namespace", NAMESPACE),
-                ("name", name),
-                ("issuer_name", issuer),
-                ("issuer_kind", kind),
-                ("condition", condition),
-            ];
-            let expected = if condition == current { 1.0 } else { 0.0 };
-            assert_eq!(exposition.value(ready, &labels), expected, "{name} {condition}");
-        }
+        let object = [
+            ("namespace", NAMESPACE),
+            ("name", name),
+            ("issuer_name", issuer),
+            ("issuer_kind", kind),
+        ];
+        assert_one_hot(&exposition, ready, &object, current);
     }
     assert_eq!(exposition.named(ready).count(), 9, "three series per Certificate");
 }
@@ -490,20 +500,8 @@ fn issuer_ready_status_covers_issuers_and_cluster_issuers() {
         ("", "root", "ClusterIssuer", "False"),
     ];
     for (namespace, name, kind, current) in cases {
-        for condition in ["True", "False", "Unknown"] {
-            let labels = [
-                ("namespace", namespace),
-                ("name", name),
-                ("kind", kind),
-                ("condition", condition),
-            ];
-            let expected = if condition == current { 1.0 } else { 0.0 };
-            assert_eq!(
-                exposition.value(ready, &labels),
-                expected,
-                "{kind} {name} {condition}"
-            );
-        }
+        let object = [("namespace", namespace), ("name", name), ("kind", kind)];
+        assert_one_hot(&exposition, ready, &object, current);
     }
     assert_eq!(exposition.named(ready).count(), 9);
 }
@@ -745,16 +743,16 @@ fn an_unreadable_certificate_counts_as_not_ready() {
         .certificates
         .apply_watcher_event(&watcher::Event::Apply(invalid));
     let exposition = scrape(&caches.metrics);
-    let labels = |condition| {
-        [
-            ("namespace", "apps"),
-            ("name", "broken"),
-            ("issuer_name", ""),
-            ("issuer_kind", ""),
-            ("condition", condition),
-        ]
-    };
-    let ready = "certkeeper_certificate_ready_status";
-    assert_eq!(exposition.value(ready, &labels("False")), 1.0);
-    assert_eq!(exposition.value(ready, &labels("True")), 0.0);
+    let object = [
+        ("namespace", "apps"),
+        ("name", "broken"),
+        ("issuer_name", ""),
+        ("issuer_kind", ""),
+    ];
+    assert_one_hot(
+        &exposition,
+        "certkeeper_certificate_ready_status",
+        &object,
+        "False",
+    );
 }
