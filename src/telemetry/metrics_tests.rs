@@ -259,6 +259,17 @@ fn ca_status(ca_not_after: &str, status: ConditionStatus) -> Option<IssuerStatus
     })
 }
 
+/// `web`: issued by the Issuer `ca` on 2026-11-01, valid until 2027-01-30, Ready.
+fn ready_web() -> Certificate {
+    issued(
+        testing::certificate("web", "ca", &["web.apps.svc"]),
+        "2026-11-01T00:00:00Z",
+        "2027-01-30T00:00:00Z",
+        "2026-12-31T00:00:00Z",
+        ConditionStatus::True,
+    )
+}
+
 /// Every kind of object and every event the metrics know about:
 /// - `web`: issued by the Issuer `ca`, Ready;
 /// - `api`: issued by the ClusterIssuer `root`, not Ready (its renewal is overdue);
@@ -267,13 +278,7 @@ fn ca_status(ca_not_after: &str, status: ConditionStatus) -> Option<IssuerStatus
 ///   Ready);
 /// - one issuance success and one failure, and a success and an error of every controller.
 pub(super) fn populated_metrics() -> Metrics {
-    let web = issued(
-        testing::certificate("web", "ca", &["web.apps.svc"]),
-        "2026-11-01T00:00:00Z",
-        "2027-01-30T00:00:00Z",
-        "2026-12-31T00:00:00Z",
-        ConditionStatus::True,
-    );
+    let web = ready_web();
     let mut api = testing::certificate("api", "root", &["api.apps.svc"]);
     api.spec.issuer_ref.kind = Some("ClusterIssuer".into());
     let api = issued(
@@ -678,13 +683,7 @@ fn series_of(exposition: &Exposition, name: &str) -> Vec<String> {
 #[test]
 fn series_of_a_deleted_certificate_disappear() {
     let mut watched = watched_caches();
-    let web = issued(
-        testing::certificate("web", "ca", &["web.apps.svc"]),
-        "2026-11-01T00:00:00Z",
-        "2027-01-30T00:00:00Z",
-        "2026-12-31T00:00:00Z",
-        ConditionStatus::True,
-    );
+    let web = ready_web();
     let other = testing::certificate("other", "ca", &["other.apps.svc"]);
     apply(&mut watched.certificates, web.clone());
     apply(&mut watched.certificates, other);
