@@ -1,0 +1,506 @@
+//! One leadership term's controllers: the caches they share, the watches that wake them,
+//! and the glue that counts, times and retries each reconcile.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::Api;
+use kube::core::DeserializeGuard;
+use kube::core::PartialObjectMeta;
+use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, Resource, ResourceExt};
+use tokio::sync::watch;
+use tracing::{Instrument, info, info_span, warn};
+
+use super::{Settings, on_shutdown};
+use crate::api::{Certificate, ClusterIssuer, Issuer};
+use crate::certificate::schedule::backoff;
+use crate::certificate::secret::{LABEL_CERTIFICATE_NAME, SECRET_TYPE_TLS};
+use crate::context::Context;
+use crate::error::Error;
+use crate::issuer::IssuerObject;
+use crate::telemetry::metrics::{Caches, ControllerKind, Metrics};
+use crate::telemetry::server::{Readiness, SyncFlag};
+
+fn error_key<K: Resource<DynamicType = ()>>(obj: &K) -> String {
+    format!(
+        "{}/{}/{}",
+        K::kind(&()),
+        obj.namespace().unwrap_or_default(),
+        obj.name_any()
+    )
+}
+
+/// Retries a failed reconcile with the per-object exponential backoff (10 s → 5 min).
+fn error_policy<K: Resource<DynamicType = ()>>(
+    obj: Arc<DeserializeGuard<K>>,
+    error: &Error,
+    ctx: Arc<Context>,
+) -> Action {
+    let key = error_key(obj.as_ref());
+    let n = ctx.record_error(&key);
+    let wait = backoff(n);
+    warn!(object = %key, %error, retry_in_s = wait.as_secs(), "reconcile failed");
+    Action::requeue(Duration::from_secs(wait.as_secs().unsigned_abs()))
+}
+
+/// Runs one reconcile inside a span naming the object, counts and times it, and forgets the
+/// object's error streak when it succeeds.
+async fn observed<K: Resource<DynamicType = ()>>(
+    controller: ControllerKind,
+    obj: &K,
+    ctx: &Context,
+    reconcile: impl std::future::Future<Output = Result<Action, Error>>,
+) -> Result<Action, Error> {
+    // `object` is namespace/name (just the name for cluster-scoped kinds); not `name`, which
+    // JSON logs already use for the span's own name.
+    let namespace = obj.namespace();
+    let object = match &namespace {
+        Some(ns) => format!("{ns}/{}", obj.name_any()),
+        None => obj.name_any(),
+    };
+    let span = info_span!(
+        "reconcile",
+        controller = controller.label(),
+        namespace = namespace.unwrap_or_default(),
+        %object,
+    );
+    let started = std::time::Instant::now();
+    let result = reconcile.instrument(span).await;
+    ctx.metrics
+        .reconcile(controller, result.is_ok(), started.elapsed());
+    if result.is_ok() {
+        ctx.clear_errors(&error_key(obj));
+    }
+    result
+}
+
+async fn certificate_reconcile(
+    obj: Arc<DeserializeGuard<Certificate>>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
+    let run = crate::certificate::reconcile::reconcile(obj.clone(), ctx.clone());
+    observed(ControllerKind::Certificate, obj.as_ref(), &ctx, run).await
+}
+
+async fn issuer_reconcile<K: IssuerObject>(
+    obj: Arc<DeserializeGuard<K>>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
+    let kind = if K::kind(&()) == "ClusterIssuer" {
+        ControllerKind::ClusterIssuer
+    } else {
+        ControllerKind::Issuer
+    };
+    let run = crate::issuer::reconcile::reconcile(obj.clone(), ctx.clone());
+    observed(kind, obj.as_ref(), &ctx, run).await
+}
+
+/// The cache key of `obj` in a controller of `DeserializeGuard<K>`.
+fn object_ref<K: Resource<DynamicType = ()>>(obj: &K) -> ObjectRef<DeserializeGuard<K>> {
+    let r = ObjectRef::new(&obj.name_any());
+    match obj.namespace() {
+        Some(ns) => r.within(&ns),
+        None => r,
+    }
+}
+
+/// The Certificates that reference an issuer of `kind` named `name` (in `namespace` for an
+/// Issuer): the ones to wake when the issuer changes.
+pub fn certificates_for_issuer(
+    certificates: &Store<DeserializeGuard<Certificate>>,
+    kind: &str,
+    name: &str,
+    namespace: Option<&str>,
+) -> Vec<ObjectRef<DeserializeGuard<Certificate>>> {
+    certificates
+        .state()
+        .iter()
+        .filter_map(|guard| guard.0.as_ref().ok())
+        .filter(|cert| {
+            cert.spec.issuer_ref.kind() == kind
+                && cert.spec.issuer_ref.name == name
+                && (namespace.is_none() || cert.metadata.namespace.as_deref() == namespace)
+        })
+        .map(object_ref)
+        .collect()
+}
+
+/// The issuers of kind `K` whose CA Secret is `secret` (in `namespace`).
+fn issuers_for_secret<K: IssuerObject>(
+    issuers: &Store<DeserializeGuard<K>>,
+    namespace: &str,
+    secret: &str,
+    cluster_resource_namespace: &str,
+) -> Vec<ObjectRef<DeserializeGuard<K>>> {
+    issuers
+        .state()
+        .iter()
+        .filter_map(|guard| guard.0.as_ref().ok())
+        .filter(|issuer| {
+            issuer
+                .issuer_spec()
+                .ca
+                .as_ref()
+                .is_some_and(|ca| ca.secret_name == secret)
+                && issuer.ca_namespace(cluster_resource_namespace).as_deref() == Some(namespace)
+        })
+        .map(object_ref)
+        .collect()
+}
+
+/// Runs an issuer controller of kind `K`, woken by the metadata of the TLS Secrets in
+/// `secrets` that its issuers name.
+fn issuer_controller<K: IssuerObject>(
+    controller: Controller<DeserializeGuard<K>>,
+    secrets: Api<PartialObjectMeta<Secret>>,
+    secrets_synced: SyncFlag,
+    cluster_resource_namespace: &str,
+    config: ControllerConfig,
+    shutdown: watch::Receiver<bool>,
+    ctx: Arc<Context>,
+) -> impl std::future::Future<Output = ()> {
+    let store = controller.store();
+    let crn = cluster_resource_namespace.to_owned();
+    let tls_secrets = watcher::Config::default().fields(&format!("type={SECRET_TYPE_TLS}"));
+    controller
+        .watches_stream(
+            report_sync(watcher(secrets, tls_secrets), secrets_synced).touched_objects(),
+            move |secret| {
+                issuers_for_secret(
+                    &store,
+                    &secret.namespace().unwrap_or_default(),
+                    &secret.name_any(),
+                    &crn,
+                )
+            },
+        )
+        .with_config(config)
+        .graceful_shutdown_on(on_shutdown(shutdown))
+        .run(issuer_reconcile::<K>, error_policy::<K>, ctx)
+        .for_each(|_| async {})
+}
+
+/// The annotation `kubectl apply` (client-side) leaves: a copy of the whole object.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// Drops from an object what the controller never reads before it is cached: managedFields
+/// and kubectl's last-applied copy are most of a Certificate's size (`cargo bench --bench
+/// cache_memory`).
+pub fn trim_for_cache<K: Resource>(object: &mut K) {
+    let meta = object.meta_mut();
+    meta.managed_fields = None;
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.remove(LAST_APPLIED);
+    }
+}
+
+/// A controller of `K` whose cache holds trimmed objects (`Controller::new` caches them whole).
+fn cached_controller<K>(api: Api<K>, config: watcher::Config) -> Controller<K>
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    let (reader, writer) = kube::runtime::reflector::store();
+    let trigger = watcher(api, config)
+        .default_backoff()
+        .modify(trim_for_cache::<K>)
+        .reflect(writer)
+        .applied_objects();
+    Controller::for_stream(trigger, reader)
+}
+
+/// Marks `flag` synced when the watch stream has listed every object once.
+fn report_sync<K>(
+    stream: impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>>,
+    flag: SyncFlag,
+) -> impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> {
+    stream.inspect(move |event| {
+        if matches!(event, Ok(watcher::Event::InitDone)) {
+            flag.synced();
+        }
+    })
+}
+
+/// Marks `flag` synced when the controller's own cache is full.
+fn report_store_sync<K>(store: Store<K>, flag: SyncFlag)
+where
+    K: kube::runtime::reflector::Lookup + Clone + Send + Sync + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone + Send + Sync,
+{
+    tokio::spawn(async move {
+        if store.wait_until_ready().await.is_ok() {
+            flag.synced();
+        }
+    });
+}
+
+/// What one leadership term needs: everything to build the controllers afresh.
+pub(super) struct Term {
+    pub(super) client: Client,
+    pub(super) settings: Settings,
+    pub(super) cluster_resource_namespace: String,
+    pub(super) readiness: Arc<Readiness>,
+    pub(super) metrics: Arc<Metrics>,
+    pub(super) clock: crate::context::Clock,
+    pub(super) shutdown: watch::Receiver<bool>,
+}
+
+impl Term {
+    /// Builds and runs the three controllers until shutdown.
+    pub(super) async fn lead(&self) {
+        let client = self.client.clone();
+        let settings = &self.settings;
+        let cluster_resource_namespace = self.cluster_resource_namespace.clone();
+        let readiness = self.readiness.clone();
+        let shutdown = self.shutdown.clone();
+        info!(%cluster_resource_namespace, concurrency = settings.concurrency, "starting controllers");
+        let config = ControllerConfig::default().concurrency(settings.concurrency);
+        let watch_config = watcher::Config::default().any_semantic();
+        let issuers = cached_controller(
+            Api::<DeserializeGuard<Issuer>>::all(client.clone()),
+            watch_config.clone(),
+        );
+        let cluster_issuers = cached_controller(
+            Api::<DeserializeGuard<ClusterIssuer>>::all(client.clone()),
+            watch_config.clone(),
+        );
+        let certificates = cached_controller(
+            Api::<DeserializeGuard<Certificate>>::all(client.clone()),
+            watch_config.clone(),
+        );
+        let issuer_store = issuers.store();
+        let cluster_issuer_store = cluster_issuers.store();
+        let store = certificates.store();
+        report_store_sync(issuer_store.clone(), readiness.watch("issuers"));
+        report_store_sync(cluster_issuer_store.clone(), readiness.watch("clusterissuers"));
+        report_store_sync(store.clone(), readiness.watch("certificates"));
+        let ctx = Arc::new(Context::with_metrics(
+            client.clone(),
+            Caches {
+                certificates: store.clone(),
+                issuers: issuer_store.clone(),
+                cluster_issuers: cluster_issuer_store.clone(),
+                clock: self.clock.clone(),
+            },
+            cluster_resource_namespace.clone(),
+            settings.expiry_thresholds.clone(),
+            self.metrics.clone(),
+        ));
+
+        // Issuers are woken by their CA Secret: TLS Secrets are watched metadata-only, a
+        // ClusterIssuer's only in the cluster-resource namespace.
+        let issuers = issuer_controller(
+            issuers,
+            Api::all(client.clone()),
+            readiness.watch("issuer CA secrets"),
+            &cluster_resource_namespace,
+            config.clone(),
+            shutdown.clone(),
+            ctx.clone(),
+        );
+        let cluster_issuers = issuer_controller(
+            cluster_issuers,
+            Api::namespaced(client.clone(), &cluster_resource_namespace),
+            readiness.watch("clusterissuer CA secrets"),
+            &cluster_resource_namespace,
+            config.clone(),
+            shutdown.clone(),
+            ctx.clone(),
+        );
+
+        // Certificates are woken by their own Secret (label-selected, metadata-only) and by
+        // changes to the issuer they reference.
+        let by_issuer = store.clone();
+        let by_cluster_issuer = store.clone();
+        let certificates = certificates
+            .watches_stream(
+                report_sync(
+                    watcher(
+                        Api::<PartialObjectMeta<Secret>>::all(client.clone()),
+                        watcher::Config::default().labels(LABEL_CERTIFICATE_NAME),
+                    ),
+                    readiness.watch("certificate secrets"),
+                )
+                .touched_objects(),
+                |secret| {
+                    let namespace = secret.namespace().unwrap_or_default();
+                    secret
+                        .labels()
+                        .get(LABEL_CERTIFICATE_NAME)
+                        .map(|name| ObjectRef::new(name).within(&namespace))
+                },
+            )
+            .watches_stream(
+                report_sync(
+                    watcher(
+                        Api::<DeserializeGuard<Issuer>>::all(client.clone()),
+                        watch_config.clone(),
+                    ),
+                    readiness.watch("certificate issuers"),
+                )
+                .touched_objects(),
+                move |issuer| {
+                    certificates_for_issuer(
+                        &by_issuer,
+                        "Issuer",
+                        &issuer.name_any(),
+                        issuer.namespace().as_deref(),
+                    )
+                },
+            )
+            .watches_stream(
+                report_sync(
+                    watcher(
+                        Api::<DeserializeGuard<ClusterIssuer>>::all(client.clone()),
+                        watch_config,
+                    ),
+                    readiness.watch("certificate clusterissuers"),
+                )
+                .touched_objects(),
+                move |issuer| {
+                    certificates_for_issuer(&by_cluster_issuer, "ClusterIssuer", &issuer.name_any(), None)
+                },
+            )
+            .with_config(config)
+            .graceful_shutdown_on(on_shutdown(shutdown.clone()));
+        let certificates = async move {
+            // Certificates are judged against their issuers: wait until the issuer caches are full.
+            if issuer_store.wait_until_ready().await.is_err()
+                || cluster_issuer_store.wait_until_ready().await.is_err()
+            {
+                return;
+            }
+            info!("issuer caches synced; reconciling certificates");
+            certificates
+                .run(certificate_reconcile, error_policy::<Certificate>, ctx.clone())
+                .for_each(|_| async {})
+                .await;
+        };
+
+        tokio::join!(issuers, cluster_issuers, certificates);
+        info!("controllers stopped");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{ca_cluster_issuer, ca_issuer, certificate, self_signed_issuer};
+    use kube::runtime::reflector;
+
+    fn store<K: Resource<DynamicType = ()> + Clone>(objects: Vec<K>) -> Store<DeserializeGuard<K>>
+    where
+        DeserializeGuard<K>: Resource<DynamicType = ()> + Clone,
+    {
+        let mut writer = reflector::store::Writer::<DeserializeGuard<K>>::default();
+        for o in objects {
+            writer.apply_watcher_event(&watcher::Event::Apply(DeserializeGuard(Ok(o))));
+        }
+        writer.as_reader()
+    }
+
+    /// Collects what a subscriber writes.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn json_logs_of_a_reconcile_are_one_object_per_line_naming_the_object() {
+        use crate::telemetry::logs::{LogFormat, subscriber};
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let sub = subscriber(
+            LogFormat::Json,
+            tracing_subscriber::EnvFilter::new("info"),
+            move || writer.clone(),
+        );
+        let _default = tracing::subscriber::set_default(sub);
+        let (ctx, _api) = crate::testing::context(vec![], vec![], crate::testing::ts("2026-11-23T10:00:00Z"));
+        let cert = certificate("web", "ca", &["web.apps.svc"]);
+        let result = observed(ControllerKind::Certificate, &cert, &ctx, async {
+            info!(secret = "web-tls", "issuing certificate");
+            info!("certificate issued");
+            Ok(Action::await_change())
+        })
+        .await;
+        assert!(result.is_ok());
+
+        let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not one JSON object: {l}: {e}")))
+            .collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        for line in &lines {
+            assert_eq!(line["span"]["controller"], "certificate");
+            assert_eq!(line["span"]["namespace"], "apps");
+            assert_eq!(line["span"]["object"], "apps/web");
+            assert_eq!(line["level"], "INFO");
+        }
+        assert_eq!(lines[0]["secret"], "web-tls");
+        // The reconcile was counted and timed.
+        let metrics = ctx.metrics.encode().unwrap();
+        assert!(
+            metrics.contains(r#"certkeeper_reconcile_total{controller="certificate",result="success"} 1"#)
+        );
+        assert!(
+            metrics.contains(r#"certkeeper_reconcile_duration_seconds_count{controller="certificate"} 1"#)
+        );
+    }
+
+    #[test]
+    fn issuer_change_wakes_exactly_the_certificates_that_reference_it() {
+        let mut other_ns = certificate("c", "ca", &["c"]);
+        other_ns.metadata.namespace = Some("elsewhere".into());
+        let mut cluster = certificate("d", "ca", &["d"]);
+        cluster.spec.issuer_ref.kind = Some("ClusterIssuer".into());
+        let certs = store(vec![
+            certificate("a", "ca", &["a"]),
+            certificate("b", "self", &["b"]),
+            other_ns,
+            cluster,
+        ]);
+        let woken = certificates_for_issuer(&certs, "Issuer", "ca", Some("apps"));
+        assert_eq!(woken.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), ["a"]);
+        let woken = certificates_for_issuer(&certs, "ClusterIssuer", "ca", None);
+        assert_eq!(woken.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), ["d"]);
+    }
+
+    #[test]
+    fn ca_secret_change_wakes_only_issuers_allowed_to_read_it() {
+        let issuers = store(vec![
+            ca_issuer("ca", "root"),
+            ca_issuer("other", "other"),
+            self_signed_issuer("s"),
+        ]);
+        let woken = issuers_for_secret(&issuers, "apps", "root", "certkeeper-system");
+        assert_eq!(woken.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), ["ca"]);
+        // The same name in another namespace is not this Issuer's Secret.
+        assert!(issuers_for_secret(&issuers, "elsewhere", "root", "certkeeper-system").is_empty());
+        let cluster = store(vec![ca_cluster_issuer("cca", "root")]);
+        assert_eq!(
+            issuers_for_secret(&cluster, "certkeeper-system", "root", "certkeeper-system").len(),
+            1
+        );
+        assert!(issuers_for_secret(&cluster, "apps", "root", "certkeeper-system").is_empty());
+    }
+}
