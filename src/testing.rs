@@ -23,7 +23,7 @@ use crate::telemetry::metrics::{Caches, Metrics};
 pub const NAMESPACE: &str = "apps";
 pub const CLUSTER_RESOURCE_NAMESPACE: &str = "certkeeper-system";
 
-type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
+pub type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
 
 /// The mocked API server: each `expect` takes the next request the reconciler made, checks its
 /// method and path, and answers it.
@@ -376,4 +376,73 @@ pub fn secret_data(secret: &Value, key: &str) -> Vec<u8> {
 
 pub fn to_json<T: serde::Serialize>(value: &T) -> Value {
     serde_json::to_value(value).unwrap()
+}
+
+/// A stand-in for the API server, for tests that run whole controllers: every list (a GET of a
+/// collection) is answered with the items given for its path (none by default) and
+/// `resourceVersion` "1", as one page; every watch (`watch=true`) is accepted and then held
+/// open with no event, as a real API server holds a quiet watch; a GET of a named object
+/// answers 404; a PATCH or POST answers with its own body. Every request must be granted by
+/// `access::API_ACCESS`, and each is reported, as `METHOD path`, on the returned channel.
+pub fn serve_lists(
+    mut handle: Handle,
+    items: std::collections::HashMap<String, Vec<Value>>,
+) -> tokio::sync::mpsc::UnboundedReceiver<String> {
+    let (seen, requests) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut open_watches = Vec::new();
+        while let Some((request, send)) = handle.next_request().await {
+            let (parts, body) = request.into_parts();
+            assert_granted(&parts);
+            let path = parts.uri.path().to_owned();
+            let query = parts.uri.query().unwrap_or_default().to_owned();
+            let _ = seen.send(format!("{} {path}", parts.method));
+            let respond = |send: tower_test::mock::SendResponse<Response<Body>>, status, body: Vec<u8>| {
+                send.send_response(Response::builder().status(status).body(Body::from(body)).unwrap())
+            };
+            let segments = path.trim_start_matches('/').split('/').count();
+            let collection = match path.starts_with("/api/") {
+                true => segments % 2 == 1,
+                false => segments % 2 == 0,
+            };
+            match parts.method {
+                Method::GET if query.split('&').any(|p| p == "watch=true") => open_watches.push(send),
+                Method::GET if collection => {
+                    let metadata_only = parts
+                        .headers
+                        .get(http::header::ACCEPT)
+                        .and_then(|a| a.to_str().ok())
+                        .is_some_and(|a| a.contains("as=PartialObjectMetadataList"));
+                    let (api_version, kind) = match metadata_only {
+                        true => ("meta.k8s.io/v1", "PartialObjectMetadataList"),
+                        false => ("v1", "List"),
+                    };
+                    let list = json!({
+                        "apiVersion": api_version, "kind": kind,
+                        "metadata": {"resourceVersion": "1"},
+                        "items": items.get(&path).cloned().unwrap_or_default(),
+                    });
+                    respond(send, StatusCode::OK, serde_json::to_vec(&list).unwrap());
+                }
+                Method::GET => {
+                    let status = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                                        "reason": "NotFound", "code": 404, "message": "not found"});
+                    respond(send, StatusCode::NOT_FOUND, serde_json::to_vec(&status).unwrap());
+                }
+                Method::PATCH | Method::POST => {
+                    let bytes = body.collect_bytes().await.unwrap();
+                    respond(send, StatusCode::OK, bytes.to_vec());
+                }
+                other => panic!("unexpected {other} {path}?{query}"),
+            }
+        }
+        drop(open_watches);
+    });
+    requests
+}
+
+/// A client whose requests reach `handle`.
+pub fn mock_client() -> (Client, Handle) {
+    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    (Client::new(service, "default"), handle)
 }

@@ -199,8 +199,28 @@ pub fn trim_for_cache<K: Resource>(object: &mut K) {
     }
 }
 
-/// A controller of `K` whose cache holds trimmed objects (`Controller::new` caches them whole).
-fn cached_controller<K>(api: Api<K>, config: watcher::Config) -> Controller<K>
+/// A controller of `K` whose cache holds trimmed objects (`Controller::new` caches them whole),
+/// fed by a watch of `api`. `synced` is set once the cache holds the first complete list.
+fn cached_controller<K>(api: Api<K>, config: watcher::Config, synced: SyncFlag) -> Controller<K>
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    controller_over(watcher(api, config).default_backoff(), synced)
+}
+
+/// A controller over the watch events `events`, caching trimmed objects. `synced` is set
+/// after the reflector has stored the first complete list, so whoever waits on it reads a
+/// full cache. Nothing here waits on the store itself (see `SyncFlag`).
+fn controller_over<K>(
+    events: impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
+    synced: SyncFlag,
+) -> Controller<K>
 where
     K: Resource<DynamicType = ()>
         + Clone
@@ -211,11 +231,7 @@ where
         + 'static,
 {
     let (reader, writer) = kube::runtime::reflector::store();
-    let trigger = watcher(api, config)
-        .default_backoff()
-        .modify(trim_for_cache::<K>)
-        .reflect(writer)
-        .applied_objects();
+    let trigger = report_sync(events.modify(trim_for_cache::<K>).reflect(writer), synced).applied_objects();
     Controller::for_stream(trigger, reader)
 }
 
@@ -229,19 +245,6 @@ fn report_sync<K>(
             flag.synced();
         }
     })
-}
-
-/// Marks `flag` synced when the controller's own cache is full.
-fn report_store_sync<K>(store: Store<K>, flag: SyncFlag)
-where
-    K: kube::runtime::reflector::Lookup + Clone + Send + Sync + 'static,
-    K::DynamicType: Eq + std::hash::Hash + Clone + Send + Sync,
-{
-    tokio::spawn(async move {
-        if store.wait_until_ready().await.is_ok() {
-            flag.synced();
-        }
-    });
 }
 
 /// What one leadership term needs: everything to build the controllers afresh.
@@ -266,24 +269,26 @@ impl Term {
         info!(%cluster_resource_namespace, concurrency = settings.concurrency, "starting controllers");
         let config = ControllerConfig::default().concurrency(settings.concurrency);
         let watch_config = watcher::Config::default().any_semantic();
+        let issuers_synced = readiness.watch("issuers");
+        let cluster_issuers_synced = readiness.watch("clusterissuers");
         let issuers = cached_controller(
             Api::<DeserializeGuard<Issuer>>::all(client.clone()),
             watch_config.clone(),
+            issuers_synced.clone(),
         );
         let cluster_issuers = cached_controller(
             Api::<DeserializeGuard<ClusterIssuer>>::all(client.clone()),
             watch_config.clone(),
+            cluster_issuers_synced.clone(),
         );
         let certificates = cached_controller(
             Api::<DeserializeGuard<Certificate>>::all(client.clone()),
             watch_config.clone(),
+            readiness.watch("certificates"),
         );
         let issuer_store = issuers.store();
         let cluster_issuer_store = cluster_issuers.store();
         let store = certificates.store();
-        report_store_sync(issuer_store.clone(), readiness.watch("issuers"));
-        report_store_sync(cluster_issuer_store.clone(), readiness.watch("clusterissuers"));
-        report_store_sync(store.clone(), readiness.watch("certificates"));
         let ctx = Arc::new(Context::with_metrics(
             client.clone(),
             Caches {
@@ -375,11 +380,8 @@ impl Term {
             .graceful_shutdown_on(on_shutdown(shutdown.clone()));
         let certificates = async move {
             // Certificates are judged against their issuers: wait until the issuer caches are full.
-            if issuer_store.wait_until_ready().await.is_err()
-                || cluster_issuer_store.wait_until_ready().await.is_err()
-            {
-                return;
-            }
+            issuers_synced.wait().await;
+            cluster_issuers_synced.wait().await;
             info!("issuer caches synced; reconciling certificates");
             certificates
                 .run(certificate_reconcile, error_policy::<Certificate>, ctx.clone())
@@ -502,5 +504,111 @@ mod tests {
             1
         );
         assert!(issuers_for_secret(&cluster, "apps", "root", "certkeeper-system").is_empty());
+    }
+
+    /// The upstream fault `SyncFlag` works around, as first reproduced outside the project:
+    /// two tasks wait on one kube store; the writer lists; only one of them is woken. If this
+    /// fails because both are woken, kube-runtime fixed it and `SyncFlag` may be retired.
+    #[tokio::test(start_paused = true)]
+    async fn kube_store_readiness_wakes_only_one_of_two_waiters() {
+        use k8s_openapi::api::core::v1::ConfigMap;
+        let (reader, mut writer) = reflector::store::<ConfigMap>();
+        let waiters: Vec<_> = (0..2)
+            .map(|_| {
+                let reader = reader.clone();
+                tokio::spawn(async move { reader.wait_until_ready().await })
+            })
+            .collect();
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        writer.apply_watcher_event(&watcher::Event::Init);
+        writer.apply_watcher_event(&watcher::Event::InitDone);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let woken = waiters.iter().filter(|w| w.is_finished()).count();
+        assert_eq!(woken, 1, "kube's store readiness now wakes every waiter");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_sync_flag_wakes_every_waiter_and_later_ones_at_once() {
+        let flag = SyncFlag::default();
+        let waiters: Vec<_> = (0..3)
+            .map(|_| {
+                let flag = flag.clone();
+                tokio::spawn(async move { flag.wait().await })
+            })
+            .collect();
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        flag.synced();
+        for waiter in waiters {
+            tokio::time::timeout(Duration::from_secs(2), waiter)
+                .await
+                .expect("a waiter was not woken")
+                .unwrap();
+        }
+        tokio::time::timeout(Duration::from_secs(2), flag.wait())
+            .await
+            .expect("a late waiter waits");
+    }
+
+    /// A leadership term as it runs against a real API server: the three controllers with
+    /// their real stores (each also awaited by kube's own runner) and every watch, over a
+    /// stand-in that lists one Certificate and holds every watch open. `/readyz` must turn 200,
+    /// and the certificate controller, which waits for the issuer caches, must reconcile.
+    #[tokio::test]
+    async fn a_leader_becomes_ready_and_reconciles_once_its_watches_have_listed() {
+        use crate::testing::{CLUSTER_RESOURCE_NAMESPACE, mock_client, serve_lists, to_json, ts};
+        let (client, handle) = mock_client();
+        let cert = certificate("web", "missing", &["web.apps.svc"]);
+        let items = [(
+            "/apis/certkeeper.io/v1/certificates".to_owned(),
+            vec![to_json(&cert)],
+        )];
+        let mut requests = serve_lists(handle, items.into_iter().collect());
+        let readiness = Arc::new(Readiness::default());
+        let clock: crate::context::Clock = Arc::new(|| ts("2026-11-23T10:00:00Z"));
+        let (_stop, shutdown) = watch::channel(false);
+        let term = Term {
+            client,
+            settings: Settings {
+                cluster_resource_namespace: Some(CLUSTER_RESOURCE_NAMESPACE.into()),
+                concurrency: 2,
+                expiry_thresholds: crate::certificate::expiry::DEFAULT_THRESHOLDS.to_vec(),
+                leader_election: None,
+            },
+            cluster_resource_namespace: CLUSTER_RESOURCE_NAMESPACE.into(),
+            readiness: readiness.clone(),
+            metrics: Arc::new(Metrics::new(super::super::idle_caches(clock.clone()))),
+            clock,
+            shutdown,
+        };
+        readiness.lead();
+        let running = tokio::spawn(async move { term.lead().await });
+
+        let status = "PATCH /apis/certkeeper.io/v1/namespaces/apps/certificates/web/status";
+        let reconciled = async {
+            while let Some(request) = requests.recv().await {
+                if request == status {
+                    return;
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), reconciled)
+            .await
+            .expect("the certificate controller never reconciled");
+        let ready = async {
+            while readiness.check().is_err() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        if tokio::time::timeout(Duration::from_secs(10), ready)
+            .await
+            .is_err()
+        {
+            panic!("never ready: {:?}", readiness.check());
+        }
+        running.abort();
     }
 }

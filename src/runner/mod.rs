@@ -208,7 +208,7 @@ pub async fn run(client: Client, settings: Settings, endpoint: TcpListener) -> R
 }
 
 /// Empty caches: what a replica that does not lead reports.
-fn idle_caches(clock: crate::context::Clock) -> Caches {
+pub(super) fn idle_caches(clock: crate::context::Clock) -> Caches {
     Caches {
         certificates: kube::runtime::reflector::store::Writer::default().as_reader(),
         issuers: kube::runtime::reflector::store::Writer::default().as_reader(),

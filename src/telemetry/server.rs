@@ -14,6 +14,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tracing::{debug, warn};
 
 use super::metrics::{CONTENT_TYPE, Metrics};
@@ -23,30 +24,54 @@ use super::metrics::{CONTENT_TYPE, Metrics};
 /// is its job, and a rolling update must be able to count it.
 #[derive(Debug, Default)]
 pub struct Readiness {
-    watches: Mutex<Vec<(String, Arc<AtomicBool>)>>,
+    watches: Mutex<Vec<(String, SyncFlag)>>,
     standby: AtomicBool,
     shutting_down: AtomicBool,
 }
 
-/// Set once the watch it belongs to has listed every object.
+/// Set once the watch it belongs to has listed every object; any number of tasks may wait for
+/// it, and every one of them is woken.
+///
+/// Not kube's `Store::wait_until_ready`: in kube-runtime 5 a store's readiness is a
+/// `DelayedInit` over a oneshot receiver, which keeps a single waker, so of several tasks
+/// waiting on one store only the last to poll is woken (the Controller's own runner is always
+/// one of them). Against a real API server `/readyz` then never turned 200. A tokio `watch`
+/// channel wakes every receiver.
 #[derive(Clone, Debug)]
-pub struct SyncFlag(Arc<AtomicBool>);
+pub struct SyncFlag(Arc<watch::Sender<bool>>);
+
+impl Default for SyncFlag {
+    fn default() -> Self {
+        Self(Arc::new(watch::Sender::new(false)))
+    }
+}
 
 impl SyncFlag {
     pub fn synced(&self) {
-        self.0.store(true, Ordering::Release);
+        self.0.send_replace(true);
+    }
+
+    pub fn is_synced(&self) -> bool {
+        *self.0.borrow()
+    }
+
+    /// Resolves once `synced` has been called, at once if it already was.
+    pub async fn wait(&self) {
+        let mut synced = self.0.subscribe();
+        // The sender lives in `self`, so the channel cannot close while this waits.
+        let _ = synced.wait_for(|synced| *synced).await;
     }
 }
 
 impl Readiness {
     /// Registers a watch that must sync before the controller is ready.
     pub fn watch(&self, name: impl Into<String>) -> SyncFlag {
-        let flag = Arc::new(AtomicBool::new(false));
+        let flag = SyncFlag::default();
         self.watches
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push((name.into(), flag.clone()));
-        SyncFlag(flag)
+        flag
     }
 
     /// This replica waits for the lease; ready as it is.
@@ -80,7 +105,7 @@ impl Readiness {
         }
         let waiting: Vec<&str> = watches
             .iter()
-            .filter(|(_, f)| !f.load(Ordering::Acquire))
+            .filter(|(_, flag)| !flag.is_synced())
             .map(|(n, _)| n.as_str())
             .collect();
         if waiting.is_empty() {
