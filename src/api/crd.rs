@@ -9,8 +9,13 @@ use super::{Certificate, ClusterIssuer, Issuer};
 
 /// Every CRD certkeeper serves, in a stable order.
 pub fn all_crds() -> Vec<CustomResourceDefinition> {
+    let issuer_kinds = [
+        Issuer::crd().spec.names.kind,
+        ClusterIssuer::crd().spec.names.kind,
+    ];
     let mut crds = vec![Certificate::crd(), Issuer::crd(), ClusterIssuer::crd()];
     for crd in &mut crds {
+        let is_issuer = issuer_kinds.contains(&crd.spec.names.kind);
         for version in &mut crd.spec.versions {
             if let Some(schema) = version
                 .schema
@@ -18,17 +23,40 @@ pub fn all_crds() -> Vec<CustomResourceDefinition> {
                 .and_then(|s| s.open_api_v3_schema.as_mut())
             {
                 drop_nullable(schema);
+                if is_issuer && let Some(spec) = schema.properties.as_mut().and_then(|p| p.get_mut("spec")) {
+                    require_exactly_one(spec, &["selfSigned", "ca"]);
+                }
             }
         }
     }
     crds
 }
 
+/// Exactly one of `fields` must be set, as a structural `oneOf` of `required` lists: evaluated
+/// by every API server (CEL rules only from 1.25, and before 1.29 not over an object schema
+/// without properties such as `selfSigned: {}`).
+fn require_exactly_one(schema: &mut JSONSchemaProps, fields: &[&str]) {
+    schema.one_of = Some(
+        fields
+            .iter()
+            .map(|field| JSONSchemaProps {
+                required: Some(vec![(*field).to_owned()]),
+                ..JSONSchemaProps::default()
+            })
+            .collect(),
+    );
+}
+
 /// Optional fields are simply absent in Kubernetes objects. Without `nullable`, the API server
 /// prunes an explicit `null` (as a templating tool may write) instead of storing it, so CEL rules
-/// never see a null and the controller never reads one.
+/// never see a null and the controller never reads one. For the same reason an optional enum
+/// lists no `null`: kubectl refuses a CRD with one against API servers that publish no OpenAPI
+/// v3 (`unknown object type "nil"`).
 fn drop_nullable(schema: &mut JSONSchemaProps) {
     schema.nullable = None;
+    if let Some(values) = schema.enum_.as_mut() {
+        values.retain(|v| !v.0.is_null());
+    }
     let children = schema
         .properties
         .iter_mut()
@@ -122,22 +150,118 @@ mod tests {
         assert!(!with_key(json!({"algorithm": "ECDSA", "size": 2048})));
     }
 
+    /// The openAPIV3Schema of the CRD of `kind`, as JSON.
+    fn schema_of(kind: &str) -> serde_json::Value {
+        let crd = all_crds()
+            .into_iter()
+            .find(|c| c.spec.names.kind == kind)
+            .unwrap();
+        serde_json::to_value(&crd.spec.versions[0].schema.as_ref().unwrap().open_api_v3_schema).unwrap()
+    }
+
+    /// Whether `value` satisfies the `oneOf`s of `schema` and of its properties, as the API
+    /// server evaluates the `oneOf: [{required: [...]}, ...]` form used here.
+    fn one_of_holds(schema: &serde_json::Value, value: &serde_json::Value) -> bool {
+        let matches = |branch: &serde_json::Value| {
+            branch["required"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|field| value.get(field.as_str().unwrap()).is_some())
+        };
+        let here = match schema["oneOf"].as_array() {
+            Some(branches) => branches.iter().filter(|b| matches(b)).count() == 1,
+            None => true,
+        };
+        here && schema["properties"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .all(|(name, child)| value.get(name).is_none_or(|v| one_of_holds(child, v)))
+    }
+
     #[test]
-    fn schema_requires_exactly_one_issuer_type() {
-        let issuer = |spec: serde_json::Value| json!({"apiVersion": "certkeeper.io/v1", "kind": "Issuer", "metadata": {"name": "i"}, "spec": spec});
-        let ok = |spec: serde_json::Value| {
-            kube::core::cel::validate_cel_schema::<Issuer>(&issuer(spec), None).is_ok()
-        };
-        let ok_cluster = |spec: serde_json::Value| {
-            kube::core::cel::validate_cel_schema::<ClusterIssuer>(&issuer(spec), None).is_ok()
-        };
-        assert!(ok(json!({"selfSigned": {}})));
-        assert!(ok(json!({"ca": {"secretName": "ca"}})));
-        assert!(!ok(json!({})));
-        assert!(!ok(json!({"selfSigned": {}, "ca": {"secretName": "ca"}})));
-        assert!(ok_cluster(json!({"selfSigned": {}})));
-        assert!(!ok_cluster(json!({})));
-        assert!(!ok_cluster(json!({"selfSigned": {}, "ca": {"secretName": "ca"}})));
+    fn schema_requires_exactly_one_issuer_type_on_every_api_server() {
+        for kind in ["Issuer", "ClusterIssuer"] {
+            let schema = schema_of(kind);
+            let object = |spec: serde_json::Value| json!({"metadata": {"name": "i"}, "spec": spec});
+            assert!(one_of_holds(&schema, &object(json!({"selfSigned": {}}))));
+            assert!(one_of_holds(
+                &schema,
+                &object(json!({"ca": {"secretName": "ca"}}))
+            ));
+            assert!(!one_of_holds(&schema, &object(json!({}))));
+            assert!(!one_of_holds(
+                &schema,
+                &object(json!({"selfSigned": {}, "ca": {"secretName": "ca"}}))
+            ));
+            // Structural: a oneOf branch may only name required fields the schema defines.
+            for branch in schema["properties"]["spec"]["oneOf"].as_array().unwrap() {
+                assert_eq!(
+                    branch.as_object().unwrap().keys().collect::<Vec<_>>(),
+                    ["required"]
+                );
+                let field = branch["required"][0].as_str().unwrap();
+                assert!(schema["properties"]["spec"]["properties"].get(field).is_some());
+            }
+        }
+    }
+
+    /// Every schema node below `schema` (itself included), depth first.
+    fn nodes(schema: &serde_json::Value) -> Vec<&serde_json::Value> {
+        let mut all = vec![schema];
+        let children = schema["properties"]
+            .as_object()
+            .into_iter()
+            .flat_map(|p| p.values())
+            .chain(schema.get("items"))
+            .chain(schema.get("additionalProperties").filter(|a| a.is_object()));
+        for child in children {
+            all.extend(nodes(child));
+        }
+        all
+    }
+
+    #[test]
+    fn no_enum_lists_null_for_api_servers_without_openapi_v3() {
+        let yaml = crds_yaml().unwrap();
+        assert!(
+            !yaml.lines().any(|l| l.trim() == "- null"),
+            "crds/ lists null in an enum"
+        );
+        for kind in ["Certificate", "Issuer", "ClusterIssuer"] {
+            for node in nodes(&schema_of(kind)) {
+                if let Some(values) = node["enum"].as_array() {
+                    assert!(!values.iter().any(|v| v.is_null()), "{kind}: {node}");
+                }
+            }
+        }
+    }
+
+    /// API servers before 1.29 cannot evaluate a CEL rule over an object whose schema has
+    /// neither properties nor additionalProperties (Kubernetes issue 120226).
+    #[test]
+    fn no_cel_rule_reaches_an_object_schema_that_api_servers_before_1_29_cannot_read() {
+        let mut rules = 0;
+        for kind in ["Certificate", "Issuer", "ClusterIssuer"] {
+            for node in nodes(&schema_of(kind)) {
+                if node.get("x-kubernetes-validations").is_none() {
+                    continue;
+                }
+                rules += 1;
+                for reached in nodes(node) {
+                    if reached["type"] == "object" {
+                        assert!(
+                            reached.get("properties").is_some()
+                                || reached.get("additionalProperties").is_some()
+                                || reached["x-kubernetes-preserve-unknown-fields"] == true,
+                            "{kind}: a CEL rule reaches an object schema without properties: {reached}"
+                        );
+                    }
+                }
+            }
+        }
+        assert!(rules > 0, "no CEL rule checked");
     }
 
     #[test]

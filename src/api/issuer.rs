@@ -26,7 +26,8 @@ use serde::{Deserialize, Serialize};
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     derive = "Default"
 )]
-#[x_kube(validation = Rule::new("(has(self.selfSigned) ? 1 : 0) + (has(self.ca) ? 1 : 0) == 1").message("exactly one of selfSigned or ca must be set"))]
+// Exactly one of selfSigned or ca: a structural `oneOf` added in `crd.rs`, not a CEL rule,
+// which API servers before 1.29 cannot evaluate over the property-less `selfSigned: {}`.
 #[serde(rename_all = "camelCase")]
 pub struct IssuerSpec {
     /// Each certificate signs itself.
@@ -58,7 +59,6 @@ pub struct IssuerSpec {
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     derive = "Default"
 )]
-// The CEL rule of `IssuerSpec` comes along with the flattened fields.
 pub struct ClusterIssuerSpec {
     #[serde(flatten)]
     pub issuer: IssuerSpec,
