@@ -87,7 +87,7 @@ pub fn crds_yaml() -> Result<String, serde_yaml::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{Certificate, ClusterIssuer, Issuer};
+    use crate::api::Certificate;
     use serde_json::json;
 
     #[test]
