@@ -57,8 +57,8 @@ pub const API_ACCESS: &[ApiAccess] = &[
     // issuer/reconcile.rs reconcile: server-side apply of the status, both issuer kinds.
     cluster("certkeeper.io", "issuers/status", "patch"),
     cluster("certkeeper.io", "clusterissuers/status", "patch"),
-    // issuer/reconcile.rs get_secret: an issuer's CA Secret, and (via certificate/signer.rs and
-    // certificate/reconcile.rs) the CA and the Certificate's current Secret.
+    // cluster/secrets.rs get_secret: a CA Secret (cluster/ca.rs, once per resourceVersion, for
+    // issuers and Certificates) and a Certificate's current Secret (certificate/reconcile.rs).
     cluster("", "secrets", "get"),
     // runner.rs: metadata-only watches of TLS Secrets (issuers' CA Secrets) and of the
     // label-selected certificate Secrets, in all namespaces.

@@ -11,6 +11,9 @@ use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::Store;
 
 use crate::api::{ClusterIssuer, Issuer};
+use crate::certificate::verdict::Verdict;
+use crate::cluster::WatchedCache;
+use crate::cluster::ca::CaKeyPairs;
 use crate::telemetry::metrics::{Caches, Metrics};
 
 /// The field manager of every server-side apply certkeeper makes.
@@ -38,6 +41,12 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Consecutive reconcile errors per object, for the error policy's backoff.
     pub error_counts: Mutex<HashMap<String, u32>>,
+    /// CA key pairs by Secret resourceVersion, of Issuers and of ClusterIssuers: each follows
+    /// the Secret watch that wakes the issuers of its kind.
+    pub issuer_ca_key_pairs: Arc<CaKeyPairs>,
+    pub cluster_issuer_ca_key_pairs: Arc<CaKeyPairs>,
+    /// What each Certificate's Secret was last found to hold, while it is unchanged.
+    pub verdicts: Arc<WatchedCache<Verdict>>,
 }
 
 impl Context {
@@ -82,6 +91,17 @@ impl Context {
             clock: caches.clock.clone(),
             metrics,
             error_counts: Mutex::new(HashMap::new()),
+            issuer_ca_key_pairs: Arc::default(),
+            cluster_issuer_ca_key_pairs: Arc::default(),
+            verdicts: Arc::default(),
+        }
+    }
+
+    /// The CA key pairs of issuers of `kind` (`Issuer` or `ClusterIssuer`).
+    pub fn ca_key_pairs(&self, kind: &str) -> &CaKeyPairs {
+        match kind {
+            "ClusterIssuer" => &self.cluster_issuer_ca_key_pairs,
+            _ => &self.issuer_ca_key_pairs,
         }
     }
 

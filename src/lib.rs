@@ -5,6 +5,7 @@ pub mod access;
 pub mod api;
 pub mod certificate;
 pub mod cli;
+pub mod cluster;
 pub mod context;
 #[cfg(test)]
 mod deploy_tests;

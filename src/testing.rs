@@ -106,6 +106,17 @@ impl ApiServer {
         }
     }
 
+    /// Asserts no request is waiting to be answered (call after the reconcile returned).
+    pub fn assert_idle(&mut self) {
+        use futures::FutureExt;
+        if let Some(next) = self.handle.next_request().now_or_never() {
+            match next {
+                Some((request, _)) => panic!("unexpected request {} {}", request.method(), request.uri()),
+                None => panic!("the client is gone"),
+            }
+        }
+    }
+
     /// Asserts the reconciler made no further request (call after it returned and the
     /// context was dropped).
     pub async fn expect_no_more(mut self) {
@@ -210,13 +221,22 @@ pub fn context(
     cluster_issuers: Vec<ClusterIssuer>,
     now: Timestamp,
 ) -> (Arc<Context>, ApiServer) {
+    context_with_clock(issuers, cluster_issuers, Arc::new(move || now))
+}
+
+/// A context like `context`'s, whose clock is `clock`.
+pub fn context_with_clock(
+    issuers: Vec<Issuer>,
+    cluster_issuers: Vec<ClusterIssuer>,
+    clock: crate::context::Clock,
+) -> (Arc<Context>, ApiServer) {
     let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let client = Client::new(service, "default");
     let caches = Caches {
         certificates: store(Vec::new()),
         issuers: store(issuers),
         cluster_issuers: store(cluster_issuers),
-        clock: Arc::new(move || now),
+        clock,
     };
     let ctx = Context::new(
         client,

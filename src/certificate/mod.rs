@@ -11,8 +11,11 @@ pub mod signer;
 pub mod spec;
 pub mod status;
 pub mod triggers;
+pub mod verdict;
 
 #[cfg(test)]
 mod policy_tests;
+#[cfg(test)]
+mod request_tests;
 #[cfg(test)]
 mod tests;

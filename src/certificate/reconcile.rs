@@ -19,16 +19,33 @@ use super::signer::{self, SignerProblem};
 use super::spec::{self, RenewBefore, ValidatedSpec};
 use super::status::{self, IssuedFacts, READY, reason};
 use super::triggers::{self, Decision, PolicyInput, Signer, Trigger};
+use super::verdict::{self, Verdict, signer_identity};
 use crate::api::{Certificate, CertificateStatus, RENEW_REQUESTED_AT, find_condition};
+use crate::cluster::ObjectKey;
+use crate::cluster::secrets::get_secret;
+use crate::cluster::watched::ReadToken;
 use crate::context::{Context, FIELD_MANAGER};
 use crate::error::Error;
-use crate::issuer::reconcile::{get_secret, object_name};
+use crate::issuer::reconcile::object_name;
 use crate::pki::{self, CertificateInfo, PkiError, PrivateKey};
 use crate::telemetry::events;
 
 /// How long to wait before looking again at a Certificate whose issuer is missing or not
 /// ready, in case no watch event arrives (the issuer watch normally wakes it first).
 const ISSUER_RECHECK: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// What one reconcile observed before deciding; the stages take it together.
+struct Observed<'a> {
+    cert: &'a Certificate,
+    /// The Certificate's namespace and name: its key in `Context::verdicts`.
+    key: ObjectKey,
+    spec: ValidatedSpec,
+    signer: Signer,
+    /// `certkeeper.io/renew-requested-at`, when set and parseable.
+    renew_requested_at: Option<Timestamp>,
+    previous: CertificateStatus,
+    now: Timestamp,
+}
 
 pub async fn reconcile(
     guard: Arc<DeserializeGuard<Certificate>>,
@@ -58,10 +75,12 @@ pub async fn reconcile(
     };
     let now = ctx.now();
     let previous = cert.status.clone().unwrap_or_default();
+    let key = (cert.namespace().unwrap_or_default(), cert.name_any());
 
     let spec = match spec::validate(&cert.spec) {
         Ok(spec) => spec,
         Err(e) => {
+            ctx.verdicts.invalidate(&key);
             let policy = RenewBefore::Default;
             let deadlines =
                 report_not_ready(cert, &ctx, &previous, reason::INVALID_SPEC, &e.0, policy, now).await?;
@@ -76,6 +95,7 @@ pub async fn reconcile(
     let signer = match signer::resolve(cert, &ctx, now).await? {
         Ok(signer) => signer,
         Err(problem) => {
+            ctx.verdicts.invalidate(&key);
             let (why, message) = match &problem {
                 SignerProblem::NotFound(m) => (reason::ISSUER_NOT_FOUND, m),
                 SignerProblem::NotReady(m) => (reason::ISSUER_NOT_READY, m),
@@ -87,59 +107,75 @@ pub async fn reconcile(
             ));
         }
     };
-    let namespace = cert.namespace().unwrap_or_default();
-    let current_secret = get_secret(&ctx, &namespace, &spec.secret_name).await?;
-    let state = secret::read(current_secret.as_ref());
+    let observed = Observed {
+        cert,
+        key,
+        spec,
+        signer,
+        renew_requested_at: renew_requested_at(cert),
+        previous,
+        now,
+    };
 
+    // Judged before and nothing changed since: no need to read the Secret.
     let uid = cert.metadata.uid.clone().unwrap_or_default();
+    let signer_id = signer_identity(&observed.signer);
+    let current = verdict::Current {
+        uid: &uid,
+        generation: cert.metadata.generation,
+        renew_requested_at: observed.renew_requested_at,
+        signer: signer_id.as_deref(),
+        now,
+    };
+    if let Some((_, verdict)) = ctx.verdicts.get(&observed.key)
+        && verdict.holds(&current)
+    {
+        if verdict.precedes_own_status_write(cert.metadata.resource_version.as_deref()) {
+            let facts = verdict.facts;
+            // The echo of that write is on its way and wakes this Certificate again.
+            debug!(certificate = %object_name(cert), "waiting for the echo of the status write");
+            return Ok(Action::requeue(requeue_after(
+                now,
+                &[facts.renewal_time, facts.not_after],
+            )));
+        }
+        return report_ready(&ctx, &observed, verdict.facts).await;
+    }
+
+    let token = ctx.verdicts.begin(&observed.key);
+    let namespace = &observed.key.0;
+    let current_secret = get_secret(&ctx.client, namespace, &observed.spec.secret_name).await?;
+    let state = secret::read(current_secret.as_ref());
     let renewal_time = match &state {
         SecretState::Present(c) => Some(schedule::renewal_time(
             c.leaf().not_before,
             c.leaf().not_after,
-            spec.renew_before,
+            observed.spec.renew_before,
             &uid,
         )),
         _ => None,
     };
-    let renew_requested_at = renew_requested_at(cert);
     let input = PolicyInput {
-        spec: &spec,
-        signer: &signer,
+        spec: &observed.spec,
+        signer: &observed.signer,
         renewal_time,
-        renew_requested_at,
+        renew_requested_at: observed.renew_requested_at,
         now,
     };
     match triggers::evaluate(&input, &state) {
         Decision::UpToDate(current) => {
             let renewal_time = renewal_time.unwrap_or(current.leaf().not_after);
             keep(
-                cert,
                 &ctx,
-                &spec,
+                &observed,
+                token,
                 current,
                 current_secret.as_ref(),
                 renewal_time,
-                renew_requested_at,
-                &previous,
-                now,
             )
             .await
         }
-        Decision::Issue(trigger) => {
-            issue(
-                cert,
-                &ctx,
-                spec,
-                signer,
-                trigger,
-                state,
-                renewal_time,
-                renew_requested_at,
-                &previous,
-                now,
-            )
-            .await
-        }
+        Decision::Issue(trigger) => issue(&ctx, &observed, token, trigger, state, renewal_time).await,
     }
 }
 
@@ -156,44 +192,73 @@ fn renew_requested_at(cert: &Certificate) -> Option<Timestamp> {
     }
 }
 
+/// Remembers that the Secret, read with `token`, holds at `version` a valid certificate for
+/// the spec with these `facts`.
+fn remember(
+    ctx: &Context,
+    observed: &Observed<'_>,
+    token: ReadToken,
+    version: Option<&str>,
+    facts: &IssuedFacts,
+) {
+    let Some(version) = version else { return };
+    let verdict = Verdict {
+        uid: observed.cert.metadata.uid.clone().unwrap_or_default(),
+        generation: observed.cert.metadata.generation,
+        renew_requested_at: observed.renew_requested_at,
+        signer: signer_identity(&observed.signer),
+        facts: facts.clone(),
+        status_written: None,
+    };
+    ctx.verdicts.insert(&observed.key, token, version, verdict);
+}
+
 /// Nothing to issue: keep the Secret's metadata and extra outputs in step with the spec and
 /// report Ready.
-#[allow(clippy::too_many_arguments)]
 async fn keep(
-    cert: &Certificate,
     ctx: &Context,
-    spec: &ValidatedSpec,
+    observed: &Observed<'_>,
+    token: ReadToken,
     current: &CurrentKeyPair,
     current_secret: Option<&Secret>,
     renewal_time: Timestamp,
-    renew_requested_at: Option<Timestamp>,
-    previous: &CertificateStatus,
-    now: Timestamp,
 ) -> Result<Action, Error> {
+    let Observed { cert, spec, .. } = observed;
     let leaf = current.leaf();
     // The larger of the two: a reconcile may read a status older than the Secret it sees.
-    let revision = previous.revision.max(current.revision).unwrap_or(1);
+    let revision = observed.previous.revision.max(current.revision).unwrap_or(1);
+    let mut version = current_secret.and_then(|s| s.metadata.resource_version.clone());
     if let Some(existing) = current_secret {
         match material_from_secret(existing, current, spec) {
             Ok(material) => {
                 let desired = secret::desired_secret(cert, spec, leaf, &material, revision);
                 if !secret::secret_up_to_date(existing, &desired, cert) {
-                    info!(certificate = %object_name(cert), "updating Secret metadata and outputs");
+                    info!(certificate = %object_name(*cert), "updating Secret metadata and outputs");
                     // Not an issuance: a failure retries with the error policy's backoff.
-                    apply_secret(ctx, &desired).await?;
+                    version = apply_secret(ctx, &desired).await?;
                 }
             }
             Err(e) => {
-                warn!(certificate = %object_name(cert), error = %e, "cannot re-encode the Secret's key")
+                warn!(certificate = %object_name(*cert), error = %e, "cannot re-encode the Secret's key");
+                version = None;
             }
         }
     }
     let facts = IssuedFacts::new(leaf, renewal_time, revision);
-    let status = status::ready(previous, &facts, cert.metadata.generation, now);
-    let (_, mut deadlines) = settle(cert, ctx, previous, status, spec.renew_before, now).await?;
-    deadlines.extend([renewal_time, leaf.not_after]);
-    deadlines.extend(renew_requested_at);
-    Ok(Action::requeue(requeue_after(now, &deadlines)))
+    remember(ctx, observed, token, version.as_deref(), &facts);
+    report_ready(ctx, observed, facts).await
+}
+
+/// The Secret holds a valid certificate for the spec: Ready, and look again at its deadlines.
+async fn report_ready(ctx: &Context, observed: &Observed<'_>, facts: IssuedFacts) -> Result<Action, Error> {
+    let Observed {
+        cert, previous, now, ..
+    } = observed;
+    let status = status::ready(previous, &facts, cert.metadata.generation, *now);
+    let (_, mut deadlines) = settle(cert, ctx, previous, status, observed.spec.renew_before, *now).await?;
+    deadlines.extend([facts.renewal_time, facts.not_after]);
+    deadlines.extend(observed.renew_requested_at);
+    Ok(Action::requeue(requeue_after(*now, &deadlines)))
 }
 
 /// The Secret's current material, re-encoded as the spec now asks.
@@ -281,24 +346,27 @@ fn sign(
 
 /// A trigger fired: issue a new certificate (unless backing off from failures), write the
 /// Secret, then the status, then one Event.
-#[allow(clippy::too_many_arguments)]
 async fn issue(
-    cert: &Certificate,
     ctx: &Context,
-    spec: ValidatedSpec,
-    signer: Signer,
+    observed: &Observed<'_>,
+    token: ReadToken,
     trigger: Trigger,
     state: SecretState,
     renewal_time: Option<Timestamp>,
-    renew_requested_at: Option<Timestamp>,
-    previous: &CertificateStatus,
-    now: Timestamp,
 ) -> Result<Action, Error> {
+    let Observed {
+        cert,
+        spec,
+        previous,
+        now,
+        ..
+    } = observed;
+    let now = *now;
     let generation = cert.metadata.generation;
-    if let Some(at) = retry_at(previous, generation, renew_requested_at)
+    if let Some(at) = retry_at(previous, generation, observed.renew_requested_at)
         && now < at
     {
-        debug!(certificate = %object_name(cert), retry_at = %at, "backing off after failed issuance");
+        debug!(certificate = %object_name(*cert), retry_at = %at, "backing off after failed issuance");
         // Expiry does not wait for the backoff to end.
         let (_, mut deadlines) =
             settle(cert, ctx, previous, previous.clone(), spec.renew_before, now).await?;
@@ -325,20 +393,22 @@ async fn issue(
         _ => (None, previous.revision, None),
     };
 
-    info!(certificate = %object_name(cert), reason = trigger.reason.as_str(), message = %trigger.message, "issuing certificate");
+    info!(certificate = %object_name(*cert), reason = trigger.reason.as_str(), message = %trigger.message, "issuing certificate");
     let job_spec = spec.clone();
+    let signer = observed.signer.clone();
     let started = std::time::Instant::now();
     let issuer_kind = spec.issuer_ref.kind().to_owned();
     let outcome = tokio::task::spawn_blocking(move || sign(&job_spec, &signer, reuse, now))
         .await
         .map_err(|e| Error::IssuanceTask {
-            object: object_name(cert),
+            object: object_name(*cert),
             reason: e.to_string(),
         })?;
-    debug!(certificate = %object_name(cert), elapsed_ms = started.elapsed().as_millis() as u64, "signing finished");
+    debug!(certificate = %object_name(*cert), elapsed_ms = started.elapsed().as_millis() as u64, "signing finished");
 
     let failed = |cause: String| {
         ctx.metrics.issuance(&issuer_kind, false, started.elapsed());
+        ctx.verdicts.invalidate(&observed.key);
         let policy = spec.renew_before;
         let trigger = &trigger;
         let current = current_facts.as_ref();
@@ -349,19 +419,21 @@ async fn issue(
         Err(e) => return failed(format!("signing failed: {e}")).await,
     };
     let revision = current_revision.unwrap_or(0) + 1;
-    let desired = secret::desired_secret(cert, &spec, &issued.leaf, &issued.material, revision);
-    if let Err(e) = apply_secret(ctx, &desired).await {
-        return failed(e.to_string()).await;
-    }
+    let desired = secret::desired_secret(cert, spec, &issued.leaf, &issued.material, revision);
+    let version = match apply_secret(ctx, &desired).await {
+        Ok(version) => version,
+        Err(e) => return failed(e.to_string()).await,
+    };
     ctx.metrics.issuance(&issuer_kind, true, started.elapsed());
 
     let leaf = &issued.leaf;
     let uid = cert.metadata.uid.clone().unwrap_or_default();
     let renewal_time = schedule::renewal_time(leaf.not_before, leaf.not_after, spec.renew_before, &uid);
     let facts = IssuedFacts::new(leaf, renewal_time, revision);
+    remember(ctx, observed, token, version.as_deref(), &facts);
     let status = status::ready(previous, &facts, generation, now);
     let (_, mut deadlines) = settle(cert, ctx, previous, status, spec.renew_before, now).await?;
-    info!(certificate = %object_name(cert), serial = %leaf.serial_hex, not_after = %leaf.not_after, revision, "certificate issued");
+    info!(certificate = %object_name(*cert), serial = %leaf.serial_hex, not_after = %leaf.not_after, revision, "certificate issued");
     let event = if revision == 1 {
         events::issued(&leaf.serial_hex, leaf.not_after)
     } else {
@@ -374,7 +446,7 @@ async fn issue(
     };
     events::publish(ctx, event, &cert.object_ref(&())).await;
     deadlines.extend([renewal_time, leaf.not_after]);
-    deadlines.extend(renew_requested_at);
+    deadlines.extend(observed.renew_requested_at);
     Ok(Action::requeue(requeue_after(now, &deadlines)))
 }
 
@@ -477,7 +549,8 @@ async fn settle(
 }
 
 /// Writes the Secret in one server-side apply: every key together, under one field manager.
-async fn apply_secret(ctx: &Context, desired: &Secret) -> Result<(), Error> {
+/// Returns the resourceVersion the API server gave it.
+async fn apply_secret(ctx: &Context, desired: &Secret) -> Result<Option<String>, Error> {
     let namespace = desired.metadata.namespace.clone().unwrap_or_default();
     let name = desired.metadata.name.clone().unwrap_or_default();
     Api::<Secret>::namespaced(ctx.client.clone(), &namespace)
@@ -487,7 +560,7 @@ async fn apply_secret(ctx: &Context, desired: &Secret) -> Result<(), Error> {
             &Patch::Apply(desired),
         )
         .await
-        .map(|_| ())
+        .map(|written| written.metadata.resource_version)
         .map_err(|source| Error::ApplySecret {
             namespace,
             name,
@@ -495,7 +568,8 @@ async fn apply_secret(ctx: &Context, desired: &Secret) -> Result<(), Error> {
         })
 }
 
-/// Writes the status with server-side apply, only when it changed.
+/// Writes the status with server-side apply, only when it changed, and tells the Certificate's
+/// verdict which resourceVersion the write replaced.
 async fn write_status(
     cert: &Certificate,
     ctx: &Context,
@@ -510,17 +584,26 @@ async fn write_status(
         "kind": "Certificate",
         "status": status,
     });
-    Api::<Certificate>::namespaced(ctx.client.clone(), &cert.namespace().unwrap_or_default())
+    let namespace = cert.namespace().unwrap_or_default();
+    let written = Api::<Certificate>::namespaced(ctx.client.clone(), &namespace)
         .patch_status(
             &cert.name_any(),
             &PatchParams::apply(FIELD_MANAGER).force(),
             &Patch::Apply(&patch),
         )
         .await
-        .map(|_| ())
         .map_err(|source| Error::PatchStatus {
             kind: "Certificate",
             object: object_name(cert),
             source,
-        })
+        })?;
+    if let (Some(before), Some(after)) = (
+        cert.metadata.resource_version.clone(),
+        written.metadata.resource_version,
+    ) {
+        ctx.verdicts.update(&(namespace, cert.name_any()), |verdict| {
+            verdict.status_written = Some((before, after));
+        });
+    }
+    Ok(())
 }

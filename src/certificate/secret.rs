@@ -31,6 +31,15 @@ pub const ANN_IP_SANS: &str = "certkeeper.io/ip-sans";
 pub const ANN_URI_SANS: &str = "certkeeper.io/uri-sans";
 pub const ANN_REVISION: &str = "certkeeper.io/revision";
 
+/// The Certificate (namespace and name) a Secret belongs to, by its label.
+pub fn certificate_of<S: Resource>(secret: &S) -> Option<crate::cluster::ObjectKey> {
+    let meta = secret.meta();
+    Some((
+        meta.namespace.clone()?,
+        meta.labels.as_ref()?.get(LABEL_CERTIFICATE_NAME)?.clone(),
+    ))
+}
+
 /// What the Certificate's Secret holds, as the policies see it.
 #[derive(Debug)]
 pub enum SecretState {

@@ -2,16 +2,12 @@
 //! an Issuer only in the Certificate's namespace, a ClusterIssuer's CA Secret only in the
 //! cluster-resource namespace.
 
-use std::sync::Arc;
-
 use kube::runtime::reflector::ObjectRef;
 
 use super::triggers::Signer;
 use crate::api::{Certificate, GROUP, IssuerRef, IssuerSpec};
 use crate::context::Context;
 use crate::error::Error;
-use crate::issuer::ca::load_ca;
-use crate::issuer::reconcile::get_secret;
 
 /// The issuer could not be used; the reason is the Certificate's Ready reason.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -69,8 +65,8 @@ fn lookup(cert: &Certificate, ctx: &Context) -> Result<(IssuerSpec, String), Sig
     }
 }
 
-/// The signer for `cert`: its issuer from the caches, and for a CA issuer the key pair read
-/// fresh from the CA Secret and validated at `now`.
+/// The signer for `cert`: its issuer from the caches, and for a CA issuer the key pair of the
+/// current CA Secret (read once per resourceVersion), validated at `now`.
 pub async fn resolve(
     cert: &Certificate,
     ctx: &Context,
@@ -84,9 +80,12 @@ pub async fn resolve(
     Ok(match (&spec.self_signed, &spec.ca) {
         (Some(_), None) => Ok(Signer::SelfSigned),
         (None, Some(ca)) => {
-            let secret = get_secret(ctx, &ca_namespace, &ca.secret_name).await?;
-            match load_ca(&ca_namespace, ca, secret.as_ref(), now) {
-                Ok((pair, _)) => Ok(Signer::Ca(Arc::new(pair))),
+            match ctx
+                .ca_key_pairs(cert.spec.issuer_ref.kind())
+                .load(&ctx.client, &ca_namespace, ca, now)
+                .await?
+            {
+                Ok((pair, _)) => Ok(Signer::Ca(pair)),
                 Err(problem) => Err(SignerProblem::NotReady(format!(
                     "{issuer} is not ready: {problem}"
                 ))),

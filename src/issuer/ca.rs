@@ -57,6 +57,13 @@ pub fn load_ca(
     secret: Option<&Secret>,
     now: jiff::Timestamp,
 ) -> Result<(CaKeyPair, CaFacts), CaProblem> {
+    let pair = parse_ca(namespace, ca, secret)?;
+    let facts = validate_ca(namespace, &ca.secret_name, &pair, now)?;
+    Ok((pair, facts))
+}
+
+/// Reads the key pair of the CA Secret `secret` (None: it does not exist), without judging it.
+pub fn parse_ca(namespace: &str, ca: &CaIssuer, secret: Option<&Secret>) -> Result<CaKeyPair, CaProblem> {
     let name = ca.secret_name.clone();
     let namespace = namespace.to_owned();
     let Some(secret) = secret else {
@@ -70,15 +77,23 @@ pub fn load_ca(
             why: "tls.crt or tls.key is missing".into(),
         });
     };
-    let pair = CaKeyPair::from_pem(crt, key, get("ca.crt"), issuer_urls(ca)).map_err(|e| {
-        CaProblem::InvalidKeyPair {
-            namespace: namespace.clone(),
-            name: name.clone(),
-            why: e.to_string(),
-        }
-    })?;
+    CaKeyPair::from_pem(crt, key, get("ca.crt"), issuer_urls(ca)).map_err(|e| CaProblem::InvalidKeyPair {
+        namespace,
+        name,
+        why: e.to_string(),
+    })
+}
+
+/// Judges a CA key pair read from the Secret `namespace/name`: a CA, not expired at `now`.
+pub fn validate_ca(
+    namespace: &str,
+    name: &str,
+    pair: &CaKeyPair,
+    now: jiff::Timestamp,
+) -> Result<CaFacts, CaProblem> {
+    let (namespace, name) = (namespace.to_owned(), name.to_owned());
     match pair.validate(now) {
-        Ok(facts) => Ok((pair, facts)),
+        Ok(facts) => Ok(facts),
         Err(PkiError::Expired(not_after)) => Err(CaProblem::Expired {
             namespace,
             name,

@@ -3,8 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Patch, PatchParams};
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
@@ -12,7 +11,6 @@ use kube::{Resource, ResourceExt};
 use tracing::{info, warn};
 
 use super::IssuerObject;
-use super::ca::load_ca;
 use super::status::{IssuerHealth, READY, issuer_status};
 use crate::api::find_condition;
 use crate::context::{Context, FIELD_MANAGER};
@@ -28,18 +26,6 @@ pub fn object_name<K: Resource>(obj: &K) -> String {
         Some(ns) => format!("{ns}/{}", obj.meta().name.as_deref().unwrap_or("")),
         None => obj.meta().name.clone().unwrap_or_default(),
     }
-}
-
-/// Reads the Secret `name` in `namespace`; `None` when it does not exist.
-pub async fn get_secret(ctx: &Context, namespace: &str, name: &str) -> Result<Option<Secret>, Error> {
-    Api::<Secret>::namespaced(ctx.client.clone(), namespace)
-        .get_opt(name)
-        .await
-        .map_err(|source| Error::ReadSecret {
-            namespace: namespace.to_owned(),
-            name: name.to_owned(),
-            source,
-        })
 }
 
 /// Judges an issuer: selfSigned is always healthy; a CA issuer's Secret is read and checked.
@@ -59,8 +45,11 @@ pub async fn health<K: IssuerObject>(
                     object: object_name(issuer),
                     field: "metadata.namespace",
                 })?;
-            let secret = get_secret(ctx, &namespace, &ca.secret_name).await?;
-            match load_ca(&namespace, ca, secret.as_ref(), now) {
+            match ctx
+                .ca_key_pairs(K::KIND)
+                .load(&ctx.client, &namespace, ca, now)
+                .await?
+            {
                 Ok((_, facts)) => IssuerHealth::Ca(facts),
                 Err(problem) => IssuerHealth::Broken(problem),
             }

@@ -19,7 +19,10 @@ use tracing::{Instrument, info, info_span, warn};
 use super::{Settings, on_shutdown};
 use crate::api::{Certificate, ClusterIssuer, Issuer};
 use crate::certificate::schedule::backoff;
-use crate::certificate::secret::{LABEL_CERTIFICATE_NAME, SECRET_TYPE_TLS};
+use crate::certificate::secret::{LABEL_CERTIFICATE_NAME, SECRET_TYPE_TLS, certificate_of};
+use crate::certificate::verdict::Verdict;
+use crate::cluster::WatchedCache;
+use crate::cluster::watched::Observed;
 use crate::context::Context;
 use crate::error::Error;
 use crate::issuer::IssuerObject;
@@ -154,7 +157,7 @@ fn issuers_for_secret<K: IssuerObject>(
 }
 
 /// Runs an issuer controller of kind `K`, woken by the metadata of the TLS Secrets in
-/// `secrets` that its issuers name.
+/// `secrets` that its issuers name. The same events keep its kind's CA key pairs current.
 fn issuer_controller<K: IssuerObject>(
     controller: Controller<DeserializeGuard<K>>,
     secrets: Api<PartialObjectMeta<Secret>>,
@@ -167,9 +170,13 @@ fn issuer_controller<K: IssuerObject>(
     let store = controller.store();
     let crn = cluster_resource_namespace.to_owned();
     let tls_secrets = watcher::Config::default().fields(&format!("type={SECRET_TYPE_TLS}"));
+    let observer = ctx.clone();
+    let events = report_sync(watcher(secrets, tls_secrets), secrets_synced);
     controller
         .watches_stream(
-            report_sync(watcher(secrets, tls_secrets), secrets_synced).touched_objects(),
+            changed_objects(events, move |event| {
+                observer.ca_key_pairs(K::KIND).observe(event) == Observed::Changed
+            }),
             move |secret| {
                 issuers_for_secret(
                     &store,
@@ -183,6 +190,29 @@ fn issuer_controller<K: IssuerObject>(
         .graceful_shutdown_on(on_shutdown(shutdown))
         .run(issuer_reconcile::<K>, error_policy::<K>, ctx)
         .for_each(|_| async {})
+}
+
+/// The objects of the watch events `events` that `is_change` calls news, as a controller's
+/// trigger stream: an event that only repeats what a cache already holds wakes nobody.
+pub fn changed_objects<K>(
+    events: impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>>,
+    is_change: impl Fn(&watcher::Event<K>) -> bool,
+) -> impl futures::Stream<Item = Result<K, watcher::Error>> {
+    events.filter_map(move |event| {
+        let object = match event {
+            Err(e) => Some(Err(e)),
+            Ok(event) => match (is_change(&event), event) {
+                (
+                    true,
+                    watcher::Event::Apply(object)
+                    | watcher::Event::InitApply(object)
+                    | watcher::Event::Delete(object),
+                ) => Some(Ok(object)),
+                _ => None,
+            },
+        };
+        futures::future::ready(object)
+    })
 }
 
 /// The annotation `kubectl apply` (client-side) leaves: a copy of the whole object.
@@ -281,15 +311,24 @@ impl Term {
             watch_config.clone(),
             cluster_issuers_synced.clone(),
         );
-        let certificates = cached_controller(
+        // Verdicts of deleted Certificates are dropped with them.
+        let verdicts: Arc<WatchedCache<Verdict>> = Arc::default();
+        let forget = verdicts.clone();
+        let certificate_events = watcher(
             Api::<DeserializeGuard<Certificate>>::all(client.clone()),
             watch_config.clone(),
-            readiness.watch("certificates"),
-        );
+        )
+        .default_backoff()
+        .inspect(move |event| {
+            if let Ok(watcher::Event::Delete(cert)) = event {
+                forget.forget(&(cert.namespace().unwrap_or_default(), cert.name_any()));
+            }
+        });
+        let certificates = controller_over(certificate_events, readiness.watch("certificates"));
         let issuer_store = issuers.store();
         let cluster_issuer_store = cluster_issuers.store();
         let store = certificates.store();
-        let ctx = Arc::new(Context::with_metrics(
+        let mut ctx = Context::with_metrics(
             client.clone(),
             Caches {
                 certificates: store.clone(),
@@ -300,7 +339,9 @@ impl Term {
             cluster_resource_namespace.clone(),
             settings.expiry_thresholds.clone(),
             self.metrics.clone(),
-        ));
+        );
+        ctx.verdicts = verdicts.clone();
+        let ctx = Arc::new(ctx);
 
         // Issuers are woken by their CA Secret: TLS Secrets are watched metadata-only, a
         // ClusterIssuer's only in the cluster-resource namespace.
@@ -324,19 +365,22 @@ impl Term {
         );
 
         // Certificates are woken by their own Secret (label-selected, metadata-only) and by
-        // changes to the issuer they reference.
+        // changes to the issuer they reference. A Secret event that shows the version a
+        // verdict was reached on (the echo of the controller's own apply) wakes nobody.
         let by_issuer = store.clone();
         let by_cluster_issuer = store.clone();
+        let secret_events = report_sync(
+            watcher(
+                Api::<PartialObjectMeta<Secret>>::all(client.clone()),
+                watcher::Config::default().labels(LABEL_CERTIFICATE_NAME),
+            ),
+            readiness.watch("certificate secrets"),
+        );
         let certificates = certificates
             .watches_stream(
-                report_sync(
-                    watcher(
-                        Api::<PartialObjectMeta<Secret>>::all(client.clone()),
-                        watcher::Config::default().labels(LABEL_CERTIFICATE_NAME),
-                    ),
-                    readiness.watch("certificate secrets"),
-                )
-                .touched_objects(),
+                changed_objects(secret_events, move |event| {
+                    verdicts.observe(event, certificate_of) == Observed::Changed
+                }),
                 |secret| {
                     let namespace = secret.namespace().unwrap_or_default();
                     secret

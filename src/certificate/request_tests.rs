@@ -1,0 +1,283 @@
+//! How many API requests a Certificate costs, against the mocked API server with one context
+//! kept across reconciles as the controller keeps it: an issuance reads once (the Secret) and
+//! writes three times (Secret, status, Event); the echoes of those writes and a steady-state
+//! reconcile make no request at all; a CA Secret is read once per resourceVersion.
+
+use std::sync::{Arc, Mutex};
+
+use http::Method;
+use jiff::{SignedDuration, Timestamp};
+use k8s_openapi::api::core::v1::Secret;
+use kube::core::{DeserializeGuard, PartialObjectMeta};
+use kube::runtime::controller::Action;
+use kube::runtime::watcher::Event;
+use serde_json::Value;
+
+use super::reconcile::reconcile;
+use super::secret::certificate_of;
+use crate::api::Certificate;
+use crate::cluster::watched::Observed;
+use crate::context::Context;
+use crate::testing::*;
+
+const NOW: &str = "2026-11-23T10:00:00Z";
+const CA_SECRET_PATH: &str = "/api/v1/namespaces/apps/secrets/root-ca";
+const SECRET_PATH: &str = "/api/v1/namespaces/apps/secrets/web-tls";
+const STATUS_PATH: &str = "/apis/certkeeper.io/v1/namespaces/apps/certificates/web/status";
+const EVENTS_PATH: &str = "/apis/events.k8s.io/v1/namespaces/apps/events";
+
+/// The Certificate's resourceVersion as the cache first has it, and after the status write.
+const CERT_VERSION: &str = "200";
+const CERT_VERSION_AFTER_STATUS: &str = "201";
+/// The Secret's resourceVersion after the apply.
+const SECRET_VERSION: &str = "101";
+
+/// A context under the CA Issuer `ca`, with a clock the test moves.
+fn setup() -> (Arc<Context>, ApiServer, Arc<Mutex<Timestamp>>) {
+    let now = Arc::new(Mutex::new(ts(NOW)));
+    let clock = now.clone();
+    let (ctx, api) = context_with_clock(
+        vec![ca_issuer("ca", "root-ca")],
+        vec![],
+        Arc::new(move || *clock.lock().unwrap()),
+    );
+    (ctx, api, now)
+}
+
+fn web() -> Certificate {
+    let mut cert = certificate("web", "ca", &["web.apps.svc"]);
+    cert.metadata.resource_version = Some(CERT_VERSION.into());
+    cert
+}
+
+async fn run(cert: &Certificate, ctx: &Arc<Context>) -> Action {
+    reconcile(Arc::new(DeserializeGuard(Ok(cert.clone()))), ctx.clone())
+        .await
+        .unwrap()
+}
+
+/// The Secret's metadata as its watch shows it.
+fn metadata_of(secret: &Value) -> PartialObjectMeta<Secret> {
+    let secret: Secret = serde_json::from_value(secret.clone()).unwrap();
+    PartialObjectMeta {
+        types: None,
+        metadata: secret.metadata,
+        _phantom: Default::default(),
+    }
+}
+
+/// What the first issuance wrote: the Secret (as stored) and the Certificate after it.
+struct Issued {
+    secret: Value,
+    cert: Certificate,
+}
+
+/// Issues `web` with the CA already cached, asserting its requests: one read, three writes.
+/// `before_apply_answer` runs when the apply has reached the API server, before its answer.
+async fn issue_web(
+    ctx: &Arc<Context>,
+    api: &mut ApiServer,
+    before_apply_answer: impl FnOnce(&Value),
+) -> Issued {
+    let cert = web();
+    let task = tokio::spawn(reconcile(
+        Arc::new(DeserializeGuard(Ok(cert.clone()))),
+        ctx.clone(),
+    ));
+    api.expect(Method::GET, SECRET_PATH).await.not_found();
+    let apply = api.expect(Method::PATCH, SECRET_PATH).await;
+    let mut secret = apply.body.clone();
+    secret["metadata"]["resourceVersion"] = SECRET_VERSION.into();
+    before_apply_answer(&secret);
+    apply.ok(secret.clone());
+    let patch = api.expect(Method::PATCH, STATUS_PATH).await;
+    let mut after = to_json(&cert);
+    after["status"] = patch.body["status"].clone();
+    after["metadata"]["resourceVersion"] = CERT_VERSION_AFTER_STATUS.into();
+    patch.ok(after.clone());
+    api.expect(Method::POST, EVENTS_PATH).await.echo();
+    task.await.unwrap().unwrap();
+    api.assert_idle();
+    Issued {
+        secret,
+        cert: serde_json::from_value(after).unwrap(),
+    }
+}
+
+/// Reads the CA Secret into the cache, as the issuer's own reconcile does first.
+async fn cache_the_ca(ctx: &Arc<Context>, api: &mut ApiServer, ca: &Secret) {
+    let loading = {
+        let ctx = ctx.clone();
+        let issuer = ca_issuer("ca", "root-ca");
+        tokio::spawn(async move {
+            let ca = issuer.spec.ca.unwrap();
+            ctx.issuer_ca_key_pairs
+                .load(&ctx.client, NAMESPACE, &ca, ctx.now())
+                .await
+                .unwrap()
+                .unwrap();
+        })
+    };
+    api.expect(Method::GET, CA_SECRET_PATH).await.ok(to_json(ca));
+    loading.await.unwrap();
+}
+
+/// Answers a status patch as the API server does: the object with its new status.
+fn answer_status(seen: Seen, cert: &Certificate) {
+    let mut object = to_json(cert);
+    object["status"] = seen.body["status"].clone();
+    seen.ok(object);
+}
+
+fn root_ca() -> Secret {
+    ca_secret(
+        "root-ca",
+        NAMESPACE,
+        "root",
+        ts(NOW) - SignedDuration::from_hours(24),
+        365,
+    )
+}
+
+#[tokio::test]
+async fn an_issuance_reads_once_writes_three_times_and_its_echoes_make_no_request() {
+    let (ctx, mut api, now) = setup();
+    cache_the_ca(&ctx, &mut api, &root_ca()).await;
+    let issued = issue_web(&ctx, &mut api, |_| {}).await;
+
+    // The echo of the Secret apply reaches the Secret watch: it wakes nobody.
+    let echo = Event::Apply(metadata_of(&issued.secret));
+    assert_eq!(ctx.verdicts.observe(&echo, certificate_of), Observed::Unchanged);
+
+    // A reconcile of the Certificate as the cache had it before the status write: none.
+    *now.lock().unwrap() = ts(NOW) + SignedDuration::from_secs(1);
+    run(&web(), &ctx).await;
+    api.assert_idle();
+
+    // The echo of the status write: no request.
+    run(&issued.cert, &ctx).await;
+    api.assert_idle();
+
+    // Steady state: hours later, woken by a deadline or an issuer: still none.
+    *now.lock().unwrap() = ts(NOW) + SignedDuration::from_hours(5);
+    let action = run(&issued.cert, &ctx).await;
+    api.assert_idle();
+    assert_ne!(action, Action::await_change(), "requeued at its next deadline");
+}
+
+#[tokio::test]
+async fn the_secret_echo_may_arrive_before_the_apply_answer_and_still_costs_nothing() {
+    let (ctx, mut api, _now) = setup();
+    cache_the_ca(&ctx, &mut api, &root_ca()).await;
+    let verdicts = ctx.verdicts.clone();
+    let issued = issue_web(&ctx, &mut api, |secret| {
+        // The watch delivers the new version before the apply's own answer: this event wakes
+        // the Certificate...
+        let echo = Event::Apply(metadata_of(secret));
+        assert_eq!(verdicts.observe(&echo, certificate_of), Observed::Changed);
+    })
+    .await;
+    // ...whose reconcile then finds the verdict reached on that very version: no request.
+    run(&issued.cert, &ctx).await;
+    api.assert_idle();
+}
+
+#[tokio::test]
+async fn a_secret_changed_by_someone_else_is_read_again() {
+    let (ctx, mut api, _now) = setup();
+    cache_the_ca(&ctx, &mut api, &root_ca()).await;
+    let issued = issue_web(&ctx, &mut api, |_| {}).await;
+
+    let mut edited = issued.secret.clone();
+    edited["metadata"]["resourceVersion"] = "150".into();
+    edited["metadata"]["labels"]["team"] = "payments".into();
+    let event = Event::Apply(metadata_of(&edited));
+    assert_eq!(ctx.verdicts.observe(&event, certificate_of), Observed::Changed);
+
+    let task = tokio::spawn(reconcile(
+        Arc::new(DeserializeGuard(Ok(issued.cert.clone()))),
+        ctx.clone(),
+    ));
+    api.expect(Method::GET, SECRET_PATH).await.ok(edited);
+    task.await.unwrap().unwrap();
+    api.assert_idle();
+
+    // A deleted Secret is read again too (and re-issued).
+    assert_eq!(
+        ctx.verdicts
+            .observe(&Event::Delete(metadata_of(&issued.secret)), certificate_of),
+        Observed::Changed
+    );
+    let task = tokio::spawn(reconcile(
+        Arc::new(DeserializeGuard(Ok(issued.cert.clone()))),
+        ctx.clone(),
+    ));
+    api.expect(Method::GET, SECRET_PATH).await.not_found();
+    api.expect(Method::PATCH, SECRET_PATH).await.echo();
+    answer_status(api.expect(Method::PATCH, STATUS_PATH).await, &issued.cert);
+    api.expect(Method::POST, EVENTS_PATH).await.echo();
+    task.await.unwrap().unwrap();
+    api.assert_idle();
+}
+
+#[tokio::test]
+async fn a_ca_secret_is_read_once_per_resource_version() {
+    let (ctx, mut api, _now) = setup();
+    let ca = root_ca();
+    // Two Certificates under one CA: the CA Secret is read once, by the first.
+    for name in ["a", "b"] {
+        let cert = certificate(name, "ca", &[&format!("{name}.apps.svc")]);
+        let task = tokio::spawn(reconcile(
+            Arc::new(DeserializeGuard(Ok(cert.clone()))),
+            ctx.clone(),
+        ));
+        if name == "a" {
+            api.expect(Method::GET, CA_SECRET_PATH).await.ok(to_json(&ca));
+        }
+        let secret = format!("/api/v1/namespaces/apps/secrets/{name}-tls");
+        let status = format!("/apis/certkeeper.io/v1/namespaces/apps/certificates/{name}/status");
+        api.expect(Method::GET, &secret).await.not_found();
+        api.expect(Method::PATCH, &secret).await.echo();
+        answer_status(api.expect(Method::PATCH, &status).await, &cert);
+        api.expect(Method::POST, EVENTS_PATH).await.echo();
+        task.await.unwrap().unwrap();
+        api.assert_idle();
+    }
+
+    // The CA Secret's watch shows the version already read: nothing to read again.
+    let meta = metadata_of(&to_json(&ca));
+    assert_eq!(
+        ctx.issuer_ca_key_pairs.observe(&Event::Apply(meta.clone())),
+        Observed::Unchanged
+    );
+    // A new version of it (the CA re-issued): read at the next use.
+    let mut rotated = meta;
+    rotated.metadata.resource_version = Some("2".into());
+    assert_eq!(
+        ctx.issuer_ca_key_pairs.observe(&Event::Apply(rotated)),
+        Observed::Changed
+    );
+    let cert = certificate("c", "ca", &["c.apps.svc"]);
+    let task = tokio::spawn(reconcile(
+        Arc::new(DeserializeGuard(Ok(cert.clone()))),
+        ctx.clone(),
+    ));
+    api.expect(Method::GET, CA_SECRET_PATH).await.ok(to_json(&ca));
+    api.expect(Method::GET, "/api/v1/namespaces/apps/secrets/c-tls")
+        .await
+        .not_found();
+    api.expect(Method::PATCH, "/api/v1/namespaces/apps/secrets/c-tls")
+        .await
+        .echo();
+    answer_status(
+        api.expect(
+            Method::PATCH,
+            "/apis/certkeeper.io/v1/namespaces/apps/certificates/c/status",
+        )
+        .await,
+        &cert,
+    );
+    api.expect(Method::POST, EVENTS_PATH).await.echo();
+    task.await.unwrap().unwrap();
+    api.assert_idle();
+}
