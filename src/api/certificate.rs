@@ -71,7 +71,7 @@ pub struct CertificateSpec {
 
     /// Subject distinguished name parts beyond the common name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub subject: Option<Subject>,
+    pub subject: Option<Box<Subject>>,
 
     /// Requested lifetime in Go duration syntax. Default 2160h (90 days); minimum 1h.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -104,7 +104,7 @@ pub struct CertificateSpec {
 
     /// Labels and annotations copied onto the Secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub secret_template: Option<SecretTemplate>,
+    pub secret_template: Option<Box<SecretTemplate>>,
 
     /// Extra keys written into the Secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]

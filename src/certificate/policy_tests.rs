@@ -237,10 +237,10 @@ fn secret_layout_has_every_spec_key_label_and_annotation() {
     let mut cert = certificate("web", "self", &["web", "web.apps.svc"]);
     cert.spec.ip_addresses = Some(vec!["10.0.0.1".into()]);
     cert.spec.uris = Some(vec!["spiffe://cluster.local/ns/apps/sa/web".into()]);
-    cert.spec.secret_template = Some(SecretTemplate {
+    cert.spec.secret_template = Some(Box::new(SecretTemplate {
         labels: Some([("team".to_string(), "a".to_string())].into()),
         annotations: Some([("note".to_string(), "x".to_string())].into()),
-    });
+    }));
     cert.spec.additional_output_formats = Some(vec![
         crate::api::AdditionalOutputFormat {
             type_: crate::api::OutputFormatType::CombinedPem,

@@ -124,7 +124,7 @@ pub async fn reconcile(
         uid: &uid,
         generation: cert.metadata.generation,
         renew_requested_at: observed.renew_requested_at,
-        signer: signer_id.as_deref(),
+        signer: signer_id.as_ref(),
         now,
     };
     if let Some((_, verdict)) = ctx.verdicts.get(&observed.key)

@@ -16,19 +16,22 @@ pub struct Verdict {
     pub generation: Option<i64>,
     /// The renewal request it already answered.
     pub renew_requested_at: Option<Timestamp>,
-    /// The CA the certificate chains to (its fingerprint; None for selfSigned).
-    pub signer: Option<String>,
+    /// The CA the certificate chains to (SHA-256 of its certificate; None for selfSigned).
+    pub signer: Option<[u8; 32]>,
     pub facts: IssuedFacts,
     /// The Certificate's resourceVersion before and after the controller's last status write:
     /// a reconcile of the earlier version runs on a cache that has not seen that write yet.
     pub status_written: Option<(String, String)>,
 }
 
-/// Who signs, as a verdict remembers it: the CA certificate's fingerprint.
-pub fn signer_identity(signer: &Signer) -> Option<String> {
+/// Who signs, as a verdict remembers it: the SHA-256 of the CA certificate.
+pub fn signer_identity(signer: &Signer) -> Option<[u8; 32]> {
     match signer {
         Signer::SelfSigned => None,
-        Signer::Ca(ca) => Some(ca.certificate().fingerprint_sha256.clone()),
+        Signer::Ca(ca) => {
+            let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &ca.certificate().der);
+            digest.as_ref().try_into().ok()
+        }
     }
 }
 
@@ -38,7 +41,7 @@ pub struct Current<'a> {
     pub uid: &'a str,
     pub generation: Option<i64>,
     pub renew_requested_at: Option<Timestamp>,
-    pub signer: Option<&'a str>,
+    pub signer: Option<&'a [u8; 32]>,
     pub now: Timestamp,
 }
 
@@ -50,7 +53,7 @@ impl Verdict {
         self.uid == current.uid
             && self.generation == current.generation
             && self.renew_requested_at == current.renew_requested_at
-            && self.signer.as_deref() == current.signer
+            && self.signer.as_ref() == current.signer
             && current.now < self.facts.renewal_time
             && current.now < self.facts.not_after
     }
@@ -72,7 +75,7 @@ mod tests {
             uid: "uid-web".into(),
             generation: Some(1),
             renew_requested_at: None,
-            signer: Some("AB:CD".into()),
+            signer: Some([0xab; 32]),
             facts: IssuedFacts {
                 not_before: ts("2026-11-23T10:00:00Z"),
                 not_after: ts("2026-11-24T10:00:00Z"),
@@ -89,7 +92,7 @@ mod tests {
             uid: "uid-web",
             generation: Some(1),
             renew_requested_at: None,
-            signer: Some("AB:CD"),
+            signer: Some(&[0xab; 32]),
             now: ts(now),
         }
     }
@@ -108,7 +111,7 @@ mod tests {
             ..current("2026-11-23T12:00:00Z")
         }));
         assert!(!v.holds(&Current {
-            signer: Some("EF:01"),
+            signer: Some(&[0xef; 32]),
             ..current("2026-11-23T12:00:00Z")
         }));
         assert!(!v.holds(&Current {

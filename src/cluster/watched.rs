@@ -27,8 +27,9 @@ struct Entry<V> {
     seen: Seen,
     /// Listed again since the current re-list began.
     listed: bool,
-    /// The value and the resourceVersion it was derived from.
-    cached: Option<(String, V)>,
+    /// The value and the resourceVersion it was derived from; boxed, so that the table (which
+    /// keeps spare room) holds one pointer per object, not the value.
+    cached: Option<Box<(String, V)>>,
 }
 
 /// Values by object, each valid while the watch shows the object at its version.
@@ -65,7 +66,7 @@ impl<V: Clone> WatchedCache<V> {
 
     /// The value of `key` and the version it was derived from, while still current.
     pub fn get(&self, key: &ObjectKey) -> Option<(String, V)> {
-        self.lock().get(key).and_then(|e| e.cached.clone())
+        self.lock().get(key).and_then(|e| e.cached.as_deref().cloned())
     }
 
     /// Starts tracking `key` before reading it from the API server.
@@ -90,15 +91,15 @@ impl<V: Clone> WatchedCache<V> {
         };
         let current = entry.seen == token.0 || entry.seen == Seen::Version(version.to_owned());
         if current {
-            entry.cached = Some((version.to_owned(), value));
+            entry.cached = Some(Box::new((version.to_owned(), value)));
         }
         current
     }
 
     /// Changes the cached value of `key` in place, while there is one.
     pub fn update(&self, key: &ObjectKey, change: impl FnOnce(&mut V)) {
-        if let Some((_, value)) = self.lock().get_mut(key).and_then(|e| e.cached.as_mut()) {
-            change(value);
+        if let Some(cached) = self.lock().get_mut(key).and_then(|e| e.cached.as_mut()) {
+            change(&mut cached.1);
         }
     }
 
@@ -122,7 +123,7 @@ impl<V: Clone> WatchedCache<V> {
         };
         entry.seen = Seen::Version(version.to_owned());
         entry.listed = true;
-        match &entry.cached {
+        match entry.cached.as_deref() {
             Some((cached, _)) if cached == version => Observed::Unchanged,
             _ => {
                 entry.cached = None;

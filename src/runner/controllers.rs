@@ -215,17 +215,22 @@ pub fn changed_objects<K>(
     })
 }
 
-/// The annotation `kubectl apply` (client-side) leaves: a copy of the whole object.
-const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+/// The prefix of the annotations the controller reads (renewal requests and the like).
+const OWN_ANNOTATIONS: &str = "certkeeper.io/";
 
-/// Drops from an object what the controller never reads before it is cached: managedFields
-/// and kubectl's last-applied copy are most of a Certificate's size (`cargo bench --bench
+/// Drops from an object what the controller never reads before it is cached: managedFields,
+/// labels, and every annotation but certkeeper.io's (kubectl's last-applied copy, GitOps
+/// tools' tracking data) are most of a Certificate's size (`cargo bench --bench
 /// cache_memory`).
 pub fn trim_for_cache<K: Resource>(object: &mut K) {
     let meta = object.meta_mut();
     meta.managed_fields = None;
+    meta.labels = None;
     if let Some(annotations) = meta.annotations.as_mut() {
-        annotations.remove(LAST_APPLIED);
+        annotations.retain(|key, _| key.starts_with(OWN_ANNOTATIONS));
+        if annotations.is_empty() {
+            meta.annotations = None;
+        }
     }
 }
 
@@ -654,5 +659,36 @@ mod tests {
             panic!("never ready: {:?}", readiness.check());
         }
         running.abort();
+    }
+
+    #[test]
+    fn the_cache_keeps_only_what_the_controller_reads_of_metadata() {
+        let mut cert = certificate("web", "ca", &["web.apps.svc"]);
+        cert.metadata.labels = Some([("app.kubernetes.io/name".to_owned(), "web".to_owned())].into());
+        cert.metadata.annotations = Some(
+            [
+                ("kubectl.kubernetes.io/last-applied-configuration", "{...}"),
+                (
+                    "argocd.argoproj.io/tracking-id",
+                    "shop:certkeeper.io/Certificate:apps/web",
+                ),
+                ("certkeeper.io/renew-requested-at", "2026-11-23T10:00:00Z"),
+            ]
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .into(),
+        );
+        cert.metadata.managed_fields = Some(vec![Default::default()]);
+        trim_for_cache(&mut cert);
+        assert_eq!(cert.metadata.labels, None);
+        assert_eq!(cert.metadata.managed_fields, None);
+        let kept: Vec<&String> = cert
+            .metadata
+            .annotations
+            .iter()
+            .flatten()
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(kept, ["certkeeper.io/renew-requested-at"]);
+        assert_eq!(cert.metadata.uid.as_deref(), Some("uid-web"));
     }
 }
