@@ -1,20 +1,40 @@
-//! The command line: `certkeeper controller` runs the operator, `certkeeper crd` prints the CRDs.
+//! The command line: `controller` runs the operator, `crd` prints the CRDs, and the commands
+//! people on call and developers reach for: `status`, `renew`, `inspect`, `check`, `convert`
+//! and `issue` (no cluster needed). One file per command; each shares the controller's pure
+//! code (spec validation, triggers, pki) rather than a copy of it.
+//!
+//! The binary also works as a kubectl plugin: linked or installed as `kubectl-certkeeper`, it
+//! is run as `kubectl certkeeper ...` and its help says so.
 
-use std::net::SocketAddr;
+pub mod check;
+pub mod controller;
+pub mod convert;
+pub mod inspect;
+pub mod issue;
+pub mod manifests;
+pub mod material;
+pub mod renew;
+pub mod status;
 
-use clap::{Args, Parser, Subcommand};
-use jiff::SignedDuration;
+use std::ffi::OsStr;
+use std::path::Path;
 
-use crate::certificate::expiry;
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+use kube::Client;
+use serde::Serialize;
 
-use crate::runner;
-use crate::telemetry::logs::{self, LogFormat};
+pub use controller::ControllerArgs;
+
+/// The name the binary has as a kubectl plugin.
+pub const PLUGIN_BINARY: &str = "kubectl-certkeeper";
 
 #[derive(Debug, Parser)]
 #[command(
     name = "certkeeper",
     version,
-    about = "Kubernetes certificate operator: in-cluster CAs, TLS Secrets, renewal on time"
+    about = "Kubernetes certificate operator: in-cluster CAs, TLS Secrets, renewal on time",
+    after_help = "Examples:\n  certkeeper issue -f manifests/examples/ --out-dir certs/\n  \
+                  certkeeper status certificate frontend -n certkeeper-demo"
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -24,93 +44,238 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the operator against the cluster of the current kubeconfig (or in-cluster).
+    #[command(after_help = "Example:\n  certkeeper controller --leader-elect=false")]
     Controller(ControllerArgs),
     /// Print the CustomResourceDefinitions as YAML.
+    #[command(after_help = "Example:\n  certkeeper crd > crds/certkeeper.yaml")]
     Crd,
+    /// Why a Certificate is (not) ready: conditions, times, issuer, Secret contents, Events.
+    Status(status::StatusArgs),
+    /// Request renewal of Certificates (the certkeeper.io/renew-requested-at annotation).
+    Renew(renew::RenewArgs),
+    /// Decode a TLS Secret or a PEM file: every certificate of the chain, key, verification.
+    Inspect(inspect::InspectArgs),
+    /// Check that the certkeeper API is installed and usable.
+    Check(check::CheckArgs),
+    /// Convert cert-manager.io/v1 manifests to certkeeper.io/v1, printing YAML.
+    Convert(convert::ConvertArgs),
+    /// Issue certificates from manifests into files, without a cluster.
+    Issue(issue::IssueArgs),
 }
 
-#[derive(Debug, Args)]
-pub struct ControllerArgs {
-    /// Namespace the ClusterIssuers read CA Secrets from [default: the controller's own
-    /// namespace, or certkeeper-system outside a cluster].
-    #[arg(long)]
-    pub cluster_resource_namespace: Option<String>,
-    /// How many objects are reconciled at once per controller.
-    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
-    pub concurrency: u16,
-    /// Log format.
-    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
-    pub log_format: LogFormat,
-    /// Address of the HTTP endpoint serving /metrics, /healthz and /readyz.
-    /// `:PORT` listens on every IPv6 and IPv4 address (IPv4 only where IPv6 is off).
-    #[arg(long, default_value = ":9402", value_parser = parse_bind_address)]
-    pub metrics_bind_address: SocketAddr,
-    /// Remaining validities (Go durations, comma-separated) at which a Certificate gets an
-    /// ExpiringSoon warning; only those shorter than its lifetime apply.
-    #[arg(long, value_delimiter = ',', default_value = "168h,72h,24h", value_parser = expiry::parse_threshold)]
-    pub expiry_warning_thresholds: Vec<SignedDuration>,
-    /// Reconcile only while holding a coordination.k8s.io Lease, so that several replicas are
-    /// safe (`--leader-elect` or `--leader-elect=true`; the install manifests set it).
-    #[arg(long, default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
-    pub leader_elect: bool,
-    /// Namespace of the leader election Lease [default: the controller's own namespace, or
-    /// certkeeper-system outside a cluster].
-    #[arg(long)]
-    pub leader_election_namespace: Option<String>,
-    /// Name of the leader election Lease.
-    #[arg(long, default_value = "certkeeper-controller")]
-    pub leader_election_id: String,
+/// `-n/--namespace` and `-A`, as kubectl spells them.
+#[derive(Debug, Clone, Args)]
+pub struct NamespaceArgs {
+    /// Namespace [default: the current kubeconfig context's namespace, as kubectl].
+    #[arg(short, long)]
+    pub namespace: Option<String>,
 }
 
-/// `host:port`, or `:port` for every interface as Go programs (and cert-manager) accept: the
-/// IPv6 wildcard, which on Linux takes IPv4 too, so IPv6-only clusters can probe it.
-fn parse_bind_address(value: &str) -> Result<SocketAddr, String> {
-    let full = match value.strip_prefix(':') {
-        Some(port) => format!("[::]:{port}"),
-        None => value.to_owned(),
+/// `-o json|yaml` for scripts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Json,
+    Yaml,
+}
+
+/// What a command can fail with; `main` prints it as one line, `certkeeper: ...`.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("no cluster: no usable kubeconfig (KUBECONFIG, ~/.kube/config) and not in a cluster: {0}")]
+    NoCluster(String),
+    #[error("cannot reach the Kubernetes API server: {0}")]
+    Unreachable(String),
+    #[error("{what} not found")]
+    NotFound { what: String },
+    #[error("forbidden: cannot {action}: {message}")]
+    Forbidden { action: String, message: String },
+    #[error("cannot {action}: {reason}")]
+    Api { action: String, reason: String },
+    #[error("cannot read {path}: {reason}")]
+    Read { path: String, reason: String },
+    #[error("cannot write {path}: {reason}")]
+    Write { path: String, reason: String },
+    #[error("{0}")]
+    Invalid(String),
+    /// Some objects failed; each was reported on its own line already.
+    #[error("{0}")]
+    Failed(String),
+    #[error("{0}")]
+    Controller(String),
+}
+
+impl CliError {
+    fn controller(e: impl std::fmt::Display) -> Self {
+        Self::Controller(e.to_string())
+    }
+
+    /// A failed API call, in words: `action` says what was attempted ("get Certificate
+    /// shop/web"), `what` names the object for a not-found.
+    pub fn api(action: impl Into<String>, what: impl Into<String>, error: kube::Error) -> Self {
+        let action = action.into();
+        match error {
+            kube::Error::Api(status) if status.is_not_found() => Self::NotFound { what: what.into() },
+            kube::Error::Api(status) if status.is_forbidden() => Self::Forbidden {
+                action,
+                message: status.message,
+            },
+            kube::Error::Api(status) => Self::Api {
+                action,
+                reason: format!("{} ({})", status.message, status.code),
+            },
+            kube::Error::HyperError(e) => Self::Unreachable(e.to_string()),
+            kube::Error::Service(e) => Self::Unreachable(e.to_string()),
+            other => Self::Api {
+                action,
+                reason: other.to_string(),
+            },
+        }
+    }
+}
+
+/// What a command over several objects did: its output, and one line per object that failed
+/// (printed on stderr, and the exit is non-zero).
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub output: String,
+    pub failures: Vec<String>,
+    /// The last line when something failed ("2 of 5 Certificates not renewed").
+    pub summary: String,
+}
+
+impl Outcome {
+    pub fn ok(output: String) -> Self {
+        Self {
+            output,
+            ..Self::default()
+        }
+    }
+
+    pub fn line(&mut self, line: impl AsRef<str>) {
+        self.output.push_str(line.as_ref());
+        self.output.push('\n');
+    }
+
+    pub fn fail(&mut self, failure: impl Into<String>) {
+        self.failures.push(failure.into());
+    }
+
+    /// Prints the output, then each failure as its own `certkeeper: ...` line.
+    fn finish(self) -> Result<(), CliError> {
+        print!("{}", self.output);
+        if self.failures.is_empty() {
+            return Ok(());
+        }
+        for failure in &self.failures {
+            eprintln!("certkeeper: {failure}");
+        }
+        Err(CliError::Failed(self.summary))
+    }
+}
+
+/// A client as kubectl would make it: KUBECONFIG or ~/.kube/config (current context), else
+/// in-cluster. Its default namespace is the context's namespace.
+pub async fn connect() -> Result<Client, CliError> {
+    let config = kube::Config::infer()
+        .await
+        .map_err(|e| CliError::NoCluster(e.to_string()))?;
+    Client::try_from(config).map_err(|e| CliError::Unreachable(e.to_string()))
+}
+
+/// The namespace to act in: `-n`, else the client's default (the kubeconfig context's).
+pub fn namespace_or_default(namespace: &Option<String>, client: &Client) -> String {
+    namespace
+        .clone()
+        .unwrap_or_else(|| client.default_namespace().to_owned())
+}
+
+/// `value` as JSON or YAML.
+pub fn render<T: Serialize>(value: &T, format: OutputFormat) -> Result<String, CliError> {
+    match format {
+        OutputFormat::Json => serde_json::to_string_pretty(value)
+            .map(|s| s + "\n")
+            .map_err(|e| CliError::Invalid(format!("cannot render JSON: {e}"))),
+        OutputFormat::Yaml => {
+            serde_yaml::to_string(value).map_err(|e| CliError::Invalid(format!("cannot render YAML: {e}")))
+        }
+    }
+}
+
+/// The command tree, named as invoked: `kubectl certkeeper` when argv[0] is
+/// `kubectl-certkeeper`, so usage lines and examples say what to type.
+pub fn command_for(argv0: &OsStr) -> clap::Command {
+    let command = Cli::command().max_term_width(material::WIDTH);
+    let plugin = Path::new(argv0)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.strip_suffix(".exe").unwrap_or(n) == PLUGIN_BINARY);
+    if plugin {
+        as_plugin(command.bin_name("kubectl certkeeper"))
+    } else {
+        command
+    }
+}
+
+fn as_plugin(command: clap::Command) -> clap::Command {
+    let help = command
+        .get_after_help()
+        .map(|h| h.to_string().replace("  certkeeper ", "  kubectl certkeeper "));
+    let children: Vec<String> = command
+        .get_subcommands()
+        .map(|c| c.get_name().to_owned())
+        .collect();
+    let mut command = match help {
+        Some(help) => command.after_help(help),
+        None => command,
     };
-    full.parse()
-        .map_err(|_| format!("{value:?} is not an address such as :9402 or 127.0.0.1:9402"))
+    for child in children {
+        command = command.mut_subcommand(child, as_plugin);
+    }
+    command
+}
+
+/// Parses the process's arguments (exits with clap's message on a usage error).
+pub fn parse() -> Cli {
+    let argv0 = std::env::args_os().next().unwrap_or_default();
+    let matches = command_for(&argv0).get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
 }
 
 /// Runs the command; an `Err` is printed by `main` as one line with a non-zero exit.
-pub async fn dispatch(cli: Cli) -> Result<(), String> {
+pub async fn dispatch(cli: Cli) -> Result<(), CliError> {
+    let now = jiff::Timestamp::now();
     match cli.command {
         Command::Crd => {
-            let yaml = crate::api::crds_yaml().map_err(|e| format!("cannot render the CRDs: {e}"))?;
+            let yaml = crate::api::crds_yaml()
+                .map_err(|e| CliError::Invalid(format!("cannot render the CRDs: {e}")))?;
             print!("{yaml}");
             Ok(())
         }
-        Command::Controller(args) => {
-            // Connect before logging starts, so a failure is the one line `main` prints.
-            let connected = runner::connect().await.map_err(|e| e.to_string())?;
-            let endpoint = crate::telemetry::server::bind(args.metrics_bind_address)
-                .await
-                .map_err(|e| {
-                    runner::RunError::Listen {
-                        address: args.metrics_bind_address.to_string(),
-                        reason: e.to_string(),
-                    }
-                    .to_string()
-                })?;
-            logs::init(args.log_format);
-            tracing::info!(server = %connected.server, version = %connected.version, "connected to the API server");
-            runner::run(
-                connected.client,
-                runner::Settings {
-                    cluster_resource_namespace: args.cluster_resource_namespace,
-                    concurrency: args.concurrency,
-                    expiry_thresholds: args.expiry_warning_thresholds,
-                    leader_election: args.leader_elect.then_some(runner::LeaderElection {
-                        namespace: args.leader_election_namespace,
-                        lease_name: args.leader_election_id,
-                    }),
-                },
-                endpoint,
-            )
-            .await
-            .map_err(|e| e.to_string())
+        Command::Controller(args) => controller::run(args).await,
+        Command::Status(args) => {
+            let client = connect().await?;
+            print!("{}", status::run(&client, &args, now).await?);
+            Ok(())
         }
+        Command::Renew(args) => {
+            let client = connect().await?;
+            renew::run(&client, &args, now).await?.finish()
+        }
+        Command::Inspect(args) => {
+            let client = match &args.target {
+                inspect::Target::Secret { .. } => Some(connect().await?),
+                inspect::Target::File { .. } => None,
+            };
+            print!("{}", inspect::run(client.as_ref(), &args, now).await?);
+            Ok(())
+        }
+        Command::Check(args) => {
+            let client = connect().await?;
+            print!("{}", check::run(&client, &args).await?);
+            Ok(())
+        }
+        Command::Convert(args) => convert::run(&args)?.finish(),
+        Command::Issue(args) => issue::run(&args, now)?.finish(),
     }
 }
 
@@ -119,24 +284,38 @@ mod tests {
     use super::*;
 
     #[test]
-    fn port_only_addresses_listen_on_every_interface() {
-        assert_eq!(parse_bind_address(":9402"), Ok("[::]:9402".parse().unwrap()));
-        assert_eq!(
-            parse_bind_address("127.0.0.1:9402"),
-            Ok("127.0.0.1:9402".parse().unwrap())
-        );
-        assert!(parse_bind_address("9402").is_err());
+    fn as_a_kubectl_plugin_help_says_kubectl_certkeeper() {
+        let mut command = command_for(OsStr::new("/usr/local/bin/kubectl-certkeeper"));
+        let help = command
+            .find_subcommand_mut("renew")
+            .unwrap()
+            .render_help()
+            .to_string();
+        assert!(help.contains("kubectl certkeeper renew"), "{help}");
+        let mut command = command_for(OsStr::new("certkeeper"));
+        let help = command.render_usage().to_string();
+        assert!(help.contains("certkeeper") && !help.contains("kubectl"), "{help}");
     }
 
     #[test]
-    fn leader_election_is_off_unless_asked_for() {
-        let parse = |args: &[&str]| match Cli::try_parse_from(args).unwrap().command {
-            Command::Controller(args) => args.leader_elect,
-            Command::Crd => unreachable!(),
-        };
-        assert!(!parse(&["certkeeper", "controller"]));
-        assert!(parse(&["certkeeper", "controller", "--leader-elect"]));
-        assert!(parse(&["certkeeper", "controller", "--leader-elect=true"]));
-        assert!(!parse(&["certkeeper", "controller", "--leader-elect=false"]));
+    fn every_command_has_an_example_and_help_fits_in_100_columns() {
+        fn walk(command: &mut clap::Command, path: &str) {
+            let path = format!("{path} {}", command.get_name());
+            if command.get_subcommands().next().is_none() || command.get_name() == "certkeeper" {
+                let help = command.render_long_help().to_string();
+                assert!(help.contains("Example"), "{path} --help has no example:\n{help}");
+                for line in help.lines() {
+                    assert!(line.chars().count() <= 100, "{path} --help: {line:?}");
+                }
+            }
+            for child in command.get_subcommands_mut() {
+                if child.get_name() != "help" {
+                    walk(child, &path);
+                }
+            }
+        }
+        let mut command = Cli::command().term_width(100).max_term_width(100);
+        command.build();
+        walk(&mut command, "");
     }
 }

@@ -1,0 +1,116 @@
+//! `certkeeper controller`: runs the operator against the cluster of the current kubeconfig
+//! (or in-cluster).
+
+use std::net::SocketAddr;
+
+use clap::Args;
+use jiff::SignedDuration;
+
+use super::CliError;
+use crate::certificate::expiry;
+use crate::runner;
+use crate::telemetry::logs::{self, LogFormat};
+
+#[derive(Debug, Args)]
+pub struct ControllerArgs {
+    /// Namespace the ClusterIssuers read CA Secrets from [default: the controller's own
+    /// namespace, or certkeeper-system outside a cluster].
+    #[arg(long)]
+    pub cluster_resource_namespace: Option<String>,
+    /// How many objects are reconciled at once per controller.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub concurrency: u16,
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Address of the HTTP endpoint serving /metrics, /healthz and /readyz.
+    /// `:PORT` listens on every IPv6 and IPv4 address (IPv4 only where IPv6 is off).
+    #[arg(long, default_value = ":9402", value_parser = parse_bind_address)]
+    pub metrics_bind_address: SocketAddr,
+    /// Remaining validities (Go durations, comma-separated) at which a Certificate gets an
+    /// ExpiringSoon warning; only those shorter than its lifetime apply.
+    #[arg(long, value_delimiter = ',', default_value = "168h,72h,24h", value_parser = expiry::parse_threshold)]
+    pub expiry_warning_thresholds: Vec<SignedDuration>,
+    /// Reconcile only while holding a coordination.k8s.io Lease, so that several replicas are
+    /// safe (`--leader-elect` or `--leader-elect=true`; the install manifests set it).
+    #[arg(long, default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub leader_elect: bool,
+    /// Namespace of the leader election Lease [default: the controller's own namespace, or
+    /// certkeeper-system outside a cluster].
+    #[arg(long)]
+    pub leader_election_namespace: Option<String>,
+    /// Name of the leader election Lease.
+    #[arg(long, default_value = "certkeeper-controller")]
+    pub leader_election_id: String,
+}
+
+/// `host:port`, or `:port` for every interface as Go programs (and cert-manager) accept: the
+/// IPv6 wildcard, which on Linux takes IPv4 too, so IPv6-only clusters can probe it.
+fn parse_bind_address(value: &str) -> Result<SocketAddr, String> {
+    let full = match value.strip_prefix(':') {
+        Some(port) => format!("[::]:{port}"),
+        None => value.to_owned(),
+    };
+    full.parse()
+        .map_err(|_| format!("{value:?} is not an address such as :9402 or 127.0.0.1:9402"))
+}
+
+pub async fn run(args: ControllerArgs) -> Result<(), CliError> {
+    // Connect before logging starts, so a failure is the one line `main` prints.
+    let connected = runner::connect().await.map_err(CliError::controller)?;
+    let endpoint = crate::telemetry::server::bind(args.metrics_bind_address)
+        .await
+        .map_err(|e| {
+            CliError::controller(runner::RunError::Listen {
+                address: args.metrics_bind_address.to_string(),
+                reason: e.to_string(),
+            })
+        })?;
+    logs::init(args.log_format);
+    tracing::info!(server = %connected.server, version = %connected.version, "connected to the API server");
+    runner::run(
+        connected.client,
+        runner::Settings {
+            cluster_resource_namespace: args.cluster_resource_namespace,
+            concurrency: args.concurrency,
+            expiry_thresholds: args.expiry_warning_thresholds,
+            leader_election: args.leader_elect.then_some(runner::LeaderElection {
+                namespace: args.leader_election_namespace,
+                lease_name: args.leader_election_id,
+            }),
+        },
+        endpoint,
+    )
+    .await
+    .map_err(CliError::controller)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    #[test]
+    fn port_only_addresses_listen_on_every_interface() {
+        assert_eq!(parse_bind_address(":9402"), Ok("[::]:9402".parse().unwrap()));
+        assert_eq!(
+            parse_bind_address("127.0.0.1:9402"),
+            Ok("127.0.0.1:9402".parse().unwrap())
+        );
+        assert!(parse_bind_address("9402").is_err());
+    }
+
+    #[test]
+    fn leader_election_is_off_unless_asked_for() {
+        let parse = |args: &[&str]| match Cli::try_parse_from(args).unwrap().command {
+            Command::Controller(args) => args.leader_elect,
+            _ => unreachable!(),
+        };
+        assert!(!parse(&["certkeeper", "controller"]));
+        assert!(parse(&["certkeeper", "controller", "--leader-elect"]));
+        assert!(parse(&["certkeeper", "controller", "--leader-elect=true"]));
+        assert!(!parse(&["certkeeper", "controller", "--leader-elect=false"]));
+    }
+}
