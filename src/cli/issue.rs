@@ -146,7 +146,7 @@ pub fn issue_all(documents: &[Document], settings: &Settings, now: Timestamp) ->
     let mut results: BTreeMap<usize, Result<(), ()>> = BTreeMap::new();
     for i in order {
         let cert = &certificates[i];
-        let Some((spec, source)) = plans.get(&i) else {
+        let Some((spec, source)) = plans.get(&i).filter(|_| !failed.contains_key(&i)) else {
             continue;
         };
         if let Source::Ca {

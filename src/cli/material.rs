@@ -300,7 +300,17 @@ pub fn field_joined(out: &mut String, indent: usize, label: &str, values: &[Stri
 pub fn wrap(head: &str, text: &str, indent: usize) -> String {
     let mut out = String::new();
     let mut line = head.to_owned();
-    for word in text.split_whitespace() {
+    let room = WIDTH.saturating_sub(indent).max(20);
+    // A word longer than a line (a fingerprint, a long path) is cut into pieces that fit.
+    let pieces = text.split_whitespace().flat_map(|word| {
+        let chars: Vec<char> = word.chars().collect();
+        chars
+            .chunks(room)
+            .map(|c| c.iter().collect::<String>())
+            .collect::<Vec<_>>()
+    });
+    for word in pieces {
+        let word = word.as_str();
         let fresh = line.trim().is_empty() || line == head;
         if !fresh && line.chars().count() + 1 + word.chars().count() > WIDTH {
             let _ = writeln!(out, "{}", line.trim_end());
