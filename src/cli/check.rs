@@ -156,9 +156,14 @@ async fn check_api(client: &Client, namespace: &str) -> Result<String, CliError>
                 e,
             )
         })?;
-    Ok(format!(
-        "{api_version} is served; CRDs {} established; a Certificate passes a server-side \
-         dry-run create in namespace {namespace}\n",
-        RESOURCES.map(|r| format!("{r}.{GROUP}")).join(", ")
-    ))
+    let mut report = format!("{api_version} is served\n");
+    for resource in RESOURCES {
+        report.push_str(&format!(
+            "CustomResourceDefinition {resource}.{GROUP} is established\n"
+        ));
+    }
+    report.push_str(&format!(
+        "a Certificate passes a server-side dry-run create in namespace {namespace}\n"
+    ));
+    Ok(report)
 }

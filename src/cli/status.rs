@@ -317,7 +317,11 @@ fn text(r: &CertificateReport) -> String {
     }
     let i = &r.issuer;
     let reason = i.reason.as_deref().map(|r| format!(" ({r})")).unwrap_or_default();
-    let _ = writeln!(out, "{} {}: Ready {}{reason}", i.kind, i.name, i.ready);
+    let issuer = match i.kind.as_str() {
+        "Issuer" => format!("Issuer {}/{}", r.namespace, i.name),
+        kind => format!("{kind} {}", i.name),
+    };
+    let _ = writeln!(out, "{issuer}: Ready {}{reason}", i.ready);
     if let Some(m) = i.message.as_deref().filter(|m| !m.is_empty()) {
         prose(&mut out, 2, "message", m);
     }
@@ -342,9 +346,8 @@ fn text(r: &CertificateReport) -> String {
             } else {
                 String::new()
             };
-            let head = format!("{} {} {}{count}", time(e.time), e.type_, e.reason);
-            field(&mut out, 2, "-", &[head]);
-            prose(&mut out, 4, "note", &e.note);
+            let head = format!("  {} {} {}{count}:", time(e.time), e.type_, e.reason);
+            let _ = writeln!(out, "{}", material::wrap(&head, &e.note, 4));
         }
     }
     out

@@ -1,1 +1,1 @@
-use super::*;
+//! `convert` tests.
