@@ -126,8 +126,8 @@ impl CliError {
                 action,
                 reason: format!("{} ({})", status.message, status.code),
             },
-            kube::Error::HyperError(e) => Self::Unreachable(e.to_string()),
-            kube::Error::Service(e) => Self::Unreachable(e.to_string()),
+            kube::Error::HyperError(e) => Self::Unreachable(with_causes(&e)),
+            kube::Error::Service(e) => Self::Unreachable(with_causes(e.as_ref())),
             other => Self::Api {
                 action,
                 reason: other.to_string(),
@@ -174,6 +174,21 @@ impl Outcome {
         }
         Err(CliError::Failed(self.summary))
     }
+}
+
+/// An error and its causes, `outer: inner: innermost` ("client error (Connect): tcp connect
+/// error: Connection refused"), each said once.
+fn with_causes(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text = format!("{text}: {cause_text}");
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// A client as kubectl would make it: KUBECONFIG or ~/.kube/config (current context), else

@@ -207,3 +207,18 @@ async fn a_missing_certificate_is_one_error() {
     assert!(matches!(error, CliError::NotFound { .. }), "{error:?}");
     assert_eq!(error.to_string(), "Certificate apps/nope not found");
 }
+
+#[tokio::test]
+async fn an_unreachable_api_server_is_one_readable_error() {
+    // Nothing listens on port 1.
+    let config = kube::Config::new("http://127.0.0.1:1".parse().unwrap());
+    let client = kube::Client::try_from(config).unwrap();
+    let error = run(&client, &args("web", None), now()).await.unwrap_err();
+    assert!(matches!(error, CliError::Unreachable(_)), "{error:?}");
+    let text = error.to_string();
+    assert!(
+        text.starts_with("cannot reach the Kubernetes API server: "),
+        "{text}"
+    );
+    assert!(text.contains("Connection refused"), "{text}");
+}
