@@ -98,6 +98,7 @@ enum Source {
 pub fn issue_all(documents: &[Document], settings: &Settings, now: Timestamp) -> Outcome {
     let mut outcome = Outcome::default();
     let objects = load(documents, settings, &mut outcome);
+    let unreadable = outcome.failures.len();
     let certificates = &objects.certificates;
     let total = certificates.len();
 
@@ -179,6 +180,9 @@ pub fn issue_all(documents: &[Document], settings: &Settings, now: Timestamp) ->
     }
     let issued = total - failed.len();
     outcome.summary = format!("{} of {total} Certificates could not be issued", failed.len());
+    if unreadable > 0 {
+        outcome.summary += &format!(", and {unreadable} objects could not be read");
+    }
     if total == 0 && outcome.failures.is_empty() {
         outcome.line("no Certificates in the manifests");
     } else if failed.is_empty() {

@@ -364,3 +364,34 @@ fn an_unreadable_manifest_is_an_error() {
         other => panic!("expected a read error, got {other:?}"),
     }
 }
+
+#[test]
+fn an_issuer_certkeeper_cannot_serve_fails_with_the_certificates_it_would_sign() {
+    let out = tempfile::tempdir().unwrap();
+    let documents = yaml(
+        r#"
+apiVersion: cert-manager.io/v1
+kind: Issuer
+metadata: {name: letsencrypt, namespace: web}
+spec: {acme: {server: "https://acme.example/directory", privateKeySecretRef: {name: k}}}
+---
+apiVersion: certkeeper.io/v1
+kind: Certificate
+metadata: {name: site, namespace: web}
+spec: {dnsNames: [example.com], secretName: site-tls, issuerRef: {name: letsencrypt}}
+"#,
+    );
+    let outcome = issue(&documents, out.path(), now());
+    assert_eq!(
+        outcome.failures,
+        [
+            "Issuer web/letsencrypt (test.yaml): ACME issuers are not served by certkeeper (only \
+             selfSigned and ca)",
+            "Certificate web/site: Issuer web/letsencrypt is not in the manifests",
+        ]
+    );
+    assert_eq!(
+        outcome.summary,
+        "1 of 1 Certificates could not be issued, and 1 objects could not be read"
+    );
+}
