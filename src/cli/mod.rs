@@ -81,6 +81,9 @@ pub enum OutputFormat {
     Yaml,
 }
 
+/// The message of the API server's 404 for a path no resource is served at.
+const UNKNOWN_RESOURCE: &str = "the server could not find the requested resource";
+
 /// What a command can fail with; `main` prints it as one line, `certkeeper: ...`.
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
@@ -90,6 +93,11 @@ pub enum CliError {
     Unreachable(String),
     #[error("{what} not found")]
     NotFound { what: String },
+    #[error(
+        "cannot {action}: the API server does not serve it; are the certkeeper CRDs installed? \
+         (kubectl apply --server-side -f crds/certkeeper.yaml)"
+    )]
+    NotServed { action: String },
     #[error("forbidden: cannot {action}: {message}")]
     Forbidden { action: String, message: String },
     #[error("cannot {action}: {reason}")]
@@ -117,6 +125,10 @@ impl CliError {
     pub fn api(action: impl Into<String>, what: impl Into<String>, error: kube::Error) -> Self {
         let action = action.into();
         match error {
+            // What the API server answers for a resource it has no handler for (no CRD).
+            kube::Error::Api(status) if status.is_not_found() && status.message == UNKNOWN_RESOURCE => {
+                Self::NotServed { action }
+            }
             kube::Error::Api(status) if status.is_not_found() => Self::NotFound { what: what.into() },
             kube::Error::Api(status) if status.is_forbidden() => Self::Forbidden {
                 action,

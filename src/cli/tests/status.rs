@@ -222,3 +222,26 @@ async fn an_unreachable_api_server_is_one_readable_error() {
     );
     assert!(text.contains("Connection refused"), "{text}");
 }
+
+#[tokio::test]
+async fn without_the_crds_status_says_to_install_them() {
+    let (client, mut server) = cli_client();
+    let command = spawn(async move { run(&client, &args("web", None), now()).await });
+    server
+        .expect(
+            Method::GET,
+            "/apis/certkeeper.io/v1/namespaces/apps/certificates/web",
+        )
+        .await
+        .respond(
+            http::StatusCode::NOT_FOUND,
+            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound",
+                   "code": 404, "message": "the server could not find the requested resource"}),
+        );
+    let error = command.await.unwrap().unwrap_err().to_string();
+    assert_eq!(
+        error,
+        "cannot get Certificate apps/web: the API server does not serve it; are the certkeeper \
+         CRDs installed? (kubectl apply --server-side -f crds/certkeeper.yaml)"
+    );
+}
