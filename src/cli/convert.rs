@@ -1,8 +1,9 @@
 //! `convert -f FILE|DIR|-`: cert-manager.io/v1 Certificates, Issuers and ClusterIssuers to
 //! certkeeper.io/v1, printed as YAML. The apiVersion, issuerRef groups and `cert-manager.io/`
 //! annotation and label keys change; anything certkeeper cannot serve (ACME, Vault, Venafi,
-//! external issuers, fields it does not know) is named per object and nothing is dropped
-//! silently. Objects of other APIs pass through unchanged.
+//! external issuers, fields it does not know, `cert-manager.io/` annotations on other objects
+//! such as Ingresses) is named per object and nothing is dropped silently. Other objects pass
+//! through unchanged.
 
 use std::path::PathBuf;
 
@@ -77,6 +78,20 @@ pub fn convert(document: &Document) -> Result<Value, String> {
             return Err(format!(
                 "{api_version} is not served by certkeeper (only Certificates, Issuers and \
                  ClusterIssuers are)"
+            ));
+        }
+        let annotations = document
+            .object
+            .pointer("/metadata/annotations")
+            .and_then(Value::as_object);
+        if let Some(key) = annotations
+            .into_iter()
+            .flat_map(|a| a.keys())
+            .find(|k| k.starts_with(CERT_MANAGER_PREFIX))
+        {
+            return Err(format!(
+                "annotation {key} asks cert-manager (ingress-shim, CA injector) for a \
+                 certificate; certkeeper does not act on annotations: write a Certificate"
             ));
         }
         return Ok(document.object.clone());

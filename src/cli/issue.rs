@@ -515,6 +515,14 @@ fn write_secret_dir(dir: &Path, desired: &Secret) -> Result<(), String> {
             .and_then(|()| std::fs::rename(&temporary, &path))
             .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     }
+    // An output the spec no longer asks for would leave a stale copy of a private key.
+    let wanted = desired.data.as_ref();
+    for key in [secret::COMBINED_PEM, secret::KEY_DER] {
+        let path = dir.join(key);
+        if !wanted.is_some_and(|d| d.contains_key(key)) && path.exists() {
+            std::fs::remove_file(&path).map_err(|e| format!("cannot remove {}: {e}", path.display()))?;
+        }
+    }
     Ok(())
 }
 

@@ -168,3 +168,30 @@ fn other_cert_manager_kinds_are_refused() {
     assert!(outcome.failures[0].starts_with("CertificateRequest a/r (stdin): kind CertificateRequest"));
     assert!(outcome.failures[1].contains("acme.cert-manager.io/v1 is not served by certkeeper"));
 }
+
+#[test]
+fn cert_manager_annotations_on_an_ingress_are_named_not_passed_on() {
+    let documents = manifests::parse(
+        "ingress.yaml",
+        r#"
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata:
+  name: web
+  namespace: shop
+  annotations: {cert-manager.io/cluster-issuer: letsencrypt}
+spec: {rules: []}
+"#,
+    )
+    .unwrap();
+    let outcome = convert_all(&documents).unwrap();
+    assert_eq!(
+        outcome.failures,
+        [
+            "Ingress shop/web (ingress.yaml): annotation cert-manager.io/cluster-issuer asks \
+          cert-manager (ingress-shim, CA injector) for a certificate; certkeeper does not act on \
+          annotations: write a Certificate"
+        ]
+    );
+    assert_eq!(outcome.output, "");
+}

@@ -395,3 +395,51 @@ spec: {dnsNames: [example.com], secretName: site-tls, issuerRef: {name: letsencr
         "1 of 1 Certificates could not be issued, and 1 objects could not be read"
     );
 }
+
+#[test]
+fn a_ca_put_in_the_output_directory_by_hand_signs_for_its_issuer() {
+    let out = tempfile::tempdir().unwrap();
+    let ca = crate::testing::ca_secret("corp-ca", "team", "Corp CA", now(), 365);
+    let dir = out.path().join("team/corp-ca");
+    std::fs::create_dir_all(&dir).unwrap();
+    for key in ["tls.crt", "tls.key", "ca.crt"] {
+        std::fs::write(
+            dir.join(key),
+            crate::testing::secret_data(&crate::testing::to_json(&ca), key),
+        )
+        .unwrap();
+    }
+    let documents = yaml(
+        r#"
+apiVersion: certkeeper.io/v1
+kind: Issuer
+metadata: {name: corp, namespace: team}
+spec: {ca: {secretName: corp-ca}}
+---
+apiVersion: certkeeper.io/v1
+kind: Certificate
+metadata: {name: api, namespace: team}
+spec:
+  dnsNames: [api.team.svc]
+  secretName: api-tls
+  issuerRef: {name: corp}
+  additionalOutputFormats: [{type: CombinedPEM}]
+"#,
+    );
+    let outcome = issue(&documents, out.path(), now());
+    assert!(outcome.failures.is_empty(), "{:?}", outcome.failures);
+    let api = out.path().join("team/api-tls");
+    assert_eq!(read(api.join("ca.crt")), read(dir.join("tls.crt")));
+    assert!(api.join("tls-combined.pem").is_file());
+
+    // Without CombinedPEM the combined file, a copy of the key, goes away on the next issue.
+    let mut documents = documents;
+    documents[1].object["spec"]
+        .as_object_mut()
+        .unwrap()
+        .remove("additionalOutputFormats");
+    std::fs::remove_file(api.join("tls.crt")).unwrap();
+    let outcome = issue(&documents, out.path(), now());
+    assert!(outcome.output.contains("(MissingData:"), "{}", outcome.output);
+    assert!(!api.join("tls-combined.pem").exists());
+}
