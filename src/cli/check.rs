@@ -11,7 +11,7 @@ use kube::api::PostParams;
 use kube::{Api, Client};
 
 use super::renew::CLI_FIELD_MANAGER;
-use super::{CliError, namespace_or_default};
+use super::{CliError, ClusterArgs, namespace_or_default};
 use crate::api::{Certificate, CertificateSpec, GROUP, IssuerRef};
 
 /// The resources of certkeeper.io/v1, plural, as discovery lists them.
@@ -22,6 +22,8 @@ const RETRY_EVERY: Duration = Duration::from_secs(2);
 #[derive(Debug, Args)]
 #[command(after_help = "Examples:\n  certkeeper check api\n  certkeeper check api --wait 2m")]
 pub struct CheckArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
     #[command(subcommand)]
     pub what: CheckWhat,
 }

@@ -10,7 +10,7 @@ use kube::{Api, Client};
 use serde::Serialize;
 
 use super::material::{self, Material};
-use super::{CliError, NamespaceArgs, OutputFormat, namespace_or_default, render};
+use super::{CliError, ClusterArgs, NamespaceArgs, OutputFormat, namespace_or_default, render};
 use crate::certificate::secret::{CA_CRT, TLS_CRT, TLS_KEY, data};
 
 #[derive(Debug, Args)]
@@ -19,6 +19,8 @@ use crate::certificate::secret::{CA_CRT, TLS_CRT, TLS_KEY, data};
                         certkeeper inspect file certs/certkeeper-demo/frontend-tls/"
 )]
 pub struct InspectArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
     #[command(subcommand)]
     pub target: Target,
 }

@@ -20,10 +20,11 @@ pub mod status;
 mod tests;
 
 use std::ffi::OsStr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use kube::Client;
+use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde::Serialize;
 
 pub use controller::ControllerArgs;
@@ -74,6 +75,18 @@ pub struct NamespaceArgs {
     pub namespace: Option<String>,
 }
 
+/// Which cluster, as kubectl's `--kubeconfig` and `--context` choose it (a kubectl plugin gets
+/// them as typed).
+#[derive(Debug, Clone, Default, Args)]
+pub struct ClusterArgs {
+    /// Path to the kubeconfig file [default: KUBECONFIG, else ~/.kube/config, else in-cluster].
+    #[arg(long, global = true)]
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context to use [default: the current context].
+    #[arg(long, global = true)]
+    pub context: Option<String>,
+}
+
 /// `-o json|yaml` for scripts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum OutputFormat {
@@ -87,7 +100,7 @@ const UNKNOWN_RESOURCE: &str = "the server could not find the requested resource
 /// What a command can fail with; `main` prints it as one line, `certkeeper: ...`.
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
-    #[error("no cluster: no usable kubeconfig (KUBECONFIG, ~/.kube/config) and not in a cluster: {0}")]
+    #[error("no cluster: {0}")]
     NoCluster(String),
     #[error("cannot reach the Kubernetes API server: {0}")]
     Unreachable(String),
@@ -203,12 +216,34 @@ fn with_causes(error: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
-/// A client as kubectl would make it: KUBECONFIG or ~/.kube/config (current context), else
-/// in-cluster. Its default namespace is the context's namespace.
-pub async fn connect() -> Result<Client, CliError> {
-    let config = kube::Config::infer()
-        .await
-        .map_err(|e| CliError::NoCluster(e.to_string()))?;
+/// A client as kubectl would make it: `--kubeconfig`, else KUBECONFIG or ~/.kube/config, at
+/// `--context` or the current context; else in-cluster. Its default namespace is the context's
+/// namespace (or the service account's in a pod).
+pub async fn connect(cluster: &ClusterArgs) -> Result<Client, CliError> {
+    let options = KubeConfigOptions {
+        context: cluster.context.clone(),
+        ..KubeConfigOptions::default()
+    };
+    let config = match (&cluster.kubeconfig, &cluster.context) {
+        (Some(path), _) => {
+            let kubeconfig = Kubeconfig::read_from(path).map_err(|e| CliError::Read {
+                path: path.display().to_string(),
+                reason: e.to_string(),
+            })?;
+            kube::Config::from_custom_kubeconfig(kubeconfig, &options)
+                .await
+                .map_err(|e| CliError::NoCluster(format!("{}: {}", path.display(), with_causes(&e))))
+        }
+        (None, Some(_)) => kube::Config::from_kubeconfig(&options)
+            .await
+            .map_err(|e| CliError::NoCluster(with_causes(&e))),
+        (None, None) => kube::Config::infer().await.map_err(|e| {
+            CliError::NoCluster(format!(
+                "no usable kubeconfig (KUBECONFIG, ~/.kube/config) and not in a cluster: {}",
+                with_causes(&e)
+            ))
+        }),
+    }?;
     Client::try_from(config).map_err(|e| CliError::Unreachable(e.to_string()))
 }
 
@@ -283,24 +318,24 @@ pub async fn dispatch(cli: Cli) -> Result<(), CliError> {
         }
         Command::Controller(args) => controller::run(args).await,
         Command::Status(args) => {
-            let client = connect().await?;
+            let client = connect(&args.cluster).await?;
             print!("{}", status::run(&client, &args, now).await?);
             Ok(())
         }
         Command::Renew(args) => {
-            let client = connect().await?;
+            let client = connect(&args.cluster).await?;
             renew::run(&client, &args, now).await?.finish()
         }
         Command::Inspect(args) => {
             let client = match &args.target {
-                inspect::Target::Secret { .. } => Some(connect().await?),
+                inspect::Target::Secret { .. } => Some(connect(&args.cluster).await?),
                 inspect::Target::File { .. } => None,
             };
             print!("{}", inspect::run(client.as_ref(), &args, now).await?);
             Ok(())
         }
         Command::Check(args) => {
-            let client = connect().await?;
+            let client = connect(&args.cluster).await?;
             print!("{}", check::run(&client, &args).await?);
             Ok(())
         }

@@ -8,7 +8,7 @@ use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 
-use super::{CliError, Outcome, namespace_or_default};
+use super::{CliError, ClusterArgs, Outcome, namespace_or_default};
 use crate::api::{Certificate, RENEW_REQUESTED_AT};
 
 /// The field manager of the CLI's writes.
@@ -21,6 +21,8 @@ pub const CLI_FIELD_MANAGER: &str = "certkeeper-cli";
                         certkeeper renew -l app=web -A"
 )]
 pub struct RenewArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
     /// Names of the Certificates to renew.
     #[arg(required_unless_present_any = ["all", "selector"], conflicts_with_all = ["all", "selector", "all_namespaces"])]
     pub names: Vec<String>,

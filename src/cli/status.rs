@@ -12,7 +12,7 @@ use kube::{Api, Client, ResourceExt};
 use serde::Serialize;
 
 use super::material::{self, Material, field, field_joined};
-use super::{CliError, NamespaceArgs, OutputFormat, namespace_or_default, render};
+use super::{CliError, ClusterArgs, NamespaceArgs, OutputFormat, namespace_or_default, render};
 use crate::api::{
     Certificate, ClusterIssuer, GROUP, Issuer, IssuerStatus, RENEW_REQUESTED_AT, find_condition,
 };
@@ -24,6 +24,8 @@ const EVENTS_SHOWN: usize = 10;
 #[derive(Debug, Args)]
 #[command(after_help = "Example:\n  certkeeper status certificate frontend -n certkeeper-demo")]
 pub struct StatusArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
     #[command(subcommand)]
     pub object: StatusObject,
 }

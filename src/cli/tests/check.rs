@@ -9,6 +9,7 @@ use crate::testing::{ApiServer, cli_client};
 
 fn args(wait: Option<std::time::Duration>) -> CheckArgs {
     CheckArgs {
+        cluster: Default::default(),
         what: CheckWhat::Api {
             wait,
             namespace: None,

@@ -29,6 +29,7 @@ fn issued() -> tempfile::TempDir {
 
 fn file(path: PathBuf, ca: Option<PathBuf>, output: Option<OutputFormat>) -> InspectArgs {
     InspectArgs {
+        cluster: Default::default(),
         target: Target::File { path, ca, output },
     }
 }
@@ -132,6 +133,7 @@ async fn inspect_secret_reads_the_secret_of_the_namespace() {
     let (client, mut server) = cli_client();
     let command = spawn(async move {
         let args = InspectArgs {
+            cluster: Default::default(),
             target: Target::Secret {
                 name: "web-tls".into(),
                 namespace: NamespaceArgs {
@@ -162,6 +164,7 @@ async fn inspect_of_a_missing_secret_is_one_error() {
     let (client, mut server) = cli_client();
     let command = spawn(async move {
         let args = InspectArgs {
+            cluster: Default::default(),
             target: Target::Secret {
                 name: "nope".into(),
                 namespace: NamespaceArgs { namespace: None },

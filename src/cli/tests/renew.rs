@@ -10,6 +10,7 @@ use crate::testing::cli_client;
 
 fn args(names: &[&str]) -> RenewArgs {
     RenewArgs {
+        cluster: Default::default(),
         names: names.iter().map(|s| s.to_string()).collect(),
         all: false,
         selector: None,

@@ -9,6 +9,7 @@ use crate::testing::{ca_secret, cli_client, to_json};
 
 fn args(name: &str, output: Option<OutputFormat>) -> StatusArgs {
     StatusArgs {
+        cluster: Default::default(),
         object: StatusObject::Certificate {
             name: name.into(),
             namespace: NamespaceArgs { namespace: None },
