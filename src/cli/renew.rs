@@ -1,6 +1,7 @@
 //! `renew NAME... | --all | -l SELECTOR`: requests renewal by setting the
 //! `certkeeper.io/renew-requested-at` annotation to now, as a merge patch under the field
-//! manager `certkeeper-cli` (never the controller's own), and says what was asked.
+//! manager `certkeeper-cli` (never the controller's own), and says what was asked. The
+//! controller re-issues a certificate issued before that time (`ManuallyTriggered`).
 
 use clap::Args;
 use jiff::Timestamp;
@@ -10,6 +11,7 @@ use serde_json::json;
 
 use super::{CliError, ClusterArgs, Outcome, namespace_or_default};
 use crate::api::{Certificate, RENEW_REQUESTED_AT};
+use crate::certificate::spec::truncate_to_second;
 
 /// The field manager of the CLI's writes.
 pub const CLI_FIELD_MANAGER: &str = "certkeeper-cli";
@@ -73,7 +75,9 @@ pub async fn run(client: &Client, args: &RenewArgs, now: Timestamp) -> Result<Ou
             .collect()
     };
 
-    let patch = json!({"metadata": {"annotations": {RENEW_REQUESTED_AT: now.to_string()}}});
+    // Whole seconds, as `kubectl annotate ... "$(date -u +%FT%TZ)"` would write it.
+    let at = truncate_to_second(now);
+    let patch = json!({"metadata": {"annotations": {RENEW_REQUESTED_AT: at.to_string()}}});
     let params = PatchParams {
         field_manager: Some(CLI_FIELD_MANAGER.into()),
         ..PatchParams::default()
@@ -85,9 +89,7 @@ pub async fn run(client: &Client, args: &RenewArgs, now: Timestamp) -> Result<Ou
             .patch(name, &params, &Patch::Merge(&patch))
             .await;
         match result {
-            Ok(_) => outcome.line(format!(
-                "{object}: renewal requested ({RENEW_REQUESTED_AT}={now})"
-            )),
+            Ok(_) => outcome.line(format!("{object}: renewal requested at {at}")),
             Err(e) => outcome.fail(CliError::api(format!("annotate {object}"), &object, e).to_string()),
         }
     }

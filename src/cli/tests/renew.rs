@@ -45,7 +45,9 @@ async fn expect_renewal(server: &mut crate::testing::ApiServer, namespace: &str,
 #[tokio::test]
 async fn renew_by_name_annotates_each_certificate() {
     let (client, mut server) = cli_client();
-    let command = spawn(async move { run(&client, &args(&["web", "api"]), now()).await });
+    // The annotation is in whole seconds.
+    let at = now() + jiff::SignedDuration::from_millis(750);
+    let command = spawn(async move { run(&client, &args(&["web", "api"]), at).await });
     expect_renewal(&mut server, NAMESPACE, "web").await;
     expect_renewal(&mut server, NAMESPACE, "api").await;
     let outcome = command.await.unwrap().unwrap();
@@ -53,8 +55,8 @@ async fn renew_by_name_annotates_each_certificate() {
     assert_printable(&outcome.output);
     assert_eq!(
         outcome.output,
-        "Certificate apps/web: renewal requested (certkeeper.io/renew-requested-at=2026-11-30T12:00:00Z)\n\
-         Certificate apps/api: renewal requested (certkeeper.io/renew-requested-at=2026-11-30T12:00:00Z)\n"
+        "Certificate apps/web: renewal requested at 2026-11-30T12:00:00Z\n\
+         Certificate apps/api: renewal requested at 2026-11-30T12:00:00Z\n"
     );
     server.expect_no_more().await;
 }
