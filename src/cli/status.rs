@@ -14,7 +14,8 @@ use serde::Serialize;
 use super::material::{self, Material, field, field_joined};
 use super::{CliError, ClusterArgs, NamespaceArgs, OutputFormat, namespace_or_default, render};
 use crate::api::{
-    Certificate, ClusterIssuer, GROUP, Issuer, IssuerStatus, RENEW_REQUESTED_AT, find_condition,
+    Certificate, CertificateStatus, ClusterIssuer, GROUP, Issuer, IssuerStatus, RENEW_REQUESTED_AT,
+    find_condition,
 };
 use crate::certificate::status::READY;
 
@@ -66,6 +67,8 @@ pub struct CertificateReport {
     pub renew_requested_at: Option<String>,
     pub issuer: IssuerReport,
     pub secret: SecretReport,
+    /// Where the status and the Secret disagree.
+    pub notes: Vec<String>,
     pub events: Vec<EventReport>,
 }
 
@@ -158,6 +161,7 @@ pub async fn certificate_report(
     let issuer = issuer_report(client, &cert).await;
     let secret = secret_report(client, namespace, &cert.spec.secret_name, now).await;
     let events = events(client, namespace, name).await;
+    let notes = disagreements(&status, &secret);
     Ok(CertificateReport {
         namespace: namespace.to_owned(),
         name: name.to_owned(),
@@ -173,8 +177,37 @@ pub async fn certificate_report(
         renew_requested_at: cert.annotations().get(RENEW_REQUESTED_AT).cloned(),
         issuer,
         secret,
+        notes,
         events,
     })
+}
+
+/// What an on-call engineer should not have to spot: the status describing another
+/// certificate than the Secret holds, or a Ready certificate without its Secret.
+fn disagreements(status: &CertificateStatus, secret: &SecretReport) -> Vec<String> {
+    let mut notes = Vec::new();
+    let ready = find_condition(&status.conditions, READY).is_some_and(|c| c.status == "True");
+    match (&secret.unavailable, &secret.material) {
+        (Some(why), _) if why == "not found" && ready => notes.push(
+            "Ready, but the Secret does not exist: the controller re-issues it on its next look".into(),
+        ),
+        (None, Some(material)) => {
+            let leaf = material.chain.first().map(|c| c.serial.as_str());
+            if let (Some(status_serial), Some(leaf)) = (status.serial_number.as_deref(), leaf)
+                && status_serial != leaf
+            {
+                notes.push(format!(
+                    "status.serialNumber {status_serial} is not the Secret's certificate \
+                     ({leaf}): the Secret changed after the controller last wrote the status"
+                ));
+            }
+            if material.key.as_ref().is_some_and(|k| !k.matches_certificate) {
+                notes.push("the Secret's key does not match its certificate (InvalidKeyPair)".into());
+            }
+        }
+        _ => {}
+    }
+    notes
 }
 
 async fn issuer_report(client: &Client, cert: &Certificate) -> IssuerReport {
@@ -329,6 +362,9 @@ fn text(r: &CertificateReport) -> String {
     }
     if let Some(t) = i.ca_not_after {
         let _ = writeln!(out, "  CA notAfter: {t}");
+    }
+    for note in &r.notes {
+        let _ = writeln!(out, "{}", material::wrap("NOTE:", note, 6));
     }
     let _ = writeln!(out, "Secret {}/{}:", r.namespace, r.secret.name);
     match (&r.secret.unavailable, &r.secret.material) {

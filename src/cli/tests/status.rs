@@ -246,3 +246,73 @@ async fn without_the_crds_status_says_to_install_them() {
          CRDs installed? (kubectl apply --server-side -f crds/certkeeper.yaml)"
     );
 }
+
+#[tokio::test]
+async fn a_status_about_another_certificate_than_the_secret_holds_is_pointed_out() {
+    let (client, mut server) = cli_client();
+    let command = spawn(async move { run(&client, &args("web", None), now()).await });
+    let mut status = ready_status();
+    status["serialNumber"] = json!("0badc0ffee");
+    server
+        .expect(
+            Method::GET,
+            "/apis/certkeeper.io/v1/namespaces/apps/certificates/web",
+        )
+        .await
+        .ok(certificate_json("web", status));
+    server
+        .expect(Method::GET, "/apis/certkeeper.io/v1/namespaces/apps/issuers/ca")
+        .await
+        .ok(issuer_json("True", "KeyPairVerified", "Signing CA verified"));
+    let secret = ca_secret(
+        "web-tls",
+        NAMESPACE,
+        "web.apps.svc",
+        ts("2026-11-30T11:00:00Z"),
+        1,
+    );
+    server
+        .expect(Method::GET, "/api/v1/namespaces/apps/secrets/web-tls")
+        .await
+        .ok(to_json(&secret));
+    server
+        .expect(Method::GET, "/apis/events.k8s.io/v1/namespaces/apps/events")
+        .await
+        .ok(list("EventList", vec![]));
+    let text = command.await.unwrap().unwrap();
+    assert_printable(&text);
+    assert!(
+        text.contains("NOTE: status.serialNumber 0badc0ffee is not the Secret's certificate"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn a_ready_certificate_whose_secret_is_gone_is_pointed_out() {
+    let (client, mut server) = cli_client();
+    let command = spawn(async move { run(&client, &args("web", Some(OutputFormat::Yaml)), now()).await });
+    server
+        .expect(
+            Method::GET,
+            "/apis/certkeeper.io/v1/namespaces/apps/certificates/web",
+        )
+        .await
+        .ok(certificate_json("web", ready_status()));
+    server
+        .expect(Method::GET, "/apis/certkeeper.io/v1/namespaces/apps/issuers/ca")
+        .await
+        .ok(issuer_json("True", "KeyPairVerified", "Signing CA verified"));
+    server
+        .expect(Method::GET, "/api/v1/namespaces/apps/secrets/web-tls")
+        .await
+        .not_found();
+    server
+        .expect(Method::GET, "/apis/events.k8s.io/v1/namespaces/apps/events")
+        .await
+        .ok(list("EventList", vec![]));
+    let report: Value = serde_yaml::from_str(&command.await.unwrap().unwrap()).unwrap();
+    assert_eq!(
+        report["notes"],
+        json!(["Ready, but the Secret does not exist: the controller re-issues it on its next look"])
+    );
+}
