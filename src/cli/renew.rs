@@ -75,8 +75,13 @@ pub async fn run(client: &Client, args: &RenewArgs, now: Timestamp) -> Result<Ou
             .collect()
     };
 
-    // Whole seconds, as `kubectl annotate ... "$(date -u +%FT%TZ)"` would write it.
-    let at = truncate_to_second(now);
+    // Whole seconds, as `kubectl annotate ... "$(date -u +%FT%TZ)"` writes it, rounded up: a
+    // certificate issued earlier in this very second has a notBefore below it, so the request
+    // is never lost (the controller acts on it when that second has passed).
+    let at = match truncate_to_second(now) {
+        floor if floor < now => floor + jiff::SignedDuration::from_secs(1),
+        floor => floor,
+    };
     let patch = json!({"metadata": {"annotations": {RENEW_REQUESTED_AT: at.to_string()}}});
     let params = PatchParams {
         field_manager: Some(CLI_FIELD_MANAGER.into()),

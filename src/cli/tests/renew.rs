@@ -45,8 +45,8 @@ async fn expect_renewal(server: &mut crate::testing::ApiServer, namespace: &str,
 #[tokio::test]
 async fn renew_by_name_annotates_each_certificate() {
     let (client, mut server) = cli_client();
-    // The annotation is in whole seconds.
-    let at = now() + jiff::SignedDuration::from_millis(750);
+    // The annotation is in whole seconds, rounded up.
+    let at = now() - jiff::SignedDuration::from_millis(250);
     let command = spawn(async move { run(&client, &args(&["web", "api"]), at).await });
     expect_renewal(&mut server, NAMESPACE, "web").await;
     expect_renewal(&mut server, NAMESPACE, "api").await;
