@@ -16,7 +16,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 
 use super::manifests::{self, Document};
-use super::material::wrap;
+use super::text::wrap;
 use super::{CliError, Outcome, convert};
 use crate::api::{
     Certificate, ClusterIssuer, GROUP, Issuer, IssuerSpec, PrivateKeyRotationPolicy, RENEW_REQUESTED_AT,

@@ -15,6 +15,7 @@ pub mod manifests;
 pub mod material;
 pub mod renew;
 pub mod status;
+pub mod text;
 
 #[cfg(test)]
 mod tests;
@@ -269,7 +270,7 @@ pub fn render<T: Serialize>(value: &T, format: OutputFormat) -> Result<String, C
 /// The command tree, named as invoked: `kubectl certkeeper` when argv[0] is
 /// `kubectl-certkeeper`, so usage lines and examples say what to type.
 pub fn command_for(argv0: &OsStr) -> clap::Command {
-    let command = Cli::command().max_term_width(material::WIDTH);
+    let command = Cli::command().max_term_width(text::WIDTH);
     let plugin = Path::new(argv0)
         .file_name()
         .and_then(|n| n.to_str())

@@ -11,7 +11,8 @@ use kube::api::ListParams;
 use kube::{Api, Client, ResourceExt};
 use serde::Serialize;
 
-use super::material::{self, Material, field, field_joined};
+use super::material::{self, Material};
+use super::text::{field, field_joined, wrap};
 use super::{CliError, ClusterArgs, NamespaceArgs, OutputFormat, namespace_or_default, render};
 use crate::api::{
     Certificate, CertificateStatus, ClusterIssuer, GROUP, Issuer, IssuerStatus, RENEW_REQUESTED_AT,
@@ -364,7 +365,7 @@ fn text(r: &CertificateReport) -> String {
         let _ = writeln!(out, "  CA notAfter: {t}");
     }
     for note in &r.notes {
-        let _ = writeln!(out, "{}", material::wrap("NOTE:", note, 6));
+        let _ = writeln!(out, "{}", wrap("NOTE:", note, 6));
     }
     let _ = writeln!(out, "Secret {}/{}:", r.namespace, r.secret.name);
     match (&r.secret.unavailable, &r.secret.material) {
@@ -385,7 +386,7 @@ fn text(r: &CertificateReport) -> String {
                 String::new()
             };
             let head = format!("  {} {} {}{count}:", time(e.time), e.type_, e.reason);
-            let _ = writeln!(out, "{}", material::wrap(&head, &e.note, 4));
+            let _ = writeln!(out, "{}", wrap(&head, &e.note, 4));
         }
     }
     out

@@ -1,28 +1,21 @@
 //! `inspect secret` and `inspect file`: what the material is, whether the key matches and the
 //! chain verifies; never the key itself.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use http::Method;
 use jiff::SignedDuration;
 
 use super::*;
 use crate::cli::inspect::{InspectArgs, Target, run};
-use crate::cli::issue::{Settings, issue_all};
-use crate::cli::{CliError, NamespaceArgs, OutputFormat, manifests};
+use crate::cli::issue::issue_all;
+use crate::cli::{CliError, NamespaceArgs, OutputFormat};
 use crate::testing::{ca_secret, cli_client, to_json};
 
 /// The example hierarchy issued into a temporary directory at `now()`.
 fn issued() -> tempfile::TempDir {
     let out = tempfile::tempdir().unwrap();
-    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests/examples");
-    let documents = manifests::read_all(&[examples]).unwrap();
-    let settings = Settings {
-        out_dir: out.path().to_owned(),
-        default_namespace: "default".into(),
-        cluster_resource_namespace: "certkeeper-system".into(),
-    };
-    let outcome = issue_all(&documents, &settings, now());
+    let outcome = issue_all(&examples(), &issue_settings(out.path()), now());
     assert!(outcome.failures.is_empty(), "{:?}", outcome.failures);
     out
 }

@@ -6,26 +6,13 @@ use std::process::Command;
 use jiff::SignedDuration;
 
 use super::*;
-use crate::cli::issue::{Settings, issue_all};
+use crate::cli::issue::issue_all;
 use crate::cli::manifests::{self, Document};
 use crate::cli::{CliError, Outcome};
 use crate::pki::tests::mtls::{self, Mounted};
 
-fn examples() -> Vec<Document> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests/examples");
-    manifests::read_all(&[dir]).unwrap()
-}
-
-fn settings(out_dir: &Path) -> Settings {
-    Settings {
-        out_dir: out_dir.to_owned(),
-        default_namespace: "default".into(),
-        cluster_resource_namespace: "certkeeper-system".into(),
-    }
-}
-
 fn issue(documents: &[Document], out_dir: &Path, now: Timestamp) -> Outcome {
-    let outcome = issue_all(documents, &settings(out_dir), now);
+    let outcome = issue_all(documents, &issue_settings(out_dir), now);
     assert_printable(&outcome.output);
     outcome
 }

@@ -15,8 +15,23 @@ use std::future::Future;
 use jiff::Timestamp;
 use serde_json::{Value, json};
 
-use super::material::WIDTH;
+use super::text::WIDTH;
 use crate::testing::{NAMESPACE, ts};
+
+/// `manifests/examples/`, as `issue -f manifests/examples/` reads it.
+fn examples() -> Vec<crate::cli::manifests::Document> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests/examples");
+    crate::cli::manifests::read_all(&[dir]).unwrap()
+}
+
+/// `issue`'s settings with its defaults, writing under `out_dir`.
+fn issue_settings(out_dir: &std::path::Path) -> crate::cli::issue::Settings {
+    crate::cli::issue::Settings {
+        out_dir: out_dir.to_owned(),
+        default_namespace: "default".into(),
+        cluster_resource_namespace: "certkeeper-system".into(),
+    }
+}
 
 /// The instant the commands run at.
 fn now() -> Timestamp {
