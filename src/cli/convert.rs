@@ -196,18 +196,25 @@ fn convert_issuer_ref(spec: &mut Value) -> Result<(), String> {
 /// unknown field is a feature certkeeper does not have, and dropping it would change what is
 /// issued.
 fn check_nothing_dropped<K: DeserializeOwned + Serialize>(object: &Value) -> Result<(), String> {
-    let typed: K = serde_json::from_value(object.clone()).map_err(|e| format!("invalid: {e}"))?;
-    let back = serde_json::to_value(&typed).map_err(|e| e.to_string())?;
-    let mut lost = Vec::new();
-    for field in ["spec"] {
-        if let Some(input) = object.get(field) {
-            missing(input, back.get(field).unwrap_or(&Value::Null), field, &mut lost);
-        }
-    }
+    let (_, lost) = typed_with_unknown_fields::<K>(object)?;
     match lost.is_empty() {
         true => Ok(()),
         false => Err(format!("not supported by certkeeper: {}", lost.join(", "))),
     }
+}
+
+/// `object` read as `K`, and the paths of its spec that `K` does not have (what the API
+/// server's strict field validation refuses, and serde would silently skip).
+pub fn typed_with_unknown_fields<K: DeserializeOwned + Serialize>(
+    object: &Value,
+) -> Result<(K, Vec<String>), String> {
+    let typed: K = serde_json::from_value(object.clone()).map_err(|e| format!("invalid: {e}"))?;
+    let back = serde_json::to_value(&typed).map_err(|e| e.to_string())?;
+    let mut lost = Vec::new();
+    if let Some(input) = object.get("spec") {
+        missing(input, back.get("spec").unwrap_or(&Value::Null), "spec", &mut lost);
+    }
+    Ok((typed, lost))
 }
 
 /// Paths of `input` that `output` lacks.

@@ -222,7 +222,7 @@ fn load(documents: &[Document], settings: &Settings, outcome: &mut Outcome) -> O
             outcome.fail(format!("{} ({}): {e}", document.describe(), document.source))
         };
         match document.kind() {
-            "Issuer" => match serde_json::from_value::<Issuer>(object) {
+            "Issuer" => match typed::<Issuer>(&object) {
                 Ok(mut issuer) => {
                     let ns = issuer.namespace().unwrap_or(settings.default_namespace.clone());
                     issuer.metadata.namespace = Some(ns.clone());
@@ -234,7 +234,7 @@ fn load(documents: &[Document], settings: &Settings, outcome: &mut Outcome) -> O
                 }
                 Err(e) => failed(outcome, &e),
             },
-            "ClusterIssuer" => match serde_json::from_value::<ClusterIssuer>(object) {
+            "ClusterIssuer" => match typed::<ClusterIssuer>(&object) {
                 Ok(mut issuer) => {
                     issuer.metadata.namespace = None;
                     if objects.cluster_issuers.contains_key(&issuer.name_any()) {
@@ -244,7 +244,7 @@ fn load(documents: &[Document], settings: &Settings, outcome: &mut Outcome) -> O
                 }
                 Err(e) => failed(outcome, &e),
             },
-            "Certificate" => match serde_json::from_value::<Certificate>(object) {
+            "Certificate" => match typed::<Certificate>(&object) {
                 Ok(mut cert) => {
                     let ns = cert.namespace().unwrap_or(settings.default_namespace.clone());
                     cert.metadata.namespace = Some(ns);
@@ -264,6 +264,16 @@ fn load(documents: &[Document], settings: &Settings, outcome: &mut Outcome) -> O
         }
     }
     objects
+}
+
+/// `object` as `K`; a field `K` does not know is an error, as the API server's strict field
+/// validation makes it (a misspelled `dnsName` must not issue a certificate without names).
+fn typed<K: serde::de::DeserializeOwned + serde::Serialize>(object: &serde_json::Value) -> Result<K, String> {
+    let (typed, unknown) = convert::typed_with_unknown_fields::<K>(object)?;
+    match unknown.is_empty() {
+        true => Ok(typed),
+        false => Err(format!("unknown field {}", unknown.join(", "))),
+    }
 }
 
 /// The issuer a Certificate references, as the controller's `signer::resolve` reads it,

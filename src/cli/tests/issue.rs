@@ -430,3 +430,27 @@ spec:
     assert!(outcome.output.contains("(MissingData:"), "{}", outcome.output);
     assert!(!api.join("tls-combined.pem").exists());
 }
+
+#[test]
+fn a_misspelled_field_is_refused_as_the_api_server_would() {
+    let out = tempfile::tempdir().unwrap();
+    let documents = yaml(
+        r#"
+apiVersion: certkeeper.io/v1
+kind: Issuer
+metadata: {name: selfsigned}
+spec: {selfSigned: {}}
+---
+apiVersion: certkeeper.io/v1
+kind: Certificate
+metadata: {name: web}
+spec: {dnsName: [web.default.svc], commonName: web, secretName: web-tls, issuerRef: {name: selfsigned}}
+"#,
+    );
+    let outcome = issue(&documents, out.path(), now());
+    assert_eq!(
+        outcome.failures,
+        ["Certificate web (test.yaml): unknown field spec.dnsName"]
+    );
+    assert!(!out.path().join("default/web-tls").exists());
+}
