@@ -283,9 +283,11 @@ pub fn command_for(argv0: &OsStr) -> clap::Command {
 }
 
 fn as_plugin(command: clap::Command) -> clap::Command {
-    let help = command
-        .get_after_help()
-        .map(|h| h.to_string().replace("  certkeeper ", "  kubectl certkeeper "));
+    let help = command.get_after_help().map(|h| {
+        h.to_string()
+            .replace("  certkeeper ", "  kubectl certkeeper ")
+            .replace("| certkeeper ", "| kubectl certkeeper ")
+    });
     let children: Vec<String> = command
         .get_subcommands()
         .map(|c| c.get_name().to_owned())

@@ -15,6 +15,15 @@ fn as_a_kubectl_plugin_help_says_kubectl_certkeeper() {
         .render_help()
         .to_string();
     assert!(help.contains("kubectl certkeeper renew"), "{help}");
+    let help = command
+        .find_subcommand_mut("convert")
+        .unwrap()
+        .render_help()
+        .to_string();
+    assert!(
+        help.contains("-o yaml | kubectl certkeeper convert -f -"),
+        "{help}"
+    );
     let mut command = command_for(OsStr::new("certkeeper"));
     let help = command.render_usage().to_string();
     assert!(help.contains("certkeeper") && !help.contains("kubectl"), "{help}");
