@@ -1,8 +1,6 @@
-use clap::Parser;
-
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let cli = certkeeper::cli::Cli::parse();
+    let cli = certkeeper::cli::parse();
     match certkeeper::cli::dispatch(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(message) => {

@@ -29,12 +29,18 @@ pub type Handle = tower_test::mock::Handle<Request<Body>, Response<Body>>;
 /// method and path, and answers it.
 pub struct ApiServer {
     handle: Handle,
+    /// Whether each request must be granted by the controller's RBAC (`access::API_ACCESS`)
+    /// and each patch be its server-side apply. Off for the CLI, which runs with the user's
+    /// own rights and field manager.
+    controller_access: bool,
 }
 
 /// One request as the reconciler sent it.
 pub struct Seen {
     pub method: Method,
     pub path: String,
+    /// The query string, `""` when there is none.
+    pub query: String,
     pub body: Value,
     send: tower_test::mock::SendResponse<Response<Body>>,
 }
@@ -86,8 +92,10 @@ impl ApiServer {
             (&method, path),
             "unexpected request; body: {body}"
         );
-        assert_granted(&parts);
-        if method == Method::PATCH {
+        if self.controller_access {
+            assert_granted(&parts);
+        }
+        if self.controller_access && method == Method::PATCH {
             let query = parts.uri.query().unwrap_or_default();
             assert!(
                 query.contains("fieldManager=certkeeper"),
@@ -101,6 +109,7 @@ impl ApiServer {
         Seen {
             method: parts.method,
             path: parts.uri.path().to_owned(),
+            query: parts.uri.query().unwrap_or_default().to_owned(),
             body,
             send,
         }
@@ -244,7 +253,23 @@ pub fn context_with_clock(
         CLUSTER_RESOURCE_NAMESPACE.into(),
         DEFAULT_THRESHOLDS.to_vec(),
     );
-    (Arc::new(ctx), ApiServer { handle })
+    let server = ApiServer {
+        handle,
+        controller_access: true,
+    };
+    (Arc::new(ctx), server)
+}
+
+/// A client for the CLI's tests, whose default namespace is NAMESPACE, and the mocked API
+/// server behind it. Requests are not checked against the controller's RBAC: the CLI acts
+/// with the rights of whoever runs it.
+pub fn cli_client() -> (Client, ApiServer) {
+    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let server = ApiServer {
+        handle,
+        controller_access: false,
+    };
+    (Client::new(service, NAMESPACE), server)
 }
 
 /// Metrics over caches holding these objects, at a fixed clock.

@@ -305,12 +305,14 @@ fn retry_at(
 }
 
 /// What one issuance produces, computed off the async workers.
-struct Issued {
-    leaf: CertificateInfo,
-    material: SecretMaterial,
+pub(crate) struct Issued {
+    pub(crate) leaf: CertificateInfo,
+    pub(crate) material: SecretMaterial,
 }
 
-fn sign(
+/// Generates (or reuses) the key and signs: the one issuance of the controller and of the
+/// offline `certkeeper issue`.
+pub(crate) fn sign(
     spec: &ValidatedSpec,
     signer: &Signer,
     reuse: Option<PrivateKey>,

@@ -12,7 +12,7 @@ mod parse;
 mod usage;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use ca::{CaFacts, CaKeyPair, IssuerUrls};
 pub use cert::{CertificateTemplate, IssuedCertificate, SubjectFields, sign_self_signed, sign_with_ca};

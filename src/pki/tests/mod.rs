@@ -7,7 +7,7 @@ mod ca_validation;
 mod certificates;
 mod chains;
 mod keys;
-mod mtls;
+pub(crate) mod mtls;
 mod openssl;
 
 use std::net::IpAddr;

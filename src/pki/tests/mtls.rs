@@ -14,11 +14,11 @@ use rustls::{
 
 use super::*;
 
-/// What a workload mounts from its Secret.
-struct Mounted {
-    tls_crt: String,
-    tls_key: String,
-    ca_crt: String,
+/// What a workload mounts from its Secret (shared with the CLI's `issue` tests).
+pub(crate) struct Mounted {
+    pub(crate) tls_crt: String,
+    pub(crate) tls_key: String,
+    pub(crate) ca_crt: String,
 }
 
 fn issue(template: &CertificateTemplate, key_spec: KeySpec, ca: &CaKeyPair) -> Mounted {
@@ -56,7 +56,7 @@ fn trust(ca_crt: &str) -> Arc<RootCertStore> {
     Arc::new(roots)
 }
 
-fn server(mounted: &Mounted) -> Connection {
+pub(crate) fn server(mounted: &Mounted) -> Connection {
     let verifier = WebPkiClientVerifier::builder_with_provider(trust(&mounted.ca_crt), provider())
         .build()
         .unwrap();
@@ -69,7 +69,7 @@ fn server(mounted: &Mounted) -> Connection {
     Connection::Server(ServerConnection::new(Arc::new(config)).unwrap())
 }
 
-fn client(mounted: &Mounted, server_name: &str) -> Connection {
+pub(crate) fn client(mounted: &Mounted, server_name: &str) -> Connection {
     let config = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .unwrap()
@@ -81,7 +81,7 @@ fn client(mounted: &Mounted, server_name: &str) -> Connection {
 }
 
 #[derive(Debug)]
-enum Refusal {
+pub(crate) enum Refusal {
     ByServer(rustls::Error),
     ByClient(rustls::Error),
 }
@@ -101,7 +101,7 @@ fn pump(from: &mut Connection, to: &mut Connection) -> Result<bool, rustls::Erro
 }
 
 /// Shuttles bytes until both sides are done handshaking and nothing is in flight.
-fn handshake(client: &mut Connection, server: &mut Connection) -> Result<(), Refusal> {
+pub(crate) fn handshake(client: &mut Connection, server: &mut Connection) -> Result<(), Refusal> {
     for _ in 0..16 {
         let sent = pump(client, server).map_err(Refusal::ByServer)?;
         let answered = pump(server, client).map_err(Refusal::ByClient)?;
@@ -112,7 +112,7 @@ fn handshake(client: &mut Connection, server: &mut Connection) -> Result<(), Ref
     panic!("handshake made no progress");
 }
 
-fn exchange(from: &mut Connection, to: &mut Connection, message: &[u8]) -> Vec<u8> {
+pub(crate) fn exchange(from: &mut Connection, to: &mut Connection, message: &[u8]) -> Vec<u8> {
     from.writer().write_all(message).unwrap();
     assert!(pump(from, to).unwrap());
     let mut received = vec![0; message.len()];

@@ -1,33 +1,15 @@
-//! The command line: `certkeeper controller` runs the operator, `certkeeper crd` prints the CRDs.
+//! `certkeeper controller`: runs the operator against the cluster of the current kubeconfig
+//! (or in-cluster).
 
 use std::net::SocketAddr;
 
-use clap::{Args, Parser, Subcommand};
+use clap::Args;
 use jiff::SignedDuration;
 
+use super::CliError;
 use crate::certificate::expiry;
-
 use crate::runner;
 use crate::telemetry::logs::{self, LogFormat};
-
-#[derive(Debug, Parser)]
-#[command(
-    name = "certkeeper",
-    version,
-    about = "Kubernetes certificate operator: in-cluster CAs, TLS Secrets, renewal on time"
-)]
-pub struct Cli {
-    #[command(subcommand)]
-    pub command: Command,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum Command {
-    /// Run the operator against the cluster of the current kubeconfig (or in-cluster).
-    Controller(ControllerArgs),
-    /// Print the CustomResourceDefinitions as YAML.
-    Crd,
-}
 
 #[derive(Debug, Args)]
 pub struct ControllerArgs {
@@ -73,50 +55,42 @@ fn parse_bind_address(value: &str) -> Result<SocketAddr, String> {
         .map_err(|_| format!("{value:?} is not an address such as :9402 or 127.0.0.1:9402"))
 }
 
-/// Runs the command; an `Err` is printed by `main` as one line with a non-zero exit.
-pub async fn dispatch(cli: Cli) -> Result<(), String> {
-    match cli.command {
-        Command::Crd => {
-            let yaml = crate::api::crds_yaml().map_err(|e| format!("cannot render the CRDs: {e}"))?;
-            print!("{yaml}");
-            Ok(())
-        }
-        Command::Controller(args) => {
-            // Connect before logging starts, so a failure is the one line `main` prints.
-            let connected = runner::connect().await.map_err(|e| e.to_string())?;
-            let endpoint = crate::telemetry::server::bind(args.metrics_bind_address)
-                .await
-                .map_err(|e| {
-                    runner::RunError::Listen {
-                        address: args.metrics_bind_address.to_string(),
-                        reason: e.to_string(),
-                    }
-                    .to_string()
-                })?;
-            logs::init(args.log_format);
-            tracing::info!(server = %connected.server, version = %connected.version, "connected to the API server");
-            runner::run(
-                connected.client,
-                runner::Settings {
-                    cluster_resource_namespace: args.cluster_resource_namespace,
-                    concurrency: args.concurrency,
-                    expiry_thresholds: args.expiry_warning_thresholds,
-                    leader_election: args.leader_elect.then_some(runner::LeaderElection {
-                        namespace: args.leader_election_namespace,
-                        lease_name: args.leader_election_id,
-                    }),
-                },
-                endpoint,
-            )
-            .await
-            .map_err(|e| e.to_string())
-        }
-    }
+pub async fn run(args: ControllerArgs) -> Result<(), CliError> {
+    // Connect before logging starts, so a failure is the one line `main` prints.
+    let connected = runner::connect().await.map_err(CliError::controller)?;
+    let endpoint = crate::telemetry::server::bind(args.metrics_bind_address)
+        .await
+        .map_err(|e| {
+            CliError::controller(runner::RunError::Listen {
+                address: args.metrics_bind_address.to_string(),
+                reason: e.to_string(),
+            })
+        })?;
+    logs::init(args.log_format);
+    tracing::info!(server = %connected.server, version = %connected.version, "connected to the API server");
+    runner::run(
+        connected.client,
+        runner::Settings {
+            cluster_resource_namespace: args.cluster_resource_namespace,
+            concurrency: args.concurrency,
+            expiry_thresholds: args.expiry_warning_thresholds,
+            leader_election: args.leader_elect.then_some(runner::LeaderElection {
+                namespace: args.leader_election_namespace,
+                lease_name: args.leader_election_id,
+            }),
+        },
+        endpoint,
+    )
+    .await
+    .map_err(CliError::controller)
 }
 
 #[cfg(test)]
 mod tests {
+    use clap::Parser;
+
     use super::*;
+    use crate::cli::{Cli, Command};
 
     #[test]
     fn port_only_addresses_listen_on_every_interface() {
@@ -132,7 +106,7 @@ mod tests {
     fn leader_election_is_off_unless_asked_for() {
         let parse = |args: &[&str]| match Cli::try_parse_from(args).unwrap().command {
             Command::Controller(args) => args.leader_elect,
-            Command::Crd => unreachable!(),
+            _ => unreachable!(),
         };
         assert!(!parse(&["certkeeper", "controller"]));
         assert!(parse(&["certkeeper", "controller", "--leader-elect"]));
