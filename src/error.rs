@@ -34,7 +34,28 @@ pub enum Error {
     },
 }
 
+/// Whether a request failed because the API server could not serve it right now (not
+/// reachable, overloaded, restarting, timing out), rather than because of what was asked.
+pub fn is_unavailable(error: &kube::Error) -> bool {
+    match error {
+        kube::Error::HyperError(_) | kube::Error::Service(_) => true,
+        kube::Error::Api(status) => matches!(status.code, 409 | 429 | 500 | 502 | 503 | 504),
+        _ => false,
+    }
+}
+
 impl Error {
+    /// Whether the API server, not the object, made this reconcile fail: it is retried within
+    /// seconds and is not a failure of the object.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::ReadSecret { source, .. }
+            | Self::ApplySecret { source, .. }
+            | Self::PatchStatus { source, .. } => is_unavailable(source),
+            Self::IssuanceTask { .. } | Self::MissingField { .. } => false,
+        }
+    }
+
     /// A short, bounded label for metrics.
     pub fn metric_label(&self) -> &'static str {
         match self {

@@ -424,6 +424,12 @@ async fn issue(
     let desired = secret::desired_secret(cert, spec, &issued.leaf, &issued.material, revision);
     let version = match apply_secret(ctx, &desired).await {
         Ok(version) => version,
+        // The API server could not take the write (or its answer was lost): not a failure of
+        // this Certificate. Retried within seconds; a Secret the write did reach is adopted.
+        Err(e) if e.is_transient() => {
+            ctx.verdicts.invalidate(&observed.key);
+            return Err(e);
+        }
         Err(e) => return failed(e.to_string()).await,
     };
     ctx.metrics.issuance(&issuer_kind, true, started.elapsed());

@@ -24,6 +24,7 @@ use crate::certificate::verdict::Verdict;
 use crate::cluster::WatchedCache;
 use crate::cluster::watched::Observed;
 use crate::context::Context;
+use super::retry::{transient_retry, watch_backoff};
 use crate::error::Error;
 use crate::issuer::IssuerObject;
 use crate::telemetry::metrics::{Caches, ControllerKind, Metrics};
@@ -38,7 +39,8 @@ fn error_key<K: Resource<DynamicType = ()>>(obj: &K) -> String {
     )
 }
 
-/// Retries a failed reconcile with the per-object exponential backoff (10 s → 5 min).
+/// Retries a failed reconcile: within seconds when the API server was unavailable (1 s
+/// doubling to 5 s), else with the per-object exponential backoff (10 s → 5 min).
 fn error_policy<K: Resource<DynamicType = ()>>(
     obj: Arc<DeserializeGuard<K>>,
     error: &Error,
@@ -46,9 +48,13 @@ fn error_policy<K: Resource<DynamicType = ()>>(
 ) -> Action {
     let key = error_key(obj.as_ref());
     let n = ctx.record_error(&key);
-    let wait = backoff(n);
-    warn!(object = %key, %error, retry_in_s = wait.as_secs(), "reconcile failed");
-    Action::requeue(Duration::from_secs(wait.as_secs().unsigned_abs()))
+    let wait = if error.is_transient() {
+        transient_retry(n)
+    } else {
+        Duration::from_secs(backoff(n).as_secs().unsigned_abs())
+    };
+    warn!(object = %key, %error, retry_in_ms = wait.as_millis() as u64, "reconcile failed");
+    Action::requeue(wait)
 }
 
 /// Runs one reconcile inside a span naming the object, counts and times it, and forgets the
@@ -171,7 +177,7 @@ fn issuer_controller<K: IssuerObject>(
     let crn = cluster_resource_namespace.to_owned();
     let tls_secrets = watcher::Config::default().fields(&format!("type={SECRET_TYPE_TLS}"));
     let observer = ctx.clone();
-    let events = report_sync(watcher(secrets, tls_secrets), secrets_synced);
+    let events = report_sync(watcher(secrets, tls_secrets).backoff(watch_backoff()), secrets_synced);
     controller
         .watches_stream(
             changed_objects(events, move |event| {
@@ -246,7 +252,7 @@ where
         + Sync
         + 'static,
 {
-    controller_over(watcher(api, config).default_backoff(), synced)
+    controller_over(watcher(api, config).backoff(watch_backoff()), synced)
 }
 
 /// A controller over the watch events `events`, caching trimmed objects. `synced` is set
@@ -323,7 +329,7 @@ impl Term {
             Api::<DeserializeGuard<Certificate>>::all(client.clone()),
             watch_config.clone(),
         )
-        .default_backoff()
+        .backoff(watch_backoff())
         .inspect(move |event| {
             if let Ok(watcher::Event::Delete(cert)) = event {
                 forget.forget(&(cert.namespace().unwrap_or_default(), cert.name_any()));
@@ -378,7 +384,8 @@ impl Term {
             watcher(
                 Api::<PartialObjectMeta<Secret>>::all(client.clone()),
                 watcher::Config::default().labels(LABEL_CERTIFICATE_NAME),
-            ),
+            )
+            .backoff(watch_backoff()),
             readiness.watch("certificate secrets"),
         );
         let certificates = certificates
@@ -399,7 +406,8 @@ impl Term {
                     watcher(
                         Api::<DeserializeGuard<Issuer>>::all(client.clone()),
                         watch_config.clone(),
-                    ),
+                    )
+                    .backoff(watch_backoff()),
                     readiness.watch("certificate issuers"),
                 )
                 .touched_objects(),
@@ -417,7 +425,8 @@ impl Term {
                     watcher(
                         Api::<DeserializeGuard<ClusterIssuer>>::all(client.clone()),
                         watch_config,
-                    ),
+                    )
+                    .backoff(watch_backoff()),
                     readiness.watch("certificate clusterissuers"),
                 )
                 .touched_objects(),

@@ -5,6 +5,7 @@
 mod connect;
 mod controllers;
 mod leadership;
+mod retry;
 
 pub use connect::{Connected, connect};
 pub use controllers::{certificates_for_issuer, trim_for_cache};
