@@ -10,6 +10,8 @@ pub mod context;
 #[cfg(test)]
 mod deploy_tests;
 pub mod error;
+#[cfg(test)]
+mod fault_tests;
 pub mod issuer;
 pub mod pki;
 pub mod runner;

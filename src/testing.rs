@@ -115,6 +115,11 @@ impl ApiServer {
         }
     }
 
+    /// The mock's handle, for a test that answers requests itself.
+    pub fn into_handle(self) -> Handle {
+        self.handle
+    }
+
     /// Asserts no request is waiting to be answered (call after the reconcile returned).
     pub fn assert_idle(&mut self) {
         use futures::FutureExt;

@@ -16,6 +16,7 @@ use kube::{Client, Resource, ResourceExt};
 use tokio::sync::watch;
 use tracing::{Instrument, info, info_span, warn};
 
+use super::retry::{transient_retry, watch_backoff};
 use super::{Settings, on_shutdown};
 use crate::api::{Certificate, ClusterIssuer, Issuer};
 use crate::certificate::schedule::backoff;
@@ -24,7 +25,6 @@ use crate::certificate::verdict::Verdict;
 use crate::cluster::WatchedCache;
 use crate::cluster::watched::Observed;
 use crate::context::Context;
-use super::retry::{transient_retry, watch_backoff};
 use crate::error::Error;
 use crate::issuer::IssuerObject;
 use crate::telemetry::metrics::{Caches, ControllerKind, Metrics};
@@ -177,7 +177,10 @@ fn issuer_controller<K: IssuerObject>(
     let crn = cluster_resource_namespace.to_owned();
     let tls_secrets = watcher::Config::default().fields(&format!("type={SECRET_TYPE_TLS}"));
     let observer = ctx.clone();
-    let events = report_sync(watcher(secrets, tls_secrets).backoff(watch_backoff()), secrets_synced);
+    let events = report_sync(
+        watcher(secrets, tls_secrets).backoff(watch_backoff()),
+        secrets_synced,
+    );
     controller
         .watches_stream(
             changed_objects(events, move |event| {
