@@ -16,7 +16,6 @@ use serde_json::Value;
 use super::reconcile::reconcile;
 use super::secret::certificate_of;
 use crate::api::Certificate;
-use crate::cluster::watched::Observed;
 use crate::context::Context;
 use crate::testing::*;
 
@@ -42,6 +41,10 @@ fn setup() -> (Arc<Context>, ApiServer, Arc<Mutex<Timestamp>>) {
         Arc::new(move || *clock.lock().unwrap()),
     );
     (ctx, api, now)
+}
+
+fn web_key() -> (String, String) {
+    (NAMESPACE.to_owned(), "web".to_owned())
 }
 
 fn web() -> Certificate {
@@ -147,7 +150,7 @@ async fn an_issuance_reads_once_writes_three_times_and_its_echoes_make_no_reques
 
     // The echo of the Secret apply reaches the Secret watch: it wakes nobody.
     let echo = Event::Apply(metadata_of(&issued.secret));
-    assert_eq!(ctx.verdicts.observe(&echo, certificate_of), Observed::Unchanged);
+    assert!(ctx.verdicts.observe(&echo, certificate_of).is_empty());
 
     // A reconcile of the Certificate as the cache had it before the status write: none.
     *now.lock().unwrap() = ts(NOW) + SignedDuration::from_secs(1);
@@ -174,7 +177,7 @@ async fn the_secret_echo_may_arrive_before_the_apply_answer_and_still_costs_noth
         // The watch delivers the new version before the apply's own answer: this event wakes
         // the Certificate...
         let echo = Event::Apply(metadata_of(secret));
-        assert_eq!(verdicts.observe(&echo, certificate_of), Observed::Changed);
+        assert_eq!(verdicts.observe(&echo, certificate_of), [web_key()]);
     })
     .await;
     // ...whose reconcile then finds the verdict reached on that very version: no request.
@@ -192,7 +195,7 @@ async fn a_secret_changed_by_someone_else_is_read_again() {
     edited["metadata"]["resourceVersion"] = "150".into();
     edited["metadata"]["labels"]["team"] = "payments".into();
     let event = Event::Apply(metadata_of(&edited));
-    assert_eq!(ctx.verdicts.observe(&event, certificate_of), Observed::Changed);
+    assert_eq!(ctx.verdicts.observe(&event, certificate_of), [web_key()]);
 
     let task = tokio::spawn(reconcile(
         Arc::new(DeserializeGuard(Ok(issued.cert.clone()))),
@@ -206,7 +209,7 @@ async fn a_secret_changed_by_someone_else_is_read_again() {
     assert_eq!(
         ctx.verdicts
             .observe(&Event::Delete(metadata_of(&issued.secret)), certificate_of),
-        Observed::Changed
+        [web_key()]
     );
     let task = tokio::spawn(reconcile(
         Arc::new(DeserializeGuard(Ok(issued.cert.clone()))),
@@ -246,16 +249,17 @@ async fn a_ca_secret_is_read_once_per_resource_version() {
 
     // The CA Secret's watch shows the version already read: nothing to read again.
     let meta = metadata_of(&to_json(&ca));
-    assert_eq!(
-        ctx.issuer_ca_key_pairs.observe(&Event::Apply(meta.clone())),
-        Observed::Unchanged
+    assert!(
+        ctx.issuer_ca_key_pairs
+            .observe(&Event::Apply(meta.clone()))
+            .is_empty()
     );
     // A new version of it (the CA re-issued): read at the next use.
     let mut rotated = meta;
     rotated.metadata.resource_version = Some("2".into());
     assert_eq!(
         ctx.issuer_ca_key_pairs.observe(&Event::Apply(rotated)),
-        Observed::Changed
+        [(NAMESPACE.to_owned(), "root-ca".to_owned())]
     );
     let cert = certificate("c", "ca", &["c.apps.svc"]);
     let task = tokio::spawn(reconcile(

@@ -10,7 +10,7 @@ use kube::core::PartialObjectMeta;
 use kube::runtime::watcher;
 
 use super::secrets::get_secret;
-use super::watched::{ObjectKey, Observed, WatchedCache};
+use super::watched::{ObjectKey, WatchedCache};
 use crate::api::CaIssuer;
 use crate::certificate::secret::SECRET_TYPE_TLS;
 use crate::error::Error;
@@ -69,8 +69,9 @@ impl CaKeyPairs {
         }))
     }
 
-    /// Follows one event of the TLS Secrets' metadata watch that wakes the issuers.
-    pub fn observe(&self, event: &watcher::Event<PartialObjectMeta<Secret>>) -> Observed {
+    /// Follows one event of the TLS Secrets' metadata watch that wakes the issuers; returns
+    /// the Secrets whose issuers must look again.
+    pub fn observe(&self, event: &watcher::Event<PartialObjectMeta<Secret>>) -> Vec<ObjectKey> {
         self.cache.observe(event, |secret| {
             Some((secret.metadata.namespace.clone()?, secret.metadata.name.clone()?))
         })

@@ -52,7 +52,7 @@ pub struct ReadToken(Seen);
 
 /// What an event meant for the cache.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Observed {
+enum Observed {
     /// The event shows the version the cached value was derived from: nothing changed.
     Unchanged,
     /// Anything else: a new version, a deletion, or an object the cache knows nothing of.
@@ -116,7 +116,7 @@ impl<V: Clone> WatchedCache<V> {
     }
 
     /// The watch shows `key` at `version`.
-    pub fn applied(&self, key: &ObjectKey, version: &str) -> Observed {
+    fn applied(&self, key: &ObjectKey, version: &str) -> Observed {
         let mut entries = self.lock();
         let Some(entry) = entries.get_mut(key) else {
             return Observed::Changed;
@@ -133,7 +133,7 @@ impl<V: Clone> WatchedCache<V> {
     }
 
     /// The watch shows `key` deleted.
-    pub fn deleted(&self, key: &ObjectKey) -> Observed {
+    fn deleted(&self, key: &ObjectKey) -> Observed {
         if let Some(entry) = self.lock().get_mut(key) {
             entry.seen = Seen::Deleted;
             entry.cached = None;
@@ -141,39 +141,54 @@ impl<V: Clone> WatchedCache<V> {
         Observed::Changed
     }
 
-    /// Applies one watch event, `key_of` naming the entry an object belongs to, and says
-    /// whether it is news: an event that only repeats the cached version is not, nor are the
-    /// markers of a re-list. A re-list that no longer lists an object counts as its deletion.
+    /// Applies one watch event, `key_of` naming the entry an object belongs to, and returns
+    /// the objects whose owner must look again: the one the event is about, unless the event
+    /// only repeats the cached version (the echo of the controller's own write, a re-list);
+    /// and, when a re-list ends, every tracked object it no longer listed (deleted while the
+    /// watch was down: a deletion with no event of its own must still wake its owner).
     pub fn observe<K: Resource>(
         &self,
         event: &watcher::Event<K>,
         key_of: impl Fn(&K) -> Option<ObjectKey>,
-    ) -> Observed {
+    ) -> Vec<ObjectKey> {
         match event {
             watcher::Event::Apply(object) | watcher::Event::InitApply(object) => {
-                match (key_of(object), object.meta().resource_version.as_deref()) {
-                    (Some(key), Some(version)) => self.applied(&key, version),
-                    (Some(key), None) => self.deleted(&key),
-                    (None, _) => Observed::Changed,
+                let Some(key) = key_of(object) else {
+                    return Vec::new();
+                };
+                let observed = match object.meta().resource_version.as_deref() {
+                    Some(version) => self.applied(&key, version),
+                    None => self.deleted(&key),
+                };
+                match observed {
+                    Observed::Unchanged => Vec::new(),
+                    Observed::Changed => vec![key],
                 }
             }
             watcher::Event::Delete(object) => match key_of(object) {
-                Some(key) => self.deleted(&key),
-                None => Observed::Changed,
+                Some(key) => {
+                    self.deleted(&key);
+                    vec![key]
+                }
+                None => Vec::new(),
             },
             watcher::Event::Init => {
                 for entry in self.lock().values_mut() {
                     entry.listed = false;
                 }
-                Observed::Unchanged
+                Vec::new()
             }
             watcher::Event::InitDone => {
-                for entry in self.lock().values_mut().filter(|e| !e.listed) {
+                let mut unlisted = Vec::new();
+                for (key, entry) in self.lock().iter_mut().filter(|(_, e)| !e.listed) {
                     entry.listed = true;
+                    if entry.seen != Seen::Deleted {
+                        unlisted.push(key.clone());
+                    }
                     entry.seen = Seen::Deleted;
                     entry.cached = None;
                 }
-                Observed::Unchanged
+                unlisted
             }
         }
     }
@@ -212,20 +227,18 @@ mod tests {
         assert!(cache.insert(&key(), token, "5", "five"));
         assert_eq!(cache.get(&key()), Some(("5".into(), "five")));
         // A re-list repeating version 5: unchanged, kept.
-        assert_eq!(cache.observe(&watcher::Event::Init, key_of), Observed::Unchanged);
-        assert_eq!(
-            cache.observe(&watcher::Event::InitApply(object("5")), key_of),
-            Observed::Unchanged
+        assert!(cache.observe(&watcher::Event::Init, key_of).is_empty());
+        assert!(
+            cache
+                .observe(&watcher::Event::InitApply(object("5")), key_of)
+                .is_empty()
         );
-        assert_eq!(
-            cache.observe(&watcher::Event::InitDone, key_of),
-            Observed::Unchanged
-        );
+        assert!(cache.observe(&watcher::Event::InitDone, key_of).is_empty());
         assert!(cache.get(&key()).is_some());
         // Version 6: gone.
         assert_eq!(
             cache.observe(&watcher::Event::Apply(object("6")), key_of),
-            Observed::Changed
+            [key()]
         );
         assert_eq!(cache.get(&key()), None);
     }
@@ -250,22 +263,23 @@ mod tests {
         let token = cache.begin(&key());
         assert_eq!(
             cache.observe(&watcher::Event::Apply(object("7")), key_of),
-            Observed::Changed
+            [key()]
         );
         assert!(cache.insert(&key(), token, "7", "seven"));
-        assert_eq!(
-            cache.observe(&watcher::Event::Apply(object("7")), key_of),
-            Observed::Unchanged
+        assert!(
+            cache
+                .observe(&watcher::Event::Apply(object("7")), key_of)
+                .is_empty()
         );
     }
 
     #[test]
-    fn a_relist_that_no_longer_lists_an_object_drops_its_value() {
+    fn a_relist_that_no_longer_lists_an_object_drops_its_value_and_wakes_its_owner() {
         let cache = WatchedCache::default();
         let token = cache.begin(&key());
         assert!(cache.insert(&key(), token, "5", "five"));
         cache.observe(&watcher::Event::Init, key_of);
-        cache.observe(&watcher::Event::InitDone, key_of);
+        assert_eq!(cache.observe(&watcher::Event::InitDone, key_of), [key()]);
         assert_eq!(cache.get(&key()), None);
     }
 
@@ -274,7 +288,7 @@ mod tests {
         let cache: WatchedCache<&str> = WatchedCache::default();
         assert_eq!(
             cache.observe(&watcher::Event::Apply(object("1")), key_of),
-            Observed::Changed
+            [key()]
         );
         assert_eq!(cache.lock().len(), 0);
         let token = cache.begin(&key());

@@ -14,7 +14,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 use tokio::sync::watch;
-use tracing::{Instrument, info, info_span, warn};
+use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::retry::{transient_retry, watch_backoff};
 use super::{Settings, on_shutdown};
@@ -22,8 +22,7 @@ use crate::api::{Certificate, ClusterIssuer, Issuer};
 use crate::certificate::schedule::backoff;
 use crate::certificate::secret::{LABEL_CERTIFICATE_NAME, SECRET_TYPE_TLS, certificate_of};
 use crate::certificate::verdict::Verdict;
-use crate::cluster::WatchedCache;
-use crate::cluster::watched::Observed;
+use crate::cluster::{ObjectKey, WatchedCache};
 use crate::context::Context;
 use crate::error::Error;
 use crate::issuer::IssuerObject;
@@ -181,46 +180,33 @@ fn issuer_controller<K: IssuerObject>(
         watcher(secrets, tls_secrets).backoff(watch_backoff()),
         secrets_synced,
     );
+    let changed = to_look_at(events, move |event| observer.ca_key_pairs(K::KIND).observe(event));
     controller
-        .watches_stream(
-            changed_objects(events, move |event| {
-                observer.ca_key_pairs(K::KIND).observe(event) == Observed::Changed
-            }),
-            move |secret| {
-                issuers_for_secret(
-                    &store,
-                    &secret.namespace().unwrap_or_default(),
-                    &secret.name_any(),
-                    &crn,
-                )
-            },
-        )
+        .reconcile_on(changed.flat_map(move |(namespace, name)| {
+            futures::stream::iter(issuers_for_secret(&store, &namespace, &name, &crn))
+        }))
         .with_config(config)
         .graceful_shutdown_on(on_shutdown(shutdown))
         .run(issuer_reconcile::<K>, error_policy::<K>, ctx)
         .for_each(|_| async {})
 }
 
-/// The objects of the watch events `events` that `is_change` calls news, as a controller's
-/// trigger stream: an event that only repeats what a cache already holds wakes nobody.
-pub fn changed_objects<K>(
+/// The objects (namespace and name) that `observe` picks out of the watch events `events`
+/// as needing a look: a controller's trigger stream. A watch error is retried by the watch's
+/// backoff.
+pub(crate) fn to_look_at<K>(
     events: impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>>,
-    is_change: impl Fn(&watcher::Event<K>) -> bool,
-) -> impl futures::Stream<Item = Result<K, watcher::Error>> {
-    events.filter_map(move |event| {
-        let object = match event {
-            Err(e) => Some(Err(e)),
-            Ok(event) => match (is_change(&event), event) {
-                (
-                    true,
-                    watcher::Event::Apply(object)
-                    | watcher::Event::InitApply(object)
-                    | watcher::Event::Delete(object),
-                ) => Some(Ok(object)),
-                _ => None,
-            },
+    observe: impl Fn(&watcher::Event<K>) -> Vec<ObjectKey>,
+) -> impl futures::Stream<Item = ObjectKey> {
+    events.flat_map(move |event| {
+        let keys = match event {
+            Ok(event) => observe(&event),
+            Err(error) => {
+                debug!(%error, "watch failed; retrying");
+                Vec::new()
+            }
         };
-        futures::future::ready(object)
+        futures::stream::iter(keys)
     })
 }
 
@@ -391,19 +377,11 @@ impl Term {
             .backoff(watch_backoff()),
             readiness.watch("certificate secrets"),
         );
+        let secret_changes = to_look_at(secret_events, move |event| {
+            verdicts.observe(event, certificate_of)
+        });
         let certificates = certificates
-            .watches_stream(
-                changed_objects(secret_events, move |event| {
-                    verdicts.observe(event, certificate_of) == Observed::Changed
-                }),
-                |secret| {
-                    let namespace = secret.namespace().unwrap_or_default();
-                    secret
-                        .labels()
-                        .get(LABEL_CERTIFICATE_NAME)
-                        .map(|name| ObjectRef::new(name).within(&namespace))
-                },
-            )
+            .reconcile_on(secret_changes.map(|(namespace, name)| ObjectRef::new(&name).within(&namespace)))
             .watches_stream(
                 report_sync(
                     watcher(

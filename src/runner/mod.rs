@@ -6,6 +6,8 @@ mod connect;
 mod controllers;
 mod leadership;
 mod retry;
+#[cfg(test)]
+mod watch_fault_tests;
 
 pub use connect::{Connected, connect};
 pub use controllers::{certificates_for_issuer, trim_for_cache};
