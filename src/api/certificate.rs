@@ -53,20 +53,24 @@ pub struct CertificateSpec {
     #[schemars(length(min = 1, max = 64))]
     pub common_name: Option<String>,
 
-    /// DNS subject alternative names.
+    /// DNS subject alternative names (ASCII; an internationalized name as its xn-- A-label).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1000), inner(length(min = 1, max = 253)))]
     pub dns_names: Option<Vec<String>>,
 
     /// IP address subject alternative names.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1000), inner(length(min = 1, max = 45)))]
     pub ip_addresses: Option<Vec<String>>,
 
     /// URI subject alternative names, such as SPIFFE IDs (`spiffe://trust-domain/path`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1000), inner(length(min = 1, max = 2048)))]
     pub uris: Option<Vec<String>>,
 
     /// Email subject alternative names.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1000), inner(length(min = 1, max = 254)))]
     pub email_addresses: Option<Vec<String>>,
 
     /// Subject distinguished name parts beyond the common name.

@@ -14,6 +14,8 @@ pub mod triggers;
 pub mod verdict;
 
 #[cfg(test)]
+mod hostile_input_tests;
+#[cfg(test)]
 mod policy_tests;
 #[cfg(test)]
 mod request_tests;

@@ -56,7 +56,21 @@ pub enum RenewBefore {
 #[error("{0}")]
 pub struct SpecError(pub String);
 
+/// The longest lifetime a certificate may ask for: X.509 times end in the year 9999, and no
+/// in-cluster CA needs a century.
+pub const MAXIMUM_DURATION: SignedDuration = SignedDuration::from_hours(100 * 365 * 24);
+
 fn parse_duration(field: &str, value: &str) -> Result<SignedDuration, SpecError> {
+    // kube's parser panics on a number too large for a std Duration; the schema's pattern lets
+    // any number of digits through. No sane duration has a number of more than 10 digits.
+    let longest_number = value
+        .split(|c: char| !c.is_ascii_digit())
+        .map(str::len)
+        .max()
+        .unwrap_or(0);
+    if longest_number > 10 {
+        return Err(SpecError(format!("spec.{field} {value:?} is too long")));
+    }
     let parsed = kube::core::Duration::from_str(value)
         .map_err(|e| SpecError(format!("spec.{field} {value:?} is not a Go duration: {e}")))?;
     if parsed.is_negative() {
@@ -70,12 +84,87 @@ fn list(value: &Option<Vec<String>>) -> Vec<String> {
     value.clone().unwrap_or_default()
 }
 
+/// At most this many entries in each list of names (also the schema's maxItems).
+pub const MAX_NAMES: usize = 1000;
+/// At most this many bytes of names in all: the certificate carries them, tls-combined.pem
+/// carries them again, and the Secret's annotations list them, within Kubernetes' 1 MiB per
+/// Secret and 256 KiB of annotations.
+pub const MAX_NAME_BYTES: usize = 100_000;
+
+/// A name as an error message shows it: at most 64 characters.
+fn shown(name: &str) -> String {
+    match name.char_indices().nth(64) {
+        Some((end, _)) => format!("{:?}…", &name[..end]),
+        None => format!("{name:?}"),
+    }
+}
+
+/// The names are IA5Strings in a certificate: ASCII, printable, no spaces.
+fn is_ia5_token(name: &str) -> bool {
+    !name.is_empty() && name.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// Checks the lists of names fit a certificate and a Secret.
+fn check_names(spec: &CertificateSpec) -> Result<(), SpecError> {
+    let lists = [
+        ("dnsNames", &spec.dns_names, 253),
+        ("ipAddresses", &spec.ip_addresses, 45),
+        ("uris", &spec.uris, 2048),
+        ("emailAddresses", &spec.email_addresses, 254),
+    ];
+    let mut total = 0;
+    for (field, names, max_len) in lists {
+        let names = names.as_deref().unwrap_or_default();
+        if names.len() > MAX_NAMES {
+            return Err(SpecError(format!(
+                "spec.{field} has {} entries; at most {MAX_NAMES} are allowed",
+                names.len()
+            )));
+        }
+        for name in names {
+            total += name.len();
+            if name.len() > max_len {
+                return Err(SpecError(format!(
+                    "spec.{field}: {} is {} bytes long; at most {max_len} are allowed",
+                    shown(name),
+                    name.len()
+                )));
+            }
+            let fits = match field {
+                "dnsNames" | "uris" => is_ia5_token(name),
+                "emailAddresses" => is_ia5_token(name) && name.contains('@'),
+                _ => true,
+            };
+            if !fits {
+                let hint = match field {
+                    "dnsNames" => "an ASCII DNS name; write an internationalized name as its xn-- A-label",
+                    "uris" => "an ASCII URI; percent-encode anything else",
+                    _ => "an ASCII email address",
+                };
+                return Err(SpecError(format!("spec.{field}: {} is not {hint}", shown(name))));
+            }
+        }
+    }
+    if total > MAX_NAME_BYTES {
+        return Err(SpecError(format!(
+            "the names in spec add up to {total} bytes; at most {MAX_NAME_BYTES} fit a Secret"
+        )));
+    }
+    Ok(())
+}
+
 /// Validates and defaults a Certificate spec.
 pub fn validate(spec: &CertificateSpec) -> Result<ValidatedSpec, SpecError> {
     let duration = match &spec.duration {
         Some(d) => parse_duration("duration", d)?,
         None => DEFAULT_DURATION,
     };
+    if duration > MAXIMUM_DURATION {
+        return Err(SpecError(format!(
+            "spec.duration {} is longer than the maximum of 876000h (100 years)",
+            spec.duration.as_deref().unwrap_or_default()
+        )));
+    }
     if duration < MINIMUM_DURATION {
         return Err(SpecError(format!(
             "spec.duration {} is shorter than the minimum of 1h",
@@ -113,6 +202,7 @@ pub fn validate(spec: &CertificateSpec) -> Result<ValidatedSpec, SpecError> {
         (None, None) => RenewBefore::Default,
     };
 
+    check_names(spec)?;
     let common_name = spec.common_name.clone().filter(|cn| !cn.is_empty());
     if let Some(cn) = &common_name
         && cn.chars().count() > 64
@@ -123,14 +213,17 @@ pub fn validate(spec: &CertificateSpec) -> Result<ValidatedSpec, SpecError> {
         .iter()
         .map(|ip| {
             IpAddr::from_str(ip)
-                .map_err(|_| SpecError(format!("spec.ipAddresses: {ip:?} is not an IP address")))
+                .map_err(|_| SpecError(format!("spec.ipAddresses: {} is not an IP address", shown(ip))))
         })
         .collect::<Result<Vec<_>, _>>()?;
     let dns_names = list(&spec.dns_names);
     let uris = list(&spec.uris);
     for uri in &uris {
         if !uri.contains(':') {
-            return Err(SpecError(format!("spec.uris: {uri:?} is not an absolute URI")));
+            return Err(SpecError(format!(
+                "spec.uris: {} is not an absolute URI",
+                shown(uri)
+            )));
         }
     }
     let email_addresses = list(&spec.email_addresses);
