@@ -65,11 +65,14 @@ const FAULTS: [Fault; 8] = [
 /// What the in-memory API server holds and saw.
 struct Cluster {
     secrets: BTreeMap<String, Secret>,
-    certificate: Certificate,
+    /// Certificates by name.
+    certificates: BTreeMap<String, Certificate>,
     next_version: u64,
     /// Requests served so far; the index of the next one.
     served: usize,
     faults: BTreeMap<usize, Fault>,
+    /// Besides `faults`: each request fails with this chance (per mille), from this generator.
+    random_faults: Option<(u32, Xorshift)>,
     /// Watch events of Secrets not yet delivered to the controller.
     secret_events: Vec<Event<PartialObjectMeta<Secret>>>,
     /// Every certificate a Secret write stored, leaf serial by write.
@@ -101,7 +104,48 @@ fn status_error(code: u16) -> Vec<u8> {
     serde_json::to_vec(&body).unwrap()
 }
 
+/// A small deterministic generator for random fault schedules.
+#[derive(Clone, Debug)]
+struct Xorshift(u64);
+
+impl Xorshift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
 impl Cluster {
+    fn new(secrets: BTreeMap<String, Secret>, certificates: Vec<Certificate>, expected_ca: &Secret) -> Self {
+        Self {
+            secrets,
+            certificates: certificates
+                .into_iter()
+                .map(|c| (c.metadata.name.clone().unwrap_or_default(), c))
+                .collect(),
+            next_version: 100,
+            served: 0,
+            faults: BTreeMap::new(),
+            random_faults: None,
+            secret_events: Vec::new(),
+            stored_serials: Vec::new(),
+            expected_ca: leaf_of_ca(expected_ca),
+            violations: Vec::new(),
+        }
+    }
+
+    /// How request `index` fails, if it does.
+    fn fault_at(&mut self, index: usize) -> Option<Fault> {
+        if let Some(fault) = self.faults.get(&index) {
+            return Some(*fault);
+        }
+        let (per_mille, generator) = self.random_faults.as_mut()?;
+        let roll = generator.next();
+        (roll % 1000 < u64::from(*per_mille)).then(|| FAULTS[(roll / 1000) as usize % (FAULTS.len() - 1)])
+    }
+
     fn version(&mut self) -> String {
         self.next_version += 1;
         self.next_version.to_string()
@@ -171,18 +215,20 @@ impl Cluster {
                     "namespaces",
                     _,
                     "certificates",
-                    _,
+                    name,
                     "status",
                 ],
             ) => {
                 let patch: Value = serde_json::from_slice(body).unwrap();
+                let version = self.version();
                 if patch["status"].get("failedIssuanceAttempts").is_some() {
                     self.violations
                         .push("an unavailable API server was recorded as a failed issuance".into());
                 }
-                self.certificate.status = serde_json::from_value(patch["status"].clone()).unwrap();
-                self.certificate.metadata.resource_version = Some(self.version());
-                (StatusCode::OK, serde_json::to_vec(&self.certificate).unwrap())
+                let certificate = self.certificates.get_mut(*name).unwrap();
+                certificate.status = serde_json::from_value(patch["status"].clone()).unwrap();
+                certificate.metadata.resource_version = Some(version);
+                (StatusCode::OK, serde_json::to_vec(certificate).unwrap())
             }
             (&Method::POST | &Method::PATCH, ["apis", "events.k8s.io", ..]) => {
                 let event: Value = serde_json::from_slice(body).unwrap_or_default();
@@ -208,7 +254,8 @@ fn serve(mut handle: Handle, cluster: Arc<Mutex<Cluster>>) {
             let index = cluster.served;
             cluster.served += 1;
             let is_ca_read = parts.method == Method::GET && path.ends_with(&format!("/secrets/{CA_SECRET}"));
-            let (status, bytes) = match cluster.faults.get(&index).copied() {
+            let fault = cluster.fault_at(index);
+            let (status, bytes) = match fault {
                 Some(Fault::Status(code)) => (StatusCode::from_u16(code).unwrap(), status_error(code)),
                 Some(Fault::Reset) => {
                     drop(send);
@@ -394,17 +441,9 @@ async fn converge(
         Vec::<ClusterIssuer>::new(),
         Arc::new(move || *clock.lock().unwrap()),
     );
-    let cluster = Arc::new(Mutex::new(Cluster {
-        secrets,
-        certificate,
-        next_version: 100,
-        served: 0,
-        faults,
-        secret_events: Vec::new(),
-        stored_serials: Vec::new(),
-        expected_ca: leaf_of_ca(expected_ca),
-        violations: Vec::new(),
-    }));
+    let mut state = Cluster::new(secrets, vec![certificate], expected_ca);
+    state.faults = faults;
+    let cluster = Arc::new(Mutex::new(state));
     serve(api.into_handle(), cluster.clone());
     let mut rounds = 0;
     let mut converged = false;
@@ -413,7 +452,7 @@ async fn converge(
         let (cert, events, served_before) = {
             let mut c = cluster.lock().unwrap();
             (
-                c.certificate.clone(),
+                c.certificates["web"].clone(),
                 std::mem::take(&mut c.secret_events),
                 c.served,
             )
@@ -448,7 +487,7 @@ async fn converge(
         new_certificates: c.stored_serials.iter().collect::<BTreeSet<_>>().len(),
         requests: c.served,
     };
-    (outcome, c.secrets.clone(), c.certificate.clone())
+    (outcome, c.secrets.clone(), c.certificates["web"].clone())
 }
 
 /// How many requests a scenario makes without faults: the indices worth faulting.
@@ -498,4 +537,183 @@ proptest! {
         let outcome = runtime.block_on(run(scenario, faults.clone()));
         prop_assert!(outcome.violations.is_empty(), "{scenario:?} {faults:?}: {:?}", outcome.violations);
     }
+}
+
+/// The wait an `Action` asks for (kube offers no getter; its Debug shows the Duration).
+fn requeue_of(action: &kube::runtime::controller::Action) -> Option<std::time::Duration> {
+    let text = format!("{action:?}");
+    let inner = text.split("Some(").nth(1)?.split(')').next()?;
+    let (number, unit) = inner.split_at(inner.find(|c: char| c.is_ascii_alphabetic() || c == 'µ')?);
+    let value: f64 = number.parse().ok()?;
+    let seconds = match unit {
+        "s" => value,
+        "ms" => value / 1e3,
+        "µs" => value / 1e6,
+        "ns" => value / 1e9,
+        _ => return None,
+    };
+    Some(std::time::Duration::from_secs_f64(seconds))
+}
+
+fn resident_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().find(|l| l.starts_with("VmRSS:"))?.to_owned();
+            line.split_whitespace().nth(1)?.parse::<u64>().ok()
+        })
+        .map_or(0, |kib| kib * 1024)
+}
+
+/// A soak (run by hand, in release: `SOAK_COUNT=1000 SOAK_HOURS=24 cargo test --release --lib
+/// soak -- --ignored --nocapture`): SOAK_COUNT Certificates of 1 h renewed at 99 % (every
+/// 36 s), for SOAK_HOURS of simulated time, against the in-memory API server failing
+/// SOAK_FAULTS_PER_MILLE of requests at random. The controller's requeues and error policy are
+/// followed exactly; the clock jumps from one due reconcile to the next. Every renewal is
+/// classed on time (within 10 s of its renewal time: a fault costs one retry of up to 5 s),
+/// late, early or missed (the certificate expired).
+#[tokio::test(flavor = "current_thread")]
+#[ignore = "a soak: minutes of CPU; run by hand in release"]
+async fn soak_renewals_under_random_faults_are_never_missed_nor_early() {
+    use std::cmp::Reverse;
+    use std::collections::BinaryHeap;
+    let env = |name: &str, default: u64| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let (count, hours, per_mille) = (
+        env("SOAK_COUNT", 1000) as usize,
+        env("SOAK_HOURS", 24),
+        env("SOAK_FAULTS_PER_MILLE", 30),
+    );
+    let t0 = ts(T0);
+    let ca_secret = ca(t0 - SignedDuration::from_hours(24), "root");
+    let names: Vec<String> = (0..count).map(|i| format!("svc-{i:05}")).collect();
+    let certificates: Vec<Certificate> = names
+        .iter()
+        .map(|name| {
+            let mut cert = certificate(name, "ca", &[&format!("{name}.apps.svc")]);
+            cert.spec.duration = Some("1h".into());
+            cert.spec.renew_before_percentage = Some(99);
+            cert.metadata.resource_version = Some("1".into());
+            cert
+        })
+        .collect();
+    let mut state = Cluster::new(
+        [(CA_SECRET.to_owned(), ca_secret.clone())].into(),
+        certificates,
+        &ca_secret,
+    );
+    state.random_faults = Some((per_mille as u32, Xorshift(0x9e37_79b9_7f4a_7c15)));
+    let cluster = Arc::new(Mutex::new(state));
+    let now = Arc::new(Mutex::new(t0));
+    let clock = now.clone();
+    let (ctx, api) = context_with_clock(
+        vec![ca_issuer("ca", CA_SECRET)],
+        Vec::<ClusterIssuer>::new(),
+        Arc::new(move || *clock.lock().unwrap()),
+    );
+    serve(api.into_handle(), cluster.clone());
+
+    let end = t0 + SignedDuration::from_hours(hours as i64);
+    let mut due: BinaryHeap<Reverse<(Timestamp, usize)>> = (0..count).map(|i| Reverse((t0, i))).collect();
+    let mut errors = vec![0u32; count];
+    // What each Certificate's status said before its last reconcile: (revision, renewal, notAfter).
+    let mut last: Vec<Option<(i64, Timestamp, Timestamp)>> = vec![None; count];
+    let (mut on_time, mut late, mut early, mut missed, mut reconciles) = (0u64, 0u64, 0u64, 0u64, 0u64);
+    let mut worst_late = SignedDuration::ZERO;
+    let started = std::time::Instant::now();
+    let mut memory_at_start = 0;
+    while let Some(Reverse((at, i))) = due.pop() {
+        if at >= end {
+            break;
+        }
+        if memory_at_start == 0 && at >= t0 + SignedDuration::from_hours(1) {
+            memory_at_start = resident_bytes();
+        }
+        *now.lock().unwrap() = at;
+        let (cert, events) = {
+            let mut c = cluster.lock().unwrap();
+            (
+                c.certificates[&names[i]].clone(),
+                std::mem::take(&mut c.secret_events),
+            )
+        };
+        for event in &events {
+            ctx.verdicts.observe(event, certificate_of);
+        }
+        reconciles += 1;
+        let result = reconcile(Arc::new(DeserializeGuard(Ok(cert))), ctx.clone()).await;
+        let wait = match &result {
+            Ok(action) => {
+                errors[i] = 0;
+                requeue_of(action).unwrap_or(std::time::Duration::from_secs(3600))
+            }
+            Err(e) => {
+                errors[i] += 1;
+                if e.is_transient() {
+                    crate::runner::transient_retry(errors[i])
+                } else {
+                    std::time::Duration::from_secs(
+                        crate::certificate::schedule::backoff(errors[i]).as_secs() as u64
+                    )
+                }
+            }
+        };
+        let status = cluster.lock().unwrap().certificates[&names[i]]
+            .status
+            .clone()
+            .unwrap_or_default();
+        if let (Some(revision), Some(renewal), Some(not_after)) = (
+            status.revision,
+            status.renewal_time.as_ref(),
+            status.not_after.as_ref(),
+        ) {
+            if let Some((before, renewal_due, expires)) = last[i]
+                && revision > before
+            {
+                let issued = status.not_before.as_ref().map_or(at, |t| t.0);
+                if issued < renewal_due {
+                    early += 1;
+                } else if issued > expires {
+                    missed += 1;
+                } else if issued.duration_since(renewal_due) <= SignedDuration::from_secs(10) {
+                    on_time += 1;
+                } else {
+                    late += 1;
+                    worst_late = worst_late.max(issued.duration_since(renewal_due));
+                }
+            }
+            last[i] = Some((revision, renewal.0, not_after.0));
+        }
+        let next = at + SignedDuration::try_from(wait).unwrap_or(SignedDuration::from_hours(1));
+        due.push(Reverse((next, i)));
+    }
+    // A certificate whose notAfter passed before the end without a renewal was missed.
+    for state in last.iter().flatten() {
+        if state.2 < end {
+            missed += 1;
+        }
+    }
+    let served = cluster.lock().unwrap().served;
+    let memory_at_end = resident_bytes();
+    println!(
+        "soak: {count} Certificates, {hours} h simulated, {per_mille}/1000 requests failed at random; \
+         {reconciles} reconciles, {served} requests, {:.0} s of CPU",
+        started.elapsed().as_secs_f64()
+    );
+    println!(
+        "renewals: {on_time} on time (within 10 s), {late} late (worst {worst_late:#}), {early} early, {missed} missed"
+    );
+    println!(
+        "resident memory after the first hour {:.1} MiB, at the end {:.1} MiB",
+        memory_at_start as f64 / 1048576.0,
+        memory_at_end as f64 / 1048576.0
+    );
+    let violations = cluster.lock().unwrap().violations.clone();
+    assert!(violations.is_empty(), "{violations:?}");
+    assert_eq!((missed, early), (0, 0));
+    assert!(on_time > 0);
 }

@@ -12,6 +12,7 @@ mod watch_fault_tests;
 pub use connect::{Connected, connect};
 pub use controllers::{certificates_for_issuer, trim_for_cache};
 pub use leadership::{LEASE_DURATION, LEASE_GRACE};
+pub use retry::transient_retry;
 
 use std::sync::Arc;
 
