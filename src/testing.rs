@@ -404,6 +404,28 @@ pub fn ca_secret(name: &str, namespace: &str, common_name: &str, not_before: Tim
     .unwrap()
 }
 
+/// The CA Secret `root-ca` in NAMESPACE that the reconciler tests issue under: a root valid
+/// from a day before `now` for a year.
+pub fn root_ca(now: Timestamp) -> Secret {
+    ca_secret(
+        "root-ca",
+        NAMESPACE,
+        "root",
+        now - jiff::SignedDuration::from_hours(24),
+        365,
+    )
+}
+
+/// Answers a status patch as the API server does: the object with its new status. Returns the
+/// status written.
+pub fn answer_status(seen: Seen, cert: &Certificate) -> Value {
+    let status = seen.body["status"].clone();
+    let mut object = to_json(cert);
+    object["status"] = status.clone();
+    seen.ok(object);
+    status
+}
+
 /// Standard base64, as Kubernetes encodes Secret data in JSON.
 pub fn b64(bytes: &[u8]) -> String {
     serde_json::to_value(k8s_openapi::ByteString(bytes.to_vec()))

@@ -125,27 +125,10 @@ async fn cache_the_ca(ctx: &Arc<Context>, api: &mut ApiServer, ca: &Secret) {
     loading.await.unwrap();
 }
 
-/// Answers a status patch as the API server does: the object with its new status.
-fn answer_status(seen: Seen, cert: &Certificate) {
-    let mut object = to_json(cert);
-    object["status"] = seen.body["status"].clone();
-    seen.ok(object);
-}
-
-fn root_ca() -> Secret {
-    ca_secret(
-        "root-ca",
-        NAMESPACE,
-        "root",
-        ts(NOW) - SignedDuration::from_hours(24),
-        365,
-    )
-}
-
 #[tokio::test]
 async fn an_issuance_reads_once_writes_three_times_and_its_echoes_make_no_request() {
     let (ctx, mut api, now) = setup();
-    cache_the_ca(&ctx, &mut api, &root_ca()).await;
+    cache_the_ca(&ctx, &mut api, &root_ca(ts(NOW))).await;
     let issued = issue_web(&ctx, &mut api, |_| {}).await;
 
     // The echo of the Secret apply reaches the Secret watch: it wakes nobody.
@@ -171,7 +154,7 @@ async fn an_issuance_reads_once_writes_three_times_and_its_echoes_make_no_reques
 #[tokio::test]
 async fn the_secret_echo_may_arrive_before_the_apply_answer_and_still_costs_nothing() {
     let (ctx, mut api, _now) = setup();
-    cache_the_ca(&ctx, &mut api, &root_ca()).await;
+    cache_the_ca(&ctx, &mut api, &root_ca(ts(NOW))).await;
     let verdicts = ctx.verdicts.clone();
     let issued = issue_web(&ctx, &mut api, |secret| {
         // The watch delivers the new version before the apply's own answer: this event wakes
@@ -188,7 +171,7 @@ async fn the_secret_echo_may_arrive_before_the_apply_answer_and_still_costs_noth
 #[tokio::test]
 async fn a_secret_changed_by_someone_else_is_read_again() {
     let (ctx, mut api, _now) = setup();
-    cache_the_ca(&ctx, &mut api, &root_ca()).await;
+    cache_the_ca(&ctx, &mut api, &root_ca(ts(NOW))).await;
     let issued = issue_web(&ctx, &mut api, |_| {}).await;
 
     let mut edited = issued.secret.clone();
@@ -226,7 +209,7 @@ async fn a_secret_changed_by_someone_else_is_read_again() {
 #[tokio::test]
 async fn a_ca_secret_is_read_once_per_resource_version() {
     let (ctx, mut api, _now) = setup();
-    let ca = root_ca();
+    let ca = root_ca(ts(NOW));
     // Two Certificates under one CA: the CA Secret is read once, by the first.
     for name in ["a", "b"] {
         let cert = certificate(name, "ca", &[&format!("{name}.apps.svc")]);

@@ -38,15 +38,6 @@ struct Written {
     event: Value,
 }
 
-/// Answers a status patch the way the API server does: the object with its new status.
-fn answer_status(seen: Seen, cert: &Certificate) -> Value {
-    let status = seen.body["status"].clone();
-    let mut object = to_json(cert);
-    object["status"] = status.clone();
-    seen.ok(object);
-    status
-}
-
 /// Expects Secret apply → status patch → Event, the three writes of an issuance.
 async fn expect_writes(api: &mut ApiServer, cert: &Certificate) -> Written {
     let apply = api.expect(Method::PATCH, SECRET_PATH).await;
@@ -129,19 +120,9 @@ async fn first_issuance(cert: &Certificate, ca: &k8s_openapi::api::core::v1::Sec
     written
 }
 
-fn root_ca() -> k8s_openapi::api::core::v1::Secret {
-    ca_secret(
-        "root-ca",
-        NAMESPACE,
-        "root",
-        ts(NOW) - SignedDuration::from_hours(24),
-        365,
-    )
-}
-
 #[tokio::test]
 async fn first_issuance_writes_secret_then_status_then_issued_event() {
-    let ca = root_ca();
+    let ca = root_ca(ts(NOW));
     let cert = certificate("web", "ca", &["web.apps.svc"]);
     let (task, ctx, mut api) = start_under_ca(&cert, &ca, ts(NOW)).await;
     api.expect(Method::GET, SECRET_PATH).await.not_found();
@@ -202,7 +183,7 @@ async fn first_issuance_writes_secret_then_status_then_issued_event() {
 
 #[tokio::test]
 async fn nothing_to_do_makes_no_write() {
-    let ca = root_ca();
+    let ca = root_ca(ts(NOW));
     let cert = certificate("web", "ca", &["web.apps.svc"]);
     let written = first_issuance(&cert, &ca).await;
     let cert = with_status(&cert, &written.status);
@@ -217,7 +198,7 @@ async fn nothing_to_do_makes_no_write() {
 
 #[tokio::test]
 async fn secret_deleted_is_reissued_with_next_revision() {
-    let ca = root_ca();
+    let ca = root_ca(ts(NOW));
     let cert = certificate("web", "ca", &["web.apps.svc"]);
     let written = first_issuance(&cert, &ca).await;
     let cert = with_status(&cert, &written.status);
@@ -237,7 +218,7 @@ async fn secret_deleted_is_reissued_with_next_revision() {
 
 #[tokio::test]
 async fn spec_change_reissues_with_the_new_names() {
-    let ca = root_ca();
+    let ca = root_ca(ts(NOW));
     let cert = certificate("web", "ca", &["web.apps.svc"]);
     let written = first_issuance(&cert, &ca).await;
     let mut cert = with_status(&cert, &written.status);
@@ -260,7 +241,7 @@ async fn spec_change_reissues_with_the_new_names() {
 
 #[tokio::test]
 async fn renewal_due_reissues_at_the_renewal_time() {
-    let ca = root_ca();
+    let ca = root_ca(ts(NOW));
     let cert = certificate("web", "ca", &["web.apps.svc"]);
     let written = first_issuance(&cert, &ca).await;
     let cert = with_status(&cert, &written.status);
@@ -291,7 +272,7 @@ async fn renewal_due_reissues_at_the_renewal_time() {
 
 #[tokio::test]
 async fn rotation_policy_never_keeps_the_key() {
-    let ca = root_ca();
+    let ca = root_ca(ts(NOW));
     let mut cert = certificate("web", "ca", &["web.apps.svc"]);
     cert.spec.private_key = Some(crate::api::PrivateKeySpec {
         rotation_policy: Some(crate::api::PrivateKeyRotationPolicy::Never),
@@ -331,7 +312,7 @@ async fn rotation_policy_never_keeps_the_key() {
 
 #[tokio::test]
 async fn ca_rotation_reissues_leaves() {
-    let ca = root_ca();
+    let ca = root_ca(ts(NOW));
     let cert = certificate("web", "ca", &["web.apps.svc"]);
     let written = first_issuance(&cert, &ca).await;
     let cert = with_status(&cert, &written.status);
@@ -454,7 +435,7 @@ async fn self_signed_issuer_writes_the_certificate_as_its_own_ca() {
 
 #[tokio::test]
 async fn failed_issuance_backs_off_and_a_spec_change_retries_at_once() {
-    let ca = root_ca();
+    let ca = root_ca(ts(NOW));
     let cert = certificate("web", "ca", &["web.apps.svc"]);
     let (task, ctx, mut api) = start_under_ca(&cert, &ca, ts(NOW)).await;
     api.expect(Method::GET, SECRET_PATH).await.not_found();
@@ -515,7 +496,7 @@ async fn failed_issuance_backs_off_and_a_spec_change_retries_at_once() {
 /// notAfter), then returns it with that status and no issuer left to renew it.
 async fn issued_then_orphaned() -> (Certificate, Value) {
     let cert = certificate("web", "ca", &["web.apps.svc"]);
-    let written = first_issuance(&cert, &root_ca()).await;
+    let written = first_issuance(&cert, &root_ca(ts(NOW))).await;
     let cert = with_status(&cert, &written.status);
     // The issuer disappears: every later reconcile reports IssuerNotFound.
     let (ctx, mut api) = context(vec![], vec![], ts(NOW) + SignedDuration::from_hours(1));
@@ -594,7 +575,7 @@ async fn ready_turns_false_with_reason_expired_at_not_after_and_warns_once() {
 
 #[tokio::test]
 async fn expiry_during_failure_backoff_is_reported_without_waiting_for_the_retry() {
-    let ca = root_ca();
+    let ca = root_ca(ts(NOW));
     let cert = certificate("web", "ca", &["web.apps.svc"]);
     let written = first_issuance(&cert, &ca).await;
     let not_after = ts(NOW) + SignedDuration::from_hours(24);
@@ -620,7 +601,7 @@ async fn expiry_during_failure_backoff_is_reported_without_waiting_for_the_retry
 
 #[tokio::test]
 async fn a_new_revision_forgets_the_previous_expiry_warning() {
-    let ca = root_ca();
+    let ca = root_ca(ts(NOW));
     let cert = certificate("web", "ca", &["web.apps.svc"]);
     let written = first_issuance(&cert, &ca).await;
     let mut status = written.status.clone();

@@ -229,37 +229,36 @@ pub fn trim_for_cache<K: Resource>(object: &mut K) {
     }
 }
 
-/// A controller of `K` whose cache holds trimmed objects (`Controller::new` caches them whole),
-/// fed by a watch of `api`. `synced` is set once the cache holds the first complete list.
-fn cached_controller<K>(api: Api<K>, config: watcher::Config, synced: SyncFlag) -> Controller<K>
-where
+/// What a controller's cache can hold.
+trait Cached:
+    Resource<DynamicType = ()> + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static
+{
+}
+
+impl<K> Cached for K where
     K: Resource<DynamicType = ()>
         + Clone
         + std::fmt::Debug
         + serde::de::DeserializeOwned
         + Send
         + Sync
-        + 'static,
+        + 'static
 {
+}
+
+/// A controller of `K` whose cache holds trimmed objects (`Controller::new` caches them whole),
+/// fed by a watch of `api`. `synced` is set once the cache holds the first complete list.
+fn cached_controller<K: Cached>(api: Api<K>, config: watcher::Config, synced: SyncFlag) -> Controller<K> {
     controller_over(watcher(api, config).backoff(watch_backoff()), synced)
 }
 
 /// A controller over the watch events `events`, caching trimmed objects. `synced` is set
 /// after the reflector has stored the first complete list, so whoever waits on it reads a
 /// full cache. Nothing here waits on the store itself (see `SyncFlag`).
-fn controller_over<K>(
+fn controller_over<K: Cached>(
     events: impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static,
     synced: SyncFlag,
-) -> Controller<K>
-where
-    K: Resource<DynamicType = ()>
-        + Clone
-        + std::fmt::Debug
-        + serde::de::DeserializeOwned
-        + Send
-        + Sync
-        + 'static,
-{
+) -> Controller<K> {
     let (reader, writer) = kube::runtime::reflector::store();
     let trigger = report_sync(events.modify(trim_for_cache::<K>).reflect(writer), synced).applied_objects();
     Controller::for_stream(trigger, reader)
