@@ -4,9 +4,9 @@
 //! Everything here is pure and synchronous. Key generation (RSA above all, ~90 ms per key)
 //! is CPU-bound: callers on an async runtime run it under `tokio::task::spawn_blocking`.
 
+mod asn1;
 mod ca;
 mod cert;
-mod der;
 mod key;
 mod parse;
 mod usage;
@@ -39,4 +39,6 @@ pub enum PkiError {
     Expired(jiff::Timestamp),
     #[error("signing failed: {0}")]
     Signing(String),
+    #[error("DER encoding failed: {0}")]
+    Encoding(String),
 }
