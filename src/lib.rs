@@ -12,6 +12,7 @@ mod deploy_tests;
 pub mod error;
 pub mod issuer;
 pub mod pki;
+pub mod revocation;
 pub mod runner;
 pub mod telemetry;
 #[cfg(test)]

@@ -27,7 +27,7 @@ use x509_cert::time::Validity;
 
 use super::asn1::{self, encoding};
 use super::key::{encode_pem, public_key_bits, same_public_key};
-use super::parse::{parse_der, serial_hex};
+use super::parse::serial_hex;
 use super::usage::{KU_CRL_SIGN, KU_KEY_CERT_SIGN, UsageEncoding};
 use super::{CaKeyPair, CertificateInfo, IssuerUrls, PkiError, PrivateKey, Usage};
 
@@ -120,12 +120,7 @@ pub fn sign_with_ca(
     if !same_public_key(ca.key.spki(), &ca_cert.public_key_der) {
         return Err(PkiError::KeyMismatch);
     }
-    let ca_x509 = parse_der(&ca_cert.der)?;
-    // AKI must equal the CA's SKI whatever method computed it (OpenSSL uses SHA-1).
-    let authority_key_id = match subject_key_id_of(&ca_x509) {
-        Some(id) => id,
-        None => key_identifier(&ca_cert.public_key_der)?,
-    };
+    let identity = ca.identity()?;
 
     let not_before = to_second(template.not_before);
     let not_after = to_second(template.not_after).min(ca_cert.not_after);
@@ -137,13 +132,13 @@ pub fn sign_with_ca(
     let signed = sign(
         &Draft {
             template,
-            issuer_name: ca_x509.subject().as_raw(),
+            issuer_name: &identity.subject_der,
             subject_name: &subject,
             subject_spki: subject_key.spki(),
             not_before,
             not_after,
             subject_key_id: &subject_key_id,
-            authority_key_id: &authority_key_id,
+            authority_key_id: &identity.key_id,
             urls: Some(&ca.urls),
         },
         &ca.key,
@@ -258,7 +253,7 @@ pub(crate) fn key_identifier(spki: &[u8]) -> Result<Vec<u8>, PkiError> {
 }
 
 /// The SubjectKeyIdentifier extension value of a parsed certificate, if any.
-fn subject_key_id_of(cert: &x509_parser::certificate::X509Certificate<'_>) -> Option<Vec<u8>> {
+pub(crate) fn subject_key_id_of(cert: &x509_parser::certificate::X509Certificate<'_>) -> Option<Vec<u8>> {
     use x509_parser::extensions::ParsedExtension;
     cert.iter_extensions()
         .find_map(|ext| match ext.parsed_extension() {
@@ -477,6 +472,7 @@ fn assemble_chain(certificate_pem: &str, ca: &CaKeyPair) -> (String, String) {
 mod tests {
     use der::{Decode, Header, Tag};
 
+    use super::super::parse::parse_der;
     use super::*;
     use crate::pki::{KeyAlgorithm, KeyEncoding, KeySpec};
 

@@ -4,7 +4,7 @@
 //! Everything here is pure and synchronous. Key generation (RSA above all, ~90 ms per key)
 //! is CPU-bound: callers on an async runtime run it under `tokio::task::spawn_blocking`.
 
-mod asn1;
+pub(crate) mod asn1;
 mod ca;
 mod cert;
 mod key;
@@ -16,7 +16,9 @@ pub(crate) mod tests;
 
 pub use ca::{CaFacts, CaKeyPair, IssuerUrls};
 pub use cert::{CertificateTemplate, IssuedCertificate, SubjectFields, sign_self_signed, sign_with_ca};
+pub(crate) use key::public_key_bits;
 pub use key::{KeyAlgorithm, KeyEncoding, KeySpec, PrivateKey};
+pub(crate) use parse::serial_hex;
 pub use parse::{CertificateInfo, parse_certificate_chain, parse_pem_certificates};
 pub use usage::Usage;
 
