@@ -3,6 +3,7 @@
 
 mod crl;
 mod ocsp;
+mod openssl;
 mod records;
 
 use der::Encode;
