@@ -1,13 +1,14 @@
 //! Revocation, with no Kubernetes in it: the records of revoked serials, the CRL a CA issuer
 //! signs over them, and the OCSP (RFC 6960) answers about them.
 //!
-//! Everything here is pure: it takes the CA key pair, the records and `now`, and returns DER.
-//! Where the records are kept, when a CRL is re-signed and how it is served are the
-//! controller's business.
+//! Everything but `server` is pure: it takes the CA key pair, the records and `now`, and
+//! returns DER. `server` answers HTTP from what it is given. Where the records are kept and
+//! when a CRL is re-signed are the controller's business.
 
 mod crl;
 mod ocsp;
 mod record;
+mod server;
 
 #[cfg(test)]
 mod tests;
@@ -18,6 +19,7 @@ pub use ocsp::{
     respond_ocsp,
 };
 pub use record::{RevocationReason, RevokedSerial, parse_serial};
+pub use server::{CLUSTER_SCOPE, PkiEndpoint, ServedIssuer};
 
 use crate::pki::PkiError;
 

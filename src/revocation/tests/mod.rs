@@ -5,6 +5,7 @@ mod crl;
 mod ocsp;
 mod openssl;
 mod records;
+mod server;
 
 use der::Encode;
 use der::asn1::OctetString;
