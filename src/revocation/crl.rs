@@ -13,8 +13,8 @@ use x509_cert::serial_number::SerialNumber;
 use x509_cert::time::Time;
 
 use super::{RevocationError, RevocationReason, RevokedSerial, encoding_failed};
-use crate::pki::CaKeyPair;
 use crate::pki::asn1;
+use crate::pki::{CaKeyPair, serial_hex};
 
 /// How long a CRL is valid: its nextUpdate is thisUpdate plus this (SPEC "Revocation").
 pub const CRL_VALIDITY: jiff::SignedDuration = jiff::SignedDuration::from_hours(24);
@@ -102,6 +102,96 @@ pub fn build_crl(
         this_update,
         next_update,
     })
+}
+
+/// What a published CRL says, read back from its DER (the ConfigMap that holds it is the only
+/// state the controller needs to decide the next one).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PublishedCrl {
+    pub number: u64,
+    pub this_update: jiff::Timestamp,
+    pub next_update: jiff::Timestamp,
+    /// The entries, sorted by serial as `build_crl` writes them.
+    pub revoked: Vec<RevokedSerial>,
+}
+
+impl PublishedCrl {
+    /// Reads a CRL `build_crl` (or anyone) wrote. `None` when it does not parse, has no
+    /// nextUpdate or a CRL number beyond 64 bits: such a CRL is simply replaced.
+    pub fn from_der(der: &[u8]) -> Option<Self> {
+        let (_, crl) = x509_parser::parse_x509_crl(der).ok()?;
+        let number = u64::try_from(crl.crl_number()?).ok()?;
+        let timestamp = |t: x509_parser::time::ASN1Time| jiff::Timestamp::from_second(t.timestamp()).ok();
+        let mut revoked = Vec::new();
+        for entry in crl.iter_revoked_certificates() {
+            revoked.push(RevokedSerial {
+                serial_hex: serial_hex(entry.raw_serial()),
+                revoked_at: timestamp(entry.revocation_date)?,
+                reason: entry
+                    .reason_code()
+                    .and_then(|(_, code)| RevocationReason::from_code(code.0))
+                    .unwrap_or_default(),
+            });
+        }
+        sort_by_serial(&mut revoked);
+        Some(Self {
+            number,
+            this_update: timestamp(crl.last_update())?,
+            next_update: timestamp(crl.next_update()?)?,
+            revoked,
+        })
+    }
+}
+
+/// Why a CA issuer needs a new CRL now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CrlDue {
+    /// None is published, or the published one cannot be read.
+    Missing,
+    /// A serial was revoked (or a record changed) since the published CRL was signed.
+    ListChanged,
+    /// The published CRL has reached half its life (`crl_resign_at`).
+    HalfLife,
+}
+
+/// Whether `published` must be replaced at `now` for the records `revoked`, and why.
+pub fn crl_due(
+    published: Option<&PublishedCrl>,
+    revoked: &[RevokedSerial],
+    now: jiff::Timestamp,
+) -> Option<CrlDue> {
+    let Some(published) = published else {
+        return Some(CrlDue::Missing);
+    };
+    let mut wanted: Vec<RevokedSerial> = revoked
+        .iter()
+        .map(|r| RevokedSerial {
+            revoked_at: to_second(r.revoked_at),
+            ..r.clone()
+        })
+        .collect();
+    sort_by_serial(&mut wanted);
+    if wanted != published.revoked {
+        Some(CrlDue::ListChanged)
+    } else if now >= crl_resign_at(published.this_update, published.next_update) {
+        Some(CrlDue::HalfLife)
+    } else {
+        None
+    }
+}
+
+/// The number of the next CRL: above the published one, and never below the current Unix
+/// second, so numbers keep increasing even when the stored CRL was lost (RFC 5280 §5.2.3
+/// asks only that they increase).
+pub fn next_crl_number(published: Option<&PublishedCrl>, now: jiff::Timestamp) -> u64 {
+    let floor = u64::try_from(now.as_second()).unwrap_or(0);
+    published.map_or(floor, |p| p.number.saturating_add(1).max(floor))
+}
+
+/// Sorted by serial as a number, one entry per serial.
+fn sort_by_serial(records: &mut Vec<RevokedSerial>) {
+    records.sort_by(|a, b| (a.serial_hex.len(), &a.serial_hex).cmp(&(b.serial_hex.len(), &b.serial_hex)));
+    records.dedup_by(|a, b| a.serial_hex == b.serial_hex);
 }
 
 /// When a CRL valid from `this_update` to `next_update` is re-signed: at half its life (SPEC),

@@ -13,7 +13,9 @@ mod server;
 #[cfg(test)]
 mod tests;
 
-pub use crl::{CRL_VALIDITY, SignedCrl, build_crl, crl_resign_at};
+pub use crl::{
+    CRL_VALIDITY, CrlDue, PublishedCrl, SignedCrl, build_crl, crl_due, crl_resign_at, next_crl_number,
+};
 pub use ocsp::{
     OCSP_VALIDITY, OcspRequestError, ocsp_error_response, ocsp_request_from_get_path, parse_ocsp_request,
     respond_ocsp,

@@ -47,6 +47,24 @@ impl RevocationReason {
             .map_or("unspecified", |(_, name)| name)
     }
 
+    /// The reason of an RFC 5280 reasonCode value; `None` for 7 and unknown codes.
+    pub fn from_code(code: u8) -> Option<Self> {
+        let reason = match code {
+            0 => RevocationReason::Unspecified,
+            1 => RevocationReason::KeyCompromise,
+            2 => RevocationReason::CaCompromise,
+            3 => RevocationReason::AffiliationChanged,
+            4 => RevocationReason::Superseded,
+            5 => RevocationReason::CessationOfOperation,
+            6 => RevocationReason::CertificateHold,
+            8 => RevocationReason::RemoveFromCrl,
+            9 => RevocationReason::PrivilegeWithdrawn,
+            10 => RevocationReason::AaCompromise,
+            _ => return None,
+        };
+        Some(reason)
+    }
+
     pub(crate) fn crl_reason(self) -> CrlReason {
         match self {
             RevocationReason::Unspecified => CrlReason::Unspecified,

@@ -143,3 +143,65 @@ fn validity_is_truncated_to_the_second() {
     let crl = build_crl(&ca, &[], 1, now() + jiff::SignedDuration::from_millis(750)).unwrap();
     assert_eq!(crl.this_update, now());
 }
+
+#[test]
+fn a_published_crl_reads_back_as_what_was_signed() {
+    let ca = root_ca(now() - hours(1));
+    let records = [
+        revoked("7f00ff", now() - hours(3), RevocationReason::Unspecified),
+        revoked("3a4f", now() - hours(2), RevocationReason::KeyCompromise),
+    ];
+    let crl = build_crl(&ca, &records, 9, now()).unwrap();
+    let published = PublishedCrl::from_der(&crl.der).unwrap();
+    assert_eq!(published.number, 9);
+    assert_eq!(
+        (published.this_update, published.next_update),
+        (now(), now() + hours(24))
+    );
+    assert_eq!(published.revoked, [records[1].clone(), records[0].clone()]);
+    assert_eq!(PublishedCrl::from_der(b"not a CRL"), None);
+}
+
+#[test]
+fn a_new_crl_is_due_when_missing_when_the_list_changes_and_at_half_life() {
+    let ca = root_ca(now() - hours(1));
+    let records = vec![revoked("3a4f", now() - hours(2), RevocationReason::KeyCompromise)];
+    let published = PublishedCrl::from_der(&build_crl(&ca, &records, 1, now()).unwrap().der).unwrap();
+
+    assert_eq!(crl_due(None, &records, now()), Some(CrlDue::Missing));
+    assert_eq!(crl_due(Some(&published), &records, now()), None);
+    assert_eq!(
+        crl_due(Some(&published), &records, now() + hours(12) - hours(1)),
+        None
+    );
+    assert_eq!(
+        crl_due(Some(&published), &records, now() + hours(12)),
+        Some(CrlDue::HalfLife)
+    );
+
+    let mut more = records.clone();
+    more.push(revoked("01", now(), RevocationReason::Superseded));
+    assert_eq!(crl_due(Some(&published), &more, now()), Some(CrlDue::ListChanged));
+    let mut other_reason = records.clone();
+    other_reason[0].reason = RevocationReason::CaCompromise;
+    assert_eq!(
+        crl_due(Some(&published), &other_reason, now()),
+        Some(CrlDue::ListChanged)
+    );
+    // Sub-second revocation times are written to the second: not a change.
+    let mut finer = records.clone();
+    finer[0].revoked_at += jiff::SignedDuration::from_millis(400);
+    assert_eq!(crl_due(Some(&published), &finer, now()), None);
+}
+
+#[test]
+fn crl_numbers_increase_even_when_the_published_crl_was_lost() {
+    let ca = root_ca(now() - hours(1));
+    let first = next_crl_number(None, now());
+    assert_eq!(first, now().as_second() as u64);
+    let published = PublishedCrl::from_der(&build_crl(&ca, &[], first, now()).unwrap().der).unwrap();
+    // Re-signed within the same second, the number still goes up.
+    assert_eq!(next_crl_number(Some(&published), now()), first + 1);
+    // Lost and re-created later: the clock keeps it above every earlier number.
+    assert!(next_crl_number(None, now() + hours(1)) > first + 1);
+}
