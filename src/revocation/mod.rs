@@ -8,6 +8,7 @@
 mod crl;
 mod ocsp;
 mod record;
+mod request;
 mod server;
 
 #[cfg(test)]
@@ -21,6 +22,7 @@ pub use ocsp::{
     respond_ocsp,
 };
 pub use record::{RevocationReason, RevokedSerial, parse_serial};
+pub use request::{REVOCATION_REASON, REVOKE_REQUESTED_AT, RevokeRequest, revocation_of};
 pub use server::{CLUSTER_SCOPE, PkiEndpoint, ServedIssuer};
 
 use crate::pki::PkiError;
@@ -30,6 +32,8 @@ use crate::pki::PkiError;
 pub enum RevocationError {
     #[error("serial number {serial:?}: {reason}")]
     InvalidSerial { serial: String, reason: &'static str },
+    #[error("{REVOKE_REQUESTED_AT} {0:?} is not an RFC 3339 time")]
+    InvalidRequestTime(String),
     #[error("unknown revocation reason {0:?} (expected an RFC 5280 name such as keyCompromise)")]
     UnknownReason(String),
     #[error("the CA cannot sign: {0}")]

@@ -5,6 +5,7 @@ mod crl;
 mod ocsp;
 mod openssl;
 mod records;
+mod request;
 mod server;
 
 use der::Encode;
