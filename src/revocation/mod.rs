@@ -21,7 +21,7 @@ pub use ocsp::{
     OCSP_VALIDITY, OcspRequestError, ocsp_error_response, ocsp_request_from_get_path, parse_ocsp_request,
     respond_ocsp,
 };
-pub use record::{RevocationReason, RevokedSerial, parse_serial};
+pub use record::{RevocationReason, RevokedSerial, RevokedSerials, parse_serial};
 pub use request::{REVOCATION_REASON, REVOKE_REQUESTED_AT, RevokeRequest, revocation_of};
 pub use server::{CLUSTER_SCOPE, PkiEndpoint, ServedIssuer};
 

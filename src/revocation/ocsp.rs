@@ -15,7 +15,7 @@ use x509_ocsp::{
 };
 
 use super::crl::to_second;
-use super::{RevocationError, RevokedSerial, encoding_failed};
+use super::{RevocationError, RevokedSerials, encoding_failed};
 use crate::pki::asn1;
 use crate::pki::{CaKeyPair, PkiError, public_key_bits, serial_hex};
 
@@ -83,7 +83,7 @@ pub fn ocsp_error_response(status: OcspResponseStatus) -> Result<Vec<u8>, Revoca
 /// compute. `Err` only when the CA cannot sign.
 pub fn respond_ocsp(
     ca: &CaKeyPair,
-    revoked: &[RevokedSerial],
+    revoked: &(impl RevokedSerials + ?Sized),
     request_der: &[u8],
     now: jiff::Timestamp,
 ) -> Result<Vec<u8>, RevocationError> {
@@ -102,7 +102,7 @@ pub fn respond_ocsp(
         let cert_id = &single.req_cert;
         let ours = names_issuer(cert_id, &identity.subject_der, &key_bits);
         let serial = serial_hex(cert_id.serial_number.as_bytes());
-        let cert_status = match revoked.iter().find(|r| r.serial_hex == serial) {
+        let cert_status = match revoked.find(&serial) {
             Some(record) if ours => CertStatus::Revoked(RevokedInfo {
                 revocation_time: generalized(record.revoked_at)?,
                 revocation_reason: Some(record.reason.crl_reason()),

@@ -1,5 +1,6 @@
 //! One revoked serial of one issuer: what a CRL entry and an OCSP `revoked` status say.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
 
@@ -142,6 +143,37 @@ impl RevokedSerial {
     /// The serial's big-endian magnitude octets.
     pub(crate) fn serial_octets(&self) -> Result<Vec<u8>, RevocationError> {
         parse_serial(&self.serial_hex)
+    }
+}
+
+/// Where an OCSP answer looks a serial up: a list is scanned, a map by `serial_hex` (what the
+/// PKI endpoint keeps, for 10,000 revocations and more) is indexed.
+pub trait RevokedSerials {
+    /// The record of `serial_hex` (as `RevokedSerial::serial_hex`), if revoked.
+    fn find(&self, serial_hex: &str) -> Option<&RevokedSerial>;
+}
+
+impl RevokedSerials for [RevokedSerial] {
+    fn find(&self, serial_hex: &str) -> Option<&RevokedSerial> {
+        self.iter().find(|r| r.serial_hex == serial_hex)
+    }
+}
+
+impl<const N: usize> RevokedSerials for [RevokedSerial; N] {
+    fn find(&self, serial_hex: &str) -> Option<&RevokedSerial> {
+        self.as_slice().find(serial_hex)
+    }
+}
+
+impl RevokedSerials for Vec<RevokedSerial> {
+    fn find(&self, serial_hex: &str) -> Option<&RevokedSerial> {
+        self.as_slice().find(serial_hex)
+    }
+}
+
+impl RevokedSerials for HashMap<String, RevokedSerial> {
+    fn find(&self, serial_hex: &str) -> Option<&RevokedSerial> {
+        self.get(serial_hex)
     }
 }
 

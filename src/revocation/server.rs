@@ -38,9 +38,18 @@ const PLAIN: &str = "text/plain; charset=utf-8";
 /// What the endpoint serves for one CA issuer.
 #[derive(Debug)]
 pub struct ServedIssuer {
-    pub ca: CaKeyPair,
-    pub revoked: Vec<RevokedSerial>,
-    pub crl: SignedCrl,
+    ca: CaKeyPair,
+    /// By serial: an OCSP answer looks one up among thousands.
+    revoked: HashMap<String, RevokedSerial>,
+    crl: SignedCrl,
+}
+
+impl ServedIssuer {
+    /// `ca` with its revoked serials and the CRL signed over them.
+    pub fn new(ca: CaKeyPair, revoked: Vec<RevokedSerial>, crl: SignedCrl) -> Self {
+        let revoked = revoked.into_iter().map(|r| (r.serial_hex.clone(), r)).collect();
+        Self { ca, revoked, crl }
+    }
 }
 
 /// Which issuer: its namespace (`CLUSTER_SCOPE` for a ClusterIssuer) and name.

@@ -7,6 +7,8 @@ use x509_ocsp::{BasicOcspResponse, CertStatus, OcspResponse, OcspResponseStatus,
 
 use super::*;
 
+const NONE: &[RevokedSerial] = &[];
+
 /// The BasicOCSPResponse inside a successful OCSPResponse.
 fn basic(der: &[u8]) -> BasicOcspResponse {
     let response = OcspResponse::from_der(der).expect("OCSPResponse");
@@ -174,7 +176,7 @@ fn malformed_requests_get_the_malformed_request_status() {
         &no_certificates,
         &[0x30, 0x80, 0x00, 0x00],
     ] {
-        let der = respond_ocsp(&ca, &[], bad, now()).unwrap();
+        let der = respond_ocsp(&ca, NONE, bad, now()).unwrap();
         assert_eq!(status(&der), OcspResponseStatus::MalformedRequest, "{bad:02x?}");
         assert!(OcspResponse::from_der(&der).unwrap().response_bytes.is_none());
     }
@@ -222,7 +224,7 @@ proptest! {
     #[test]
     fn any_bytes_get_an_answer_never_a_panic(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
         let ca = fixture();
-        let der = respond_ocsp(ca, &[], &bytes, now()).unwrap();
+        let der = respond_ocsp(ca, NONE, &bytes, now()).unwrap();
         let answer = status(&der);
         prop_assert!(matches!(answer, OcspResponseStatus::MalformedRequest | OcspResponseStatus::Successful));
     }
@@ -236,7 +238,7 @@ proptest! {
             *byte = value;
         }
         der.truncate(der.len() - cut % der.len());
-        let answer = status(&respond_ocsp(ca, &[], &der, now()).unwrap());
+        let answer = status(&respond_ocsp(ca, NONE, &der, now()).unwrap());
         prop_assert!(matches!(answer, OcspResponseStatus::MalformedRequest | OcspResponseStatus::Successful));
     }
 
@@ -250,4 +252,24 @@ proptest! {
 fn fixture() -> &'static CaKeyPair {
     static CA: std::sync::OnceLock<CaKeyPair> = std::sync::OnceLock::new();
     CA.get_or_init(|| root_ca(now() - hours(1)))
+}
+
+#[test]
+fn a_map_by_serial_answers_as_the_list_does() {
+    let ca = root_ca(now() - hours(1));
+    let records = vec![revoked("3a4f", now(), RevocationReason::KeyCompromise)];
+    let map: std::collections::HashMap<String, RevokedSerial> = records
+        .iter()
+        .map(|r| (r.serial_hex.clone(), r.clone()))
+        .collect();
+    let der = request(
+        vec![cert_id(&ca, "3a4f", Hash::Sha1), cert_id(&ca, "01", Hash::Sha1)],
+        None,
+    );
+    let from_list = basic(&respond_ocsp(&ca, &records, &der, now()).unwrap());
+    let from_map = basic(&respond_ocsp(&ca, &map, &der, now()).unwrap());
+    assert_eq!(
+        from_list.tbs_response_data.responses,
+        from_map.tbs_response_data.responses
+    );
 }

@@ -31,15 +31,7 @@ fn endpoint(now: jiff::Timestamp) -> (PkiEndpoint, CaKeyPair, IssuedCertificate,
     )
     .unwrap();
     let endpoint = PkiEndpoint::default();
-    endpoint.publish(
-        "demo",
-        "root",
-        ServedIssuer {
-            ca: copy,
-            revoked,
-            crl,
-        },
-    );
+    endpoint.publish("demo", "root", ServedIssuer::new(copy, revoked, crl));
     (endpoint, ca, bad, good)
 }
 
@@ -103,15 +95,7 @@ fn a_cluster_issuer_is_served_under_cluster_and_a_withdrawn_issuer_no_longer() {
     let (endpoint, ..) = endpoint(now());
     let ca = root_ca(now() - hours(1));
     let crl = build_crl(&ca, &[], 1, now()).unwrap();
-    endpoint.publish(
-        CLUSTER_SCOPE,
-        "root",
-        ServedIssuer {
-            ca,
-            revoked: vec![],
-            crl,
-        },
-    );
+    endpoint.publish(CLUSTER_SCOPE, "root", ServedIssuer::new(ca, vec![], crl));
     let (status, ..) = body(endpoint.respond(&Method::GET, "/crl/cluster/root.crl", &[], now()));
     assert_eq!(status, StatusCode::OK);
 
