@@ -17,6 +17,12 @@ pub(crate) fn encoding(what: &'static str) -> impl Fn(der::Error) -> PkiError {
     move |e| PkiError::Encoding(format!("{what}: {e}"))
 }
 
+/// `at` without its fraction of a second: X.509 and OCSP times are written to the second, so
+/// everything compared with what they say is truncated the same way.
+pub(crate) fn to_second(at: jiff::Timestamp) -> jiff::Timestamp {
+    jiff::Timestamp::from_second(at.as_second()).unwrap_or(at)
+}
+
 /// An X.509 `Time`: UTCTime through 2049, GeneralizedTime after (RFC 5280 §4.1.2.5), to the
 /// second.
 pub(crate) fn time(at: jiff::Timestamp) -> Result<Time, PkiError> {

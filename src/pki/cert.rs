@@ -81,8 +81,8 @@ pub fn sign_self_signed(
 ) -> Result<IssuedCertificate, PkiError> {
     let subject = subject_name(template)?;
     let key_id = key_identifier(key.spki())?;
-    let not_before = to_second(template.not_before);
-    let not_after = to_second(template.not_after);
+    let not_before = asn1::to_second(template.not_before);
+    let not_after = asn1::to_second(template.not_after);
     let signed = sign(
         &Draft {
             template,
@@ -122,8 +122,8 @@ pub fn sign_with_ca(
     }
     let identity = ca.identity()?;
 
-    let not_before = to_second(template.not_before);
-    let not_after = to_second(template.not_after).min(ca_cert.not_after);
+    let not_before = asn1::to_second(template.not_before);
+    let not_after = asn1::to_second(template.not_after).min(ca_cert.not_after);
     if ca_cert.not_after <= not_before {
         return Err(PkiError::Expired(ca_cert.not_after));
     }
@@ -260,10 +260,6 @@ pub(crate) fn subject_key_id_of(cert: &x509_parser::certificate::X509Certificate
             ParsedExtension::SubjectKeyIdentifier(id) => Some(id.0.to_vec()),
             _ => None,
         })
-}
-
-fn to_second(at: jiff::Timestamp) -> jiff::Timestamp {
-    jiff::Timestamp::from_second(at.as_second()).unwrap_or(at)
 }
 
 fn subject_is_empty(template: &CertificateTemplate) -> bool {

@@ -16,8 +16,8 @@ pub(crate) mod tests;
 
 pub use ca::{CaFacts, CaKeyPair, IssuerUrls};
 pub use cert::{CertificateTemplate, IssuedCertificate, SubjectFields, sign_self_signed, sign_with_ca};
-pub(crate) use key::public_key_bits;
 pub use key::{KeyAlgorithm, KeyEncoding, KeySpec, PrivateKey};
+pub(crate) use key::{encode_pem, public_key_bits};
 pub(crate) use parse::serial_hex;
 pub use parse::{CertificateInfo, parse_certificate_chain, parse_pem_certificates};
 pub use usage::Usage;

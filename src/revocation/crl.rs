@@ -14,7 +14,7 @@ use x509_cert::time::Time;
 
 use super::{RevocationError, RevocationReason, RevokedSerial, encoding_failed};
 use crate::pki::asn1;
-use crate::pki::{CaKeyPair, serial_hex};
+use crate::pki::{CaKeyPair, encode_pem, serial_hex};
 
 /// How long a CRL is valid: its nextUpdate is thisUpdate plus this (SPEC "Revocation").
 pub const CRL_VALIDITY: jiff::SignedDuration = jiff::SignedDuration::from_hours(24);
@@ -52,7 +52,7 @@ pub fn build_crl(
     now: jiff::Timestamp,
 ) -> Result<SignedCrl, RevocationError> {
     let identity = ca.identity()?;
-    let this_update = to_second(now);
+    let this_update = asn1::to_second(now);
     let next_update = this_update + CRL_VALIDITY;
 
     let mut sorted: Vec<&RevokedSerial> = revoked.iter().collect();
@@ -91,10 +91,7 @@ pub fn build_crl(
         crl_extensions: Some(extensions),
     };
     let der = asn1::sign(&tbs, &ca.key)?;
-    let pem = pem::encode_config(
-        &pem::Pem::new("X509 CRL", der.clone()),
-        pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
-    );
+    let pem = encode_pem("X509 CRL", der.clone());
     Ok(SignedCrl {
         der,
         pem,
@@ -166,7 +163,7 @@ pub fn crl_due(
     let mut wanted: Vec<RevokedSerial> = revoked
         .iter()
         .map(|r| RevokedSerial {
-            revoked_at: to_second(r.revoked_at),
+            revoked_at: asn1::to_second(r.revoked_at),
             ..r.clone()
         })
         .collect();
@@ -210,11 +207,7 @@ fn entry(record: &RevokedSerial) -> Result<RevokedCert, RevocationError> {
     };
     Ok(RevokedCert {
         serial_number: SerialNumber::new(&serial).map_err(encoding_failed("revoked serial"))?,
-        revocation_date: asn1::time(to_second(record.revoked_at))?,
+        revocation_date: asn1::time(asn1::to_second(record.revoked_at))?,
         crl_entry_extensions,
     })
-}
-
-pub(crate) fn to_second(at: jiff::Timestamp) -> jiff::Timestamp {
-    jiff::Timestamp::from_second(at.as_second()).unwrap_or(at)
 }

@@ -14,7 +14,6 @@ use x509_ocsp::{
     OcspResponseStatus, ResponderId, ResponseBytes, ResponseData, RevokedInfo, SingleResponse, Version,
 };
 
-use super::crl::to_second;
 use super::{RevocationError, RevokedSerials, encoding_failed};
 use crate::pki::asn1;
 use crate::pki::{CaKeyPair, PkiError, public_key_bits, serial_hex};
@@ -94,7 +93,7 @@ pub fn respond_ocsp(
     let identity = ca.identity()?;
     let key_bits = public_key_bits(&ca.certificate().public_key_der)
         .ok_or_else(|| PkiError::InvalidKey("malformed CA public key".into()))?;
-    let this_update = to_second(now);
+    let this_update = asn1::to_second(now);
     let next_update = this_update + OCSP_VALIDITY;
 
     let mut responses = Vec::with_capacity(request.tbs_request.request_list.len());
@@ -189,7 +188,7 @@ fn digest_algorithm(oid: ObjectIdentifier) -> Option<&'static aws_lc_rs::digest:
 
 fn generalized(at: jiff::Timestamp) -> Result<OcspGeneralizedTime, RevocationError> {
     // OCSP times are always GeneralizedTime (RFC 6960 §4.2.1).
-    Ok(OcspGeneralizedTime::from(asn1::time(to_second(at))?))
+    Ok(OcspGeneralizedTime::from(asn1::time(asn1::to_second(at))?))
 }
 
 /// `%XX` escapes decoded; `None` for a broken escape or bytes that are not UTF-8.

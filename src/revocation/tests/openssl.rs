@@ -2,43 +2,11 @@
 //! refuse a revoked leaf, and `openssl ocsp` reads our answers. Skipped (with one printed
 //! line) where the binary is missing; CI installs it.
 
-use std::path::Path;
-use std::process::Command;
-
 use super::*;
-
-/// Runs `openssl args…` in `dir`; `None` when there is no openssl binary.
-pub(super) fn openssl(dir: &Path, args: &[&str]) -> Option<(bool, String)> {
-    let output = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .ok()?;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    Some((output.status.success(), text))
-}
-
-pub(super) fn openssl_available(test: &str) -> bool {
-    let found = Command::new("openssl")
-        .arg("version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        println!("{test}: skipped, no `openssl` binary on PATH");
-    }
-    found
-}
-
-pub(super) fn write(dir: &Path, name: &str, contents: impl AsRef<[u8]>) {
-    std::fs::write(dir.join(name), contents).unwrap();
-}
+pub(super) use crate::pki::tests::openssl::{openssl, openssl_available, write};
 
 pub(super) fn ca_pem(ca: &CaKeyPair) -> String {
-    pem::encode(&pem::Pem::new("CERTIFICATE", ca.certificate().der.clone()))
+    crate::pki::encode_pem("CERTIFICATE", ca.certificate().der.clone())
 }
 
 #[test]
