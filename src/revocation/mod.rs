@@ -32,6 +32,8 @@ use crate::pki::PkiError;
 pub enum RevocationError {
     #[error("serial number {serial:?}: {reason}")]
     InvalidSerial { serial: String, reason: &'static str },
+    #[error("revocation time {0:?} is not an RFC 3339 time")]
+    InvalidRevocationTime(String),
     #[error("{REVOKE_REQUESTED_AT} {0:?} is not an RFC 3339 time")]
     InvalidRequestTime(String),
     #[error("unknown revocation reason {0:?} (expected an RFC 5280 name such as keyCompromise)")]

@@ -125,10 +125,7 @@ impl RevokedSerial {
         let revoked_at = revoked_at
             .trim()
             .parse()
-            .map_err(|_| RevocationError::InvalidSerial {
-                serial: serial.chars().take(64).collect(),
-                reason: "revocation time is not an RFC 3339 instant",
-            })?;
+            .map_err(|_| RevocationError::InvalidRevocationTime(revoked_at.chars().take(64).collect()))?;
         let reason = match reason {
             Some(name) => name.parse()?,
             None => RevocationReason::Unspecified,
