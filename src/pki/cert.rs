@@ -158,15 +158,16 @@ pub fn sign_with_ca(
 
 const PEM_CERTIFICATE: &str = "CERTIFICATE";
 
-const OID_COUNTRY: ObjectIdentifier = rfc4519::C;
-const OID_PROVINCE: ObjectIdentifier = rfc4519::ST;
-const OID_LOCALITY: ObjectIdentifier = rfc4519::L;
-const OID_STREET_ADDRESS: ObjectIdentifier = rfc4519::STREET;
-const OID_POSTAL_CODE: ObjectIdentifier = rfc4519::POSTAL_CODE;
-const OID_ORGANIZATION: ObjectIdentifier = rfc4519::O;
-const OID_ORGANIZATIONAL_UNIT: ObjectIdentifier = rfc4519::OU;
-const OID_COMMON_NAME: ObjectIdentifier = rfc4519::CN;
-const OID_SERIAL_NUMBER: ObjectIdentifier = rfc4519::SERIAL_NUMBER;
+// The subject attributes certkeeper writes and reads back.
+pub(super) const OID_COUNTRY: ObjectIdentifier = rfc4519::C;
+pub(super) const OID_PROVINCE: ObjectIdentifier = rfc4519::ST;
+pub(super) const OID_LOCALITY: ObjectIdentifier = rfc4519::L;
+pub(super) const OID_STREET_ADDRESS: ObjectIdentifier = rfc4519::STREET;
+pub(super) const OID_POSTAL_CODE: ObjectIdentifier = rfc4519::POSTAL_CODE;
+pub(super) const OID_ORGANIZATION: ObjectIdentifier = rfc4519::O;
+pub(super) const OID_ORGANIZATIONAL_UNIT: ObjectIdentifier = rfc4519::OU;
+pub(super) const OID_COMMON_NAME: ObjectIdentifier = rfc4519::CN;
+pub(super) const OID_SERIAL_NUMBER: ObjectIdentifier = rfc4519::SERIAL_NUMBER;
 
 /// RFC 5280 §4.1.2.2: at most 20 octets.
 const SERIAL_LEN: usize = 20;

@@ -4,11 +4,14 @@ use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use const_oid::ObjectIdentifier;
-use const_oid::db::rfc4519;
 use x509_parser::certificate::X509Certificate;
 use x509_parser::extensions::GeneralName;
 use x509_parser::x509::AttributeTypeAndValue;
 
+use super::cert::{
+    OID_COMMON_NAME, OID_COUNTRY, OID_LOCALITY, OID_ORGANIZATION, OID_ORGANIZATIONAL_UNIT, OID_POSTAL_CODE,
+    OID_PROVINCE, OID_SERIAL_NUMBER, OID_STREET_ADDRESS,
+};
 use super::key::{key_spec_from_spki, same_public_key};
 use super::{KeySpec, PkiError, PrivateKey, SubjectFields, Usage};
 
@@ -191,16 +194,6 @@ pub fn parse_certificate_chain(pem: &[u8]) -> Result<Vec<CertificateInfo>, PkiEr
         .map(|der| CertificateInfo::from_der(der))
         .collect()
 }
-
-const OID_COMMON_NAME: ObjectIdentifier = rfc4519::CN;
-const OID_SERIAL_NUMBER: ObjectIdentifier = rfc4519::SERIAL_NUMBER;
-const OID_COUNTRY: ObjectIdentifier = rfc4519::C;
-const OID_LOCALITY: ObjectIdentifier = rfc4519::L;
-const OID_PROVINCE: ObjectIdentifier = rfc4519::ST;
-const OID_STREET_ADDRESS: ObjectIdentifier = rfc4519::STREET;
-const OID_ORGANIZATION: ObjectIdentifier = rfc4519::O;
-const OID_ORGANIZATIONAL_UNIT: ObjectIdentifier = rfc4519::OU;
-const OID_POSTAL_CODE: ObjectIdentifier = rfc4519::POSTAL_CODE;
 
 /// Whether `content` (an OID's content octets, as x509-parser gives them) is `oid`.
 fn oid_is(content: &[u8], oid: ObjectIdentifier) -> bool {
