@@ -14,6 +14,7 @@ pub mod error;
 mod fault_tests;
 pub mod issuer;
 pub mod pki;
+pub mod revocation;
 pub mod runner;
 pub mod telemetry;
 #[cfg(test)]

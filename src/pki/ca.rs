@@ -1,5 +1,6 @@
 //! CA key pairs read from a Secret, and their validation.
 
+use super::cert::{key_identifier, subject_key_id_of};
 use super::parse::parse_der;
 use super::{CertificateInfo, PkiError, PrivateKey, parse_certificate_chain};
 
@@ -20,6 +21,15 @@ pub struct CaKeyPair {
     /// The root from `ca.crt` when the chain does not end in a self-signed certificate.
     pub root: Option<CertificateInfo>,
     pub urls: IssuerUrls,
+}
+
+/// How the things a CA signs name it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct CaIdentity {
+    /// The CA certificate's subject DN, DER, byte for byte: the issuer of what it signs.
+    pub(crate) subject_der: Vec<u8>,
+    /// The CA's key identifier, for the authorityKeyIdentifier of what it signs.
+    pub(crate) key_id: Vec<u8>,
 }
 
 /// What an Issuer's status reports about its CA.
@@ -61,6 +71,21 @@ impl CaKeyPair {
     /// The CA certificate itself.
     pub fn certificate(&self) -> &CertificateInfo {
         &self.chain[0]
+    }
+
+    /// The CA's subject DN and key identifier. The key identifier is the CA certificate's
+    /// SKI whatever method computed it (OpenSSL uses SHA-1), else RFC 7093's.
+    pub(crate) fn identity(&self) -> Result<CaIdentity, PkiError> {
+        let ca = self.chain.first().ok_or(PkiError::NoCertificate)?;
+        let x509 = parse_der(&ca.der)?;
+        let key_id = match subject_key_id_of(&x509) {
+            Some(id) => id,
+            None => key_identifier(&ca.public_key_der)?,
+        };
+        Ok(CaIdentity {
+            subject_der: x509.subject().as_raw().to_vec(),
+            key_id,
+        })
     }
 
     /// Checks the CA can sign at `now`: basicConstraints CA:TRUE and keyCertSign (`NotACa`),

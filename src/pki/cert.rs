@@ -1,15 +1,35 @@
 //! Building and signing certificates, and assembling the chain a Secret carries.
 //!
-//! The TBSCertificate is written field by field (see `der`) so the issuer DN is the CA's subject
-//! DN byte for byte, subject attributes can repeat, and AIA/CRL URLs are exactly what the issuer
-//! asks for. Extensions follow what cert-manager (Go's crypto/x509) writes.
+//! The TBSCertificate is assembled from `x509-cert` structures and signed with aws-lc-rs. The
+//! issuer DN is the CA's subject DN byte for byte (see `asn1::raw`), subject attributes can
+//! repeat, and AIA/CRL URLs are exactly what the issuer asks for. Extensions follow what
+//! cert-manager (Go's crypto/x509) writes.
 
 use std::net::IpAddr;
 
+use const_oid::ObjectIdentifier;
+use const_oid::db::{rfc4519, rfc5280};
+use der::asn1::{AnyRef, Ia5String, OctetString, PrintableStringRef, SetOfVec, Utf8StringRef};
+use der::{Encode, Sequence};
+use spki::AlgorithmIdentifierOwned;
+use x509_cert::attr::AttributeTypeAndValue;
+use x509_cert::certificate::Version;
+use x509_cert::ext::Extensions;
+use x509_cert::ext::pkix::crl::dp::DistributionPoint;
+use x509_cert::ext::pkix::name::{DistributionPointName, GeneralName};
+use x509_cert::ext::pkix::{
+    AccessDescription, AuthorityInfoAccessSyntax, AuthorityKeyIdentifier, BasicConstraints,
+    CrlDistributionPoints, ExtendedKeyUsage, KeyUsage, KeyUsages, SubjectAltName, SubjectKeyIdentifier,
+};
+use x509_cert::name::{RdnSequence, RelativeDistinguishedName};
+use x509_cert::serial_number::SerialNumber;
+use x509_cert::time::Validity;
+
+use super::asn1::{self, encoding};
 use super::key::{encode_pem, public_key_bits, same_public_key};
-use super::parse::{parse_der, serial_hex};
+use super::parse::serial_hex;
 use super::usage::{KU_CRL_SIGN, KU_KEY_CERT_SIGN, UsageEncoding};
-use super::{CaKeyPair, CertificateInfo, IssuerUrls, PkiError, PrivateKey, Usage, der};
+use super::{CaKeyPair, CertificateInfo, IssuerUrls, PkiError, PrivateKey, Usage};
 
 /// Subject DN parts beyond the common name (cert-manager's `spec.subject`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -59,10 +79,10 @@ pub fn sign_self_signed(
     template: &CertificateTemplate,
     key: &PrivateKey,
 ) -> Result<IssuedCertificate, PkiError> {
-    let subject = subject_name(template);
+    let subject = subject_name(template)?;
     let key_id = key_identifier(key.spki())?;
-    let not_before = to_second(template.not_before);
-    let not_after = to_second(template.not_after);
+    let not_before = asn1::to_second(template.not_before);
+    let not_after = asn1::to_second(template.not_after);
     let signed = sign(
         &Draft {
             template,
@@ -100,30 +120,25 @@ pub fn sign_with_ca(
     if !same_public_key(ca.key.spki(), &ca_cert.public_key_der) {
         return Err(PkiError::KeyMismatch);
     }
-    let ca_x509 = parse_der(&ca_cert.der)?;
-    // AKI must equal the CA's SKI whatever method computed it (OpenSSL uses SHA-1).
-    let authority_key_id = match subject_key_id_of(&ca_x509) {
-        Some(id) => id,
-        None => key_identifier(&ca_cert.public_key_der)?,
-    };
+    let identity = ca.identity()?;
 
-    let not_before = to_second(template.not_before);
-    let not_after = to_second(template.not_after).min(ca_cert.not_after);
+    let not_before = asn1::to_second(template.not_before);
+    let not_after = asn1::to_second(template.not_after).min(ca_cert.not_after);
     if ca_cert.not_after <= not_before {
         return Err(PkiError::Expired(ca_cert.not_after));
     }
-    let subject = subject_name(template);
+    let subject = subject_name(template)?;
     let subject_key_id = key_identifier(subject_key.spki())?;
     let signed = sign(
         &Draft {
             template,
-            issuer_name: ca_x509.subject().as_raw(),
+            issuer_name: &identity.subject_der,
             subject_name: &subject,
             subject_spki: subject_key.spki(),
             not_before,
             not_after,
             subject_key_id: &subject_key_id,
-            authority_key_id: &authority_key_id,
+            authority_key_id: &identity.key_id,
             urls: Some(&ca.urls),
         },
         &ca.key,
@@ -143,32 +158,16 @@ pub fn sign_with_ca(
 
 const PEM_CERTIFICATE: &str = "CERTIFICATE";
 
-const OID_COUNTRY: &[u64] = &[2, 5, 4, 6];
-const OID_PROVINCE: &[u64] = &[2, 5, 4, 8];
-const OID_LOCALITY: &[u64] = &[2, 5, 4, 7];
-const OID_STREET_ADDRESS: &[u64] = &[2, 5, 4, 9];
-const OID_POSTAL_CODE: &[u64] = &[2, 5, 4, 17];
-const OID_ORGANIZATION: &[u64] = &[2, 5, 4, 10];
-const OID_ORGANIZATIONAL_UNIT: &[u64] = &[2, 5, 4, 11];
-const OID_COMMON_NAME: &[u64] = &[2, 5, 4, 3];
-const OID_SERIAL_NUMBER: &[u64] = &[2, 5, 4, 5];
-
-const OID_SUBJECT_KEY_IDENTIFIER: &[u64] = &[2, 5, 29, 14];
-const OID_KEY_USAGE: &[u64] = &[2, 5, 29, 15];
-const OID_SUBJECT_ALT_NAME: &[u64] = &[2, 5, 29, 17];
-const OID_BASIC_CONSTRAINTS: &[u64] = &[2, 5, 29, 19];
-const OID_CRL_DISTRIBUTION_POINTS: &[u64] = &[2, 5, 29, 31];
-const OID_AUTHORITY_KEY_IDENTIFIER: &[u64] = &[2, 5, 29, 35];
-const OID_EXTENDED_KEY_USAGE: &[u64] = &[2, 5, 29, 37];
-const OID_AUTHORITY_INFO_ACCESS: &[u64] = &[1, 3, 6, 1, 5, 5, 7, 1, 1];
-const OID_ACCESS_OCSP: &[u64] = &[1, 3, 6, 1, 5, 5, 7, 48, 1];
-const OID_ACCESS_CA_ISSUERS: &[u64] = &[1, 3, 6, 1, 5, 5, 7, 48, 2];
-
-/// GeneralName tags (RFC 5280 §4.2.1.6), all IMPLICIT primitives.
-const GN_EMAIL: u8 = der::context(1, false);
-const GN_DNS: u8 = der::context(2, false);
-const GN_URI: u8 = der::context(6, false);
-const GN_IP: u8 = der::context(7, false);
+// The subject attributes certkeeper writes and reads back.
+pub(super) const OID_COUNTRY: ObjectIdentifier = rfc4519::C;
+pub(super) const OID_PROVINCE: ObjectIdentifier = rfc4519::ST;
+pub(super) const OID_LOCALITY: ObjectIdentifier = rfc4519::L;
+pub(super) const OID_STREET_ADDRESS: ObjectIdentifier = rfc4519::STREET;
+pub(super) const OID_POSTAL_CODE: ObjectIdentifier = rfc4519::POSTAL_CODE;
+pub(super) const OID_ORGANIZATION: ObjectIdentifier = rfc4519::O;
+pub(super) const OID_ORGANIZATIONAL_UNIT: ObjectIdentifier = rfc4519::OU;
+pub(super) const OID_COMMON_NAME: ObjectIdentifier = rfc4519::CN;
+pub(super) const OID_SERIAL_NUMBER: ObjectIdentifier = rfc4519::SERIAL_NUMBER;
 
 /// RFC 5280 §4.1.2.2: at most 20 octets.
 const SERIAL_LEN: usize = 20;
@@ -192,6 +191,22 @@ struct Signed {
     serial_hex: String,
 }
 
+/// RFC 5280 TBSCertificate, as `x509_cert::TbsCertificate` but with the names and the key
+/// kept as the DER they were given in (see `asn1::raw`).
+#[derive(Sequence)]
+struct TbsCertificate<'a> {
+    #[asn1(context_specific = "0", default = "Default::default")]
+    version: Version,
+    serial_number: SerialNumber,
+    signature: AlgorithmIdentifierOwned,
+    issuer: AnyRef<'a>,
+    validity: Validity,
+    subject: AnyRef<'a>,
+    subject_public_key_info: AnyRef<'a>,
+    #[asn1(context_specific = "3", tag_mode = "EXPLICIT", optional = "true")]
+    extensions: Option<Extensions>,
+}
+
 fn sign(draft: &Draft<'_>, signer: &PrivateKey) -> Result<Signed, PkiError> {
     if draft.not_after <= draft.not_before {
         return Err(PkiError::InvalidCertificate(format!(
@@ -200,24 +215,21 @@ fn sign(draft: &Draft<'_>, signer: &PrivateKey) -> Result<Signed, PkiError> {
         )));
     }
     let serial = random_serial()?;
-    let signature_algorithm = signer.signature_algorithm_der();
-    let extensions = extensions(draft)?;
-    let extension_refs: Vec<&[u8]> = extensions.iter().map(Vec::as_slice).collect();
-    let tbs = der::sequence(&[
-        // version [0] EXPLICIT v3
-        &der::tlv(der::context(0, true), &der::tlv(der::TAG_INTEGER, &[2])),
-        &der::unsigned_integer(&serial),
-        &signature_algorithm,
-        draft.issuer_name,
-        &der::sequence(&[&der::time(draft.not_before)?, &der::time(draft.not_after)?]),
-        draft.subject_name,
-        draft.subject_spki,
-        &der::tlv(der::context(3, true), &der::sequence(&extension_refs)),
-    ]);
-    let signature = signer.sign(&tbs)?;
-    let der = der::sequence(&[&tbs, &signature_algorithm, &der::bit_string(&signature)]);
+    let tbs = TbsCertificate {
+        version: Version::V3,
+        serial_number: SerialNumber::new(&serial).map_err(encoding("serial number"))?,
+        signature: signer.signature_algorithm(),
+        issuer: asn1::raw(draft.issuer_name, "issuer name")?,
+        validity: Validity {
+            not_before: asn1::time(draft.not_before)?,
+            not_after: asn1::time(draft.not_after)?,
+        },
+        subject: asn1::raw(draft.subject_name, "subject name")?,
+        subject_public_key_info: asn1::raw(draft.subject_spki, "subject public key")?,
+        extensions: Some(extensions(draft)?),
+    };
     Ok(Signed {
-        der,
+        der: asn1::sign(&tbs, signer)?,
         serial_hex: serial_hex(&serial),
     })
 }
@@ -242,17 +254,13 @@ pub(crate) fn key_identifier(spki: &[u8]) -> Result<Vec<u8>, PkiError> {
 }
 
 /// The SubjectKeyIdentifier extension value of a parsed certificate, if any.
-fn subject_key_id_of(cert: &x509_parser::certificate::X509Certificate<'_>) -> Option<Vec<u8>> {
+pub(crate) fn subject_key_id_of(cert: &x509_parser::certificate::X509Certificate<'_>) -> Option<Vec<u8>> {
     use x509_parser::extensions::ParsedExtension;
     cert.iter_extensions()
         .find_map(|ext| match ext.parsed_extension() {
             ParsedExtension::SubjectKeyIdentifier(id) => Some(id.0.to_vec()),
             _ => None,
         })
-}
-
-fn to_second(at: jiff::Timestamp) -> jiff::Timestamp {
-    jiff::Timestamp::from_second(at.as_second()).unwrap_or(at)
 }
 
 fn subject_is_empty(template: &CertificateTemplate) -> bool {
@@ -270,9 +278,9 @@ fn subject_is_empty(template: &CertificateTemplate) -> bool {
 
 /// The subject DN in the order Go's `pkix.Name` writes it, one attribute per RDN, so a
 /// certificate re-issued here for a cert-manager user has the same subject bytes.
-fn subject_name(template: &CertificateTemplate) -> Vec<u8> {
+fn subject_name(template: &CertificateTemplate) -> Result<Vec<u8>, PkiError> {
     let s = &template.subject;
-    let attributes: [(&[u64], Vec<&String>); 9] = [
+    let attributes: [(ObjectIdentifier, Vec<&String>); 9] = [
         (OID_COUNTRY, s.countries.iter().collect()),
         (OID_PROVINCE, s.provinces.iter().collect()),
         (OID_LOCALITY, s.localities.iter().collect()),
@@ -283,28 +291,31 @@ fn subject_name(template: &CertificateTemplate) -> Vec<u8> {
         (OID_COMMON_NAME, template.common_name.iter().collect()),
         (OID_SERIAL_NUMBER, s.serial_number.iter().collect()),
     ];
-    let rdns: Vec<Vec<u8>> = attributes
-        .iter()
-        .flat_map(|(oid, values)| {
-            values
-                .iter()
-                .map(|value| der::set(&[&der::sequence(&[&der::oid(oid), &der::directory_string(value)])]))
-        })
-        .collect();
-    let refs: Vec<&[u8]> = rdns.iter().map(Vec::as_slice).collect();
-    der::sequence(&refs)
-}
-
-fn extension(oid: &[u64], critical: bool, value: &[u8]) -> Vec<u8> {
-    if critical {
-        der::sequence(&[&der::oid(oid), &der::boolean(true), &der::octet_string(value)])
-    } else {
-        // DEFAULT FALSE must be omitted in DER.
-        der::sequence(&[&der::oid(oid), &der::octet_string(value)])
+    let mut rdns = Vec::new();
+    for (oid, values) in attributes {
+        for value in values {
+            let attribute = AttributeTypeAndValue {
+                oid,
+                value: directory_string(value)?,
+            };
+            let set = SetOfVec::try_from(vec![attribute]).map_err(encoding("subject name"))?;
+            rdns.push(RelativeDistinguishedName::from(set));
+        }
     }
+    RdnSequence(rdns).to_der().map_err(encoding("subject name"))
 }
 
-fn extensions(draft: &Draft<'_>) -> Result<Vec<Vec<u8>>, PkiError> {
+/// A directory string: PrintableString when the text allows it, else UTF8String (as Go and
+/// OpenSSL do, so names compare equal with what they produce).
+fn directory_string(text: &str) -> Result<der::asn1::Any, PkiError> {
+    let any = match PrintableStringRef::new(text) {
+        Ok(printable) => der::asn1::Any::encode_from(&printable),
+        Err(_) => Utf8StringRef::new(text).and_then(|utf8| der::asn1::Any::encode_from(&utf8)),
+    };
+    any.map_err(encoding("subject attribute"))
+}
+
+fn extensions(draft: &Draft<'_>) -> Result<Extensions, PkiError> {
     let template = draft.template;
     let mut out = Vec::new();
 
@@ -324,41 +335,41 @@ fn extensions(draft: &Draft<'_>) -> Result<Vec<Vec<u8>>, PkiError> {
         key_usage_bits |= (1 << KU_KEY_CERT_SIGN) | (1 << KU_CRL_SIGN);
     }
     if key_usage_bits != 0 {
-        out.push(extension(OID_KEY_USAGE, true, &key_usage_value(key_usage_bits)));
+        // `KeyUsages` flag n is named bit n, as our bit numbers are.
+        let flags = der::flagset::FlagSet::<KeyUsages>::new(key_usage_bits)
+            .map_err(|_| PkiError::InvalidCertificate(format!("key usage bits {key_usage_bits:#x}")))?;
+        out.push(asn1::extension(&KeyUsage(flags), true)?);
     }
     if !extended.is_empty() {
-        let oids: Vec<Vec<u8>> = extended.iter().map(|oid| der::oid(oid)).collect();
-        let refs: Vec<&[u8]> = oids.iter().map(Vec::as_slice).collect();
-        out.push(extension(OID_EXTENDED_KEY_USAGE, false, &der::sequence(&refs)));
+        out.push(asn1::extension(&ExtendedKeyUsage(extended), false)?);
     }
 
     // cA defaults to FALSE, so a leaf's value is the empty SEQUENCE (as Go writes it).
-    let basic_constraints = if template.is_ca {
-        der::sequence(&[&der::boolean(true)])
-    } else {
-        der::sequence(&[])
+    let basic_constraints = BasicConstraints {
+        ca: template.is_ca,
+        path_len_constraint: None,
     };
-    out.push(extension(OID_BASIC_CONSTRAINTS, true, &basic_constraints));
-    out.push(extension(
-        OID_SUBJECT_KEY_IDENTIFIER,
+    out.push(asn1::extension(&basic_constraints, true)?);
+    out.push(asn1::extension(
+        &SubjectKeyIdentifier(octets(draft.subject_key_id)?),
         false,
-        &der::octet_string(draft.subject_key_id),
-    ));
-    out.push(extension(
-        OID_AUTHORITY_KEY_IDENTIFIER,
+    )?);
+    out.push(asn1::extension(
+        &AuthorityKeyIdentifier {
+            key_identifier: Some(octets(draft.authority_key_id)?),
+            authority_cert_issuer: None,
+            authority_cert_serial_number: None,
+        },
         false,
-        &der::sequence(&[&der::tlv(der::context(0, false), draft.authority_key_id)]),
-    ));
+    )?);
 
     let names = general_names(template)?;
     if !names.is_empty() {
-        let refs: Vec<&[u8]> = names.iter().map(Vec::as_slice).collect();
         // RFC 5280 §4.2.1.6: critical when the subject is empty.
-        out.push(extension(
-            OID_SUBJECT_ALT_NAME,
+        out.push(asn1::extension(
+            &SubjectAltName(names),
             subject_is_empty(template),
-            &der::sequence(&refs),
-        ));
+        )?);
     } else if subject_is_empty(template) {
         return Err(PkiError::InvalidCertificate(
             "a certificate needs a common name, a subject field or a subject alternative name".into(),
@@ -368,82 +379,70 @@ fn extensions(draft: &Draft<'_>) -> Result<Vec<Vec<u8>>, PkiError> {
     if let Some(urls) = draft.urls {
         let mut access = Vec::new();
         for url in &urls.ocsp_servers {
-            access.push(access_description(OID_ACCESS_OCSP, url)?);
+            access.push(AccessDescription {
+                access_method: rfc5280::ID_AD_OCSP,
+                access_location: GeneralName::UniformResourceIdentifier(ia5(url, "access location")?),
+            });
         }
         for url in &urls.issuing_certificate_urls {
-            access.push(access_description(OID_ACCESS_CA_ISSUERS, url)?);
+            access.push(AccessDescription {
+                access_method: rfc5280::ID_AD_CA_ISSUERS,
+                access_location: GeneralName::UniformResourceIdentifier(ia5(url, "access location")?),
+            });
         }
         if !access.is_empty() {
-            let refs: Vec<&[u8]> = access.iter().map(Vec::as_slice).collect();
-            out.push(extension(OID_AUTHORITY_INFO_ACCESS, false, &der::sequence(&refs)));
+            out.push(asn1::extension(&AuthorityInfoAccessSyntax(access), false)?);
         }
-        // One DistributionPoint per URL, each a fullName [0] inside distributionPoint [0].
+        // One DistributionPoint per URL, each a fullName.
         let mut points = Vec::new();
         for url in &urls.crl_distribution_points {
-            let uri = ia5(GN_URI, url, "CRL distribution point")?;
-            let full_name = der::tlv(der::context(0, true), &uri);
-            points.push(der::sequence(&[&der::tlv(der::context(0, true), &full_name)]));
+            let uri = GeneralName::UniformResourceIdentifier(ia5(url, "CRL distribution point")?);
+            points.push(DistributionPoint {
+                distribution_point: Some(DistributionPointName::FullName(vec![uri])),
+                reasons: None,
+                crl_issuer: None,
+            });
         }
         if !points.is_empty() {
-            let refs: Vec<&[u8]> = points.iter().map(Vec::as_slice).collect();
-            out.push(extension(
-                OID_CRL_DISTRIBUTION_POINTS,
-                false,
-                &der::sequence(&refs),
-            ));
+            out.push(asn1::extension(&CrlDistributionPoints(points), false)?);
         }
     }
     Ok(out)
 }
 
-/// A KeyUsage BIT STRING: bit n of `bits` is named bit n, trailing zero bits dropped (X.690
-/// §11.2.2).
-fn key_usage_value(bits: u16) -> Vec<u8> {
-    let used = 16 - bits.leading_zeros() as usize;
-    let octets = used.div_ceil(8);
-    // Named bit 0 is the most significant bit of the first octet.
-    let msb_first = bits.reverse_bits().to_be_bytes();
-    let mut body = vec![(octets * 8 - used) as u8];
-    body.extend(msb_first.iter().take(octets));
-    der::tlv(der::TAG_BIT_STRING, &body)
+fn octets(bytes: &[u8]) -> Result<OctetString, PkiError> {
+    OctetString::new(bytes).map_err(encoding("key identifier"))
 }
 
-fn access_description(method: &[u64], url: &str) -> Result<Vec<u8>, PkiError> {
-    Ok(der::sequence(&[
-        &der::oid(method),
-        &ia5(GN_URI, url, "access location")?,
-    ]))
-}
-
-/// An IA5String GeneralName; IA5 is ASCII, so anything else is refused rather than mangled.
-fn ia5(tag: u8, value: &str, what: &str) -> Result<Vec<u8>, PkiError> {
+/// An IA5String; IA5 is ASCII, so anything else is refused rather than mangled.
+fn ia5(value: &str, what: &str) -> Result<Ia5String, PkiError> {
+    let refused = || PkiError::InvalidCertificate(format!("{what} {value:?} must be non-empty ASCII"));
     if value.is_empty() || !value.is_ascii() {
-        return Err(PkiError::InvalidCertificate(format!(
-            "{what} {value:?} must be non-empty ASCII"
-        )));
+        return Err(refused());
     }
-    Ok(der::tlv(tag, value.as_bytes()))
+    Ia5String::new(value).map_err(|_| refused())
 }
 
-fn general_names(template: &CertificateTemplate) -> Result<Vec<Vec<u8>>, PkiError> {
+fn general_names(template: &CertificateTemplate) -> Result<Vec<GeneralName>, PkiError> {
     let mut names = Vec::new();
     for dns in &template.dns_names {
-        names.push(ia5(GN_DNS, dns, "DNS name")?);
+        names.push(GeneralName::DnsName(ia5(dns, "DNS name")?));
     }
     for ip in &template.ip_addresses {
-        names.push(match ip {
-            IpAddr::V4(v4) => der::tlv(GN_IP, &v4.octets()),
-            IpAddr::V6(v6) => der::tlv(GN_IP, &v6.octets()),
-        });
+        let octets = match ip {
+            IpAddr::V4(v4) => OctetString::new(v4.octets().to_vec()),
+            IpAddr::V6(v6) => OctetString::new(v6.octets().to_vec()),
+        };
+        names.push(GeneralName::IpAddress(octets.map_err(encoding("IP address"))?));
     }
     for uri in &template.uris {
         if !uri.contains(':') {
             return Err(PkiError::InvalidCertificate(format!("URI {uri:?} has no scheme")));
         }
-        names.push(ia5(GN_URI, uri, "URI")?);
+        names.push(GeneralName::UniformResourceIdentifier(ia5(uri, "URI")?));
     }
     for email in &template.email_addresses {
-        names.push(ia5(GN_EMAIL, email, "email address")?);
+        names.push(GeneralName::Rfc822Name(ia5(email, "email address")?));
     }
     Ok(names)
 }
@@ -464,4 +463,116 @@ fn assemble_chain(certificate_pem: &str, ca: &CaKeyPair) -> (String, String) {
         chain_pem.push_str(&encode_pem(PEM_CERTIFICATE, cert.der.clone()));
     }
     (chain_pem, encode_pem(PEM_CERTIFICATE, root.der.clone()))
+}
+
+#[cfg(test)]
+mod tests {
+    use der::{Decode, Header, Tag};
+
+    use super::super::parse::parse_der;
+    use super::*;
+    use crate::pki::{KeyAlgorithm, KeyEncoding, KeySpec};
+
+    fn constructed(tag: Tag, parts: &[Vec<u8>]) -> Vec<u8> {
+        let body = parts.concat();
+        let length = der::Length::try_from(body.len()).unwrap();
+        let mut out = Header::new(tag, length).unwrap().to_der().unwrap();
+        out.extend(body);
+        out
+    }
+
+    fn attribute(oid: ObjectIdentifier, text: &str) -> Vec<u8> {
+        AttributeTypeAndValue {
+            oid,
+            value: directory_string(text).unwrap(),
+        }
+        .to_der()
+        .unwrap()
+    }
+
+    /// DC=com, DC=example, O=Example, O=Example Ops, then one RDN {CN=Root CA, OU=PKI} whose
+    /// SET is out of DER order (OU's encoding sorts first): what some older CAs wrote.
+    fn unsorted_dn() -> Vec<u8> {
+        let dc = ObjectIdentifier::new_unwrap("0.9.2342.19200300.100.1.25");
+        let ia5 = |text: &str| {
+            AttributeTypeAndValue {
+                oid: dc,
+                value: der::asn1::Any::encode_from(&Ia5String::new(text).unwrap()).unwrap(),
+            }
+            .to_der()
+            .unwrap()
+        };
+        let rdn = |parts: &[Vec<u8>]| constructed(Tag::Set, parts);
+        constructed(
+            Tag::Sequence,
+            &[
+                rdn(&[ia5("com")]),
+                rdn(&[ia5("example")]),
+                rdn(&[attribute(OID_ORGANIZATION, "Example")]),
+                rdn(&[attribute(OID_ORGANIZATION, "Example Ops")]),
+                rdn(&[
+                    attribute(OID_COMMON_NAME, "Root CA"),
+                    attribute(OID_ORGANIZATIONAL_UNIT, "PKI"),
+                ]),
+            ],
+        )
+    }
+
+    #[test]
+    fn issuer_dn_out_of_der_order_is_copied_byte_for_byte() {
+        let dn = unsorted_dn();
+        // The premise: a library Name would re-encode this DN differently.
+        let reencoded = x509_cert::name::Name::from_der(&dn).unwrap().to_der().unwrap();
+        assert_ne!(reencoded, dn);
+
+        let spec = KeySpec {
+            algorithm: KeyAlgorithm::Ecdsa,
+            size: 256,
+        };
+        let ca_key = PrivateKey::generate(spec).unwrap();
+        let not_before: jiff::Timestamp = "2025-06-01T00:00:00Z".parse().unwrap();
+        let ca_template = CertificateTemplate {
+            common_name: Some("Root CA".into()),
+            not_before,
+            not_after: not_before + jiff::SignedDuration::from_hours(24 * 365),
+            is_ca: true,
+            ..Default::default()
+        };
+        let key_id = key_identifier(ca_key.spki()).unwrap();
+        let ca_der = sign(
+            &Draft {
+                template: &ca_template,
+                issuer_name: &dn,
+                subject_name: &dn,
+                subject_spki: ca_key.spki(),
+                not_before,
+                not_after: ca_template.not_after,
+                subject_key_id: &key_id,
+                authority_key_id: &key_id,
+                urls: None,
+            },
+            &ca_key,
+        )
+        .unwrap()
+        .der;
+        let ca = CaKeyPair::from_pem(
+            encode_pem(PEM_CERTIFICATE, ca_der).as_bytes(),
+            ca_key.to_pem(KeyEncoding::Pkcs8).unwrap().as_bytes(),
+            None,
+            IssuerUrls::default(),
+        )
+        .unwrap();
+
+        let leaf_template = CertificateTemplate {
+            common_name: Some("leaf".into()),
+            not_before,
+            not_after: not_before + jiff::SignedDuration::from_hours(24),
+            ..Default::default()
+        };
+        let leaf_key = PrivateKey::generate(spec).unwrap();
+        let issued = sign_with_ca(&leaf_template, &leaf_key, &ca).unwrap();
+        let leaf = super::super::parse_certificate_chain(issued.certificate_pem.as_bytes()).unwrap();
+        assert_eq!(parse_der(&leaf[0].der).unwrap().issuer().as_raw(), dn.as_slice());
+        assert!(leaf[0].is_signed_by(ca.certificate()));
+    }
 }

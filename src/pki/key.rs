@@ -7,13 +7,18 @@ use aws_lc_rs::encoding::{AsDer, Pkcs8V1Der, PublicKeyX509Der};
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::rsa::KeySize;
 use aws_lc_rs::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair as _, RsaKeyPair};
+use const_oid::ObjectIdentifier;
+use const_oid::db::{rfc5912, rfc8410};
+use der::{Decode, Encode};
+use pkcs8::PrivateKeyInfo;
 use schemars::JsonSchema;
+use sec1::{EcParameters, EcPrivateKey};
 use serde::{Deserialize, Serialize};
+use spki::AlgorithmIdentifierOwned;
 use x509_parser::prelude::{FromDer, SubjectPublicKeyInfo};
 use x509_parser::public_key::PublicKey as ParsedPublicKey;
 
 use super::PkiError;
-use super::der;
 
 /// Key algorithm, spelled as in cert-manager's `privateKey.algorithm`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
@@ -45,14 +50,14 @@ pub struct KeySpec {
     pub size: u32,
 }
 
-const OID_RSA_ENCRYPTION: &[u64] = &[1, 2, 840, 113_549, 1, 1, 1];
-const OID_EC_PUBLIC_KEY: &[u64] = &[1, 2, 840, 10_045, 2, 1];
-const OID_P256: &[u64] = &[1, 2, 840, 10_045, 3, 1, 7];
-const OID_P384: &[u64] = &[1, 3, 132, 0, 34];
-const OID_ED25519: &[u64] = &[1, 3, 101, 112];
-const OID_ECDSA_WITH_SHA256: &[u64] = &[1, 2, 840, 10_045, 4, 3, 2];
-const OID_ECDSA_WITH_SHA384: &[u64] = &[1, 2, 840, 10_045, 4, 3, 3];
-const OID_SHA256_WITH_RSA: &[u64] = &[1, 2, 840, 113_549, 1, 1, 11];
+const OID_RSA_ENCRYPTION: ObjectIdentifier = rfc5912::RSA_ENCRYPTION;
+const OID_EC_PUBLIC_KEY: ObjectIdentifier = rfc5912::ID_EC_PUBLIC_KEY;
+const OID_P256: ObjectIdentifier = rfc5912::SECP_256_R_1;
+const OID_P384: ObjectIdentifier = rfc5912::SECP_384_R_1;
+const OID_ED25519: ObjectIdentifier = rfc8410::ID_ED_25519;
+const OID_ECDSA_WITH_SHA256: ObjectIdentifier = rfc5912::ECDSA_WITH_SHA_256;
+const OID_ECDSA_WITH_SHA384: ObjectIdentifier = rfc5912::ECDSA_WITH_SHA_384;
+const OID_SHA256_WITH_RSA: ObjectIdentifier = rfc5912::SHA_256_WITH_RSA_ENCRYPTION;
 
 const PEM_PKCS8: &str = "PRIVATE KEY";
 const PEM_PKCS1_RSA: &str = "RSA PRIVATE KEY";
@@ -74,17 +79,15 @@ impl Curve {
         }
     }
 
-    fn from_oid(content: &[u8]) -> Option<Self> {
-        if der::oid_is(content, OID_P256) {
-            Some(Curve::P256)
-        } else if der::oid_is(content, OID_P384) {
-            Some(Curve::P384)
-        } else {
-            None
+    fn from_oid(oid: ObjectIdentifier) -> Option<Self> {
+        match oid {
+            OID_P256 => Some(Curve::P256),
+            OID_P384 => Some(Curve::P384),
+            _ => None,
         }
     }
 
-    fn oid(self) -> &'static [u64] {
+    fn oid(self) -> ObjectIdentifier {
         match self {
             Curve::P256 => OID_P256,
             Curve::P384 => OID_P384,
@@ -234,14 +237,15 @@ impl PrivateKey {
 
     /// The AlgorithmIdentifier of the signatures this key makes: ecdsa-with-SHA256 (P-256),
     /// ecdsa-with-SHA384 (P-384), sha256WithRSAEncryption (PKCS#1 v1.5), Ed25519.
-    pub(crate) fn signature_algorithm_der(&self) -> Vec<u8> {
-        match &self.pair {
-            KeyPair::Ecdsa(_, Curve::P256) => der::sequence(&[&der::oid(OID_ECDSA_WITH_SHA256)]),
-            KeyPair::Ecdsa(_, Curve::P384) => der::sequence(&[&der::oid(OID_ECDSA_WITH_SHA384)]),
+    pub(crate) fn signature_algorithm(&self) -> AlgorithmIdentifierOwned {
+        let (oid, parameters) = match &self.pair {
+            KeyPair::Ecdsa(_, Curve::P256) => (OID_ECDSA_WITH_SHA256, None),
+            KeyPair::Ecdsa(_, Curve::P384) => (OID_ECDSA_WITH_SHA384, None),
             // RFC 4055 §5: the parameters of the RSA PKCS#1 v1.5 algorithms are an explicit NULL.
-            KeyPair::Rsa(_) => der::sequence(&[&der::oid(OID_SHA256_WITH_RSA), &der::null()]),
-            KeyPair::Ed25519(_) => der::sequence(&[&der::oid(OID_ED25519)]),
-        }
+            KeyPair::Rsa(_) => (OID_SHA256_WITH_RSA, Some(der::asn1::Any::null())),
+            KeyPair::Ed25519(_) => (OID_ED25519, None),
+        };
+        AlgorithmIdentifierOwned { oid, parameters }
     }
 
     /// Signs `message` with the algorithm of `signature_algorithm_der`.
@@ -282,25 +286,23 @@ impl PrivateKey {
     }
 
     fn from_pkcs8_der(pkcs8: &[u8]) -> Result<Self, PkiError> {
-        let malformed = || PkiError::InvalidKey("malformed PKCS#8 document".into());
-        // PrivateKeyInfo ::= SEQUENCE { version, AlgorithmIdentifier, privateKey, ... }
-        let mut outer = der::Reader::new(pkcs8);
-        let mut info = der::Reader::new(outer.expect(der::TAG_SEQUENCE).ok_or_else(malformed)?);
-        info.expect(der::TAG_INTEGER).ok_or_else(malformed)?;
-        let mut algorithm = der::Reader::new(info.expect(der::TAG_SEQUENCE).ok_or_else(malformed)?);
-        let oid = algorithm.expect(der::TAG_OID).ok_or_else(malformed)?;
+        let info = PrivateKeyInfo::from_der(pkcs8)
+            .map_err(|_| PkiError::InvalidKey("malformed PKCS#8 document".into()))?;
+        let oid = info.algorithm.oid;
 
-        let pair = if der::oid_is(oid, OID_RSA_ENCRYPTION) {
+        let pair = if oid == OID_RSA_ENCRYPTION {
             KeyPair::Rsa(RsaKeyPair::from_pkcs8(pkcs8).map_err(|e| rejected("PKCS#8 RSA key rejected", e))?)
-        } else if der::oid_is(oid, OID_EC_PUBLIC_KEY) {
-            let curve = algorithm
-                .expect(der::TAG_OID)
+        } else if oid == OID_EC_PUBLIC_KEY {
+            let curve = info
+                .algorithm
+                .parameters_oid()
+                .ok()
                 .and_then(Curve::from_oid)
                 .ok_or_else(|| PkiError::UnsupportedKey("ECDSA keys must use P-256 or P-384".into()))?;
             let pair = EcdsaKeyPair::from_pkcs8(curve.signing(), pkcs8)
                 .map_err(|e| rejected("PKCS#8 ECDSA key rejected", e))?;
             KeyPair::Ecdsa(pair, curve)
-        } else if der::oid_is(oid, OID_ED25519) {
+        } else if oid == OID_ED25519 {
             // Accepts the v1 documents OpenSSL writes as well as v2 ones with the public key.
             KeyPair::Ed25519(
                 Ed25519KeyPair::from_pkcs8_maybe_unchecked(pkcs8)
@@ -315,23 +317,15 @@ impl PrivateKey {
     }
 
     fn from_sec1_der(sec1: &[u8]) -> Result<Self, PkiError> {
-        let malformed = || PkiError::InvalidKey("malformed SEC1 EC private key".into());
-        // ECPrivateKey ::= SEQUENCE { version, privateKey OCTET STRING,
-        //                             [0] ECParameters OPTIONAL, [1] publicKey OPTIONAL }
-        let mut outer = der::Reader::new(sec1);
-        let mut fields = der::Reader::new(outer.expect(der::TAG_SEQUENCE).ok_or_else(malformed)?);
-        fields.expect(der::TAG_INTEGER).ok_or_else(malformed)?;
-        let scalar = fields.expect(der::TAG_OCTET_STRING).ok_or_else(malformed)?;
-        let named_curve = if fields.peek_tag() == Some(der::context(0, true)) {
-            let params = fields.next().map(|(_, content)| content).ok_or_else(malformed)?;
-            let curve_oid = der::Reader::new(params).expect(der::TAG_OID);
-            Some(
-                curve_oid
-                    .and_then(Curve::from_oid)
+        let parsed = EcPrivateKey::from_der(sec1)
+            .map_err(|_| PkiError::InvalidKey("malformed SEC1 EC private key".into()))?;
+        let scalar = parsed.private_key;
+        let named_curve = match parsed.parameters {
+            Some(EcParameters::NamedCurve(oid)) => Some(
+                Curve::from_oid(oid)
                     .ok_or_else(|| PkiError::UnsupportedKey("ECDSA keys must use P-256 or P-384".into()))?,
-            )
-        } else {
-            None
+            ),
+            None => None,
         };
         // Without parameters (allowed by RFC 5915) the scalar's length tells the curve.
         let curve = match named_curve {
@@ -365,18 +359,15 @@ impl PrivateKey {
     /// reading `EC PRIVATE KEY` files need it.
     fn sec1_der(&self, pkcs8: &[u8], curve: Curve) -> Result<Vec<u8>, PkiError> {
         let malformed = || PkiError::InvalidKey("cannot re-encode the EC private key".into());
-        let inner = pkcs8_inner_key(pkcs8)?;
-        let mut outer = der::Reader::new(inner);
-        let mut fields = der::Reader::new(outer.expect(der::TAG_SEQUENCE).ok_or_else(malformed)?);
-        fields.expect(der::TAG_INTEGER).ok_or_else(malformed)?;
-        let scalar = fields.expect(der::TAG_OCTET_STRING).ok_or_else(malformed)?;
+        let inner = EcPrivateKey::from_der(pkcs8_inner_key(pkcs8)?).map_err(|_| malformed())?;
         let point = public_key_bits(&self.spki).ok_or_else(malformed)?;
-        Ok(der::sequence(&[
-            &der::tlv(der::TAG_INTEGER, &[1]),
-            &der::octet_string(scalar),
-            &der::tlv(der::context(0, true), &der::oid(curve.oid())),
-            &der::tlv(der::context(1, true), &der::bit_string(&point)),
-        ]))
+        EcPrivateKey {
+            private_key: inner.private_key,
+            parameters: Some(EcParameters::NamedCurve(curve.oid())),
+            public_key: Some(&point),
+        }
+        .to_der()
+        .map_err(|_| malformed())
     }
 }
 
@@ -386,12 +377,9 @@ fn no_pkcs1_for_ed25519() -> PkiError {
 
 /// The `privateKey` OCTET STRING content of a PKCS#8 PrivateKeyInfo.
 fn pkcs8_inner_key(pkcs8: &[u8]) -> Result<&[u8], PkiError> {
-    let malformed = || PkiError::InvalidKey("malformed PKCS#8 document".into());
-    let mut outer = der::Reader::new(pkcs8);
-    let mut info = der::Reader::new(outer.expect(der::TAG_SEQUENCE).ok_or_else(malformed)?);
-    info.expect(der::TAG_INTEGER).ok_or_else(malformed)?;
-    info.expect(der::TAG_SEQUENCE).ok_or_else(malformed)?;
-    info.expect(der::TAG_OCTET_STRING).ok_or_else(malformed)
+    PrivateKeyInfo::from_der(pkcs8)
+        .map(|info| info.private_key)
+        .map_err(|_| PkiError::InvalidKey("malformed PKCS#8 document".into()))
 }
 
 pub(crate) fn encode_pem(label: &str, der: Vec<u8>) -> String {
@@ -427,7 +415,7 @@ pub(crate) fn key_spec_from_spki(spki: &[u8]) -> Result<KeySpec, PkiError> {
     let invalid = |e: String| PkiError::InvalidCertificate(format!("public key: {e}"));
     let (_, parsed) = SubjectPublicKeyInfo::from_der(spki).map_err(|e| invalid(e.to_string()))?;
     let oid = parsed.algorithm.algorithm.as_bytes();
-    if der::oid_is(oid, OID_RSA_ENCRYPTION) {
+    if oid == OID_RSA_ENCRYPTION.as_bytes() {
         let Ok(ParsedPublicKey::RSA(rsa)) = parsed.parsed() else {
             return Err(invalid("malformed RSA public key".into()));
         };
@@ -435,11 +423,11 @@ pub(crate) fn key_spec_from_spki(spki: &[u8]) -> Result<KeySpec, PkiError> {
             algorithm: KeyAlgorithm::Rsa,
             size: modulus_bits(rsa.modulus),
         })
-    } else if der::oid_is(oid, OID_EC_PUBLIC_KEY) {
+    } else if oid == OID_EC_PUBLIC_KEY.as_bytes() {
         let curve_oid = parsed.algorithm.parameters.as_ref().and_then(|p| p.as_oid().ok());
         let size = match curve_oid.as_ref().map(|o| o.as_bytes()) {
-            Some(c) if der::oid_is(c, OID_P256) => 256,
-            Some(c) if der::oid_is(c, OID_P384) => 384,
+            Some(c) if c == OID_P256.as_bytes() => 256,
+            Some(c) if c == OID_P384.as_bytes() => 384,
             // Other curves (P-521, brainpool) are reported by their point size so a spec
             // comparison sees them differ; we never sign with them.
             _ => match parsed.parsed() {
@@ -451,7 +439,7 @@ pub(crate) fn key_spec_from_spki(spki: &[u8]) -> Result<KeySpec, PkiError> {
             algorithm: KeyAlgorithm::Ecdsa,
             size,
         })
-    } else if der::oid_is(oid, OID_ED25519) {
+    } else if oid == OID_ED25519.as_bytes() {
         Ok(KeySpec {
             algorithm: KeyAlgorithm::Ed25519,
             size: 0,

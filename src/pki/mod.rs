@@ -4,9 +4,9 @@
 //! Everything here is pure and synchronous. Key generation (RSA above all, ~90 ms per key)
 //! is CPU-bound: callers on an async runtime run it under `tokio::task::spawn_blocking`.
 
+pub(crate) mod asn1;
 mod ca;
 mod cert;
-mod der;
 mod key;
 mod parse;
 mod usage;
@@ -17,6 +17,8 @@ pub(crate) mod tests;
 pub use ca::{CaFacts, CaKeyPair, IssuerUrls};
 pub use cert::{CertificateTemplate, IssuedCertificate, SubjectFields, sign_self_signed, sign_with_ca};
 pub use key::{KeyAlgorithm, KeyEncoding, KeySpec, PrivateKey};
+pub(crate) use key::{encode_pem, public_key_bits};
+pub(crate) use parse::serial_hex;
 pub use parse::{CertificateInfo, parse_certificate_chain, parse_pem_certificates};
 pub use usage::Usage;
 
@@ -39,4 +41,6 @@ pub enum PkiError {
     Expired(jiff::Timestamp),
     #[error("signing failed: {0}")]
     Signing(String),
+    #[error("DER encoding failed: {0}")]
+    Encoding(String),
 }

@@ -3,12 +3,17 @@
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use const_oid::ObjectIdentifier;
 use x509_parser::certificate::X509Certificate;
 use x509_parser::extensions::GeneralName;
 use x509_parser::x509::AttributeTypeAndValue;
 
+use super::cert::{
+    OID_COMMON_NAME, OID_COUNTRY, OID_LOCALITY, OID_ORGANIZATION, OID_ORGANIZATIONAL_UNIT, OID_POSTAL_CODE,
+    OID_PROVINCE, OID_SERIAL_NUMBER, OID_STREET_ADDRESS,
+};
 use super::key::{key_spec_from_spki, same_public_key};
-use super::{KeySpec, PkiError, PrivateKey, SubjectFields, Usage, der};
+use super::{KeySpec, PkiError, PrivateKey, SubjectFields, Usage};
 
 /// The facts of one parsed certificate that renewal decisions need.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -68,23 +73,23 @@ impl CertificateInfo {
         for attribute in cert.subject().iter_attributes() {
             let oid = attribute.attr_type().as_bytes();
             let value = attribute_text(attribute);
-            if der::oid_is(oid, OID_COMMON_NAME) {
+            if oid_is(oid, OID_COMMON_NAME) {
                 common_name.get_or_insert(value);
-            } else if der::oid_is(oid, OID_ORGANIZATION) {
+            } else if oid_is(oid, OID_ORGANIZATION) {
                 subject.organizations.push(value);
-            } else if der::oid_is(oid, OID_ORGANIZATIONAL_UNIT) {
+            } else if oid_is(oid, OID_ORGANIZATIONAL_UNIT) {
                 subject.organizational_units.push(value);
-            } else if der::oid_is(oid, OID_COUNTRY) {
+            } else if oid_is(oid, OID_COUNTRY) {
                 subject.countries.push(value);
-            } else if der::oid_is(oid, OID_LOCALITY) {
+            } else if oid_is(oid, OID_LOCALITY) {
                 subject.localities.push(value);
-            } else if der::oid_is(oid, OID_PROVINCE) {
+            } else if oid_is(oid, OID_PROVINCE) {
                 subject.provinces.push(value);
-            } else if der::oid_is(oid, OID_STREET_ADDRESS) {
+            } else if oid_is(oid, OID_STREET_ADDRESS) {
                 subject.street_addresses.push(value);
-            } else if der::oid_is(oid, OID_POSTAL_CODE) {
+            } else if oid_is(oid, OID_POSTAL_CODE) {
                 subject.postal_codes.push(value);
-            } else if der::oid_is(oid, OID_SERIAL_NUMBER) {
+            } else if oid_is(oid, OID_SERIAL_NUMBER) {
                 subject.serial_number.get_or_insert(value);
             }
         }
@@ -135,10 +140,11 @@ impl CertificateInfo {
                 (eku.ocsp_signing, Usage::OcspSigning),
             ];
             usages.extend(known.iter().filter(|(set, _)| *set).map(|(_, usage)| *usage));
-            usages.extend(eku.other.iter().filter_map(|oid| {
-                let arcs: Vec<u64> = oid.iter()?.collect();
-                Usage::from_extended_oid(&arcs)
-            }));
+            usages.extend(
+                eku.other
+                    .iter()
+                    .filter_map(|oid| Usage::from_extended_oid(oid.as_bytes())),
+            );
         }
 
         let public_key_der = cert.public_key().raw.to_vec();
@@ -189,15 +195,10 @@ pub fn parse_certificate_chain(pem: &[u8]) -> Result<Vec<CertificateInfo>, PkiEr
         .collect()
 }
 
-const OID_COMMON_NAME: &[u64] = &[2, 5, 4, 3];
-const OID_SERIAL_NUMBER: &[u64] = &[2, 5, 4, 5];
-const OID_COUNTRY: &[u64] = &[2, 5, 4, 6];
-const OID_LOCALITY: &[u64] = &[2, 5, 4, 7];
-const OID_PROVINCE: &[u64] = &[2, 5, 4, 8];
-const OID_STREET_ADDRESS: &[u64] = &[2, 5, 4, 9];
-const OID_ORGANIZATION: &[u64] = &[2, 5, 4, 10];
-const OID_ORGANIZATIONAL_UNIT: &[u64] = &[2, 5, 4, 11];
-const OID_POSTAL_CODE: &[u64] = &[2, 5, 4, 17];
+/// Whether `content` (an OID's content octets, as x509-parser gives them) is `oid`.
+fn oid_is(content: &[u8], oid: ObjectIdentifier) -> bool {
+    content == oid.as_bytes()
+}
 
 pub(crate) fn parse_der(der: &[u8]) -> Result<X509Certificate<'_>, PkiError> {
     x509_parser::parse_x509_certificate(der)

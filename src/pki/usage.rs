@@ -1,5 +1,7 @@
 //! Key usages and extended key usages, by their cert-manager names.
 
+use const_oid::ObjectIdentifier;
+use const_oid::db::rfc5280;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -60,7 +62,7 @@ pub(crate) enum UsageEncoding {
     /// Bit number in the KeyUsage BIT STRING (RFC 5280 §4.2.1.3).
     KeyUsage(u8),
     /// An ExtendedKeyUsage purpose OID.
-    Extended(&'static [u64]),
+    Extended(ObjectIdentifier),
 }
 
 pub(crate) const KU_DIGITAL_SIGNATURE: u8 = 0;
@@ -73,21 +75,21 @@ pub(crate) const KU_CRL_SIGN: u8 = 6;
 pub(crate) const KU_ENCIPHER_ONLY: u8 = 7;
 pub(crate) const KU_DECIPHER_ONLY: u8 = 8;
 
-const EKU_ANY: &[u64] = &[2, 5, 29, 37, 0];
-const EKU_SERVER_AUTH: &[u64] = &[1, 3, 6, 1, 5, 5, 7, 3, 1];
-const EKU_CLIENT_AUTH: &[u64] = &[1, 3, 6, 1, 5, 5, 7, 3, 2];
-const EKU_CODE_SIGNING: &[u64] = &[1, 3, 6, 1, 5, 5, 7, 3, 3];
-const EKU_EMAIL_PROTECTION: &[u64] = &[1, 3, 6, 1, 5, 5, 7, 3, 4];
-const EKU_IPSEC_END_SYSTEM: &[u64] = &[1, 3, 6, 1, 5, 5, 7, 3, 5];
-const EKU_IPSEC_TUNNEL: &[u64] = &[1, 3, 6, 1, 5, 5, 7, 3, 6];
-const EKU_IPSEC_USER: &[u64] = &[1, 3, 6, 1, 5, 5, 7, 3, 7];
-const EKU_TIMESTAMPING: &[u64] = &[1, 3, 6, 1, 5, 5, 7, 3, 8];
-const EKU_OCSP_SIGNING: &[u64] = &[1, 3, 6, 1, 5, 5, 7, 3, 9];
-const EKU_MICROSOFT_SGC: &[u64] = &[1, 3, 6, 1, 4, 1, 311, 10, 3, 3];
-const EKU_NETSCAPE_SGC: &[u64] = &[2, 16, 840, 1, 113_730, 4, 1];
+const EKU_ANY: ObjectIdentifier = rfc5280::ANY_EXTENDED_KEY_USAGE;
+const EKU_SERVER_AUTH: ObjectIdentifier = rfc5280::ID_KP_SERVER_AUTH;
+const EKU_CLIENT_AUTH: ObjectIdentifier = rfc5280::ID_KP_CLIENT_AUTH;
+const EKU_CODE_SIGNING: ObjectIdentifier = rfc5280::ID_KP_CODE_SIGNING;
+const EKU_EMAIL_PROTECTION: ObjectIdentifier = rfc5280::ID_KP_EMAIL_PROTECTION;
+const EKU_IPSEC_END_SYSTEM: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.3.5");
+const EKU_IPSEC_TUNNEL: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.3.6");
+const EKU_IPSEC_USER: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.3.7");
+const EKU_TIMESTAMPING: ObjectIdentifier = rfc5280::ID_KP_TIME_STAMPING;
+const EKU_OCSP_SIGNING: ObjectIdentifier = rfc5280::ID_KP_OCSP_SIGNING;
+const EKU_MICROSOFT_SGC: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.4.1.311.10.3.3");
+const EKU_NETSCAPE_SGC: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.113730.4.1");
 
 /// Every ExtendedKeyUsage purpose we write and read back.
-const EXTENDED: [(&[u64], Usage); 12] = [
+const EXTENDED: [(ObjectIdentifier, Usage); 12] = [
     (EKU_ANY, Usage::Any),
     (EKU_SERVER_AUTH, Usage::ServerAuth),
     (EKU_CLIENT_AUTH, Usage::ClientAuth),
@@ -134,7 +136,7 @@ impl Usage {
             return UsageEncoding::KeyUsage(*bit);
         }
         match EXTENDED.iter().find(|(_, u)| *u == canonical) {
-            Some((oid, _)) => UsageEncoding::Extended(oid),
+            Some((oid, _)) => UsageEncoding::Extended(*oid),
             // Unreachable: every canonical usage is in one of the two tables.
             None => UsageEncoding::Extended(EKU_ANY),
         }
@@ -144,8 +146,12 @@ impl Usage {
         KEY_USAGE_BITS.iter().find(|(b, _)| *b == bit).map(|(_, u)| *u)
     }
 
-    pub(crate) fn from_extended_oid(arcs: &[u64]) -> Option<Usage> {
-        EXTENDED.iter().find(|(oid, _)| *oid == arcs).map(|(_, u)| *u)
+    /// The usage of an ExtendedKeyUsage purpose, given the OID's content octets.
+    pub(crate) fn from_extended_oid(oid: &[u8]) -> Option<Usage> {
+        EXTENDED
+            .iter()
+            .find(|(known, _)| known.as_bytes() == oid)
+            .map(|(_, u)| *u)
     }
 }
 
@@ -184,7 +190,7 @@ mod tests {
         for usage in ALL {
             let back = match usage.encoding() {
                 UsageEncoding::KeyUsage(bit) => Usage::from_key_usage_bit(bit),
-                UsageEncoding::Extended(oid) => Usage::from_extended_oid(oid),
+                UsageEncoding::Extended(oid) => Usage::from_extended_oid(oid.as_bytes()),
             };
             assert_eq!(back, Some(usage.canonical()), "{usage:?}");
         }

@@ -2,7 +2,6 @@
 
 use x509_parser::prelude::{FromDer, SubjectPublicKeyInfo};
 
-use super::super::der;
 use super::*;
 
 /// Generates a key, writes it in `encoding`, reads it back, and checks it is the same key.
@@ -120,28 +119,18 @@ fn to_der_is_the_der_inside_the_pem() {
 
 #[test]
 fn sec1_output_names_its_curve_and_carries_the_public_key() {
-    for (size, curve) in [
-        (256, &[1u64, 2, 840, 10_045, 3, 1, 7][..]),
-        (384, &[1, 3, 132, 0, 34]),
-    ] {
+    for (size, curve) in [(256, "1.2.840.10045.3.1.7"), (384, "1.3.132.0.34")] {
         let key = key(KeyAlgorithm::Ecdsa, size);
-        let sec1 = key.to_der(KeyEncoding::Pkcs1).unwrap();
-        let mut outer = der::Reader::new(&sec1);
-        let mut fields = der::Reader::new(outer.expect(der::TAG_SEQUENCE).unwrap());
-        assert_eq!(fields.expect(der::TAG_INTEGER).unwrap(), [1]);
-        assert_eq!(
-            fields.expect(der::TAG_OCTET_STRING).unwrap().len(),
-            size as usize / 8
-        );
-        let params = fields.expect(der::context(0, true)).expect("[0] parameters");
-        assert!(der::oid_is(
-            der::Reader::new(params).expect(der::TAG_OID).unwrap(),
-            curve
-        ));
-        let public = fields.expect(der::context(1, true)).expect("[1] public key");
-        let point = der::Reader::new(public).expect(der::TAG_BIT_STRING).unwrap();
+        let encoded = key.to_der(KeyEncoding::Pkcs1).unwrap();
+        let parsed = <sec1::EcPrivateKey as der::Decode>::from_der(&encoded).unwrap();
+        assert_eq!(parsed.private_key.len(), size as usize / 8);
+        let Some(sec1::EcParameters::NamedCurve(named)) = parsed.parameters else {
+            panic!("no [0] parameters");
+        };
+        assert_eq!(named, const_oid::ObjectIdentifier::new_unwrap(curve));
+        let point = parsed.public_key.expect("[1] public key");
         let (_, spki) = SubjectPublicKeyInfo::from_der(key.spki()).unwrap();
-        assert_eq!(&point[1..], &spki.subject_public_key.data[..]);
+        assert_eq!(point, &spki.subject_public_key.data[..]);
     }
 }
 

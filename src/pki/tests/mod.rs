@@ -8,7 +8,7 @@ mod certificates;
 mod chains;
 mod keys;
 pub(crate) mod mtls;
-mod openssl;
+pub(crate) mod openssl;
 
 use std::net::IpAddr;
 

@@ -7,7 +7,7 @@ use std::process::Command;
 use super::*;
 
 /// Runs `openssl args…` in `dir`; `None` when there is no openssl binary.
-fn openssl(dir: &Path, args: &[&str]) -> Option<(bool, String)> {
+pub(crate) fn openssl(dir: &Path, args: &[&str]) -> Option<(bool, String)> {
     let output = Command::new("openssl")
         .args(args)
         .current_dir(dir)
@@ -21,7 +21,7 @@ fn openssl(dir: &Path, args: &[&str]) -> Option<(bool, String)> {
     Some((output.status.success(), text))
 }
 
-fn openssl_available(test: &str) -> bool {
+pub(crate) fn openssl_available(test: &str) -> bool {
     let found = Command::new("openssl")
         .arg("version")
         .output()
@@ -32,7 +32,7 @@ fn openssl_available(test: &str) -> bool {
     found
 }
 
-fn write(dir: &Path, name: &str, contents: &str) {
+pub(crate) fn write(dir: &Path, name: &str, contents: impl AsRef<[u8]>) {
     std::fs::write(dir.join(name), contents).unwrap();
 }
 
@@ -181,7 +181,7 @@ fn openssl_reads_our_pkcs1_and_sec1_keys() {
         ),
     ] {
         let key = PrivateKey::generate(spec).unwrap();
-        write(dir.path(), name, &key.to_pem(KeyEncoding::Pkcs1).unwrap());
+        write(dir.path(), name, key.to_pem(KeyEncoding::Pkcs1).unwrap());
         let (ok, out) = openssl(dir.path(), &["pkey", "-in", name, "-noout", "-text"]).unwrap();
         assert!(ok && out.contains(expect), "{name}: {out}");
         if spec.algorithm == KeyAlgorithm::Ecdsa {
@@ -214,7 +214,7 @@ fn openssl_reads_our_pkcs1_and_sec1_keys() {
         },
     ] {
         let key = PrivateKey::generate(spec).unwrap();
-        write(dir.path(), "k8.key", &key.to_pem(KeyEncoding::Pkcs8).unwrap());
+        write(dir.path(), "k8.key", key.to_pem(KeyEncoding::Pkcs8).unwrap());
         let (ok, out) = openssl(dir.path(), &["pkey", "-in", "k8.key", "-noout"]).unwrap();
         assert!(ok, "{spec:?}: {out}");
     }
