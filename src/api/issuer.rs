@@ -110,7 +110,80 @@ pub struct IssuerStatus {
         skip_serializing_if = "Option::is_none"
     )]
     pub ca_fingerprint_sha256: Option<String>,
+    /// The roots this issuer's certificates chain to (CA issuers): the current one and, during a
+    /// rotation, the previous one. Bundles that source the issuer and the `ca.crt` of every
+    /// Secret it signs hold exactly these.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trust_anchors: Vec<TrustAnchor>,
+    /// The rotation in progress, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation: Option<Rotation>,
     /// The metadata.generation this status was computed for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+}
+
+/// A root certificate an issuer's certificates chain to.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TrustAnchor {
+    /// SHA-256 fingerprint of the root certificate, `AB:CD:…`.
+    #[serde(rename = "fingerprintSHA256")]
+    pub fingerprint_sha256: String,
+    /// notAfter of the root certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_after: Option<Time>,
+    /// `Current` (the CA Secret's root) or `Previous` (kept trusted until the rotation retires it).
+    pub role: TrustAnchorRole,
+    /// When the anchor took this role.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<Time>,
+    /// The root certificate, PEM. Kept here because a previous root is in no Secret any more
+    /// once its CA was replaced, and a restarted controller must still distribute it.
+    pub certificate: String,
+}
+
+/// The role of a trust anchor.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, schemars::JsonSchema)]
+pub enum TrustAnchorRole {
+    /// The root of the issuer's CA Secret.
+    #[default]
+    Current,
+    /// The root before a rotation; trusted until the rotation retires it.
+    Previous,
+}
+
+/// A CA rotation in progress.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Rotation {
+    /// The phase the rotation is in.
+    pub phase: RotationPhase,
+    /// When the rotation started (the CA change was first seen).
+    pub started_at: Time,
+    /// When the current phase began; the phase's waits count from here.
+    pub phase_started_at: Time,
+    /// SHA-256 fingerprint of the root being retired; absent when the CA changed under the same
+    /// root (an intermediate renewed), which needs no trust phases.
+    #[serde(
+        default,
+        rename = "previousFingerprintSHA256",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub previous_fingerprint_sha256: Option<String>,
+    /// SHA-256 fingerprint of the CA certificate the rotation moves certificates to.
+    #[serde(rename = "caFingerprintSHA256")]
+    pub ca_fingerprint_sha256: String,
+}
+
+/// The phases of a CA rotation.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, schemars::JsonSchema)]
+pub enum RotationPhase {
+    /// Old and new roots are being distributed; nothing is re-issued yet.
+    #[default]
+    Distributing,
+    /// Certificates under the previous CA are re-issued, spread over the reissue window.
+    Reissuing,
+    /// Nothing is left under the previous root; it is dropped after the propagation delay.
+    Retiring,
 }

@@ -14,7 +14,8 @@ pub use certificate::{
 pub use condition::{ConditionStatus, condition, find_condition, set_condition};
 pub use crd::{all_crds, crds_yaml};
 pub use issuer::{
-    CaIssuer, ClusterIssuer, ClusterIssuerSpec, Issuer, IssuerSpec, IssuerStatus, SelfSignedIssuer,
+    CaIssuer, ClusterIssuer, ClusterIssuerSpec, Issuer, IssuerSpec, IssuerStatus, Rotation, RotationPhase,
+    SelfSignedIssuer, TrustAnchor, TrustAnchorRole,
 };
 
 /// API group of every certkeeper kind.
@@ -23,3 +24,6 @@ pub const GROUP: &str = "certkeeper.io";
 pub const ANNOTATION_PREFIX: &str = "certkeeper.io/";
 /// Annotation on a Certificate that requests a renewal (RFC 3339 time of the request).
 pub const RENEW_REQUESTED_AT: &str = "certkeeper.io/renew-requested-at";
+/// Annotation on an Issuer or ClusterIssuer that distrusts its previous root at once (RFC 3339
+/// time of the request): an emergency rotation after a key compromise.
+pub const DISTRUST_PREVIOUS_REQUESTED_AT: &str = "certkeeper.io/distrust-previous-requested-at";
