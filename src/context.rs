@@ -10,10 +10,11 @@ use kube::core::DeserializeGuard;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::Store;
 
-use crate::api::{ClusterIssuer, Issuer};
+use crate::api::{Certificate, ClusterIssuer, Issuer};
 use crate::certificate::verdict::Verdict;
 use crate::cluster::WatchedCache;
 use crate::cluster::ca::CaKeyPairs;
+use crate::issuer::rotation::RotationSettings;
 use crate::telemetry::metrics::{Caches, Metrics};
 
 /// The field manager of every server-side apply certkeeper makes.
@@ -47,6 +48,10 @@ pub struct Context {
     pub cluster_issuer_ca_key_pairs: Arc<CaKeyPairs>,
     /// What each Certificate's Secret was last found to hold, while it is unchanged.
     pub verdicts: Arc<WatchedCache<Verdict>>,
+    /// Every Certificate, for the issuers that follow their progress through a rotation.
+    pub certificates: Store<DeserializeGuard<Certificate>>,
+    /// The waits of CA rotations.
+    pub rotation: RotationSettings,
 }
 
 impl Context {
@@ -94,6 +99,8 @@ impl Context {
             issuer_ca_key_pairs: Arc::default(),
             cluster_issuer_ca_key_pairs: Arc::default(),
             verdicts: Arc::default(),
+            certificates: caches.certificates.clone(),
+            rotation: RotationSettings::default(),
         }
     }
 

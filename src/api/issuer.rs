@@ -118,6 +118,10 @@ pub struct IssuerStatus {
     /// The rotation in progress, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rotation: Option<Rotation>,
+    /// The `certkeeper.io/distrust-previous-requested-at` request last acted on, so an
+    /// annotation left in place does not cut short a later routine rotation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distrusted_at: Option<Time>,
     /// The metadata.generation this status was computed for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
@@ -163,6 +167,10 @@ pub struct Rotation {
     pub started_at: Time,
     /// When the current phase began; the phase's waits count from here.
     pub phase_started_at: Time,
+    /// When every Secret the issuer signs and every Bundle that sources it was seen holding
+    /// both roots (Distributing); the propagation delay counts from here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trust_distributed_at: Option<Time>,
     /// SHA-256 fingerprint of the root being retired; absent when the CA changed under the same
     /// root (an intermediate renewed), which needs no trust phases.
     #[serde(

@@ -15,11 +15,11 @@ use tracing::{debug, info, warn};
 use super::expiry::{self, Warning};
 use super::schedule::{self, backoff, requeue_after};
 use super::secret::{self, CurrentKeyPair, SecretMaterial, SecretState};
-use super::signer::{self, SignerProblem};
+use super::signer::{self, SignerProblem, Trust};
 use super::spec::{self, RenewBefore, ValidatedSpec};
 use super::status::{self, IssuedFacts, READY, reason};
 use super::triggers::{self, Decision, PolicyInput, Signer, Trigger};
-use super::verdict::{self, Verdict, signer_identity};
+use super::verdict::{self, Verdict, ca_pem_identity, signer_identity};
 use crate::api::{Certificate, CertificateStatus, RENEW_REQUESTED_AT, find_condition};
 use crate::cluster::ObjectKey;
 use crate::cluster::secrets::get_secret;
@@ -41,6 +41,8 @@ struct Observed<'a> {
     key: ObjectKey,
     spec: ValidatedSpec,
     signer: Signer,
+    /// The `ca.crt` to hold, and where the issuer's CA rotation stands.
+    trust: Trust,
     /// `certkeeper.io/renew-requested-at`, when set and parseable.
     renew_requested_at: Option<Timestamp>,
     previous: CertificateStatus,
@@ -92,8 +94,8 @@ pub async fn reconcile(
             });
         }
     };
-    let signer = match signer::resolve(cert, &ctx, now).await? {
-        Ok(signer) => signer,
+    let (signer, trust) = match signer::resolve(cert, &ctx, now).await? {
+        Ok(found) => found,
         Err(problem) => {
             ctx.verdicts.invalidate(&key);
             let (why, message) = match &problem {
@@ -112,6 +114,7 @@ pub async fn reconcile(
         key,
         spec,
         signer,
+        trust,
         renew_requested_at: renew_requested_at(cert),
         previous,
         now,
@@ -120,11 +123,14 @@ pub async fn reconcile(
     // Judged before and nothing changed since: no need to read the Secret.
     let uid = cert.metadata.uid.clone().unwrap_or_default();
     let signer_id = signer_identity(&observed.signer);
+    let ca_pem_id = ca_pem_identity(&observed.trust);
     let current = verdict::Current {
         uid: &uid,
         generation: cert.metadata.generation,
         renew_requested_at: observed.renew_requested_at,
         signer: signer_id.as_ref(),
+        ca_pem: ca_pem_id.as_ref(),
+        gate: observed.trust.gate,
         now,
     };
     if let Some((_, verdict)) = ctx.verdicts.get(&observed.key)
@@ -134,24 +140,28 @@ pub async fn reconcile(
             let facts = verdict.facts;
             // The echo of that write is on its way and wakes this Certificate again.
             debug!(certificate = %object_name(cert), "waiting for the echo of the status write");
-            return Ok(Action::requeue(requeue_after(
-                now,
-                &[facts.renewal_time, facts.not_after],
-            )));
+            let mut deadlines = vec![facts.renewal_time, facts.not_after];
+            deadlines.extend(verdict.reissue_at);
+            return Ok(Action::requeue(requeue_after(now, &deadlines)));
         }
-        return report_ready(&ctx, &observed, verdict.facts).await;
+        return report_ready(&ctx, &observed, verdict.facts, verdict.reissue_at).await;
     }
 
     let token = ctx.verdicts.begin(&observed.key);
     let namespace = &observed.key.0;
     let current_secret = get_secret(&ctx.client, namespace, &observed.spec.secret_name).await?;
     let state = secret::read(current_secret.as_ref());
+    // While the issuer distributes a new root, renewals wait too (see `held_renewal_time`).
     let renewal_time = match &state {
-        SecretState::Present(c) => Some(schedule::renewal_time(
-            c.leaf().not_before,
+        SecretState::Present(c) => Some(triggers::held_renewal_time(
+            schedule::renewal_time(
+                c.leaf().not_before,
+                c.leaf().not_after,
+                observed.spec.renew_before,
+                &uid,
+            ),
             c.leaf().not_after,
-            observed.spec.renew_before,
-            &uid,
+            observed.trust.gate,
         )),
         _ => None,
     };
@@ -160,11 +170,20 @@ pub async fn reconcile(
         signer: &observed.signer,
         renewal_time,
         renew_requested_at: observed.renew_requested_at,
+        rotation: observed.trust.gate,
+        uid: &uid,
         now,
     };
     match triggers::evaluate(&input, &state) {
         Decision::UpToDate(current) => {
             let renewal_time = renewal_time.unwrap_or(current.leaf().not_after);
+            let rotation = RotationWait {
+                under_current_ca: match &observed.signer {
+                    Signer::Ca(ca) => current.leaf().is_signed_by(ca.certificate()),
+                    Signer::SelfSigned => true,
+                },
+                reissue_at: triggers::rotation_reissue_at(&input, current.leaf()),
+            };
             keep(
                 &ctx,
                 &observed,
@@ -172,6 +191,7 @@ pub async fn reconcile(
                 current,
                 current_secret.as_ref(),
                 renewal_time,
+                rotation,
             )
             .await
         }
@@ -192,6 +212,22 @@ fn renew_requested_at(cert: &Certificate) -> Option<Timestamp> {
     }
 }
 
+/// A kept certificate's place in its issuer's CA rotation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct RotationWait {
+    /// Signed by the issuer's current CA.
+    under_current_ca: bool,
+    /// Left under the previous CA, its re-issue slot.
+    reissue_at: Option<Timestamp>,
+}
+
+impl RotationWait {
+    const DONE: Self = Self {
+        under_current_ca: true,
+        reissue_at: None,
+    };
+}
+
 /// Remembers that the Secret, read with `token`, holds at `version` a valid certificate for
 /// the spec with these `facts`.
 fn remember(
@@ -200,6 +236,7 @@ fn remember(
     token: ReadToken,
     version: Option<&str>,
     facts: &IssuedFacts,
+    rotation: RotationWait,
 ) {
     let Some(version) = version else { return };
     let verdict = Verdict {
@@ -207,6 +244,10 @@ fn remember(
         generation: observed.cert.metadata.generation,
         renew_requested_at: observed.renew_requested_at,
         signer: signer_identity(&observed.signer),
+        ca_pem: ca_pem_identity(&observed.trust),
+        gate: observed.trust.gate,
+        under_current_ca: rotation.under_current_ca,
+        reissue_at: rotation.reissue_at,
         facts: facts.clone(),
         status_written: None,
     };
@@ -222,6 +263,7 @@ async fn keep(
     current: &CurrentKeyPair,
     current_secret: Option<&Secret>,
     renewal_time: Timestamp,
+    rotation: RotationWait,
 ) -> Result<Action, Error> {
     let Observed { cert, spec, .. } = observed;
     let leaf = current.leaf();
@@ -229,7 +271,7 @@ async fn keep(
     let revision = observed.previous.revision.max(current.revision).unwrap_or(1);
     let mut version = current_secret.and_then(|s| s.metadata.resource_version.clone());
     if let Some(existing) = current_secret {
-        match material_from_secret(existing, current, spec) {
+        match material_from_secret(existing, current, spec, &observed.trust) {
             Ok(material) => {
                 let desired = secret::desired_secret(cert, spec, leaf, &material, revision);
                 if !secret::secret_up_to_date(existing, &desired, cert) {
@@ -245,12 +287,17 @@ async fn keep(
         }
     }
     let facts = IssuedFacts::new(leaf, renewal_time, revision);
-    remember(ctx, observed, token, version.as_deref(), &facts);
-    report_ready(ctx, observed, facts).await
+    remember(ctx, observed, token, version.as_deref(), &facts, rotation);
+    report_ready(ctx, observed, facts, rotation.reissue_at).await
 }
 
 /// The Secret holds a valid certificate for the spec: Ready, and look again at its deadlines.
-async fn report_ready(ctx: &Context, observed: &Observed<'_>, facts: IssuedFacts) -> Result<Action, Error> {
+async fn report_ready(
+    ctx: &Context,
+    observed: &Observed<'_>,
+    facts: IssuedFacts,
+    reissue_at: Option<Timestamp>,
+) -> Result<Action, Error> {
     let Observed {
         cert, previous, now, ..
     } = observed;
@@ -258,20 +305,28 @@ async fn report_ready(ctx: &Context, observed: &Observed<'_>, facts: IssuedFacts
     let (_, mut deadlines) = settle(cert, ctx, previous, status, observed.spec.renew_before, *now).await?;
     deadlines.extend([facts.renewal_time, facts.not_after]);
     deadlines.extend(observed.renew_requested_at);
+    deadlines.extend(reissue_at);
     Ok(Action::requeue(requeue_after(*now, &deadlines)))
 }
 
-/// The Secret's current material, re-encoded as the spec now asks.
+/// The Secret's current material, re-encoded as the spec now asks, with the `ca.crt` the
+/// issuer's trust asks for (both roots during a CA rotation).
 fn material_from_secret(
     existing: &Secret,
     current: &CurrentKeyPair,
     spec: &ValidatedSpec,
+    trust: &Trust,
 ) -> Result<SecretMaterial, PkiError> {
     let text = |key: &str| secret::data(existing, key).map(|b| String::from_utf8_lossy(b).into_owned());
     let chain_pem = text(secret::TLS_CRT).unwrap_or_default();
-    let ca_pem = match text(secret::CA_CRT) {
-        Some(ca) => ca,
-        None => current.chain.last().map(certificate_pem).unwrap_or_default(),
+    let ca_pem = match (&trust.ca_pem, text(secret::CA_CRT)) {
+        (Some(trusted), _) => trusted.clone(),
+        (None, Some(ca)) => ca,
+        (None, None) => current
+            .chain
+            .last()
+            .map(CertificateInfo::to_pem)
+            .unwrap_or_default(),
     };
     Ok(SecretMaterial {
         chain_pem,
@@ -283,10 +338,6 @@ fn material_from_secret(
         },
         ca_pem,
     })
-}
-
-fn certificate_pem(info: &CertificateInfo) -> String {
-    pem::encode(&pem::Pem::new("CERTIFICATE", info.der.clone()))
 }
 
 /// When the next attempt may run after failures, unless something changed that deserves an
@@ -416,10 +467,13 @@ async fn issue(
         let current = current_facts.as_ref();
         async move { fail(cert, ctx, previous, current, trigger, &cause, policy, now).await }
     };
-    let issued = match outcome {
+    let mut issued = match outcome {
         Ok(issued) => issued,
         Err(e) => return failed(format!("signing failed: {e}")).await,
     };
+    if let Some(trusted) = &observed.trust.ca_pem {
+        issued.material.ca_pem = trusted.clone();
+    }
     let revision = current_revision.unwrap_or(0) + 1;
     let desired = secret::desired_secret(cert, spec, &issued.leaf, &issued.material, revision);
     let version = match apply_secret(ctx, &desired).await {
@@ -438,7 +492,14 @@ async fn issue(
     let uid = cert.metadata.uid.clone().unwrap_or_default();
     let renewal_time = schedule::renewal_time(leaf.not_before, leaf.not_after, spec.renew_before, &uid);
     let facts = IssuedFacts::new(leaf, renewal_time, revision);
-    remember(ctx, observed, token, version.as_deref(), &facts);
+    remember(
+        ctx,
+        observed,
+        token,
+        version.as_deref(),
+        &facts,
+        RotationWait::DONE,
+    );
     let status = status::ready(previous, &facts, generation, now);
     let (_, mut deadlines) = settle(cert, ctx, previous, status, spec.renew_before, now).await?;
     info!(certificate = %object_name(*cert), serial = %leaf.serial_hex, not_after = %leaf.not_after, revision, "certificate issued");

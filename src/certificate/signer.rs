@@ -5,9 +5,10 @@
 use kube::runtime::reflector::ObjectRef;
 
 use super::triggers::Signer;
-use crate::api::{Certificate, GROUP, IssuerRef, IssuerSpec};
+use crate::api::{Certificate, GROUP, IssuerRef, IssuerSpec, IssuerStatus};
 use crate::context::Context;
 use crate::error::Error;
+use crate::issuer::rotation::{RotationGate, trust_pem};
 
 /// The issuer could not be used; the reason is the Certificate's Ready reason.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -20,8 +21,15 @@ fn describe(issuer_ref: &IssuerRef) -> String {
     format!("{} {:?}", issuer_ref.kind(), issuer_ref.name)
 }
 
-/// Looks up the issuer spec in the caches, and which namespace its CA Secret lives in.
-fn lookup(cert: &Certificate, ctx: &Context) -> Result<(IssuerSpec, String), SignerProblem> {
+/// An issuer as the caches hold it: spec, status, and where its CA Secret lives.
+struct Found {
+    spec: IssuerSpec,
+    status: Option<IssuerStatus>,
+    ca_namespace: String,
+}
+
+/// Looks up the issuer in the caches, and which namespace its CA Secret lives in.
+fn lookup(cert: &Certificate, ctx: &Context) -> Result<Found, SignerProblem> {
     let issuer_ref = &cert.spec.issuer_ref;
     if issuer_ref.group() != GROUP {
         return Err(SignerProblem::NotFound(format!(
@@ -36,14 +44,18 @@ fn lookup(cert: &Certificate, ctx: &Context) -> Result<(IssuerSpec, String), Sig
             let found = ctx
                 .issuers
                 .get(&key)
-                .map(|g| g.0.clone().map(|i| i.spec).map_err(|e| e.error));
+                .map(|g| g.0.clone().map(|i| (i.spec, i.status)).map_err(|e| e.error));
             (found, namespace.clone())
         }
         "ClusterIssuer" => {
             let found = ctx
                 .cluster_issuers
                 .get(&ObjectRef::new(&issuer_ref.name))
-                .map(|g| g.0.clone().map(|i| i.spec.issuer).map_err(|e| e.error));
+                .map(|g| {
+                    g.0.clone()
+                        .map(|i| (i.spec.issuer, i.status))
+                        .map_err(|e| e.error)
+                });
             (found, ctx.cluster_resource_namespace.clone())
         }
         other => {
@@ -61,31 +73,86 @@ fn lookup(cert: &Certificate, ctx: &Context) -> Result<(IssuerSpec, String), Sig
             "{} cannot be read: {e}",
             describe(issuer_ref)
         ))),
-        Some(Ok(spec)) => Ok((spec, ca_namespace)),
+        Some(Ok((spec, status))) => Ok(Found {
+            spec,
+            status,
+            ca_namespace,
+        }),
+    }
+}
+
+/// How the Certificate's Secret should trust its issuer: `ca.crt`, and where a re-issue under
+/// a rotated CA stands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Trust {
+    /// `ca.crt` for a CA issuer: the roots of the issuer's status (both during a rotation),
+    /// and the signing CA's own root even before the issuer has seen it. None: selfSigned.
+    pub ca_pem: Option<String>,
+    pub gate: RotationGate,
+}
+
+impl Trust {
+    /// What a selfSigned issuer means: each certificate is its own root, nothing rotates.
+    pub fn self_signed() -> Self {
+        Self {
+            ca_pem: None,
+            gate: RotationGate::Now,
+        }
+    }
+
+    /// The trust for `signer` under an issuer whose status is `status`.
+    pub fn of(signer: &Signer, status: Option<&IssuerStatus>, window: jiff::SignedDuration) -> Self {
+        let Signer::Ca(ca) = signer else {
+            return Self::self_signed();
+        };
+        let anchor = ca.anchor();
+        let anchors = status.map(|s| s.trust_anchors.as_slice()).unwrap_or_default();
+        let mut ca_pem = String::new();
+        if !anchors
+            .iter()
+            .any(|a| a.fingerprint_sha256 == anchor.fingerprint_sha256)
+        {
+            ca_pem.push_str(&anchor.to_pem());
+        }
+        ca_pem.push_str(&trust_pem(anchors));
+        Self {
+            ca_pem: Some(ca_pem),
+            gate: RotationGate::of(
+                status,
+                &ca.certificate().fingerprint_sha256,
+                &anchor.fingerprint_sha256,
+                window,
+            ),
+        }
     }
 }
 
 /// The signer for `cert`: its issuer from the caches, and for a CA issuer the key pair of the
-/// current CA Secret (read once per resourceVersion), validated at `now`.
+/// current CA Secret (read once per resourceVersion), validated at `now`; with the trust its
+/// Secret should hold.
 pub async fn resolve(
     cert: &Certificate,
     ctx: &Context,
     now: jiff::Timestamp,
-) -> Result<Result<Signer, SignerProblem>, Error> {
-    let (spec, ca_namespace) = match lookup(cert, ctx) {
+) -> Result<Result<(Signer, Trust), SignerProblem>, Error> {
+    let found = match lookup(cert, ctx) {
         Ok(found) => found,
         Err(problem) => return Ok(Err(problem)),
     };
     let issuer = describe(&cert.spec.issuer_ref);
-    Ok(match (&spec.self_signed, &spec.ca) {
-        (Some(_), None) => Ok(Signer::SelfSigned),
+    Ok(match (&found.spec.self_signed, &found.spec.ca) {
+        (Some(_), None) => Ok((Signer::SelfSigned, Trust::self_signed())),
         (None, Some(ca)) => {
             match ctx
                 .ca_key_pairs(cert.spec.issuer_ref.kind())
-                .load(&ctx.client, &ca_namespace, ca, now)
+                .load(&ctx.client, &found.ca_namespace, ca, now)
                 .await?
             {
-                Ok((pair, _)) => Ok(Signer::Ca(pair)),
+                Ok((pair, _)) => {
+                    let signer = Signer::Ca(pair);
+                    let trust = Trust::of(&signer, found.status.as_ref(), ctx.rotation.reissue_window);
+                    Ok((signer, trust))
+                }
                 Err(problem) => Err(SignerProblem::NotReady(format!(
                     "{issuer} is not ready: {problem}"
                 ))),

@@ -7,6 +7,7 @@ use jiff::Timestamp;
 
 use super::secret::{CurrentKeyPair, SecretState};
 use super::spec::ValidatedSpec;
+use crate::issuer::rotation::RotationGate;
 use crate::pki::{CaKeyPair, CertificateInfo};
 
 /// Why a certificate is (re-)issued.
@@ -78,6 +79,9 @@ pub struct PolicyInput<'a> {
     pub renewal_time: Option<Timestamp>,
     /// `certkeeper.io/renew-requested-at`, when set and parseable.
     pub renew_requested_at: Option<Timestamp>,
+    /// Where the issuer's CA rotation stands, and the Certificate's UID that spreads re-issues.
+    pub rotation: RotationGate,
+    pub uid: &'a str,
     pub now: Timestamp,
 }
 
@@ -124,7 +128,7 @@ fn policies(input: &PolicyInput<'_>, current: &CurrentKeyPair) -> Option<Trigger
     key_mismatch(current)
         .or_else(|| incorrect_issuer(input.spec, current))
         .or_else(|| spec_mismatch(input.spec, input.signer, current.leaf()))
-        .or_else(|| ca_rotated(input.signer, current.leaf()))
+        .or_else(|| ca_rotated(input.signer, current.leaf(), input.rotation, input.uid, input.now))
         .or_else(|| expired(current.leaf(), input.now))
         .or_else(|| manually_triggered(input.renew_requested_at, current.leaf(), input.now))
         .or_else(|| renewal_due(input.renewal_time, input.now))
@@ -235,8 +239,16 @@ pub fn spec_mismatch(spec: &ValidatedSpec, signer: &Signer, leaf: &CertificateIn
 }
 
 /// The certificate was not signed by the issuer's current CA (or, for a selfSigned issuer, is
-/// not self-signed): the CA was rotated or the issuer changed type.
-pub fn ca_rotated(signer: &Signer, leaf: &CertificateInfo) -> Option<Trigger> {
+/// not self-signed): the CA was rotated or the issuer changed type. Under a CA rotation the
+/// re-issue waits for the issuer's `gate`: until the new root is distributed, then the
+/// Certificate's slot in the reissue window.
+pub fn ca_rotated(
+    signer: &Signer,
+    leaf: &CertificateInfo,
+    gate: RotationGate,
+    uid: &str,
+    now: Timestamp,
+) -> Option<Trigger> {
     match signer {
         Signer::SelfSigned if leaf.self_signed => None,
         Signer::SelfSigned => fire(
@@ -244,13 +256,37 @@ pub fn ca_rotated(signer: &Signer, leaf: &CertificateInfo) -> Option<Trigger> {
             "the certificate is not self-signed but the issuer is selfSigned",
         ),
         Signer::Ca(ca) if leaf.is_signed_by(ca.certificate()) => None,
-        Signer::Ca(ca) => fire(
-            TriggerReason::CaRotated,
-            format!(
-                "the certificate was not signed by the issuer's current CA (SHA-256 {})",
-                ca.certificate().fingerprint_sha256
+        Signer::Ca(ca) => match gate.reissue_at(uid) {
+            Some(at) if now >= at => fire(
+                TriggerReason::CaRotated,
+                format!(
+                    "the certificate was not signed by the issuer's current CA (SHA-256 {})",
+                    ca.certificate().fingerprint_sha256
+                ),
             ),
-        ),
+            _ => None,
+        },
+    }
+}
+
+/// When a certificate left under a rotated CA is due for re-issue, if it is waiting for one
+/// (None: signed by the current CA, or held until the issuer has distributed the new root).
+pub fn rotation_reissue_at(input: &PolicyInput<'_>, leaf: &CertificateInfo) -> Option<Timestamp> {
+    match input.signer {
+        Signer::Ca(ca) if !leaf.is_signed_by(ca.certificate()) => input.rotation.reissue_at(input.uid),
+        _ => None,
+    }
+}
+
+/// The renewal time while the issuer holds re-issues back (its new root is still being
+/// distributed): pushed to halfway between the renewal time and notAfter, so a renewal
+/// waits for the distribution but never for long enough to let the certificate expire.
+pub fn held_renewal_time(renewal_time: Timestamp, not_after: Timestamp, gate: RotationGate) -> Timestamp {
+    match gate {
+        RotationGate::Hold if renewal_time < not_after => {
+            renewal_time + not_after.duration_since(renewal_time) / 2
+        }
+        _ => renewal_time,
     }
 }
 

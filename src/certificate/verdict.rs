@@ -5,8 +5,10 @@
 
 use jiff::Timestamp;
 
+use super::signer::Trust;
 use super::status::IssuedFacts;
 use super::triggers::Signer;
+use crate::issuer::rotation::RotationGate;
 
 /// A Certificate's Secret found to hold a valid certificate for the spec.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -16,8 +18,16 @@ pub struct Verdict {
     pub generation: Option<i64>,
     /// The renewal request it already answered.
     pub renew_requested_at: Option<Timestamp>,
-    /// The CA the certificate chains to (SHA-256 of its certificate; None for selfSigned).
+    /// The CA it was judged against (SHA-256 of its certificate; None for selfSigned).
     pub signer: Option<[u8; 32]>,
+    /// The `ca.crt` the Secret holds (SHA-256; None for selfSigned) and the issuer's rotation
+    /// gate it was judged under: a rotation moving on is judged afresh.
+    pub ca_pem: Option<[u8; 32]>,
+    pub gate: RotationGate,
+    /// Whether the certificate is signed by that CA (false: left under a rotated CA, to be
+    /// re-issued at `reissue_at`, or held while the new root is distributed).
+    pub under_current_ca: bool,
+    pub reissue_at: Option<Timestamp>,
     pub facts: IssuedFacts,
     /// The Certificate's resourceVersion before and after the controller's last status write:
     /// a reconcile of the earlier version runs on a cache that has not seen that write yet.
@@ -35,6 +45,15 @@ pub fn signer_identity(signer: &Signer) -> Option<[u8; 32]> {
     }
 }
 
+/// The SHA-256 of the `ca.crt` `trust` asks for.
+pub fn ca_pem_identity(trust: &Trust) -> Option<[u8; 32]> {
+    let pem = trust.ca_pem.as_ref()?;
+    aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, pem.as_bytes())
+        .as_ref()
+        .try_into()
+        .ok()
+}
+
 /// What a reconcile knows before it reads the Secret.
 #[derive(Clone, Copy, Debug)]
 pub struct Current<'a> {
@@ -42,6 +61,8 @@ pub struct Current<'a> {
     pub generation: Option<i64>,
     pub renew_requested_at: Option<Timestamp>,
     pub signer: Option<&'a [u8; 32]>,
+    pub ca_pem: Option<&'a [u8; 32]>,
+    pub gate: RotationGate,
     pub now: Timestamp,
 }
 
@@ -54,6 +75,9 @@ impl Verdict {
             && self.generation == current.generation
             && self.renew_requested_at == current.renew_requested_at
             && self.signer.as_ref() == current.signer
+            && self.ca_pem.as_ref() == current.ca_pem
+            && self.gate == current.gate
+            && self.reissue_at.is_none_or(|at| current.now < at)
             && current.now < self.facts.renewal_time
             && current.now < self.facts.not_after
     }
@@ -76,6 +100,10 @@ mod tests {
             generation: Some(1),
             renew_requested_at: None,
             signer: Some([0xab; 32]),
+            ca_pem: Some([0xcd; 32]),
+            gate: RotationGate::Now,
+            under_current_ca: true,
+            reissue_at: None,
             facts: IssuedFacts {
                 not_before: ts("2026-11-23T10:00:00Z"),
                 not_after: ts("2026-11-24T10:00:00Z"),
@@ -93,6 +121,8 @@ mod tests {
             generation: Some(1),
             renew_requested_at: None,
             signer: Some(&[0xab; 32]),
+            ca_pem: Some(&[0xcd; 32]),
+            gate: RotationGate::Now,
             now: ts(now),
         }
     }
@@ -123,6 +153,29 @@ mod tests {
             ..current("2026-11-23T12:00:00Z")
         };
         assert!(!v.holds(&requested), "a new renewal request is judged afresh");
+    }
+
+    #[test]
+    fn a_rotation_moving_on_or_a_new_ca_crt_is_judged_afresh() {
+        let v = verdict();
+        let now = "2026-11-23T12:00:00Z";
+        assert!(!v.holds(&Current {
+            ca_pem: Some(&[0xee; 32]),
+            ..current(now)
+        }));
+        assert!(!v.holds(&Current {
+            gate: RotationGate::Hold,
+            ..current(now)
+        }));
+        let waiting = Verdict {
+            reissue_at: Some(ts("2026-11-23T11:00:00Z")),
+            ..verdict()
+        };
+        assert!(waiting.holds(&current("2026-11-23T10:30:00Z")));
+        assert!(
+            !waiting.holds(&current("2026-11-23T11:00:00Z")),
+            "its re-issue slot came"
+        );
     }
 
     #[test]

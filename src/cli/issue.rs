@@ -477,6 +477,9 @@ fn issue_one(
         signer: &signer,
         renewal_time,
         renew_requested_at,
+        // Offline there is no issuer status, hence no rotation to stage.
+        rotation: crate::issuer::rotation::RotationGate::Now,
+        uid: &uid,
         now,
     };
     let trigger = match triggers::evaluate(&input, &state) {

@@ -3,6 +3,7 @@
 
 pub mod ca;
 pub mod reconcile;
+pub mod rotation;
 pub mod status;
 
 use kube::api::Api;

@@ -73,6 +73,16 @@ impl CaKeyPair {
         &self.chain[0]
     }
 
+    /// The trust anchor: the root at the top of the chain (`ca.crt`'s root when `tls.crt`
+    /// stops below it), or the highest certificate known.
+    pub fn anchor(&self) -> &CertificateInfo {
+        match self.chain.last() {
+            Some(top) if !top.self_signed => self.root.as_ref().unwrap_or(top),
+            Some(top) => top,
+            None => self.certificate(),
+        }
+    }
+
     /// The CA's subject DN and key identifier. The key identifier is the CA certificate's
     /// SKI whatever method computed it (OpenSSL uses SHA-1), else RFC 7093's.
     pub(crate) fn identity(&self) -> Result<CaIdentity, PkiError> {

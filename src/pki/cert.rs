@@ -29,7 +29,7 @@ use super::asn1::{self, encoding};
 use super::key::{encode_pem, public_key_bits, same_public_key};
 use super::parse::serial_hex;
 use super::usage::{KU_CRL_SIGN, KU_KEY_CERT_SIGN, UsageEncoding};
-use super::{CaKeyPair, CertificateInfo, IssuerUrls, PkiError, PrivateKey, Usage};
+use super::{CaKeyPair, IssuerUrls, PkiError, PrivateKey, Usage};
 
 /// Subject DN parts beyond the common name (cert-manager's `spec.subject`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -453,11 +453,8 @@ fn assemble_chain(certificate_pem: &str, ca: &CaKeyPair) -> (String, String) {
     let Some((top, below_top)) = ca.chain.split_last() else {
         return (certificate_pem.to_owned(), certificate_pem.to_owned());
     };
-    let (intermediates, root): (&[CertificateInfo], &CertificateInfo) = if top.self_signed {
-        (below_top, top)
-    } else {
-        (&ca.chain, ca.root.as_ref().unwrap_or(top))
-    };
+    let intermediates = if top.self_signed { below_top } else { &ca.chain[..] };
+    let root = ca.anchor();
     let mut chain_pem = certificate_pem.to_owned();
     for cert in intermediates {
         chain_pem.push_str(&encode_pem(PEM_CERTIFICATE, cert.der.clone()));

@@ -44,6 +44,11 @@ pub struct CertificateInfo {
 }
 
 impl CertificateInfo {
+    /// The certificate as one PEM block, LF line endings.
+    pub fn to_pem(&self) -> String {
+        super::key::encode_pem("CERTIFICATE", self.der.clone())
+    }
+
     /// True when `issuer`'s key verifies this certificate's signature and the issuer DN matches.
     pub fn is_signed_by(&self, issuer: &CertificateInfo) -> bool {
         let (Ok(cert), Ok(issuer)) = (parse_der(&self.der), parse_der(&issuer.der)) else {

@@ -121,6 +121,10 @@ fn verdicts() -> Arc<WatchedCache<Verdict>> {
             generation: Some(1),
             renew_requested_at: None,
             signer: None,
+            ca_pem: None,
+            gate: crate::issuer::rotation::RotationGate::Now,
+            under_current_ca: true,
+            reissue_at: None,
             facts,
             status_written: None,
         };

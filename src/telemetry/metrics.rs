@@ -17,7 +17,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::api::{Certificate, ClusterIssuer, Issuer, IssuerStatus, find_condition};
+use crate::api::{Certificate, ClusterIssuer, Issuer, IssuerStatus, RotationPhase, find_condition};
 use crate::context::Clock;
 
 /// Content type of the OpenMetrics text format that `encode` produces.
@@ -206,6 +206,8 @@ impl fmt::Debug for ObjectGauges {
 }
 
 const CONDITIONS: [&str; 3] = ["True", "False", "Unknown"];
+/// The values of `certkeeper_issuer_rotation_phase`'s `phase` label.
+const ROTATION_PHASES: [&str; 4] = ["None", "Distributing", "Reissuing", "Retiring"];
 
 /// The status of the Ready condition, `Unknown` when there is none yet.
 fn ready_of(conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition]) -> &str {
@@ -364,6 +366,29 @@ impl Collector for ObjectGauges {
                     (labels, i64::from(condition == current))
                 })
             }),
+        )?;
+        gauge_family(
+            &mut encoder,
+            "certkeeper_issuer_rotation_phase",
+            "A CA issuer's rotation phase: 1 for the phase it is in (None when not rotating), 0 for the others",
+            None,
+            rows.iter()
+                .filter(|r| r.status.is_some_and(|s| !s.trust_anchors.is_empty()))
+                .flat_map(|r| {
+                    let current = r
+                        .status
+                        .and_then(|s| s.rotation.as_ref())
+                        .map_or("None", |rotation| match rotation.phase {
+                            RotationPhase::Distributing => "Distributing",
+                            RotationPhase::Reissuing => "Reissuing",
+                            RotationPhase::Retiring => "Retiring",
+                        });
+                    ROTATION_PHASES.into_iter().map(move |phase| {
+                        let mut labels = issuer_labels(r);
+                        labels.push(("phase", phase));
+                        (labels, i64::from(phase == current))
+                    })
+                }),
         )?;
         gauge_family(
             &mut encoder,
