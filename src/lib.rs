@@ -15,6 +15,8 @@ mod fault_tests;
 pub mod issuer;
 pub mod pki;
 pub mod revocation;
+#[cfg(test)]
+mod rotation_tests;
 pub mod runner;
 pub mod telemetry;
 #[cfg(test)]

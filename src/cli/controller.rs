@@ -8,6 +8,7 @@ use jiff::SignedDuration;
 
 use super::CliError;
 use crate::certificate::expiry;
+use crate::issuer::rotation::RotationSettings;
 use crate::runner;
 use crate::telemetry::logs::{self, LogFormat};
 
@@ -42,6 +43,15 @@ pub struct ControllerArgs {
     /// Name of the leader election Lease.
     #[arg(long, default_value = "certkeeper-controller")]
     pub leader_election_id: String,
+    /// During a CA rotation, how long every pod may take to see a written Secret or Bundle
+    /// (kubelet sync plus application reload): waited after the new root is distributed and
+    /// again before the old one is dropped (Go duration).
+    #[arg(long, default_value = "5m", value_parser = expiry::parse_threshold)]
+    pub trust_propagation_delay: SignedDuration,
+    /// During a CA rotation, the span over which the certificates under the previous CA are
+    /// re-issued, each at a slot derived from its UID (Go duration).
+    #[arg(long, default_value = "10m", value_parser = expiry::parse_threshold)]
+    pub rotation_reissue_window: SignedDuration,
 }
 
 /// `host:port`, or `:port` for every interface as Go programs (and cert-manager) accept: the
@@ -74,6 +84,10 @@ pub async fn run(args: ControllerArgs) -> Result<(), CliError> {
             cluster_resource_namespace: args.cluster_resource_namespace,
             concurrency: args.concurrency,
             expiry_thresholds: args.expiry_warning_thresholds,
+            rotation: RotationSettings {
+                propagation_delay: args.trust_propagation_delay,
+                reissue_window: args.rotation_reissue_window,
+            },
             leader_election: args.leader_elect.then_some(runner::LeaderElection {
                 namespace: args.leader_election_namespace,
                 lease_name: args.leader_election_id,

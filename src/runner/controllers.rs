@@ -340,6 +340,7 @@ impl Term {
             self.metrics.clone(),
         );
         ctx.verdicts = verdicts.clone();
+        ctx.rotation = settings.rotation;
         let ctx = Arc::new(ctx);
 
         // Issuers are woken by their CA Secret: TLS Secrets are watched metadata-only, a
@@ -614,6 +615,7 @@ mod tests {
                 cluster_resource_namespace: Some(CLUSTER_RESOURCE_NAMESPACE.into()),
                 concurrency: 2,
                 expiry_thresholds: crate::certificate::expiry::DEFAULT_THRESHOLDS.to_vec(),
+                rotation: Default::default(),
                 leader_election: None,
             },
             cluster_resource_namespace: CLUSTER_RESOURCE_NAMESPACE.into(),

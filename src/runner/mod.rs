@@ -37,6 +37,8 @@ pub struct Settings {
     pub cluster_resource_namespace: Option<String>,
     pub concurrency: u16,
     pub expiry_thresholds: Vec<jiff::SignedDuration>,
+    /// The waits of CA rotations.
+    pub rotation: crate::issuer::rotation::RotationSettings,
     /// Reconcile only while holding this Lease; None runs at once (one replica, a laptop).
     pub leader_election: Option<LeaderElection>,
 }
