@@ -616,3 +616,154 @@ async fn a_new_revision_forgets_the_previous_expiry_warning() {
     assert_eq!(again.status["revision"], 2);
     assert_eq!(again.status.get("lastExpiryWarning"), None);
 }
+
+/// The issuer `ca` as its controller reports it mid-rotation: moved to the CA in `new_ca`
+/// (a new root), still trusting the root in `old_ca`, in `phase` since `phase_since`.
+fn rotating_issuer(
+    old_ca: &k8s_openapi::api::core::v1::Secret,
+    new_ca: &k8s_openapi::api::core::v1::Secret,
+    phase: crate::api::RotationPhase,
+    phase_since: Timestamp,
+) -> Issuer {
+    use crate::api::{IssuerStatus, Rotation, TrustAnchor, TrustAnchorRole};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+    let root = |secret: &k8s_openapi::api::core::v1::Secret| {
+        parse_certificate_chain(&secret_data(&to_json(secret), "tls.crt"))
+            .unwrap()
+            .remove(0)
+    };
+    let (old, new) = (root(old_ca), root(new_ca));
+    let anchor = |c: &crate::pki::CertificateInfo, role| TrustAnchor {
+        fingerprint_sha256: c.fingerprint_sha256.clone(),
+        not_after: Some(Time(c.not_after)),
+        role,
+        since: Some(Time(phase_since)),
+        certificate: c.to_pem(),
+    };
+    let mut issuer = ca_issuer("ca", "root-ca");
+    issuer.status = Some(IssuerStatus {
+        ca_fingerprint_sha256: Some(new.fingerprint_sha256.clone()),
+        trust_anchors: vec![
+            anchor(&new, TrustAnchorRole::Current),
+            anchor(&old, TrustAnchorRole::Previous),
+        ],
+        rotation: Some(Rotation {
+            phase,
+            started_at: Time(phase_since),
+            phase_started_at: Time(phase_since),
+            trust_distributed_at: None,
+            previous_fingerprint_sha256: Some(old.fingerprint_sha256.clone()),
+            ca_fingerprint_sha256: new.fingerprint_sha256.clone(),
+        }),
+        ..Default::default()
+    });
+    issuer
+}
+
+fn roots_in(secret: &Value) -> Vec<String> {
+    parse_certificate_chain(&secret_data(secret, "ca.crt"))
+        .unwrap()
+        .into_iter()
+        .map(|c| c.fingerprint_sha256)
+        .collect()
+}
+
+#[tokio::test]
+async fn while_a_new_root_is_distributed_the_secret_gets_both_roots_and_keeps_its_certificate() {
+    let old_ca = root_ca(ts(NOW));
+    let cert = certificate("web", "ca", &["web.apps.svc"]);
+    let written = first_issuance(&cert, &old_ca).await;
+    let cert = with_status(&cert, &written.status);
+    let new_ca = ca_secret("root-ca", NAMESPACE, "root 2", ts(NOW), 365);
+    let later = ts(NOW) + SignedDuration::from_hours(1);
+    let issuer = rotating_issuer(&old_ca, &new_ca, crate::api::RotationPhase::Distributing, later);
+
+    let (ctx, mut api) = context(vec![issuer], vec![], later);
+    let task = spawn(&cert, &ctx);
+    api.expect(Method::GET, CA_SECRET_PATH).await.ok(to_json(&new_ca));
+    api.expect(Method::GET, SECRET_PATH)
+        .await
+        .ok(written.secret.clone());
+    let apply = api.expect(Method::PATCH, SECRET_PATH).await;
+    let updated = apply.body.clone();
+    apply.echo();
+    // The status shows the renewal held back until the new root is everywhere; no Event:
+    // nothing was issued.
+    let status = answer_status(api.expect(Method::PATCH, STATUS_PATH).await, &cert);
+    finish(task, ctx, api).await;
+    let held: Timestamp = status["renewalTime"].as_str().unwrap().parse().unwrap();
+    let planned: Timestamp = written.status["renewalTime"].as_str().unwrap().parse().unwrap();
+    assert!(held > planned, "{held} > {planned}");
+    assert_eq!(status["revision"], 1);
+    assert_eq!(
+        secret_data(&updated, "tls.crt"),
+        secret_data(&written.secret, "tls.crt")
+    );
+    assert_eq!(
+        secret_data(&updated, "tls.key"),
+        secret_data(&written.secret, "tls.key")
+    );
+    let fingerprint = |s: &k8s_openapi::api::core::v1::Secret| {
+        parse_certificate_chain(&secret_data(&to_json(s), "tls.crt"))
+            .unwrap()
+            .remove(0)
+            .fingerprint_sha256
+    };
+    assert_eq!(roots_in(&updated), [fingerprint(&new_ca), fingerprint(&old_ca)]);
+    assert_eq!(updated["metadata"]["annotations"]["certkeeper.io/revision"], "1");
+}
+
+#[tokio::test]
+async fn while_reissuing_a_certificate_waits_for_its_slot_then_is_reissued_once() {
+    let old_ca = root_ca(ts(NOW));
+    let cert = certificate("web", "ca", &["web.apps.svc"]);
+    let written = first_issuance(&cert, &old_ca).await;
+    let cert = with_status(&cert, &written.status);
+    let new_ca = ca_secret("root-ca", NAMESPACE, "root 2", ts(NOW), 365);
+    let from = ts(NOW) + SignedDuration::from_hours(1);
+    let issuer = rotating_issuer(&old_ca, &new_ca, crate::api::RotationPhase::Reissuing, from);
+    let gate = crate::issuer::rotation::RotationGate::Spread {
+        from,
+        window: crate::issuer::rotation::RotationSettings::default().reissue_window,
+    };
+    let slot = gate.reissue_at("uid-web").unwrap();
+    assert!(
+        slot > from,
+        "the jitter of uid-web puts it after the window's start"
+    );
+    // What Distributing left: the same certificate, both roots.
+    let mut secret = written.secret.clone();
+    let both = parse_certificate_chain(&secret_data(&to_json(&new_ca), "tls.crt"))
+        .unwrap()
+        .remove(0)
+        .to_pem()
+        + &parse_certificate_chain(&secret_data(&to_json(&old_ca), "tls.crt"))
+            .unwrap()
+            .remove(0)
+            .to_pem();
+    secret["data"]["ca.crt"] = json!(b64(both.as_bytes()));
+
+    // Before its slot: read, nothing written, woken at the slot.
+    let (ctx, mut api) = context(vec![issuer.clone()], vec![], from);
+    let task = spawn(&cert, &ctx);
+    api.expect(Method::GET, CA_SECRET_PATH).await.ok(to_json(&new_ca));
+    api.expect(Method::GET, SECRET_PATH).await.ok(secret.clone());
+    let action = finish(task, ctx, api).await;
+    let wait = slot.duration_since(from).as_secs() as u64;
+    assert_eq!(action, Action::requeue(std::time::Duration::from_secs(wait + 1)));
+
+    // At its slot: re-issued under the new CA, both roots still trusted.
+    let (ctx, mut api) = context(vec![issuer], vec![], slot);
+    let task = spawn(&cert, &ctx);
+    api.expect(Method::GET, CA_SECRET_PATH).await.ok(to_json(&new_ca));
+    api.expect(Method::GET, SECRET_PATH).await.ok(secret);
+    let again = expect_writes(&mut api, &cert).await;
+    finish(task, ctx, api).await;
+    assert!(again.event["note"].as_str().unwrap().contains("CARotated"));
+    let new_root = parse_certificate_chain(&secret_data(&to_json(&new_ca), "tls.crt"))
+        .unwrap()
+        .remove(0);
+    assert!(leaf_of(&again.secret).is_signed_by(&new_root));
+    assert_eq!(roots_in(&again.secret).len(), 2);
+    assert_eq!(again.status["revision"], 2);
+}
