@@ -72,6 +72,16 @@ pub const API_ACCESS: &[ApiAccess] = &[
     // the object's namespace ("default" for a ClusterIssuer) and patches it on a repeat.
     cluster("events.k8s.io", "events", "create"),
     cluster("events.k8s.io", "events", "patch"),
+    // runner/controllers.rs bundle_controller: the Bundles, and what wakes them: namespaces
+    // (metadata only, for their labels), the targets (ConfigMaps and Secrets labelled
+    // certkeeper.io/bundle, metadata only, all namespaces; the source ConfigMaps of the
+    // cluster-resource namespace fall under the same grant).
+    cluster("certkeeper.io", "bundles", "list"),
+    cluster("certkeeper.io", "bundles", "watch"),
+    cluster("", "namespaces", "list"),
+    cluster("", "namespaces", "watch"),
+    cluster("", "configmaps", "list"),
+    cluster("", "configmaps", "watch"),
     // bundle/reconcile.rs write_status: server-side apply of the status.
     cluster("certkeeper.io", "bundles/status", "patch"),
     // bundle/reconcile.rs read_source: a configMap source, only in the cluster-resource
