@@ -99,6 +99,11 @@ pub struct KeySource {
 
 /// Where a Bundle's certificates are written.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+// A ConfigMap refuses one key in both data and binaryData; a Secret has one data map.
+#[x_kube(
+    validation = Rule::new("!has(self.pkcs12) || self.pkcs12.key != self.configMap.key").message("pkcs12.key must differ from configMap.key"),
+    validation = Rule::new("!has(self.pkcs12) || !has(self.secret) || self.pkcs12.key != self.secret.key").message("pkcs12.key must differ from secret.key"),
+)]
 #[serde(rename_all = "camelCase")]
 pub struct BundleTarget {
     /// The key of the target ConfigMap that holds the certificates as PEM.

@@ -244,6 +244,26 @@ mod tests {
     }
 
     #[test]
+    fn schema_refuses_a_truststore_key_that_collides_with_the_pem_key() {
+        let passes = |target: serde_json::Value| {
+            let bundle = json!({"apiVersion": "certkeeper.io/v1", "kind": "Bundle", "metadata": {"name": "b"},
+                                "spec": {"sources": [{"inLine": "x"}], "target": target}});
+            kube::core::cel::validate_cel_schema::<crate::api::Bundle>(&bundle, None).is_ok()
+        };
+        assert!(passes(
+            json!({"configMap": {"key": "ca.crt"}, "pkcs12": {"key": "truststore.p12"}})
+        ));
+        assert!(!passes(
+            json!({"configMap": {"key": "ca.crt"}, "pkcs12": {"key": "ca.crt"}})
+        ));
+        assert!(!passes(json!({"configMap": {"key": "ca.crt"},
+                                "secret": {"key": "trust.p12"}, "pkcs12": {"key": "trust.p12"}})));
+        assert!(passes(
+            json!({"configMap": {"key": "ca.crt"}, "secret": {"key": "ca.crt"}})
+        ));
+    }
+
+    #[test]
     fn schema_requires_exactly_one_kind_of_bundle_source_on_every_api_server() {
         let schema = schema_of("Bundle");
         let source = &schema["properties"]["spec"]["properties"]["sources"]["items"];
