@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::{FutureExt, StreamExt};
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
@@ -32,6 +33,12 @@ use crate::pki::CertificateInfo;
 use crate::telemetry::events;
 use crate::telemetry::server::SyncFlag;
 
+const CONFIG_MAP: &str = "ConfigMap";
+const SECRET: &str = "Secret";
+/// How many target writes run at once: a new Bundle reaches a thousand namespaces in seconds
+/// without flooding the API server.
+const WRITES_IN_FLIGHT: usize = 8;
+
 /// How soon to look again while the caches the Bundle controller reads have not listed yet.
 const CACHES_SYNCING: Duration = Duration::from_secs(1);
 
@@ -50,6 +57,8 @@ pub struct BundleContext {
     /// Set when each of those caches holds a complete list: until then targets could be
     /// judged missing or unselected that are not.
     pub synced: Vec<SyncFlag>,
+    /// The versions certkeeper's own writes gave the targets.
+    pub written: targets::WrittenVersions,
 }
 
 /// What one reconcile observed before deciding.
@@ -243,9 +252,18 @@ async fn distribute(
     })?;
     let (selected, terminating) =
         targets::selected_namespaces(bctx.namespaces.state().iter().map(|n| &n.metadata), selector);
-    let config_maps =
-        targets::existing_targets(&name, bctx.config_map_targets.state().iter().map(|t| t.as_ref()));
-    let secrets = targets::existing_targets(&name, bctx.secret_targets.state().iter().map(|t| t.as_ref()));
+    let config_maps = targets::existing_targets(
+        &name,
+        CONFIG_MAP,
+        bctx.config_map_targets.state().iter().map(|t| t.as_ref()),
+        &bctx.written,
+    );
+    let secrets = targets::existing_targets(
+        &name,
+        SECRET,
+        bctx.secret_targets.state().iter().map(|t| t.as_ref()),
+        &bctx.written,
+    );
     let plan = targets::plan(
         &selected,
         &terminating,
@@ -254,7 +272,7 @@ async fn distribute(
         bundle.spec.target.secret.is_some(),
         &content.hash,
     );
-    let failures = write_targets(ctx, bundle, &content, &plan).await;
+    let failures = write_targets(bctx, bundle, &content, &plan).await;
     let unsynced: std::collections::BTreeSet<&String> = failures
         .iter()
         .filter_map(|(namespace, _)| selected.get(namespace))
@@ -280,54 +298,82 @@ async fn distribute(
     })
 }
 
-/// Carries out `plan`. A namespace that refuses its write (a quota, an admission webhook) does
-/// not keep the others from theirs: the failures are returned, by namespace.
+/// Carries out `plan`, a few writes at a time. A namespace that refuses its write (a quota,
+/// an admission webhook) does not keep the others from theirs: the failures are returned, by
+/// namespace.
 async fn write_targets(
-    ctx: &Context,
+    bctx: &BundleContext,
     bundle: &Bundle,
     content: &Content,
     plan: &Plan,
 ) -> Vec<(String, Error)> {
     let name = bundle.name_any();
-    let mut failures = Vec::new();
     if !plan.writes_nothing() {
         info!(bundle = %name, configmaps = plan.apply_config_maps.len(), secrets = plan.apply_secrets.len(),
               removed = plan.delete_config_maps.len() + plan.delete_secrets.len(), "writing bundle targets");
     }
-    for namespace in &plan.apply_config_maps {
+    let ctx = &bctx.ctx;
+    let written = &bctx.written;
+    let name = name.as_str();
+    let config_maps = plan.apply_config_maps.iter().map(|namespace| {
         let desired = targets::desired_config_map(bundle, namespace, content);
-        if let Err(e) = apply(ctx, "ConfigMap", namespace, &name, &desired).await {
-            failures.push((namespace.clone(), e));
+        async move {
+            let version = apply(ctx, CONFIG_MAP, namespace, name, &desired).await?;
+            written.wrote(CONFIG_MAP, namespace, name, version);
+            Ok(())
         }
-    }
-    for namespace in &plan.apply_secrets {
-        if let Some(desired) = targets::desired_secret(bundle, namespace, content)
-            && let Err(e) = apply(ctx, "Secret", namespace, &name, &desired).await
-        {
-            failures.push((namespace.clone(), e));
-        }
-    }
-    for namespace in &plan.delete_config_maps {
-        if let Err(e) = delete::<ConfigMap>(ctx, "ConfigMap", namespace, &name).await {
-            failures.push((namespace.clone(), e));
-        }
-    }
-    for namespace in &plan.delete_secrets {
-        if let Err(e) = delete::<Secret>(ctx, "Secret", namespace, &name).await {
-            failures.push((namespace.clone(), e));
-        }
-    }
-    failures
+        .boxed()
+    });
+    let secrets = plan.apply_secrets.iter().filter_map(|namespace| {
+        let desired = targets::desired_secret(bundle, namespace, content)?;
+        Some(
+            async move {
+                let version = apply(ctx, SECRET, namespace, name, &desired).await?;
+                written.wrote(SECRET, namespace, name, version);
+                Ok(())
+            }
+            .boxed(),
+        )
+    });
+    let removals = (plan.delete_config_maps.iter().map(|ns| (CONFIG_MAP, ns)))
+        .chain(plan.delete_secrets.iter().map(|ns| (SECRET, ns)))
+        .map(|(kind, namespace)| {
+            async move {
+                match kind {
+                    CONFIG_MAP => delete::<ConfigMap>(ctx, kind, namespace, name).await?,
+                    _ => delete::<Secret>(ctx, kind, namespace, name).await?,
+                }
+                written.removed(kind, namespace, name);
+                Ok(())
+            }
+            .boxed()
+        });
+    let namespaces = (plan.apply_config_maps.iter())
+        .chain(&plan.apply_secrets)
+        .chain(&plan.delete_config_maps)
+        .chain(&plan.delete_secrets);
+    let writes: Vec<_> = config_maps
+        .chain(secrets)
+        .chain(removals)
+        .zip(namespaces)
+        .map(|(write, namespace)| write.map(move |result: Result<(), Error>| (namespace.clone(), result)))
+        .collect();
+    futures::stream::iter(writes)
+        .buffered(WRITES_IN_FLIGHT)
+        .filter_map(|(namespace, result)| async move { result.err().map(|e| (namespace, e)) })
+        .collect()
+        .await
 }
 
 /// Server-side apply of one target under certkeeper's field manager: keys others wrote stay.
+/// Returns the resourceVersion the API server gave it.
 async fn apply<K>(
     ctx: &Context,
     kind: &'static str,
     namespace: &str,
     name: &str,
     desired: &K,
-) -> Result<(), Error>
+) -> Result<Option<String>, Error>
 where
     K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
         + Clone
@@ -342,7 +388,7 @@ where
             &Patch::Apply(desired),
         )
         .await
-        .map(|_| ())
+        .map(|written| written.meta().resource_version.clone())
         .map_err(|source| Error::ApplyTarget {
             kind,
             namespace: namespace.to_owned(),

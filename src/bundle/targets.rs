@@ -209,10 +209,59 @@ impl Plan {
     }
 }
 
-/// The targets of `bundle` in a cache of target metadata: those labelled with its name.
+/// The resourceVersion each target had after certkeeper last wrote it, by (kind, namespace,
+/// name). A cached target at another version was changed by someone else since (its data
+/// edited, a key removed), even if its hash annotation still matches: it is written again.
+/// Empty after a restart, when the annotation alone decides.
+#[derive(Debug, Default)]
+pub struct WrittenVersions(
+    std::sync::Mutex<std::collections::HashMap<(&'static str, String, String), String>>,
+);
+
+impl WrittenVersions {
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<(&'static str, String, String), String>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records the version a write of a target returned.
+    pub fn wrote(&self, kind: &'static str, namespace: &str, name: &str, version: Option<String>) {
+        let key = (kind, namespace.to_owned(), name.to_owned());
+        match version {
+            Some(version) => self.lock().insert(key, version),
+            None => self.lock().remove(&key),
+        };
+    }
+
+    /// Forgets a removed target.
+    pub fn removed(&self, kind: &'static str, namespace: &str, name: &str) {
+        self.lock().remove(&(kind, namespace.to_owned(), name.to_owned()));
+    }
+
+    /// Whether a target seen at `version` may differ from what certkeeper last wrote.
+    fn changed_since_written(
+        &self,
+        kind: &'static str,
+        namespace: &str,
+        name: &str,
+        version: Option<&str>,
+    ) -> bool {
+        let key = (kind, namespace.to_owned(), name.to_owned());
+        self.lock()
+            .get(&key)
+            .is_some_and(|written| Some(written.as_str()) != version)
+    }
+}
+
+/// The targets of `kind` of the Bundle `bundle` in a cache of target metadata: those of its
+/// name labelled with it, with their hash annotation — none for a target changed by someone
+/// else since certkeeper wrote it.
 pub fn existing_targets<'a, K: Resource + 'a>(
     bundle: &str,
+    kind: &'static str,
     cached: impl IntoIterator<Item = &'a K>,
+    written: &WrittenVersions,
 ) -> Existing {
     cached
         .into_iter()
@@ -226,13 +275,18 @@ pub fn existing_targets<'a, K: Resource + 'a>(
                     == Some(bundle)
         })
         .filter_map(|t| {
-            let namespace = t.meta().namespace.clone()?;
-            let hash = t
-                .meta()
-                .annotations
-                .as_ref()
-                .and_then(|a| a.get(HASH_ANNOTATION))
-                .cloned();
+            let meta = t.meta();
+            let namespace = meta.namespace.clone()?;
+            let tampered =
+                written.changed_since_written(kind, &namespace, bundle, meta.resource_version.as_deref());
+            let hash = match tampered {
+                true => None,
+                false => meta
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get(HASH_ANNOTATION))
+                    .cloned(),
+            };
             Some((namespace, hash))
         })
         .collect()

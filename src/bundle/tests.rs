@@ -130,6 +130,7 @@ fn bundle_context(cluster: Cluster) -> (Arc<BundleContext>, ApiServer) {
         issuers: crate::testing::store(vec![]),
         cluster_issuers: crate::testing::store(cluster.cluster_issuers),
         synced: vec![synced],
+        written: Default::default(),
     };
     (Arc::new(bctx), api)
 }
@@ -730,8 +731,61 @@ async fn nothing_is_decided_before_the_caches_have_listed() {
         issuers: crate::testing::store(vec![]),
         cluster_issuers: crate::testing::store(vec![]),
         synced: vec![SyncFlag::default()],
+        written: Default::default(),
     });
     let action = run(&b, &bctx).await;
     assert_ne!(action, kube::runtime::controller::Action::await_change());
     api.assert_idle();
+}
+
+#[tokio::test]
+async fn a_target_someone_else_changed_is_written_again_and_an_untouched_one_is_not() {
+    let pem = root_pem("root", 365);
+    let mut b = bundle(vec![in_line(&pem)], None);
+    b.status = Some(crate::bundle::status::distributed(
+        &Default::default(),
+        &Assembled::new([info(&pem)], now()),
+        1,
+        1,
+        Some(1),
+        now(),
+    ));
+    let cached_at = |version: &str| {
+        let mut target = target_meta::<ConfigMap>("apps", &hash_of(&b, &[&pem]));
+        target.metadata.resource_version = Some(version.into());
+        target
+    };
+    // The cache shows the version certkeeper's write returned: nothing to do.
+    let (bctx, mut api) = bundle_context(Cluster {
+        namespaces: vec![namespace("apps", &[])],
+        config_maps: vec![cached_at("5")],
+        ..Cluster::default()
+    });
+    bctx.written.wrote("ConfigMap", "apps", "trust", Some("5".into()));
+    run(&b, &bctx).await;
+    api.assert_idle();
+
+    // Someone edited it since (same hash annotation, new version): written again.
+    let (bctx, mut api) = bundle_context(Cluster {
+        namespaces: vec![namespace("apps", &[])],
+        config_maps: vec![cached_at("7")],
+        ..Cluster::default()
+    });
+    bctx.written.wrote("ConfigMap", "apps", "trust", Some("5".into()));
+    let server = async {
+        let seen = api
+            .expect(Method::PATCH, "/api/v1/namespaces/apps/configmaps/trust")
+            .await;
+        let mut written = seen.body.clone();
+        written["metadata"]["resourceVersion"] = json!("8");
+        seen.ok(written);
+        api
+    };
+    let (_, mut api) = tokio::join!(run(&b, &bctx), server);
+    api.assert_idle();
+    // The version that write returned is what the next look compares with.
+    let seen_at_8 = targets::existing_targets("trust", "ConfigMap", [&cached_at("8")], &bctx.written);
+    assert_eq!(seen_at_8["apps"], Some(hash_of(&b, &[&pem])));
+    let seen_at_7 = targets::existing_targets("trust", "ConfigMap", [&cached_at("7")], &bctx.written);
+    assert_eq!(seen_at_7["apps"], None);
 }

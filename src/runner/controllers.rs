@@ -325,6 +325,7 @@ fn bundle_controller(
         issuers,
         cluster_issuers,
         synced: synced.to_vec(),
+        written: Default::default(),
     });
     bundles
         .watches_stream(namespace_events, move |_| bundles_where(&by_namespace, |_| true))
