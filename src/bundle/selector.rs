@@ -31,18 +31,19 @@ impl NamespaceSelector {
         let Some(selector) = selector else {
             return Ok(Self::default());
         };
-        let mut requirements: Vec<Requirement> = selector
-            .match_labels
-            .iter()
-            .flatten()
-            .map(|(key, value)| Requirement::In(key.clone(), BTreeSet::from([value.clone()])))
-            .collect();
+        let mut requirements = Vec::new();
+        for (key, value) in selector.match_labels.iter().flatten() {
+            check_key(key)?;
+            check_value(key, value)?;
+            requirements.push(Requirement::In(key.clone(), BTreeSet::from([value.clone()])));
+        }
         for expression in selector.match_expressions.iter().flatten() {
             let key = expression.key.clone();
-            if key.is_empty() {
-                return Err(InvalidSelector("a matchExpressions key is empty".into()));
-            }
+            check_key(&key)?;
             let values: BTreeSet<String> = expression.values.iter().flatten().cloned().collect();
+            for value in &values {
+                check_value(&key, value)?;
+            }
             let requirement = match expression.operator.as_str() {
                 "In" | "NotIn" if values.is_empty() => {
                     return Err(InvalidSelector(format!(
@@ -79,5 +80,58 @@ impl NamespaceSelector {
             Requirement::Exists(key) => labels.contains_key(key),
             Requirement::DoesNotExist(key) => !labels.contains_key(key),
         })
+    }
+}
+
+/// A label name part: at most 63 characters, alphanumeric at both ends, `-`, `_`, `.` inside.
+fn is_name(part: &str) -> bool {
+    let bytes = part.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 63
+        && bytes.first().is_some_and(u8::is_ascii_alphanumeric)
+        && bytes.last().is_some_and(u8::is_ascii_alphanumeric)
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// A DNS subdomain (RFC 1123): at most 253 characters of lower-case labels.
+fn is_dns_subdomain(prefix: &str) -> bool {
+    prefix.len() <= 253
+        && prefix.split('.').all(|label| {
+            let bytes = label.as_bytes();
+            !bytes.is_empty()
+                && bytes.len() <= 63
+                && bytes
+                    .first()
+                    .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+                && bytes
+                    .last()
+                    .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+                && bytes
+                    .iter()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        })
+}
+
+/// A label key: a qualified name, `[prefix/]name`.
+fn check_key(key: &str) -> Result<(), InvalidSelector> {
+    let valid = match key.split_once('/') {
+        Some((prefix, name)) => is_dns_subdomain(prefix) && is_name(name),
+        None => is_name(key),
+    };
+    match valid {
+        true => Ok(()),
+        false => Err(InvalidSelector(format!("{key:?} is not a valid label key"))),
+    }
+}
+
+/// A label value: empty, or a name part.
+fn check_value(key: &str, value: &str) -> Result<(), InvalidSelector> {
+    match value.is_empty() || is_name(value) {
+        true => Ok(()),
+        false => Err(InvalidSelector(format!(
+            "{value:?} is not a valid value for label {key}"
+        ))),
     }
 }

@@ -230,6 +230,13 @@ fn the_namespace_selector_follows_the_api_servers_label_selector_semantics() {
         expression("env", "Exists", &["x"]),
         expression("env", "Equals", &["x"]),
         expression("", "Exists", &[]),
+        expression("has space", "Exists", &[]),
+        expression("Example.com/x", "Exists", &[]),
+        expression("env", "In", &["not valid!"]),
+        LabelSelector {
+            match_labels: Some(labelled(&[("-x", "y")])),
+            match_expressions: None,
+        },
     ] {
         assert!(NamespaceSelector::new(Some(&invalid)).is_err(), "{invalid:?}");
     }
