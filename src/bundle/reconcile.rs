@@ -277,7 +277,7 @@ async fn distribute(
         .iter()
         .filter_map(|(namespace, _)| selected.get(namespace))
         .collect();
-    let synced = plan.targets - unsynced.len();
+    let synced = plan.targets.saturating_sub(unsynced.len());
     let status = status::distributed(
         previous,
         assembled,

@@ -4,7 +4,7 @@
 use jiff::Timestamp;
 
 use super::assemble::Assembled;
-use crate::api::{BundleStatus, ConditionStatus, condition, set_condition};
+use crate::api::{Bundle, BundleStatus, ConditionStatus, condition, find_condition, set_condition};
 
 pub const READY: &str = "Ready";
 
@@ -88,4 +88,18 @@ pub fn not_ready(
         condition(READY, ConditionStatus::False, why, message, generation, now),
     );
     status
+}
+
+/// Whether every target of `bundle` holds each certificate of `fingerprints`, as its status
+/// reports for its current generation: what a CA rotation waits for before it moves on from
+/// distributing a new root.
+pub fn distributes(bundle: &Bundle, fingerprints: &[String]) -> bool {
+    let Some(status) = &bundle.status else {
+        return false;
+    };
+    let ready = find_condition(&status.conditions, READY).is_some_and(|c| c.status == "True");
+    ready
+        && status.observed_generation == bundle.metadata.generation
+        && status.synced_targets == status.targets
+        && fingerprints.iter().all(|f| status.fingerprints.contains(f))
 }

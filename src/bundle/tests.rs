@@ -243,6 +243,43 @@ fn the_namespace_selector_follows_the_api_servers_label_selector_semantics() {
 }
 
 #[test]
+fn a_bundle_distributes_a_root_once_every_target_holds_it_for_its_generation() {
+    let root = info(&root_pem("root", 365));
+    let other = info(&root_pem("other", 365));
+    let mut b = bundle(vec![], None);
+    let fingerprint = vec![root.fingerprint_sha256.clone()];
+    assert!(!super::status::distributes(&b, &fingerprint));
+    let assembled = Assembled::new([root.clone()], now());
+    b.status = Some(super::status::distributed(
+        &Default::default(),
+        &assembled,
+        3,
+        3,
+        Some(1),
+        now(),
+    ));
+    assert!(super::status::distributes(&b, &fingerprint));
+    assert!(!super::status::distributes(
+        &b,
+        std::slice::from_ref(&other.fingerprint_sha256)
+    ));
+    // Not yet in every namespace, or computed for an older spec: not distributed.
+    let partly = super::status::distributed(&Default::default(), &assembled, 3, 2, Some(1), now());
+    b.status = Some(partly);
+    assert!(!super::status::distributes(&b, &fingerprint));
+    b.status = Some(super::status::distributed(
+        &Default::default(),
+        &assembled,
+        3,
+        3,
+        Some(1),
+        now(),
+    ));
+    b.metadata.generation = Some(2);
+    assert!(!super::status::distributes(&b, &fingerprint));
+}
+
+#[test]
 fn the_plan_writes_stale_targets_and_removes_unselected_ones() {
     let set = |names: &[&str]| names.iter().map(|n| (*n).to_owned()).collect();
     let existing = |entries: &[(&str, &str)]| -> targets::Existing {
