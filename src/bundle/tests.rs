@@ -833,3 +833,49 @@ async fn a_target_someone_else_changed_is_written_again_and_an_untouched_one_is_
     let seen_at_7 = targets::existing_targets("trust", "ConfigMap", [&cached_at("7")], &bctx.written);
     assert_eq!(seen_at_7["apps"], None);
 }
+
+#[tokio::test]
+async fn a_namespace_that_refuses_its_target_does_not_keep_the_others_from_theirs() {
+    let pem = root_pem("root", 365);
+    let b = bundle(vec![in_line(&pem)], None);
+    let (bctx, mut api) = bundle_context(Cluster {
+        namespaces: vec![namespace("full", &[]), namespace("web", &[])],
+        ..Cluster::default()
+    });
+    let server = async {
+        api.expect(Method::PATCH, "/api/v1/namespaces/full/configmaps/trust")
+            .await
+            .respond(
+                http::StatusCode::FORBIDDEN,
+                json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Forbidden",
+                       "code": 403, "message": "exceeded quota: count/configmaps=10"}),
+            );
+        api.expect(Method::PATCH, "/api/v1/namespaces/web/configmaps/trust")
+            .await
+            .echo();
+        let seen = api.expect(Method::PATCH, STATUS_PATH).await;
+        let status = &seen.body["status"];
+        assert_eq!(status["conditions"][0]["status"], "False");
+        assert_eq!(status["conditions"][0]["reason"], "TargetsNotSynced");
+        assert_eq!(
+            (&status["targets"], &status["syncedTargets"]),
+            (&json!(2), &json!(1))
+        );
+        answer_status(seen, &b);
+        let event = api
+            .expect(Method::POST, "/apis/events.k8s.io/v1/namespaces/default/events")
+            .await;
+        assert_eq!(event.body["reason"], "TargetsNotSynced");
+        event.echo();
+        api
+    };
+    let (result, mut api) = tokio::join!(
+        reconcile(Arc::new(DeserializeGuard(Ok(b.clone()))), bctx.clone()),
+        server
+    );
+    // Retried with the error policy's backoff, naming the namespace that refused.
+    let error = result.unwrap_err();
+    assert!(error.to_string().contains("full/trust"), "{error}");
+    assert!(!error.is_transient());
+    api.assert_idle();
+}
