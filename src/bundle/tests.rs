@@ -879,3 +879,22 @@ async fn a_namespace_that_refuses_its_target_does_not_keep_the_others_from_their
     assert!(!error.is_transient());
     api.assert_idle();
 }
+
+#[test]
+fn the_example_bundle_is_valid_and_selects_the_example_namespace() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests/examples");
+    let text = std::fs::read_to_string(dir.join("trust/bundle.yaml")).unwrap();
+    let value: serde_json::Value = serde_yaml::from_str(&text).unwrap();
+    kube::core::cel::validate_cel_schema::<Bundle>(&value, None).unwrap();
+    let example: Bundle = serde_json::from_value(value.clone()).unwrap();
+    assert_eq!(
+        crate::testing::to_json(&example),
+        value,
+        "a field the type does not know"
+    );
+    assert!(super::sources::source_kind(&example.spec.sources[0]).is_ok());
+    let namespace: Namespace =
+        serde_yaml::from_str(&std::fs::read_to_string(dir.join("namespace.yaml")).unwrap()).unwrap();
+    let selector = NamespaceSelector::new(example.spec.target.namespace_selector.as_ref()).unwrap();
+    assert!(selector.matches(namespace.metadata.labels.as_ref().unwrap()));
+}
