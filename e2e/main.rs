@@ -8,4 +8,5 @@ mod lifecycle;
 mod observability;
 mod operations;
 mod support;
+mod trust;
 mod user_story;

@@ -15,7 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use certkeeper::api::{Certificate, ClusterIssuer, Issuer};
+use certkeeper::api::{Bundle, Certificate, ClusterIssuer, Issuer};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -127,7 +127,7 @@ impl TestEnv {
         Api::namespaced(self.client.clone(), &self.namespace)
     }
 
-    /// Server-side applies one certkeeper object (`Issuer`, `Certificate` or `ClusterIssuer`)
+    /// Server-side applies one certkeeper object (`Issuer`, `Certificate`, `ClusterIssuer` or `Bundle`)
     /// given as the JSON a user would write; a namespaced one goes into the test namespace.
     /// Strict field validation makes the API server refuse a misspelled field instead of
     /// silently dropping it.
@@ -141,6 +141,7 @@ impl TestEnv {
             "Certificate" => (ApiResource::erase::<Certificate>(&()), true),
             "Issuer" => (ApiResource::erase::<Issuer>(&()), true),
             "ClusterIssuer" => (ApiResource::erase::<ClusterIssuer>(&()), false),
+            "Bundle" => (ApiResource::erase::<Bundle>(&()), false),
             other => panic!("the e2e suite does not apply {other} objects"),
         };
         let api: Api<DynamicObject> = if namespaced {

@@ -72,6 +72,27 @@ pub const API_ACCESS: &[ApiAccess] = &[
     // the object's namespace ("default" for a ClusterIssuer) and patches it on a repeat.
     cluster("events.k8s.io", "events", "create"),
     cluster("events.k8s.io", "events", "patch"),
+    // runner/controllers.rs bundle_controller: the Bundles, and what wakes them: namespaces
+    // (metadata only, for their labels), the targets (ConfigMaps and Secrets labelled
+    // certkeeper.io/bundle, metadata only, all namespaces; the source ConfigMaps of the
+    // cluster-resource namespace fall under the same grant).
+    cluster("certkeeper.io", "bundles", "list"),
+    cluster("certkeeper.io", "bundles", "watch"),
+    cluster("", "namespaces", "list"),
+    cluster("", "namespaces", "watch"),
+    cluster("", "configmaps", "list"),
+    cluster("", "configmaps", "watch"),
+    // bundle/reconcile.rs write_status: server-side apply of the status.
+    cluster("certkeeper.io", "bundles/status", "patch"),
+    // bundle/reconcile.rs read_source: a configMap source, only in the cluster-resource
+    // namespace (a secret source is read with the `secrets get` above).
+    own_namespace("", "configmaps", "get"),
+    // bundle/reconcile.rs apply and delete: the targets in every selected namespace, written
+    // with server-side apply (create when missing) and removed when no longer selected.
+    cluster("", "configmaps", "patch"),
+    cluster("", "configmaps", "create"),
+    cluster("", "configmaps", "delete"),
+    cluster("", "secrets", "delete"),
     // Leader election (kube-lease-manager): reads the Lease, creates it if missing, patches it
     // to acquire and renew. Only the controller's own namespace.
     own_namespace("coordination.k8s.io", "leases", "get"),

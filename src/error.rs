@@ -24,6 +24,31 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    #[error("reading ConfigMap {namespace}/{name}: {source}")]
+    ReadConfigMap {
+        namespace: String,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("writing the {kind} target {namespace}/{name} of a Bundle: {source}")]
+    ApplyTarget {
+        kind: &'static str,
+        namespace: String,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("removing the {kind} target {namespace}/{name} of a Bundle: {source}")]
+    DeleteTarget {
+        kind: &'static str,
+        namespace: String,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("encoding the PKCS#12 truststore of Bundle {object}: {reason}")]
+    EncodeTruststore { object: String, reason: String },
     #[error("the issuance task for Certificate {object} did not finish: {reason}")]
     IssuanceTask { object: String, reason: String },
     #[error("{kind} {object} has no {field}")]
@@ -51,8 +76,11 @@ impl Error {
         match self {
             Self::ReadSecret { source, .. }
             | Self::ApplySecret { source, .. }
-            | Self::PatchStatus { source, .. } => is_unavailable(source),
-            Self::IssuanceTask { .. } | Self::MissingField { .. } => false,
+            | Self::PatchStatus { source, .. }
+            | Self::ReadConfigMap { source, .. }
+            | Self::ApplyTarget { source, .. }
+            | Self::DeleteTarget { source, .. } => is_unavailable(source),
+            Self::IssuanceTask { .. } | Self::MissingField { .. } | Self::EncodeTruststore { .. } => false,
         }
     }
 
@@ -64,6 +92,10 @@ impl Error {
             Self::PatchStatus { .. } => "patch_status",
             Self::IssuanceTask { .. } => "issuance_task",
             Self::MissingField { .. } => "missing_field",
+            Self::ReadConfigMap { .. } => "read_configmap",
+            Self::ApplyTarget { .. } => "apply_target",
+            Self::DeleteTarget { .. } => "delete_target",
+            Self::EncodeTruststore { .. } => "encode_truststore",
         }
     }
 }

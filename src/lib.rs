@@ -3,6 +3,7 @@
 
 pub mod access;
 pub mod api;
+pub mod bundle;
 pub mod certificate;
 pub mod cli;
 pub mod cluster;

@@ -5,7 +5,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
 };
 use kube::CustomResourceExt;
 
-use super::{Certificate, ClusterIssuer, Issuer};
+use super::{Bundle, Certificate, ClusterIssuer, Issuer};
 
 /// Every CRD certkeeper serves, in a stable order.
 pub fn all_crds() -> Vec<CustomResourceDefinition> {
@@ -13,9 +13,16 @@ pub fn all_crds() -> Vec<CustomResourceDefinition> {
         Issuer::crd().spec.names.kind,
         ClusterIssuer::crd().spec.names.kind,
     ];
-    let mut crds = vec![Certificate::crd(), Issuer::crd(), ClusterIssuer::crd()];
+    let bundle_kind = Bundle::crd().spec.names.kind;
+    let mut crds = vec![
+        Certificate::crd(),
+        Issuer::crd(),
+        ClusterIssuer::crd(),
+        Bundle::crd(),
+    ];
     for crd in &mut crds {
         let is_issuer = issuer_kinds.contains(&crd.spec.names.kind);
+        let is_bundle = crd.spec.names.kind == bundle_kind;
         for version in &mut crd.spec.versions {
             if let Some(schema) = version
                 .schema
@@ -26,10 +33,23 @@ pub fn all_crds() -> Vec<CustomResourceDefinition> {
                 if is_issuer && let Some(spec) = schema.properties.as_mut().and_then(|p| p.get_mut("spec")) {
                     require_exactly_one(spec, &["selfSigned", "ca"]);
                 }
+                if is_bundle && let Some(source) = bundle_source_schema(schema) {
+                    require_exactly_one(source, &["issuer", "secret", "configMap", "inLine"]);
+                }
             }
         }
     }
     crds
+}
+
+/// The schema of one item of a Bundle's `spec.sources`.
+fn bundle_source_schema(schema: &mut JSONSchemaProps) -> Option<&mut JSONSchemaProps> {
+    let spec = schema.properties.as_mut()?.get_mut("spec")?;
+    let sources = spec.properties.as_mut()?.get_mut("sources")?;
+    match sources.items.as_mut()? {
+        JSONSchemaPropsOrArray::Schema(item) => Some(item.as_mut()),
+        JSONSchemaPropsOrArray::Schemas(_) => None,
+    }
 }
 
 /// Exactly one of `fields` must be set, as a structural `oneOf` of `required` lists: evaluated
@@ -207,6 +227,77 @@ mod tests {
         }
     }
 
+    #[test]
+    fn schema_refuses_an_issuer_source_without_the_issuers_namespace() {
+        let bundle = |issuer: serde_json::Value| {
+            json!({"apiVersion": "certkeeper.io/v1", "kind": "Bundle", "metadata": {"name": "b"},
+                   "spec": {"sources": [{"issuer": issuer}], "target": {"configMap": {"key": "ca.crt"}}}})
+        };
+        let passes = |issuer| {
+            kube::core::cel::validate_cel_schema::<crate::api::Bundle>(&bundle(issuer), None).is_ok()
+        };
+        assert!(passes(json!({"kind": "ClusterIssuer", "name": "ca"})));
+        assert!(passes(
+            json!({"kind": "Issuer", "name": "ca", "namespace": "apps"})
+        ));
+        assert!(!passes(json!({"kind": "Issuer", "name": "ca"})));
+    }
+
+    #[test]
+    fn schema_refuses_a_truststore_key_that_collides_with_the_pem_key() {
+        let passes = |target: serde_json::Value| {
+            let bundle = json!({"apiVersion": "certkeeper.io/v1", "kind": "Bundle", "metadata": {"name": "b"},
+                                "spec": {"sources": [{"inLine": "x"}], "target": target}});
+            kube::core::cel::validate_cel_schema::<crate::api::Bundle>(&bundle, None).is_ok()
+        };
+        assert!(passes(
+            json!({"configMap": {"key": "ca.crt"}, "pkcs12": {"key": "truststore.p12"}})
+        ));
+        assert!(!passes(
+            json!({"configMap": {"key": "ca.crt"}, "pkcs12": {"key": "ca.crt"}})
+        ));
+        assert!(!passes(json!({"configMap": {"key": "ca.crt"},
+                                "secret": {"key": "trust.p12"}, "pkcs12": {"key": "trust.p12"}})));
+        assert!(passes(
+            json!({"configMap": {"key": "ca.crt"}, "secret": {"key": "ca.crt"}})
+        ));
+    }
+
+    #[test]
+    fn schema_requires_exactly_one_kind_of_bundle_source_on_every_api_server() {
+        let schema = schema_of("Bundle");
+        let source = &schema["properties"]["spec"]["properties"]["sources"]["items"];
+        let holds = |value: serde_json::Value| one_of_holds(source, &value);
+        assert!(holds(json!({"issuer": {"kind": "ClusterIssuer", "name": "ca"}})));
+        assert!(holds(json!({"secret": {"name": "s", "key": "ca.crt"}})));
+        assert!(holds(json!({"configMap": {"name": "c", "key": "ca.crt"}})));
+        assert!(holds(json!({"inLine": "-----BEGIN CERTIFICATE-----"})));
+        assert!(!holds(json!({})));
+        assert!(!holds(
+            json!({"inLine": "x", "secret": {"name": "s", "key": "ca.crt"}})
+        ));
+        for branch in source["oneOf"].as_array().unwrap() {
+            assert_eq!(
+                branch.as_object().unwrap().keys().collect::<Vec<_>>(),
+                ["required"]
+            );
+            let field = branch["required"][0].as_str().unwrap();
+            assert!(source["properties"].get(field).is_some(), "{field}");
+        }
+        let bundle = all_crds()
+            .into_iter()
+            .find(|c| c.spec.names.kind == "Bundle")
+            .unwrap();
+        assert_eq!(bundle.spec.scope, "Cluster");
+        let columns: Vec<_> = bundle.spec.versions[0]
+            .additional_printer_columns
+            .iter()
+            .flatten()
+            .map(|c| c.name.as_str())
+            .collect();
+        assert_eq!(columns, ["Ready", "Certificates", "Targets", "Synced", "Age"]);
+    }
+
     /// Every schema node below `schema` (itself included), depth first.
     fn nodes(schema: &serde_json::Value) -> Vec<&serde_json::Value> {
         let mut all = vec![schema];
@@ -229,7 +320,7 @@ mod tests {
             !yaml.lines().any(|l| l.trim() == "- null"),
             "crds/ lists null in an enum"
         );
-        for kind in ["Certificate", "Issuer", "ClusterIssuer"] {
+        for kind in ["Certificate", "Issuer", "ClusterIssuer", "Bundle"] {
             for node in nodes(&schema_of(kind)) {
                 if let Some(values) = node["enum"].as_array() {
                     assert!(!values.iter().any(|v| v.is_null()), "{kind}: {node}");
@@ -243,7 +334,7 @@ mod tests {
     #[test]
     fn no_cel_rule_reaches_an_object_schema_that_api_servers_before_1_29_cannot_read() {
         let mut rules = 0;
-        for kind in ["Certificate", "Issuer", "ClusterIssuer"] {
+        for kind in ["Certificate", "Issuer", "ClusterIssuer", "Bundle"] {
             for node in nodes(&schema_of(kind)) {
                 if node.get("x-kubernetes-validations").is_none() {
                     continue;
@@ -281,6 +372,8 @@ mod tests {
             "- certs",
             "- iss",
             "- ciss",
+            "- bundle",
+            "jsonPath: .status.syncedTargets",
         ] {
             assert!(yaml.contains(needle), "CRDs lack {needle:?}");
         }

@@ -1,11 +1,16 @@
-//! The `certkeeper.io/v1` API: Certificate, Issuer and ClusterIssuer, and the CRDs derived
-//! from them.
+//! The `certkeeper.io/v1` API: Certificate, Issuer, ClusterIssuer and Bundle, and the CRDs
+//! derived from them.
 
+mod bundle;
 mod certificate;
 mod condition;
 mod crd;
 mod issuer;
 
+pub use bundle::{
+    BUNDLE_LABEL, Bundle, BundleSource, BundleSpec, BundleStatus, BundleTarget, IssuerSource, KeySource,
+    TargetKey,
+};
 pub use certificate::{
     AdditionalOutputFormat, Certificate, CertificateSpec, CertificateStatus, ExpiryWarningStatus, IssuerRef,
     OutputFormatType, PrivateKeyRotationPolicy, PrivateKeySpec, SecretDeletionPolicy, SecretTemplate,

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use kube::api::Api;
 use kube::core::DeserializeGuard;
 use kube::core::PartialObjectMeta;
@@ -18,7 +18,9 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::retry::{transient_retry, watch_backoff};
 use super::{Settings, on_shutdown};
-use crate::api::{Certificate, ClusterIssuer, Issuer};
+use crate::api::{BUNDLE_LABEL, Bundle, Certificate, ClusterIssuer, Issuer};
+use crate::bundle::reconcile::BundleContext;
+use crate::bundle::sources::{uses_config_map, uses_issuer, uses_secret};
 use crate::certificate::schedule::backoff;
 use crate::certificate::secret::{LABEL_CERTIFICATE_NAME, SECRET_TYPE_TLS, certificate_of};
 use crate::certificate::verdict::Verdict;
@@ -28,6 +30,7 @@ use crate::error::Error;
 use crate::issuer::IssuerObject;
 use crate::telemetry::metrics::{Caches, ControllerKind, Metrics};
 use crate::telemetry::server::{Readiness, SyncFlag};
+use kube::runtime::reflector;
 
 fn error_key<K: Resource<DynamicType = ()>>(obj: &K) -> String {
     format!(
@@ -108,6 +111,22 @@ async fn issuer_reconcile<K: IssuerObject>(
     observed(kind, obj.as_ref(), &ctx, run).await
 }
 
+async fn bundle_reconcile(
+    obj: Arc<DeserializeGuard<Bundle>>,
+    bctx: Arc<BundleContext>,
+) -> Result<Action, Error> {
+    let run = crate::bundle::reconcile::reconcile(obj.clone(), bctx.clone());
+    observed(ControllerKind::Bundle, obj.as_ref(), &bctx.ctx, run).await
+}
+
+fn bundle_error_policy(
+    obj: Arc<DeserializeGuard<Bundle>>,
+    error: &Error,
+    bctx: Arc<BundleContext>,
+) -> Action {
+    error_policy(obj, error, bctx.ctx.clone())
+}
+
 /// The cache key of `obj` in a controller of `DeserializeGuard<K>`.
 fn object_ref<K: Resource<DynamicType = ()>>(obj: &K) -> ObjectRef<DeserializeGuard<K>> {
     let r = ObjectRef::new(&obj.name_any());
@@ -159,6 +178,183 @@ fn issuers_for_secret<K: IssuerObject>(
         })
         .map(object_ref)
         .collect()
+}
+
+/// The Bundles of `bundles` for which `uses` holds: the ones to wake when what they use changes.
+pub fn bundles_where(
+    bundles: &Store<DeserializeGuard<Bundle>>,
+    uses: impl Fn(&Bundle) -> bool,
+) -> Vec<ObjectRef<DeserializeGuard<Bundle>>> {
+    bundles
+        .state()
+        .iter()
+        .filter_map(|guard| guard.0.as_ref().ok())
+        .filter(|bundle| uses(bundle))
+        .map(object_ref)
+        .collect()
+}
+
+/// The Bundle a target belongs to, by its `certkeeper.io/bundle` label.
+fn bundle_of_target<K: Resource>(target: &K) -> Option<ObjectRef<DeserializeGuard<Bundle>>> {
+    let name = target.meta().labels.as_ref()?.get(BUNDLE_LABEL)?;
+    Some(ObjectRef::new(name))
+}
+
+/// Drops what the Bundle controller never reads of a namespace's or a target's metadata:
+/// managedFields and the annotations of others. Labels stay: selectors and targets need them.
+fn trim_keeping_labels<K: Resource>(object: &mut K) {
+    let meta = object.meta_mut();
+    meta.managed_fields = None;
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.retain(|key, _| key.starts_with(OWN_ANNOTATIONS));
+        if annotations.is_empty() {
+            meta.annotations = None;
+        }
+    }
+}
+
+/// A watch of `api` whose objects (trimmed by `trim`) also fill a cache of their own, read by
+/// reconciles; `synced` is set once that cache holds the first complete list.
+fn cached_watch<K: Cached>(
+    api: Api<K>,
+    config: watcher::Config,
+    trim: fn(&mut K),
+    synced: SyncFlag,
+) -> (
+    Store<K>,
+    impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+) {
+    let (reader, writer) = reflector::store();
+    let events = watcher(api, config)
+        .backoff(watch_backoff())
+        .modify(trim)
+        .reflect(writer);
+    (reader, report_sync(events, synced).touched_objects())
+}
+
+/// Runs the Bundle controller: woken by its Bundles, by namespaces (created, relabelled,
+/// deleted), by its targets (changed or removed by someone else), by the issuers and the
+/// cluster-resource namespace's Secrets and ConfigMaps that Bundles source. Each watch that
+/// feeds a cache the reconciles read fills it before it wakes anyone.
+fn bundle_controller(
+    client: Client,
+    cluster_resource_namespace: &str,
+    readiness: &Readiness,
+    config: ControllerConfig,
+    shutdown: watch::Receiver<bool>,
+    ctx: Arc<Context>,
+) -> impl std::future::Future<Output = ()> {
+    let any = watcher::Config::default().any_semantic();
+    let bundles = cached_controller(
+        Api::<DeserializeGuard<Bundle>>::all(client.clone()),
+        any.clone(),
+        readiness.watch("bundles"),
+    );
+    let synced = [
+        "bundle namespaces",
+        "bundle configmap targets",
+        "bundle secret targets",
+        "bundle issuers",
+        "bundle clusterissuers",
+    ]
+    .map(|name| readiness.watch(name));
+    let targets = watcher::Config::default().labels(BUNDLE_LABEL);
+    let (namespaces, namespace_events) = cached_watch(
+        Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
+        any.clone(),
+        trim_keeping_labels,
+        synced[0].clone(),
+    );
+    let (config_map_targets, config_map_target_events) = cached_watch(
+        Api::<PartialObjectMeta<ConfigMap>>::all(client.clone()),
+        targets.clone(),
+        trim_keeping_labels,
+        synced[1].clone(),
+    );
+    let (secret_targets, secret_target_events) = cached_watch(
+        Api::<PartialObjectMeta<Secret>>::all(client.clone()),
+        targets,
+        trim_keeping_labels,
+        synced[2].clone(),
+    );
+    let (issuers, issuer_events) = cached_watch(
+        Api::<DeserializeGuard<Issuer>>::all(client.clone()),
+        any.clone(),
+        trim_for_cache,
+        synced[3].clone(),
+    );
+    let (cluster_issuers, cluster_issuer_events) = cached_watch(
+        Api::<DeserializeGuard<ClusterIssuer>>::all(client.clone()),
+        any.clone(),
+        trim_for_cache,
+        synced[4].clone(),
+    );
+    // Sources in the cluster-resource namespace: metadata only, nothing cached; the reconcile
+    // reads the one it needs.
+    let source_secrets = report_sync(
+        watcher(
+            Api::<PartialObjectMeta<Secret>>::namespaced(client.clone(), cluster_resource_namespace),
+            any.clone(),
+        )
+        .backoff(watch_backoff()),
+        readiness.watch("bundle source secrets"),
+    )
+    .touched_objects();
+    let source_config_maps = report_sync(
+        watcher(
+            Api::<PartialObjectMeta<ConfigMap>>::namespaced(client.clone(), cluster_resource_namespace),
+            any,
+        )
+        .backoff(watch_backoff()),
+        readiness.watch("bundle source configmaps"),
+    )
+    .touched_objects();
+    let store = bundles.store();
+    let [
+        by_namespace,
+        by_issuer,
+        by_cluster_issuer,
+        by_secret,
+        by_config_map,
+    ] = [(); 5].map(|()| store.clone());
+    let bctx = Arc::new(BundleContext {
+        ctx,
+        namespaces,
+        config_map_targets,
+        secret_targets,
+        issuers,
+        cluster_issuers,
+        synced: synced.to_vec(),
+        written: Default::default(),
+    });
+    bundles
+        .watches_stream(namespace_events, move |_| bundles_where(&by_namespace, |_| true))
+        .watches_stream(config_map_target_events, |target| bundle_of_target(&target))
+        .watches_stream(secret_target_events, |target| bundle_of_target(&target))
+        .watches_stream(issuer_events, move |issuer| {
+            let (name, namespace) = (issuer.name_any(), issuer.namespace());
+            bundles_where(&by_issuer, |b| {
+                uses_issuer(b, "Issuer", &name, namespace.as_deref())
+            })
+        })
+        .watches_stream(cluster_issuer_events, move |issuer| {
+            let name = issuer.name_any();
+            bundles_where(&by_cluster_issuer, |b| {
+                uses_issuer(b, "ClusterIssuer", &name, None)
+            })
+        })
+        .watches_stream(source_secrets, move |secret| {
+            let name = secret.name_any();
+            bundles_where(&by_secret, |b| uses_secret(b, &name))
+        })
+        .watches_stream(source_config_maps, move |config_map| {
+            let name = config_map.name_any();
+            bundles_where(&by_config_map, |b| uses_config_map(b, &name))
+        })
+        .with_config(config)
+        .graceful_shutdown_on(on_shutdown(shutdown))
+        .run(bundle_reconcile, bundle_error_policy, bctx)
+        .for_each(|_| async {})
 }
 
 /// Runs an issuer controller of kind `K`, woken by the metadata of the TLS Secrets in
@@ -288,7 +484,7 @@ pub(super) struct Term {
 }
 
 impl Term {
-    /// Builds and runs the three controllers until shutdown.
+    /// Builds and runs the four controllers until shutdown.
     pub(super) async fn lead(&self) {
         let client = self.client.clone();
         let settings = &self.settings;
@@ -342,6 +538,15 @@ impl Term {
         ctx.verdicts = verdicts.clone();
         ctx.rotation = settings.rotation;
         let ctx = Arc::new(ctx);
+        // Bundles: trust anchors distributed into namespaces.
+        let bundles = bundle_controller(
+            client.clone(),
+            &cluster_resource_namespace,
+            &readiness,
+            config.clone(),
+            shutdown.clone(),
+            ctx.clone(),
+        );
 
         // Issuers are woken by their CA Secret: TLS Secrets are watched metadata-only, a
         // ClusterIssuer's only in the cluster-resource namespace.
@@ -415,7 +620,7 @@ impl Term {
                     certificates_for_issuer(&by_cluster_issuer, "ClusterIssuer", &issuer.name_any(), None)
                 },
             )
-            .with_config(config)
+            .with_config(config.clone())
             .graceful_shutdown_on(on_shutdown(shutdown.clone()));
         let certificates = async move {
             // Certificates are judged against their issuers: wait until the issuer caches are full.
@@ -428,7 +633,7 @@ impl Term {
                 .await;
         };
 
-        tokio::join!(issuers, cluster_issuers, certificates);
+        tokio::join!(issuers, cluster_issuers, certificates, bundles);
         info!("controllers stopped");
     }
 }
@@ -681,5 +886,123 @@ mod tests {
             .collect();
         assert_eq!(kept, ["certkeeper.io/renew-requested-at"]);
         assert_eq!(cert.metadata.uid.as_deref(), Some("uid-web"));
+    }
+
+    fn bundle(name: &str, sources: serde_json::Value) -> Bundle {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "certkeeper.io/v1", "kind": "Bundle",
+            "metadata": {"name": name, "uid": format!("uid-{name}"), "generation": 1},
+            "spec": {"sources": sources, "target": {"configMap": {"key": "ca.crt"}}},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_source_change_wakes_exactly_the_bundles_that_use_it() {
+        let bundles = store(vec![
+            bundle(
+                "a",
+                serde_json::json!([{"issuer": {"kind": "Issuer", "name": "ca", "namespace": "apps"}}]),
+            ),
+            bundle(
+                "b",
+                serde_json::json!([{"issuer": {"kind": "ClusterIssuer", "name": "ca"}}]),
+            ),
+            bundle(
+                "c",
+                serde_json::json!([{"secret": {"name": "roots", "key": "ca.crt"}}]),
+            ),
+            bundle(
+                "d",
+                serde_json::json!([{"configMap": {"name": "roots", "key": "ca.crt"}}]),
+            ),
+        ]);
+        let names = |refs: Vec<ObjectRef<DeserializeGuard<Bundle>>>| {
+            refs.into_iter().map(|r| r.name).collect::<Vec<_>>()
+        };
+        let woken = |uses: &dyn Fn(&Bundle) -> bool| names(bundles_where(&bundles, uses));
+        assert_eq!(woken(&|b| uses_issuer(b, "Issuer", "ca", Some("apps"))), ["a"]);
+        assert!(woken(&|b| uses_issuer(b, "Issuer", "ca", Some("other"))).is_empty());
+        assert_eq!(woken(&|b| uses_issuer(b, "ClusterIssuer", "ca", None)), ["b"]);
+        assert_eq!(woken(&|b| uses_secret(b, "roots")), ["c"]);
+        assert_eq!(woken(&|b| uses_config_map(b, "roots")), ["d"]);
+        // A target wakes the Bundle its label names.
+        let mut target = k8s_openapi::api::core::v1::ConfigMap::default();
+        target.metadata.labels = Some([(BUNDLE_LABEL.to_owned(), "a".to_owned())].into());
+        assert_eq!(bundle_of_target(&target).map(|r| r.name), Some("a".to_owned()));
+    }
+
+    #[test]
+    fn namespaces_and_targets_are_cached_with_their_labels() {
+        let mut namespace = PartialObjectMeta::<Namespace>::default();
+        namespace.metadata.labels = Some([("trust".to_owned(), "yes".to_owned())].into());
+        namespace.metadata.annotations = Some(
+            [
+                ("kubectl.kubernetes.io/last-applied-configuration", "{...}"),
+                ("certkeeper.io/bundle-hash", "h"),
+            ]
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .into(),
+        );
+        namespace.metadata.managed_fields = Some(vec![Default::default()]);
+        trim_keeping_labels(&mut namespace);
+        assert_eq!(namespace.metadata.labels.as_ref().unwrap()["trust"], "yes");
+        assert_eq!(namespace.metadata.managed_fields, None);
+        assert_eq!(
+            namespace.metadata.annotations.unwrap().keys().collect::<Vec<_>>(),
+            ["certkeeper.io/bundle-hash"]
+        );
+    }
+
+    /// A leadership term against a stand-in API server that lists one Bundle (inline PEM) and
+    /// one namespace: once its caches have listed, the Bundle controller writes the target.
+    #[tokio::test]
+    async fn a_leader_writes_a_bundle_into_a_listed_namespace() {
+        use crate::testing::{CLUSTER_RESOURCE_NAMESPACE, ca_secret, mock_client, serve_lists, to_json, ts};
+        let (client, handle) = mock_client();
+        let now = ts("2026-11-23T10:00:00Z");
+        let root = ca_secret("x", "x", "root", now - jiff::SignedDuration::from_hours(24), 365);
+        let pem = String::from_utf8(root.data.unwrap()["ca.crt"].0.clone()).unwrap();
+        let trust = bundle("trust", serde_json::json!([{"inLine": pem}]));
+        let namespace = serde_json::json!({
+            "apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
+            "metadata": {"name": "apps", "resourceVersion": "1"},
+        });
+        let items = [
+            ("/apis/certkeeper.io/v1/bundles".to_owned(), vec![to_json(&trust)]),
+            ("/api/v1/namespaces".to_owned(), vec![namespace]),
+        ];
+        let mut requests = serve_lists(handle, items.into_iter().collect());
+        let readiness = Arc::new(Readiness::default());
+        let clock: crate::context::Clock = Arc::new(move || now);
+        let (_stop, shutdown) = watch::channel(false);
+        let term = Term {
+            client,
+            settings: Settings {
+                cluster_resource_namespace: Some(CLUSTER_RESOURCE_NAMESPACE.into()),
+                concurrency: 2,
+                expiry_thresholds: crate::certificate::expiry::DEFAULT_THRESHOLDS.to_vec(),
+                leader_election: None,
+            },
+            cluster_resource_namespace: CLUSTER_RESOURCE_NAMESPACE.into(),
+            readiness: readiness.clone(),
+            metrics: Arc::new(Metrics::new(super::super::idle_caches(clock.clone()))),
+            clock,
+            shutdown,
+        };
+        readiness.lead();
+        let running = tokio::spawn(async move { term.lead().await });
+        let target = "PATCH /api/v1/namespaces/apps/configmaps/trust";
+        let written = async {
+            while let Some(request) = requests.recv().await {
+                if request == target {
+                    return;
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(10), written)
+            .await
+            .expect("the Bundle controller never wrote its target");
+        running.abort();
     }
 }

@@ -29,6 +29,7 @@ pub enum ControllerKind {
     Certificate,
     Issuer,
     ClusterIssuer,
+    Bundle,
 }
 
 impl ControllerKind {
@@ -37,6 +38,7 @@ impl ControllerKind {
             Self::Certificate => "certificate",
             Self::Issuer => "issuer",
             Self::ClusterIssuer => "clusterissuer",
+            Self::Bundle => "bundle",
         }
     }
 }
@@ -134,6 +136,7 @@ impl Metrics {
             ControllerKind::Certificate,
             ControllerKind::Issuer,
             ControllerKind::ClusterIssuer,
+            ControllerKind::Bundle,
         ] {
             for result in ["success", "error"] {
                 drop(reconciles.get_or_create(&ReconcileLabels {
