@@ -292,7 +292,7 @@ fn every_document_parses_into_its_kubernetes_type() {
         Object::CustomResourceDefinition(c) => Some(c),
         _ => None,
     });
-    assert_eq!(crds.len(), 3);
+    assert_eq!(crds.len(), 4);
 }
 
 #[test]

@@ -1,10 +1,11 @@
-//! The `certkeeper.io/v1` API: Certificate, Issuer and ClusterIssuer, and the CRDs derived
-//! from them.
+//! The `certkeeper.io/v1` API: Certificate, Issuer, ClusterIssuer and CertificateRevocation,
+//! and the CRDs derived from them.
 
 mod certificate;
 mod condition;
 mod crd;
 mod issuer;
+mod revocation;
 
 pub use certificate::{
     AdditionalOutputFormat, Certificate, CertificateSpec, CertificateStatus, ExpiryWarningStatus, IssuerRef,
@@ -16,6 +17,9 @@ pub use crd::{all_crds, crds_yaml};
 pub use issuer::{
     CaIssuer, ClusterIssuer, ClusterIssuerSpec, Issuer, IssuerSpec, IssuerStatus, Rotation, RotationPhase,
     SelfSignedIssuer, TrustAnchor, TrustAnchorRole,
+};
+pub use revocation::{
+    CertificateRevocation, CertificateRevocationSpec, CertificateRevocationStatus, RevocationReasonName,
 };
 
 /// API group of every certkeeper kind.
