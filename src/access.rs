@@ -52,6 +52,14 @@ pub const API_ACCESS: &[ApiAccess] = &[
     cluster("certkeeper.io", "issuers", "watch"),
     cluster("certkeeper.io", "clusterissuers", "list"),
     cluster("certkeeper.io", "clusterissuers", "watch"),
+    // runner/controllers.rs: the revocation records, watched in all namespaces into one cache
+    // (cluster/revocations.rs) that Certificates and issuers read.
+    cluster("certkeeper.io", "certificaterevocations", "list"),
+    cluster("certkeeper.io", "certificaterevocations", "watch"),
+    // certificate/reconcile.rs apply_revocation: server-side apply of the record revoking an
+    // annotated Certificate's certificate (create when new).
+    cluster("certkeeper.io", "certificaterevocations", "patch"),
+    cluster("certkeeper.io", "certificaterevocations", "create"),
     // certificate/reconcile.rs write_status: server-side apply of the status.
     cluster("certkeeper.io", "certificates/status", "patch"),
     // issuer/reconcile.rs reconcile: server-side apply of the status, both issuer kinds.
@@ -68,6 +76,11 @@ pub const API_ACCESS: &[ApiAccess] = &[
     // does not exist yet the API server authorizes the apply as create.
     cluster("", "secrets", "patch"),
     cluster("", "secrets", "create"),
+    // issuer/reconcile.rs publish_crl: a CA issuer's CRL ConfigMap `<issuer>-crl`, read once per
+    // process and server-side applied (create when new), in any issuer's namespace.
+    cluster("", "configmaps", "get"),
+    cluster("", "configmaps", "patch"),
+    cluster("", "configmaps", "create"),
     // telemetry/events.rs publish and issuer/reconcile.rs: kube's Recorder creates an Event in
     // the object's namespace ("default" for a ClusterIssuer) and patches it on a repeat.
     cluster("events.k8s.io", "events", "create"),

@@ -17,6 +17,33 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    #[error("writing CertificateRevocation {namespace}/{name}: {source}")]
+    ApplyRevocation {
+        namespace: String,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("writing ConfigMap {namespace}/{name}: {source}")]
+    ApplyConfigMap {
+        namespace: String,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("reading ConfigMap {namespace}/{name}: {source}")]
+    ReadConfigMap {
+        namespace: String,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("{kind} {object}: cannot sign its CRL: {reason}")]
+    SignCrl {
+        kind: &'static str,
+        object: String,
+        reason: String,
+    },
     #[error("updating the status of {kind} {object}: {source}")]
     PatchStatus {
         kind: &'static str,
@@ -51,8 +78,11 @@ impl Error {
         match self {
             Self::ReadSecret { source, .. }
             | Self::ApplySecret { source, .. }
+            | Self::ApplyRevocation { source, .. }
+            | Self::ApplyConfigMap { source, .. }
+            | Self::ReadConfigMap { source, .. }
             | Self::PatchStatus { source, .. } => is_unavailable(source),
-            Self::IssuanceTask { .. } | Self::MissingField { .. } => false,
+            Self::IssuanceTask { .. } | Self::MissingField { .. } | Self::SignCrl { .. } => false,
         }
     }
 
@@ -62,6 +92,10 @@ impl Error {
             Self::ReadSecret { .. } => "read_secret",
             Self::ApplySecret { .. } => "apply_secret",
             Self::PatchStatus { .. } => "patch_status",
+            Self::ApplyRevocation { .. } => "apply_revocation",
+            Self::ApplyConfigMap { .. } => "apply_configmap",
+            Self::ReadConfigMap { .. } => "read_configmap",
+            Self::SignCrl { .. } => "sign_crl",
             Self::IssuanceTask { .. } => "issuance_task",
             Self::MissingField { .. } => "missing_field",
         }

@@ -57,6 +57,8 @@ fn decide(
         signer: &Signer::SelfSigned,
         renewal_time,
         renew_requested_at: requested.map(ts),
+        revoked: &[],
+        revoke_request: None,
         now: ts(now),
     };
     match triggers::evaluate(&input, state) {

@@ -18,16 +18,18 @@ use super::secret::{self, CurrentKeyPair, SecretMaterial, SecretState};
 use super::signer::{self, SignerProblem};
 use super::spec::{self, RenewBefore, ValidatedSpec};
 use super::status::{self, IssuedFacts, READY, reason};
-use super::triggers::{self, Decision, PolicyInput, Signer, Trigger};
+use super::triggers::{self, Decision, PolicyInput, Signer, Trigger, TriggerReason};
 use super::verdict::{self, Verdict, signer_identity};
-use crate::api::{Certificate, CertificateStatus, RENEW_REQUESTED_AT, find_condition};
+use crate::api::{Certificate, CertificateRevocation, CertificateStatus, RENEW_REQUESTED_AT, find_condition};
 use crate::cluster::ObjectKey;
+use crate::cluster::revocations::{IssuerRecords, desired_record};
 use crate::cluster::secrets::get_secret;
 use crate::cluster::watched::ReadToken;
 use crate::context::{Context, FIELD_MANAGER};
 use crate::error::Error;
 use crate::issuer::reconcile::object_name;
 use crate::pki::{self, CertificateInfo, PkiError, PrivateKey};
+use crate::revocation::{RevokeRequest, RevokedSerial};
 use crate::telemetry::events;
 
 /// How long to wait before looking again at a Certificate whose issuer is missing or not
@@ -43,6 +45,14 @@ struct Observed<'a> {
     signer: Signer,
     /// `certkeeper.io/renew-requested-at`, when set and parseable.
     renew_requested_at: Option<Timestamp>,
+    /// `certkeeper.io/revoke-requested-at` (with its reason), when set and readable.
+    revoke_request: Option<RevokeRequest>,
+    /// The revoke request, unless a record made for this Certificate already answers it.
+    pending_revoke: Option<RevokeRequest>,
+    /// The issuer's revoked serials, from the CertificateRevocation cache.
+    revoked: Vec<RevokedSerial>,
+    /// The namespace the issuer's revocation records live in.
+    records_namespace: String,
     previous: CertificateStatus,
     now: Timestamp,
 }
@@ -107,12 +117,30 @@ pub async fn reconcile(
             ));
         }
     };
+    let records_namespace = match spec.issuer_ref.is_cluster() {
+        true => ctx.cluster_resource_namespace.clone(),
+        false => key.0.clone(),
+    };
+    let records = IssuerRecords {
+        kind: spec.issuer_ref.kind(),
+        name: &spec.issuer_ref.name,
+        namespace: &records_namespace,
+    };
+    let revoked = records.revoked(&ctx.revocations, &mut Vec::new());
+    let revoke_request = revoke_request(cert);
+    let certificate = format!("{}/{}", key.0, key.1);
+    let pending_revoke =
+        revoke_request.filter(|r| !records.answered(&ctx.revocations, &certificate, r.requested_at));
     let observed = Observed {
         cert,
         key,
         spec,
         signer,
         renew_requested_at: renew_requested_at(cert),
+        revoke_request,
+        pending_revoke,
+        revoked,
+        records_namespace,
         previous,
         now,
     };
@@ -124,11 +152,13 @@ pub async fn reconcile(
         uid: &uid,
         generation: cert.metadata.generation,
         renew_requested_at: observed.renew_requested_at,
+        revoke_requested_at: observed.revoke_request.map(|r| r.requested_at),
         signer: signer_id.as_ref(),
         now,
     };
     if let Some((_, verdict)) = ctx.verdicts.get(&observed.key)
         && verdict.holds(&current)
+        && revocation_of_serial(&observed.revoked, &verdict.facts.serial_hex).is_none()
     {
         if verdict.precedes_own_status_write(cert.metadata.resource_version.as_deref()) {
             let facts = verdict.facts;
@@ -160,6 +190,8 @@ pub async fn reconcile(
         signer: &observed.signer,
         renewal_time,
         renew_requested_at: observed.renew_requested_at,
+        revoked: &observed.revoked,
+        revoke_request: observed.pending_revoke,
         now,
     };
     match triggers::evaluate(&input, &state) {
@@ -175,8 +207,88 @@ pub async fn reconcile(
             )
             .await
         }
-        Decision::Issue(trigger) => issue(&ctx, &observed, token, trigger, state, renewal_time).await,
+        Decision::Issue(trigger) => {
+            let revocation = match (&state, trigger.reason) {
+                (SecretState::Present(current), TriggerReason::Revoked) => {
+                    revocation_of_leaf(&observed, current.leaf())
+                }
+                _ => None,
+            };
+            issue(&ctx, &observed, token, trigger, state, renewal_time, revocation).await
+        }
     }
+}
+
+/// The revocation of the certificate a Secret holds, when the `Revoked` trigger fired for it.
+struct Revocation {
+    record: RevokedSerial,
+    /// Whether the record is still to be written (a revoke request), or exists already.
+    to_write: bool,
+}
+
+/// What revokes `leaf`: an existing record of its serial, else the record the pending revoke
+/// request asks for.
+fn revocation_of_leaf(observed: &Observed<'_>, leaf: &CertificateInfo) -> Option<Revocation> {
+    if let Some(record) = revocation_of_serial(&observed.revoked, &leaf.serial_hex) {
+        return Some(Revocation {
+            record: record.clone(),
+            to_write: false,
+        });
+    }
+    let request = observed.pending_revoke?;
+    request
+        .revokes(leaf, &observed.revoked, observed.now)
+        .map(|record| Revocation {
+            record,
+            to_write: true,
+        })
+}
+
+fn revocation_of_serial<'a>(revoked: &'a [RevokedSerial], serial_hex: &str) -> Option<&'a RevokedSerial> {
+    revoked.iter().find(|r| r.serial_hex == serial_hex)
+}
+
+/// The annotations `certkeeper.io/revoke-requested-at` and `certkeeper.io/revocation-reason`,
+/// when set. A value that cannot be read revokes nothing (never on a guess) and is warned about.
+fn revoke_request(cert: &Certificate) -> Option<RevokeRequest> {
+    match RevokeRequest::from_annotations(cert.annotations()) {
+        Ok(request) => request,
+        Err(e) => {
+            warn!(certificate = %object_name(cert), error = %e, "ignoring the revoke request");
+            None
+        }
+    }
+}
+
+/// Writes the record revoking the Certificate's current certificate, before anything is
+/// re-issued: once it exists, the serial is revoked whatever happens next.
+async fn apply_revocation(
+    ctx: &Context,
+    observed: &Observed<'_>,
+    record: &RevokedSerial,
+) -> Result<(), Error> {
+    let certificate = format!("{}/{}", observed.key.0, observed.key.1);
+    let desired = desired_record(
+        &observed.spec.issuer_ref,
+        &observed.records_namespace,
+        record,
+        &certificate,
+    );
+    let name = desired.metadata.name.clone().unwrap_or_default();
+    let namespace = observed.records_namespace.clone();
+    Api::<CertificateRevocation>::namespaced(ctx.client.clone(), &namespace)
+        .patch(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&desired),
+        )
+        .await
+        .map(|_| ())
+        .map_err(|source| Error::ApplyRevocation {
+            namespace,
+            name,
+            source,
+        })
 }
 
 /// The annotation `certkeeper.io/renew-requested-at`, when it is an RFC 3339 time. Read once
@@ -206,6 +318,7 @@ fn remember(
         uid: observed.cert.metadata.uid.clone().unwrap_or_default(),
         generation: observed.cert.metadata.generation,
         renew_requested_at: observed.renew_requested_at,
+        revoke_requested_at: observed.revoke_request.map(|r| r.requested_at),
         signer: signer_identity(&observed.signer),
         facts: facts.clone(),
         status_written: None,
@@ -258,6 +371,7 @@ async fn report_ready(ctx: &Context, observed: &Observed<'_>, facts: IssuedFacts
     let (_, mut deadlines) = settle(cert, ctx, previous, status, observed.spec.renew_before, *now).await?;
     deadlines.extend([facts.renewal_time, facts.not_after]);
     deadlines.extend(observed.renew_requested_at);
+    deadlines.extend(observed.pending_revoke.map(|r| r.requested_at));
     Ok(Action::requeue(requeue_after(*now, &deadlines)))
 }
 
@@ -355,6 +469,7 @@ async fn issue(
     trigger: Trigger,
     state: SecretState,
     renewal_time: Option<Timestamp>,
+    revocation: Option<Revocation>,
 ) -> Result<Action, Error> {
     let Observed {
         cert,
@@ -365,6 +480,11 @@ async fn issue(
     } = observed;
     let now = *now;
     let generation = cert.metadata.generation;
+    // Revoking does not wait for a failed issuance's backoff.
+    if let Some(revocation) = revocation.as_ref().filter(|r| r.to_write) {
+        info!(certificate = %object_name(*cert), serial = %revocation.record.serial_hex, reason = %revocation.record.reason, "recording the revocation");
+        apply_revocation(ctx, observed, &revocation.record).await?;
+    }
     if let Some(at) = retry_at(previous, generation, observed.renew_requested_at)
         && now < at
     {
@@ -387,8 +507,10 @@ async fn issue(
                     revision.unwrap_or(1),
                 )
             });
+            // A revoked certificate's key is never used again.
             let reuse = (spec.rotation_policy == crate::api::PrivateKeyRotationPolicy::Never
-                && current.key.spec() == spec.key)
+                && current.key.spec() == spec.key
+                && trigger.reason != TriggerReason::Revoked)
                 .then_some(current.key);
             (facts, revision, reuse)
         }
@@ -442,6 +564,11 @@ async fn issue(
     let status = status::ready(previous, &facts, generation, now);
     let (_, mut deadlines) = settle(cert, ctx, previous, status, spec.renew_before, now).await?;
     info!(certificate = %object_name(*cert), serial = %leaf.serial_hex, not_after = %leaf.not_after, revision, "certificate issued");
+    if let Some(revocation) = &revocation {
+        let record = &revocation.record;
+        let event = events::revoked(&record.serial_hex, record.reason.name(), record.revoked_at);
+        events::publish(ctx, event, &cert.object_ref(&())).await;
+    }
     let event = if revision == 1 {
         events::issued(&leaf.serial_hex, leaf.not_after)
     } else {
@@ -455,6 +582,7 @@ async fn issue(
     events::publish(ctx, event, &cert.object_ref(&())).await;
     deadlines.extend([renewal_time, leaf.not_after]);
     deadlines.extend(observed.renew_requested_at);
+    deadlines.extend(observed.pending_revoke.map(|r| r.requested_at));
     Ok(Action::requeue(requeue_after(now, &deadlines)))
 }
 

@@ -8,6 +8,7 @@ use jiff::Timestamp;
 use super::secret::{CurrentKeyPair, SecretState};
 use super::spec::ValidatedSpec;
 use crate::pki::{CaKeyPair, CertificateInfo};
+use crate::revocation::{RevokeRequest, RevokedSerial, revocation_of};
 
 /// Why a certificate is (re-)issued.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -19,6 +20,7 @@ pub enum TriggerReason {
     IncorrectIssuer,
     SpecMismatch,
     CaRotated,
+    Revoked,
     Expired,
     ManuallyTriggered,
     RenewalDue,
@@ -35,6 +37,7 @@ impl TriggerReason {
             Self::IncorrectIssuer => "IncorrectIssuer",
             Self::SpecMismatch => "SecretMismatch",
             Self::CaRotated => "CARotated",
+            Self::Revoked => "Revoked",
             Self::Expired => "Expired",
             Self::ManuallyTriggered => "ManuallyTriggered",
             Self::RenewalDue => "Renewing",
@@ -78,6 +81,10 @@ pub struct PolicyInput<'a> {
     pub renewal_time: Option<Timestamp>,
     /// `certkeeper.io/renew-requested-at`, when set and parseable.
     pub renew_requested_at: Option<Timestamp>,
+    /// The issuer's revoked serials.
+    pub revoked: &'a [RevokedSerial],
+    /// `certkeeper.io/revoke-requested-at` (and reason), unless a record already answers it.
+    pub revoke_request: Option<RevokeRequest>,
     pub now: Timestamp,
 }
 
@@ -121,13 +128,47 @@ pub fn evaluate<'a>(input: &PolicyInput<'_>, secret: &'a SecretState) -> Decisio
 
 /// The policies that look at a parseable Secret, in order.
 fn policies(input: &PolicyInput<'_>, current: &CurrentKeyPair) -> Option<Trigger> {
-    key_mismatch(current)
-        .or_else(|| incorrect_issuer(input.spec, current))
-        .or_else(|| spec_mismatch(input.spec, input.signer, current.leaf()))
-        .or_else(|| ca_rotated(input.signer, current.leaf()))
-        .or_else(|| expired(current.leaf(), input.now))
-        .or_else(|| manually_triggered(input.renew_requested_at, current.leaf(), input.now))
-        .or_else(|| renewal_due(input.renewal_time, input.now))
+    revoked(
+        input.revoked,
+        input.revoke_request.as_ref(),
+        current.leaf(),
+        input.now,
+    )
+    .or_else(|| key_mismatch(current))
+    .or_else(|| incorrect_issuer(input.spec, current))
+    .or_else(|| spec_mismatch(input.spec, input.signer, current.leaf()))
+    .or_else(|| ca_rotated(input.signer, current.leaf()))
+    .or_else(|| expired(current.leaf(), input.now))
+    .or_else(|| manually_triggered(input.renew_requested_at, current.leaf(), input.now))
+    .or_else(|| renewal_due(input.renewal_time, input.now))
+}
+
+/// The certificate is revoked (its serial is in the issuer's records), or its revocation was
+/// requested after it was issued: re-issued at once, with a new key whatever the rotation
+/// policy, before any other policy is asked.
+pub fn revoked(
+    revoked: &[RevokedSerial],
+    request: Option<&RevokeRequest>,
+    leaf: &CertificateInfo,
+    now: Timestamp,
+) -> Option<Trigger> {
+    if let Some(record) = revocation_of(leaf, revoked) {
+        return fire(
+            TriggerReason::Revoked,
+            format!(
+                "the certificate with serial {} was revoked at {} ({})",
+                record.serial_hex, record.revoked_at, record.reason
+            ),
+        );
+    }
+    let request = request?;
+    request.revokes(leaf, revoked, now).and(fire(
+        TriggerReason::Revoked,
+        format!(
+            "revocation was requested at {} ({})",
+            request.requested_at, request.reason
+        ),
+    ))
 }
 
 /// The Secret's private key is not the certificate's.

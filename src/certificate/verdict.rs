@@ -16,6 +16,8 @@ pub struct Verdict {
     pub generation: Option<i64>,
     /// The renewal request it already answered.
     pub renew_requested_at: Option<Timestamp>,
+    /// The revoke request (`certkeeper.io/revoke-requested-at`) it already answered.
+    pub revoke_requested_at: Option<Timestamp>,
     /// The CA the certificate chains to (SHA-256 of its certificate; None for selfSigned).
     pub signer: Option<[u8; 32]>,
     pub facts: IssuedFacts,
@@ -41,6 +43,7 @@ pub struct Current<'a> {
     pub uid: &'a str,
     pub generation: Option<i64>,
     pub renew_requested_at: Option<Timestamp>,
+    pub revoke_requested_at: Option<Timestamp>,
     pub signer: Option<&'a [u8; 32]>,
     pub now: Timestamp,
 }
@@ -53,6 +56,7 @@ impl Verdict {
         self.uid == current.uid
             && self.generation == current.generation
             && self.renew_requested_at == current.renew_requested_at
+            && self.revoke_requested_at == current.revoke_requested_at
             && self.signer.as_ref() == current.signer
             && current.now < self.facts.renewal_time
             && current.now < self.facts.not_after
@@ -75,6 +79,7 @@ mod tests {
             uid: "uid-web".into(),
             generation: Some(1),
             renew_requested_at: None,
+            revoke_requested_at: None,
             signer: Some([0xab; 32]),
             facts: IssuedFacts {
                 not_before: ts("2026-11-23T10:00:00Z"),
@@ -92,6 +97,7 @@ mod tests {
             uid: "uid-web",
             generation: Some(1),
             renew_requested_at: None,
+            revoke_requested_at: None,
             signer: Some(&[0xab; 32]),
             now: ts(now),
         }
@@ -123,6 +129,11 @@ mod tests {
             ..current("2026-11-23T12:00:00Z")
         };
         assert!(!v.holds(&requested), "a new renewal request is judged afresh");
+        let revoke = Current {
+            revoke_requested_at: Some(ts("2026-11-23T11:00:00Z")),
+            ..current("2026-11-23T12:00:00Z")
+        };
+        assert!(!v.holds(&revoke), "a revoke request is judged afresh");
     }
 
     #[test]

@@ -477,6 +477,9 @@ fn issue_one(
         signer: &signer,
         renewal_time,
         renew_requested_at,
+        // Offline there are no revocation records to read or write.
+        revoked: &[],
+        revoke_request: None,
         now,
     };
     let trigger = match triggers::evaluate(&input, &state) {

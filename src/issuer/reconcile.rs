@@ -1,4 +1,5 @@
-//! One issuer reconcile: read the CA Secret, judge it, write the status if it changed.
+//! One issuer reconcile: read the CA Secret, judge it, write the status if it changed, and
+//! for a CA issuer keep its CRL published (ConfigMap and PKI endpoint).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,10 +12,18 @@ use kube::{Resource, ResourceExt};
 use tracing::{info, warn};
 
 use super::IssuerObject;
+use super::crl;
 use super::status::{IssuerHealth, READY, issuer_status};
 use crate::api::find_condition;
+use crate::cluster::revocations::IssuerRecords;
 use crate::context::{Context, FIELD_MANAGER};
 use crate::error::Error;
+use crate::pki::CaKeyPair;
+use crate::revocation::{
+    CLUSTER_SCOPE, PublishedCrl, ServedIssuer, build_crl, crl_due, crl_resign_at, next_crl_number,
+};
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::Api;
 
 /// A broken issuer is looked at again after this long even without a watch event (a CA
 /// Secret of another type than kubernetes.io/tls is not watched).
@@ -29,14 +38,15 @@ pub fn object_name<K: Resource>(obj: &K) -> String {
 }
 
 /// Judges an issuer: selfSigned is always healthy; a CA issuer's Secret is read and checked.
+/// A healthy CA issuer comes with its key pair.
 pub async fn health<K: IssuerObject>(
     issuer: &K,
     ctx: &Context,
     now: jiff::Timestamp,
-) -> Result<IssuerHealth, Error> {
+) -> Result<(IssuerHealth, Option<Arc<CaKeyPair>>), Error> {
     let spec = issuer.issuer_spec();
     Ok(match (&spec.self_signed, &spec.ca) {
-        (Some(_), None) => IssuerHealth::SelfSigned,
+        (Some(_), None) => (IssuerHealth::SelfSigned, None),
         (None, Some(ca)) => {
             let namespace = issuer
                 .ca_namespace(&ctx.cluster_resource_namespace)
@@ -50,12 +60,142 @@ pub async fn health<K: IssuerObject>(
                 .load(&ctx.client, &namespace, ca, now)
                 .await?
             {
-                Ok((_, facts)) => IssuerHealth::Ca(facts),
-                Err(problem) => IssuerHealth::Broken(problem),
+                Ok((pair, facts)) => (IssuerHealth::Ca(facts), Some(pair)),
+                Err(problem) => (IssuerHealth::Broken(problem), None),
             }
         }
-        _ => IssuerHealth::InvalidSpec("exactly one of spec.selfSigned or spec.ca must be set".into()),
+        _ => (
+            IssuerHealth::InvalidSpec("exactly one of spec.selfSigned or spec.ca must be set".into()),
+            None,
+        ),
     })
+}
+
+/// Where an issuer's revocation records and CRL ConfigMap live: its own namespace for an
+/// Issuer, the cluster-resource namespace for a ClusterIssuer.
+fn records_namespace<K: IssuerObject>(issuer: &K, ctx: &Context) -> String {
+    match K::KIND {
+        "ClusterIssuer" => ctx.cluster_resource_namespace.clone(),
+        _ => issuer.meta().namespace.clone().unwrap_or_default(),
+    }
+}
+
+/// The PKI endpoint's path segment for an issuer: its namespace, `cluster` for a ClusterIssuer.
+fn endpoint_scope<K: IssuerObject>(issuer: &K) -> String {
+    match K::KIND {
+        "ClusterIssuer" => CLUSTER_SCOPE.to_owned(),
+        _ => issuer.meta().namespace.clone().unwrap_or_default(),
+    }
+}
+
+/// Keeps a CA issuer's CRL current: signed over its revocation records, re-signed when they
+/// change, at half-life and when the CA changes, stored in its ConfigMap and served by the PKI
+/// endpoint. The stored CRL is read once per process (what the endpoint serves says the rest),
+/// so its number keeps increasing across restarts. Returns when to re-sign.
+async fn publish_crl<K: IssuerObject>(
+    issuer: &K,
+    ctx: &Context,
+    ca: &Arc<CaKeyPair>,
+    now: jiff::Timestamp,
+) -> Result<jiff::Timestamp, Error> {
+    let namespace = records_namespace(issuer, ctx);
+    let name = issuer.name_any();
+    let scope = endpoint_scope(issuer);
+    let fingerprint = ca.certificate().fingerprint_sha256.clone();
+    let mut invalid = Vec::new();
+    let revoked = IssuerRecords {
+        kind: K::KIND,
+        name: &name,
+        namespace: &namespace,
+    }
+    .revoked(&ctx.revocations, &mut invalid);
+    for (record, error) in &invalid {
+        warn!(kind = K::KIND, issuer = %object_name(issuer), %record, %error, "ignoring an unreadable CertificateRevocation");
+    }
+
+    // What is published: what this process serves, else what the ConfigMap holds.
+    let served = ctx
+        .pki
+        .issuer(&scope, &name)
+        .filter(|s| s.ca().certificate().fingerprint_sha256 == fingerprint);
+    let (published, current, floor) = match &served {
+        Some(served) => {
+            let crl = served.crl();
+            (PublishedCrl::from_der(&crl.der), Some(crl.clone()), None)
+        }
+        None => {
+            let stored = get_configmap(ctx, &namespace, &crl::configmap_name(&name)).await?;
+            match &stored {
+                Some(cm) => match crl::stored_crl(cm, &fingerprint) {
+                    Some((published, signed)) => (Some(published), Some(signed), None),
+                    None => (None, None, crl::stored_number(cm)),
+                },
+                None => (None, None, None),
+            }
+        }
+    };
+    let crl = match crl_due(published.as_ref(), &revoked, now) {
+        None => match current {
+            Some(crl) => crl,
+            None => return Ok(now),
+        },
+        Some(why) => {
+            let number = next_crl_number(published.as_ref().or(floor.as_ref()), now);
+            let crl = build_crl(ca, &revoked, number, now).map_err(|e| Error::SignCrl {
+                kind: K::KIND,
+                object: object_name(issuer),
+                reason: e.to_string(),
+            })?;
+            info!(kind = K::KIND, issuer = %object_name(issuer), number, revoked = revoked.len(), why = ?why, "publishing a new CRL");
+            let desired = crl::desired_configmap(&namespace, K::KIND, &name, &crl, &fingerprint);
+            apply_configmap(ctx, &desired).await?;
+            crl
+        }
+    };
+    let resign_at = crl_resign_at(crl.this_update, crl.next_update);
+    let unchanged = served.as_ref().is_some_and(|s| s.crl() == &crl);
+    if !unchanged {
+        ctx.pki
+            .publish(&scope, &name, ServedIssuer::new(ca.clone(), revoked, crl));
+    }
+    Ok(resign_at)
+}
+
+async fn get_configmap(ctx: &Context, namespace: &str, name: &str) -> Result<Option<ConfigMap>, Error> {
+    Api::<ConfigMap>::namespaced(ctx.client.clone(), namespace)
+        .get_opt(name)
+        .await
+        .map_err(|source| Error::ReadConfigMap {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            source,
+        })
+}
+
+async fn apply_configmap(ctx: &Context, desired: &ConfigMap) -> Result<(), Error> {
+    let namespace = desired.metadata.namespace.clone().unwrap_or_default();
+    let name = desired.metadata.name.clone().unwrap_or_default();
+    let mut body = serde_json::to_value(desired).map_err(|e| Error::SignCrl {
+        kind: "ConfigMap",
+        object: format!("{namespace}/{name}"),
+        reason: e.to_string(),
+    })?;
+    // Server-side apply needs the type, which k8s-openapi does not serialize by itself.
+    body["apiVersion"] = "v1".into();
+    body["kind"] = "ConfigMap".into();
+    Api::<ConfigMap>::namespaced(ctx.client.clone(), &namespace)
+        .patch(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&body),
+        )
+        .await
+        .map(|_| ())
+        .map_err(|source| Error::ApplyConfigMap {
+            namespace,
+            name,
+            source,
+        })
 }
 
 pub async fn reconcile<K: IssuerObject>(
@@ -70,7 +210,7 @@ pub async fn reconcile<K: IssuerObject>(
         }
     };
     let now = ctx.now();
-    let health = health(issuer, &ctx, now).await?;
+    let (health, ca) = health(issuer, &ctx, now).await?;
     let previous = issuer.issuer_status().cloned().unwrap_or_default();
     let status = issuer_status(&previous, &health, issuer.meta().generation, now);
     if status != previous {
@@ -111,11 +251,20 @@ pub async fn reconcile<K: IssuerObject>(
             }
         }
     }
+    // A CA issuer that cannot sign publishes nothing new; relying parties keep its last CRL.
+    let resign_at = match &ca {
+        Some(ca) => Some(publish_crl(issuer, &ctx, ca, now).await?),
+        None => None,
+    };
     Ok(match &health {
-        // Look again the moment the CA expires, so Ready turns False on time.
+        // Look again the moment the CA expires, so Ready turns False on time, and when the CRL
+        // is due to be signed again.
         IssuerHealth::Ca(facts) => Action::requeue(crate::certificate::schedule::requeue_after(
             now,
-            &[facts.not_after],
+            &[Some(facts.not_after), resign_at]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>(),
         )),
         IssuerHealth::Broken(_) => Action::requeue(BROKEN_RECHECK),
         IssuerHealth::SelfSigned | IssuerHealth::InvalidSpec(_) => Action::await_change(),

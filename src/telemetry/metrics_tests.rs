@@ -661,6 +661,8 @@ fn watched_caches() -> WatchedCaches {
         certificates: certificates.as_reader(),
         issuers: issuers.as_reader(),
         cluster_issuers: cluster_issuers.as_reader(),
+        revocations: Writer::default().as_reader(),
+        cluster_resource_namespace: String::new(),
         clock: Arc::new(|| ts(NOW)),
     });
     WatchedCaches {
@@ -710,9 +712,14 @@ fn series_of_deleted_issuers_disappear() {
     apply(&mut watched.issuers, ca.clone());
     apply(&mut watched.cluster_issuers, root.clone());
     let exposition = scrape(&watched.metrics);
-    // Three Ready conditions and the CA's expiry each.
-    assert_eq!(series_of(&exposition, "ca").len(), 4);
-    assert_eq!(series_of(&exposition, "root").len(), 4);
+    // Three Ready conditions, the CA's expiry and the revoked serials (none) each.
+    assert_eq!(series_of(&exposition, "ca").len(), 5);
+    assert_eq!(series_of(&exposition, "root").len(), 5);
+    assert!(
+        series_of(&exposition, "ca")
+            .iter()
+            .any(|s| s.starts_with("certkeeper_revoked_certificates{"))
+    );
 
     delete(&mut watched.issuers, ca);
     delete(&mut watched.cluster_issuers, root);

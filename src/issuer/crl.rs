@@ -1,0 +1,142 @@
+//! The CRL a CA issuer publishes (SPEC "Revocation"): kept in the ConfigMap `<issuer>-crl`
+//! (`ca.crl` DER in binaryData, `ca.crl.pem` in data) in the namespace its records live in.
+//! Pure: which ConfigMap, what it holds, and what a stored one says. The issuer reconcile
+//! reads it (once per process), decides with `revocation::crl_due` and writes.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::ObjectMeta;
+
+use crate::revocation::{PublishedCrl, SignedCrl};
+
+/// Keys of the CRL ConfigMap.
+pub const CRL_DER_KEY: &str = "ca.crl";
+pub const CRL_PEM_KEY: &str = "ca.crl.pem";
+/// Annotations of the CRL ConfigMap: whose CRL it is, and the CA certificate that signed it
+/// (a CRL signed by a replaced CA is signed again at once).
+pub const ANNOTATION_ISSUER_NAME: &str = "certkeeper.io/issuer-name";
+pub const ANNOTATION_ISSUER_KIND: &str = "certkeeper.io/issuer-kind";
+pub const ANNOTATION_CA_FINGERPRINT: &str = "certkeeper.io/ca-fingerprint-sha256";
+pub const ANNOTATION_CRL_NUMBER: &str = "certkeeper.io/crl-number";
+
+/// The name of an issuer's CRL ConfigMap.
+pub fn configmap_name(issuer: &str) -> String {
+    format!("{issuer}-crl")
+}
+
+/// The CRL ConfigMap of the issuer `kind`/`issuer` in `namespace`, holding `crl` signed by
+/// the CA with the SHA-256 fingerprint `ca_fingerprint`.
+pub fn desired_configmap(
+    namespace: &str,
+    kind: &str,
+    issuer: &str,
+    crl: &SignedCrl,
+    ca_fingerprint: &str,
+) -> ConfigMap {
+    let annotations = BTreeMap::from([
+        (ANNOTATION_ISSUER_NAME.to_owned(), issuer.to_owned()),
+        (ANNOTATION_ISSUER_KIND.to_owned(), kind.to_owned()),
+        (ANNOTATION_CA_FINGERPRINT.to_owned(), ca_fingerprint.to_owned()),
+        (ANNOTATION_CRL_NUMBER.to_owned(), crl.number.to_string()),
+    ]);
+    ConfigMap {
+        metadata: ObjectMeta {
+            name: Some(configmap_name(issuer)),
+            namespace: Some(namespace.to_owned()),
+            annotations: Some(annotations),
+            ..ObjectMeta::default()
+        },
+        binary_data: Some(BTreeMap::from([(
+            CRL_DER_KEY.to_owned(),
+            ByteString(crl.der.clone()),
+        )])),
+        data: Some(BTreeMap::from([(CRL_PEM_KEY.to_owned(), crl.pem.clone())])),
+        ..ConfigMap::default()
+    }
+}
+
+/// The CRL a stored ConfigMap holds, when it was signed by the CA with `ca_fingerprint` and
+/// can be read: what it says (for `crl_due` and `next_crl_number`) and the CRL itself (served
+/// as it is while it is current). `None` otherwise: a new CRL is signed.
+pub fn stored_crl(configmap: &ConfigMap, ca_fingerprint: &str) -> Option<(PublishedCrl, SignedCrl)> {
+    let der = configmap.binary_data.as_ref()?.get(CRL_DER_KEY)?.0.clone();
+    let published = PublishedCrl::from_der(&der)?;
+    let signer = configmap
+        .metadata
+        .annotations
+        .as_ref()?
+        .get(ANNOTATION_CA_FINGERPRINT)?;
+    if signer != ca_fingerprint {
+        return None;
+    }
+    let pem = configmap
+        .data
+        .as_ref()
+        .and_then(|d| d.get(CRL_PEM_KEY).cloned())
+        .unwrap_or_else(|| crate::pki::encode_pem("X509 CRL", der.clone()));
+    let signed = SignedCrl {
+        der,
+        pem,
+        number: published.number,
+        this_update: published.this_update,
+        next_update: published.next_update,
+    };
+    Some((published, signed))
+}
+
+/// The number a stored CRL carries even when it cannot be used (signed by a replaced CA): the
+/// next CRL's number must still be above it.
+pub fn stored_number(configmap: &ConfigMap) -> Option<PublishedCrl> {
+    let der = &configmap.binary_data.as_ref()?.get(CRL_DER_KEY)?.0;
+    PublishedCrl::from_der(der)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::revocation::{RevocationReason, RevokedSerial, build_crl};
+    use crate::testing::ts;
+
+    fn ca() -> crate::pki::CaKeyPair {
+        let secret = crate::testing::root_ca(ts("2026-11-23T10:00:00Z"));
+        crate::issuer::ca::parse_ca(
+            "apps",
+            &crate::api::CaIssuer {
+                secret_name: "root-ca".into(),
+                ..Default::default()
+            },
+            Some(&secret),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_stored_crl_reads_back_only_under_the_ca_that_signed_it() {
+        let ca = ca();
+        let revoked = vec![RevokedSerial {
+            serial_hex: "0aff".into(),
+            revoked_at: ts("2026-11-23T09:00:00Z"),
+            reason: RevocationReason::KeyCompromise,
+        }];
+        let crl = build_crl(&ca, &revoked, 7, ts("2026-11-23T10:00:00Z")).unwrap();
+        let fingerprint = &ca.certificate().fingerprint_sha256;
+        let cm = desired_configmap("apps", "Issuer", "root", &crl, fingerprint);
+        assert_eq!(cm.metadata.name.as_deref(), Some("root-crl"));
+        let json = serde_json::to_value(&cm).unwrap();
+        assert!(json["binaryData"]["ca.crl"].is_string());
+        assert!(
+            json["data"]["ca.crl.pem"]
+                .as_str()
+                .unwrap()
+                .starts_with("-----BEGIN X509 CRL-----")
+        );
+        let (published, signed) = stored_crl(&cm, fingerprint).unwrap();
+        assert_eq!(signed, crl);
+        assert_eq!(published.number, 7);
+        assert_eq!(published.revoked, revoked);
+        assert!(stored_crl(&cm, "AB:CD").is_none());
+        assert_eq!(stored_number(&cm).map(|p| p.number), Some(7));
+    }
+}
