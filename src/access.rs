@@ -79,6 +79,10 @@ pub const API_ACCESS: &[ApiAccess] = &[
     // issuer/reconcile.rs publish_crl: a CA issuer's CRL ConfigMap `<issuer>-crl`, read once per
     // process and server-side applied (create when new), in any issuer's namespace.
     cluster("", "configmaps", "get"),
+    // runner/pki.rs follow: every replica watches the CRL ConfigMaps (label-selected, all
+    // namespaces) and serves them, reading each CA Secret once (secrets get, above).
+    cluster("", "configmaps", "list"),
+    cluster("", "configmaps", "watch"),
     cluster("", "configmaps", "patch"),
     cluster("", "configmaps", "create"),
     // telemetry/events.rs publish and issuer/reconcile.rs: kube's Recorder creates an Event in

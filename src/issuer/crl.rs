@@ -20,6 +20,11 @@ pub const ANNOTATION_ISSUER_NAME: &str = "certkeeper.io/issuer-name";
 pub const ANNOTATION_ISSUER_KIND: &str = "certkeeper.io/issuer-kind";
 pub const ANNOTATION_CA_FINGERPRINT: &str = "certkeeper.io/ca-fingerprint-sha256";
 pub const ANNOTATION_CRL_NUMBER: &str = "certkeeper.io/crl-number";
+/// The CA Secret (in the ConfigMap's namespace) whose key signed the CRL: where every replica
+/// finds the key that signs OCSP answers.
+pub const ANNOTATION_CA_SECRET: &str = "certkeeper.io/ca-secret";
+/// Label of every CRL ConfigMap (the issuer's kind), which every replica's watch selects.
+pub const LABEL_ISSUER_KIND: &str = "certkeeper.io/crl-issuer-kind";
 
 /// The name of an issuer's CRL ConfigMap.
 pub fn configmap_name(issuer: &str) -> String {
@@ -32,10 +37,12 @@ pub fn desired_configmap(
     namespace: &str,
     kind: &str,
     issuer: &str,
+    ca_secret: &str,
     crl: &SignedCrl,
     ca_fingerprint: &str,
 ) -> ConfigMap {
     let annotations = BTreeMap::from([
+        (ANNOTATION_CA_SECRET.to_owned(), ca_secret.to_owned()),
         (ANNOTATION_ISSUER_NAME.to_owned(), issuer.to_owned()),
         (ANNOTATION_ISSUER_KIND.to_owned(), kind.to_owned()),
         (ANNOTATION_CA_FINGERPRINT.to_owned(), ca_fingerprint.to_owned()),
@@ -45,6 +52,7 @@ pub fn desired_configmap(
         metadata: ObjectMeta {
             name: Some(configmap_name(issuer)),
             namespace: Some(namespace.to_owned()),
+            labels: Some(BTreeMap::from([(LABEL_ISSUER_KIND.to_owned(), kind.to_owned())])),
             annotations: Some(annotations),
             ..ObjectMeta::default()
         },
@@ -86,6 +94,45 @@ pub fn stored_crl(configmap: &ConfigMap, ca_fingerprint: &str) -> Option<(Publis
     Some((published, signed))
 }
 
+/// A CRL ConfigMap as every replica's PKI endpoint reads it.
+#[derive(Debug)]
+pub struct CrlConfigMap {
+    /// The endpoint's path segment: the namespace, `cluster` for a ClusterIssuer.
+    pub scope: String,
+    pub issuer: String,
+    /// The ConfigMap's namespace, where the CA Secret is too.
+    pub namespace: String,
+    pub ca_secret: String,
+    pub ca_fingerprint: String,
+    pub revoked: Vec<crate::revocation::RevokedSerial>,
+    pub crl: SignedCrl,
+}
+
+impl CrlConfigMap {
+    /// What `configmap` holds, when it is a readable CRL ConfigMap written by `desired_configmap`.
+    pub fn read(configmap: &ConfigMap) -> Option<Self> {
+        let annotations = configmap.metadata.annotations.as_ref()?;
+        let namespace = configmap.metadata.namespace.clone()?;
+        let issuer = annotations.get(ANNOTATION_ISSUER_NAME)?.clone();
+        let scope = match annotations.get(ANNOTATION_ISSUER_KIND)?.as_str() {
+            "ClusterIssuer" => crate::revocation::CLUSTER_SCOPE.to_owned(),
+            "Issuer" => namespace.clone(),
+            _ => return None,
+        };
+        let ca_fingerprint = annotations.get(ANNOTATION_CA_FINGERPRINT)?.clone();
+        let (published, crl) = stored_crl(configmap, &ca_fingerprint)?;
+        Some(Self {
+            scope,
+            issuer,
+            namespace,
+            ca_secret: annotations.get(ANNOTATION_CA_SECRET)?.clone(),
+            ca_fingerprint,
+            revoked: published.revoked,
+            crl,
+        })
+    }
+}
+
 /// The number a stored CRL carries even when it cannot be used (signed by a replaced CA): the
 /// next CRL's number must still be above it.
 pub fn stored_number(configmap: &ConfigMap) -> Option<PublishedCrl> {
@@ -122,7 +169,7 @@ mod tests {
         }];
         let crl = build_crl(&ca, &revoked, 7, ts("2026-11-23T10:00:00Z")).unwrap();
         let fingerprint = &ca.certificate().fingerprint_sha256;
-        let cm = desired_configmap("apps", "Issuer", "root", &crl, fingerprint);
+        let cm = desired_configmap("apps", "Issuer", "root", "root-ca", &crl, fingerprint);
         assert_eq!(cm.metadata.name.as_deref(), Some("root-crl"));
         let json = serde_json::to_value(&cm).unwrap();
         assert!(json["binaryData"]["ca.crl"].is_string());
@@ -138,5 +185,13 @@ mod tests {
         assert_eq!(published.revoked, revoked);
         assert!(stored_crl(&cm, "AB:CD").is_none());
         assert_eq!(stored_number(&cm).map(|p| p.number), Some(7));
+        let read = CrlConfigMap::read(&cm).unwrap();
+        assert_eq!((read.scope.as_str(), read.issuer.as_str()), ("apps", "root"));
+        assert_eq!(read.ca_secret, "root-ca");
+        assert_eq!(read.revoked, revoked);
+        assert_eq!(
+            json["metadata"]["labels"]["certkeeper.io/crl-issuer-kind"],
+            "Issuer"
+        );
     }
 }

@@ -147,7 +147,13 @@ async fn publish_crl<K: IssuerObject>(
                 reason: e.to_string(),
             })?;
             info!(kind = K::KIND, issuer = %object_name(issuer), number, revoked = revoked.len(), why = ?why, "publishing a new CRL");
-            let desired = crl::desired_configmap(&namespace, K::KIND, &name, &crl, &fingerprint);
+            let ca_secret = issuer
+                .issuer_spec()
+                .ca
+                .as_ref()
+                .map(|ca| ca.secret_name.as_str())
+                .unwrap_or_default();
+            let desired = crl::desired_configmap(&namespace, K::KIND, &name, ca_secret, &crl, &fingerprint);
             apply_configmap(ctx, &desired).await?;
             crl
         }

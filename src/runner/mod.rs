@@ -5,6 +5,7 @@
 mod connect;
 mod controllers;
 mod leadership;
+mod pki;
 mod retry;
 #[cfg(test)]
 mod watch_fault_tests;
@@ -118,7 +119,8 @@ pub(crate) async fn on_shutdown(mut rx: watch::Receiver<bool>) {
 /// Runs until shutdown, serving metrics and health on `endpoint`: the controllers at once, or,
 /// with leader election, only while this replica holds the Lease.
 ///
-/// The PKI endpoint (`pki`: CRLs and OCSP) is served by every replica; see `serve_pki`.
+/// The PKI endpoint (`pki`: CRLs and OCSP) is served by every replica, from the CRL
+/// ConfigMaps the leader writes (`pki::follow`).
 pub async fn run(
     client: Client,
     settings: Settings,
@@ -149,6 +151,12 @@ pub async fn run(
         Err(e) => warn!(error = %e, "PKI endpoint has no local address"),
     }
     tokio::spawn(pki_endpoint.clone().serve(pki));
+    // Every replica, leading or not, serves the CRLs the leader stores (runner/pki.rs).
+    tokio::spawn(pki::follow(
+        client.clone(),
+        pki_endpoint.clone(),
+        shutdown.clone(),
+    ));
     {
         let readiness = readiness.clone();
         let shutdown = shutdown.clone();
