@@ -62,6 +62,9 @@ pub const API_ACCESS: &[ApiAccess] = &[
     cluster("certkeeper.io", "certificaterevocations", "create"),
     // certificate/reconcile.rs write_status: server-side apply of the status.
     cluster("certkeeper.io", "certificates/status", "patch"),
+    // issuer/reconcile.rs report_records: server-side apply of a revocation record's status
+    // (listed in its issuer's CRL, or unreadable).
+    cluster("certkeeper.io", "certificaterevocations/status", "patch"),
     // issuer/reconcile.rs reconcile: server-side apply of the status, both issuer kinds.
     cluster("certkeeper.io", "issuers/status", "patch"),
     cluster("certkeeper.io", "clusterissuers/status", "patch"),

@@ -70,6 +70,17 @@ impl IssuerRecords<'_> {
         by_serial.into_values().collect()
     }
 
+    /// The issuer's record objects, as cached.
+    pub fn records(&self, store: &Revocations) -> Vec<CertificateRevocation> {
+        store
+            .state()
+            .iter()
+            .filter_map(|g| g.0.as_ref().ok())
+            .filter(|r| self.holds(r))
+            .cloned()
+            .collect()
+    }
+
     /// Whether a record made for the Certificate `certificate` (`namespace/name`) at
     /// `requested_at` exists: that revoke request was answered.
     pub fn answered(&self, store: &Revocations, certificate: &str, requested_at: jiff::Timestamp) -> bool {

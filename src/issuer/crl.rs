@@ -9,7 +9,9 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::ObjectMeta;
 
-use crate::revocation::{PublishedCrl, SignedCrl};
+use crate::api::{CertificateRevocationStatus, ConditionStatus, condition, set_condition};
+use crate::issuer::status::READY;
+use crate::revocation::{PublishedCrl, RevocationError, RevokedSerial, SignedCrl};
 
 /// Keys of the CRL ConfigMap.
 pub const CRL_DER_KEY: &str = "ca.crl";
@@ -131,6 +133,37 @@ impl CrlConfigMap {
             crl,
         })
     }
+}
+
+/// Reasons of a CertificateRevocation's Ready condition.
+pub const REASON_PUBLISHED: &str = "Published";
+pub const REASON_INVALID_RECORD: &str = "InvalidRecord";
+
+/// The status of a CertificateRevocation of the issuer `issuer` (`Kind name`) once its CRL is
+/// published: Ready when its serial is listed, not Ready (and not listed) when it cannot be
+/// read. The message names no CRL number, so re-signing the CRL rewrites no record.
+pub fn record_status(
+    previous: Option<&CertificateRevocationStatus>,
+    parsed: Result<&RevokedSerial, &RevocationError>,
+    issuer: &str,
+    generation: Option<i64>,
+    now: jiff::Timestamp,
+) -> CertificateRevocationStatus {
+    let mut status = previous.cloned().unwrap_or_default();
+    let (st, reason, message) = match parsed {
+        Ok(serial) => (
+            ConditionStatus::True,
+            REASON_PUBLISHED,
+            format!("serial {} is listed in the CRL of {issuer}", serial.serial_hex),
+        ),
+        Err(e) => (ConditionStatus::False, REASON_INVALID_RECORD, e.to_string()),
+    };
+    set_condition(
+        &mut status.conditions,
+        condition(READY, st, reason, message, generation, now),
+    );
+    status.observed_generation = generation;
+    status
 }
 
 /// The number a stored CRL carries even when it cannot be used (signed by a replaced CA): the

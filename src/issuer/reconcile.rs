@@ -14,8 +14,9 @@ use tracing::{info, warn};
 use super::IssuerObject;
 use super::crl;
 use super::status::{IssuerHealth, READY, issuer_status};
+use crate::api::CertificateRevocation;
 use crate::api::find_condition;
-use crate::cluster::revocations::IssuerRecords;
+use crate::cluster::revocations::{IssuerRecords, revoked_serial};
 use crate::context::{Context, FIELD_MANAGER};
 use crate::error::Error;
 use crate::pki::CaKeyPair;
@@ -164,7 +165,57 @@ async fn publish_crl<K: IssuerObject>(
         ctx.pki
             .publish(&scope, &name, ServedIssuer::new(ca.clone(), revoked, crl));
     }
+    report_records::<K>(ctx, &namespace, &name, now).await?;
     Ok(resign_at)
+}
+
+/// Tells each of the issuer's records, in its status, whether the published CRL lists it;
+/// writes only the statuses that change.
+async fn report_records<K: IssuerObject>(
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+    now: jiff::Timestamp,
+) -> Result<(), Error> {
+    let issuer = format!("{} {name}", K::KIND);
+    let records = IssuerRecords {
+        kind: K::KIND,
+        name,
+        namespace,
+    }
+    .records(&ctx.revocations);
+    let api = Api::<CertificateRevocation>::namespaced(ctx.client.clone(), namespace);
+    for record in records {
+        let parsed = revoked_serial(&record);
+        let status = crl::record_status(
+            record.status.as_ref(),
+            parsed.as_ref(),
+            &issuer,
+            record.metadata.generation,
+            now,
+        );
+        if record.status.as_ref() == Some(&status) {
+            continue;
+        }
+        let record_name = record.name_any();
+        let patch = serde_json::json!({
+            "apiVersion": CertificateRevocation::api_version(&()),
+            "kind": "CertificateRevocation",
+            "status": status,
+        });
+        api.patch_status(
+            &record_name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await
+        .map_err(|source| Error::PatchStatus {
+            kind: "CertificateRevocation",
+            object: format!("{namespace}/{record_name}"),
+            source,
+        })?;
+    }
+    Ok(())
 }
 
 async fn get_configmap(ctx: &Context, namespace: &str, name: &str) -> Result<Option<ConfigMap>, Error> {

@@ -264,6 +264,26 @@ async fn reconcile_ready(
     (task, ctx, api)
 }
 
+/// Expects the status write of the record `record` and returns it with that status, as the
+/// watch brings it back.
+async fn expect_record_status(
+    api: &mut ApiServer,
+    record: crate::api::CertificateRevocation,
+) -> crate::api::CertificateRevocation {
+    let name = record.metadata.name.clone().unwrap();
+    let seen = api
+        .expect(
+            Method::PATCH,
+            &format!("/apis/certkeeper.io/v1/namespaces/apps/certificaterevocations/{name}/status"),
+        )
+        .await;
+    assert_eq!(seen.body["kind"], "CertificateRevocation");
+    let status = answer(seen, &record);
+    let mut record = record;
+    record.status = Some(serde_json::from_value(status).unwrap());
+    record
+}
+
 #[tokio::test]
 async fn a_ca_issuer_publishes_its_crl_over_its_records_and_keeps_numbering_after_a_restart() {
     use kube::runtime::watcher::Event;
@@ -289,6 +309,18 @@ async fn a_ca_issuer_publishes_its_crl_over_its_records_and_keeps_numbering_afte
         &issuer,
     );
     let configmap = expect_crl_published(&mut api, NAMESPACE, "ca").await;
+    // The record learns that it is listed.
+    let listed = expect_record_status(&mut api, record("ca-0a", "0a", NOW)).await;
+    let condition = &listed.status.as_ref().unwrap().conditions[0];
+    assert_eq!(
+        (
+            condition.type_.as_str(),
+            condition.status.as_str(),
+            condition.reason.as_str()
+        ),
+        ("Ready", "True", "Published")
+    );
+    records.apply_watcher_event(&Event::Apply(DeserializeGuard(Ok(listed))));
     task.await.unwrap().unwrap();
     let first = crl_of(&configmap);
     assert_eq!(first.revoked.len(), 1);
@@ -341,6 +373,8 @@ async fn a_ca_issuer_publishes_its_crl_over_its_records_and_keeps_numbering_afte
         .await;
     let second = crl_of(&apply.body);
     apply.echo();
+    let listed = expect_record_status(&mut api, record("ca-0b", "0b", "2026-11-23T10:30:00Z")).await;
+    records.apply_watcher_event(&Event::Apply(DeserializeGuard(Ok(listed))));
     task.await.unwrap().unwrap();
     assert!(second.number > first.number);
     let serials: Vec<&str> = second.revoked.iter().map(|r| r.serial_hex.as_str()).collect();

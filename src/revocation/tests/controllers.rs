@@ -111,6 +111,7 @@ async fn openssl_refuses_a_certificate_revoked_through_the_controllers_and_accep
     let (record, second) = certificate_reconcile(&revoked, &ca, Some(&first), &records, now).await;
     let record: CertificateRevocation = serde_json::from_value(record.unwrap()).unwrap();
     // The watch brings the record into the cache.
+    let record_json = to_json(&record);
     records.apply_watcher_event(&watcher::Event::Apply(DeserializeGuard(Ok(record))));
 
     // The issuer controller publishes the CRL over it.
@@ -139,6 +140,19 @@ async fn openssl_refuses_a_certificate_revoked_through_the_controllers_and_accep
     let configmap: k8s_openapi::api::core::v1::ConfigMap =
         serde_json::from_value(apply.body.clone()).unwrap();
     apply.echo();
+    let listed = api
+        .expect(
+            Method::PATCH,
+            &format!(
+                "/apis/certkeeper.io/v1/namespaces/apps/certificaterevocations/ca-{}/status",
+                leaf_serial(&first)
+            ),
+        )
+        .await;
+    assert_eq!(listed.body["status"]["conditions"][0]["reason"], "Published");
+    let mut answer = record_json;
+    answer["status"] = listed.body["status"].clone();
+    listed.ok(answer);
     task.await.unwrap().unwrap();
 
     let dir = tempfile::tempdir().unwrap();
