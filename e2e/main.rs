@@ -7,5 +7,6 @@ mod cli;
 mod lifecycle;
 mod observability;
 mod operations;
+mod revocation;
 mod support;
 mod user_story;
