@@ -11,6 +11,7 @@ use kube::api::ObjectMeta;
 
 use crate::api::{CertificateRevocationStatus, ConditionStatus, condition, set_condition};
 use crate::issuer::status::READY;
+use crate::pki::CertificateInfo;
 use crate::revocation::{PublishedCrl, RevocationError, RevokedSerial, SignedCrl};
 
 /// Keys of the CRL ConfigMap.
@@ -67,20 +68,13 @@ pub fn desired_configmap(
     }
 }
 
-/// The CRL a stored ConfigMap holds, when it was signed by the CA with `ca_fingerprint` and
-/// can be read: what it says (for `crl_due` and `next_crl_number`) and the CRL itself (served
-/// as it is while it is current). `None` otherwise: a new CRL is signed.
-pub fn stored_crl(configmap: &ConfigMap, ca_fingerprint: &str) -> Option<(PublishedCrl, SignedCrl)> {
+/// The CRL a stored ConfigMap holds, when `ca` signed it (its signature is checked: whoever
+/// may write the ConfigMap cannot un-revoke a serial) and it can be read: what it says (for
+/// `crl_due` and `next_crl_number`) and the CRL itself (served as it is while it is current).
+/// `None` otherwise: a new CRL is signed.
+pub fn stored_crl(configmap: &ConfigMap, ca: &CertificateInfo) -> Option<(PublishedCrl, SignedCrl)> {
     let der = configmap.binary_data.as_ref()?.get(CRL_DER_KEY)?.0.clone();
-    let published = PublishedCrl::from_der(&der)?;
-    let signer = configmap
-        .metadata
-        .annotations
-        .as_ref()?
-        .get(ANNOTATION_CA_FINGERPRINT)?;
-    if signer != ca_fingerprint {
-        return None;
-    }
+    let published = PublishedCrl::signed_by(&der, ca)?;
     let pem = configmap
         .data
         .as_ref()
@@ -96,7 +90,7 @@ pub fn stored_crl(configmap: &ConfigMap, ca_fingerprint: &str) -> Option<(Publis
     Some((published, signed))
 }
 
-/// A CRL ConfigMap as every replica's PKI endpoint reads it.
+/// A CRL ConfigMap as every replica's PKI endpoint reads it, before its CRL is verified.
 #[derive(Debug)]
 pub struct CrlConfigMap {
     /// The endpoint's path segment: the namespace, `cluster` for a ClusterIssuer.
@@ -105,33 +99,41 @@ pub struct CrlConfigMap {
     /// The ConfigMap's namespace, where the CA Secret is too.
     pub namespace: String,
     pub ca_secret: String,
+    /// The CA that signed the CRL, as the ConfigMap claims; `verified` checks the signature.
     pub ca_fingerprint: String,
-    pub revoked: Vec<crate::revocation::RevokedSerial>,
-    pub crl: SignedCrl,
+    /// The CRL number, as the ConfigMap claims.
+    pub number: u64,
 }
 
 impl CrlConfigMap {
-    /// What `configmap` holds, when it is a readable CRL ConfigMap written by `desired_configmap`.
-    pub fn read(configmap: &ConfigMap) -> Option<Self> {
+    /// What `configmap` claims, when it is a CRL ConfigMap as `desired_configmap` writes it. A
+    /// ClusterIssuer's only counts in the cluster-resource namespace, so no one who may write
+    /// ConfigMaps elsewhere can stand in for a ClusterIssuer's CRL.
+    pub fn read(configmap: &ConfigMap, cluster_resource_namespace: &str) -> Option<Self> {
         let annotations = configmap.metadata.annotations.as_ref()?;
         let namespace = configmap.metadata.namespace.clone()?;
         let issuer = annotations.get(ANNOTATION_ISSUER_NAME)?.clone();
         let scope = match annotations.get(ANNOTATION_ISSUER_KIND)?.as_str() {
-            "ClusterIssuer" => crate::revocation::CLUSTER_SCOPE.to_owned(),
+            "ClusterIssuer" if namespace == cluster_resource_namespace => {
+                crate::revocation::CLUSTER_SCOPE.to_owned()
+            }
             "Issuer" => namespace.clone(),
             _ => return None,
         };
-        let ca_fingerprint = annotations.get(ANNOTATION_CA_FINGERPRINT)?.clone();
-        let (published, crl) = stored_crl(configmap, &ca_fingerprint)?;
         Some(Self {
             scope,
             issuer,
             namespace,
             ca_secret: annotations.get(ANNOTATION_CA_SECRET)?.clone(),
-            ca_fingerprint,
-            revoked: published.revoked,
-            crl,
+            ca_fingerprint: annotations.get(ANNOTATION_CA_FINGERPRINT)?.clone(),
+            number: stored_number(configmap)?.number,
         })
+    }
+
+    /// The CRL's entries and the CRL itself, when `ca` signed it.
+    pub fn verified(configmap: &ConfigMap, ca: &CertificateInfo) -> Option<(Vec<RevokedSerial>, SignedCrl)> {
+        let (published, crl) = stored_crl(configmap, ca)?;
+        Some((published.revoked, crl))
     }
 }
 
@@ -212,19 +214,58 @@ mod tests {
                 .unwrap()
                 .starts_with("-----BEGIN X509 CRL-----")
         );
-        let (published, signed) = stored_crl(&cm, fingerprint).unwrap();
+        let (published, signed) = stored_crl(&cm, ca.certificate()).unwrap();
         assert_eq!(signed, crl);
         assert_eq!(published.number, 7);
         assert_eq!(published.revoked, revoked);
-        assert!(stored_crl(&cm, "AB:CD").is_none());
+        let other = self::ca();
+        assert!(stored_crl(&cm, other.certificate()).is_none(), "another CA's CRL");
         assert_eq!(stored_number(&cm).map(|p| p.number), Some(7));
-        let read = CrlConfigMap::read(&cm).unwrap();
+        let read = CrlConfigMap::read(&cm, "certkeeper-system").unwrap();
         assert_eq!((read.scope.as_str(), read.issuer.as_str()), ("apps", "root"));
-        assert_eq!(read.ca_secret, "root-ca");
-        assert_eq!(read.revoked, revoked);
+        assert_eq!((read.ca_secret.as_str(), read.number), ("root-ca", 7));
+        assert_eq!(CrlConfigMap::verified(&cm, ca.certificate()).unwrap().0, revoked);
+        // A ClusterIssuer's CRL counts only in the cluster-resource namespace.
+        let cluster = desired_configmap("apps", "ClusterIssuer", "root", "root-ca", &crl, fingerprint);
+        assert!(CrlConfigMap::read(&cluster, "certkeeper-system").is_none());
+        let cluster = desired_configmap(
+            "certkeeper-system",
+            "ClusterIssuer",
+            "root",
+            "root-ca",
+            &crl,
+            fingerprint,
+        );
+        assert_eq!(
+            CrlConfigMap::read(&cluster, "certkeeper-system").unwrap().scope,
+            "cluster"
+        );
         assert_eq!(
             json["metadata"]["labels"]["certkeeper.io/crl-issuer-kind"],
             "Issuer"
         );
+    }
+
+    #[test]
+    fn a_crl_altered_in_its_configmap_is_not_trusted() {
+        let ca = ca();
+        let revoked = vec![RevokedSerial {
+            serial_hex: "0aff".into(),
+            revoked_at: ts("2026-11-23T09:00:00Z"),
+            reason: RevocationReason::KeyCompromise,
+        }];
+        let crl = build_crl(&ca, &revoked, 7, ts("2026-11-23T10:00:00Z")).unwrap();
+        let fingerprint = &ca.certificate().fingerprint_sha256;
+        // Someone who may write the ConfigMap drops the entry: with a CRL signed by a key of
+        // their own, or with the real one's bytes changed.
+        let forger = self::ca();
+        let forged = build_crl(&forger, &[], 8, ts("2026-11-23T10:00:00Z")).unwrap();
+        let cm = desired_configmap("apps", "Issuer", "root", "root-ca", &forged, fingerprint);
+        assert!(stored_crl(&cm, ca.certificate()).is_none());
+        let mut tampered = crl.clone();
+        let last = tampered.der.len() - 1;
+        tampered.der[last] ^= 1;
+        let cm = desired_configmap("apps", "Issuer", "root", "root-ca", &tampered, fingerprint);
+        assert!(stored_crl(&cm, ca.certificate()).is_none());
     }
 }

@@ -127,7 +127,7 @@ async fn publish_crl<K: IssuerObject>(
         None => {
             let stored = get_configmap(ctx, &namespace, &crl::configmap_name(&name)).await?;
             match &stored {
-                Some(cm) => match crl::stored_crl(cm, &fingerprint) {
+                Some(cm) => match crl::stored_crl(cm, ca.certificate()) {
                     Some((published, signed)) => (Some(published), Some(signed), None),
                     None => (None, None, crl::stored_number(cm)),
                 },

@@ -155,6 +155,7 @@ pub async fn run(
     tokio::spawn(pki::follow(
         client.clone(),
         pki_endpoint.clone(),
+        cluster_resource_namespace.clone(),
         shutdown.clone(),
     ));
     {

@@ -22,7 +22,12 @@ use crate::issuer::crl::{self, CrlConfigMap};
 use crate::revocation::{PkiEndpoint, ServedIssuer};
 
 /// Follows the CRL ConfigMaps of every namespace into `endpoint` until shutdown.
-pub async fn follow(client: Client, endpoint: PkiEndpoint, shutdown: watch::Receiver<bool>) {
+pub async fn follow(
+    client: Client,
+    endpoint: PkiEndpoint,
+    cluster_resource_namespace: String,
+    shutdown: watch::Receiver<bool>,
+) {
     let config = watcher::Config::default().labels(crl::LABEL_ISSUER_KIND);
     let events = watcher(Api::<ConfigMap>::all(client.clone()), config)
         .backoff(watch_backoff())
@@ -31,12 +36,13 @@ pub async fn follow(client: Client, endpoint: PkiEndpoint, shutdown: watch::Rece
     while let Some(event) = events.next().await {
         match event {
             Ok(watcher::Event::Apply(configmap) | watcher::Event::InitApply(configmap)) => {
-                if let Err(error) = mirror(&client, &endpoint, &configmap).await {
+                if let Err(error) = mirror(&client, &endpoint, &configmap, &cluster_resource_namespace).await
+                {
                     warn!(configmap = %format!("{}/{}", configmap.namespace().unwrap_or_default(), configmap.name_any()), %error, "cannot serve this CRL yet");
                 }
             }
             Ok(watcher::Event::Delete(configmap)) => {
-                if let Some(found) = CrlConfigMap::read(&configmap) {
+                if let Some(found) = CrlConfigMap::read(&configmap, &cluster_resource_namespace) {
                     info!(scope = %found.scope, issuer = %found.issuer, "CRL ConfigMap deleted; no longer served");
                     endpoint.withdraw(&found.scope, &found.issuer);
                 }
@@ -48,18 +54,21 @@ pub async fn follow(client: Client, endpoint: PkiEndpoint, shutdown: watch::Rece
 }
 
 /// Serves what the CRL ConfigMap `configmap` holds, unless the endpoint already serves that
-/// CRL or a newer one of the same CA. Reads the CA Secret only for a CA it does not serve yet.
-pub async fn mirror(client: &Client, endpoint: &PkiEndpoint, configmap: &ConfigMap) -> Result<(), Error> {
-    let Some(found) = CrlConfigMap::read(configmap) else {
+/// CRL or a newer one of the same CA. Reads the CA Secret only for a CA it does not serve yet,
+/// and serves only a CRL that CA signed.
+pub async fn mirror(
+    client: &Client,
+    endpoint: &PkiEndpoint,
+    configmap: &ConfigMap,
+    cluster_resource_namespace: &str,
+) -> Result<(), Error> {
+    let Some(found) = CrlConfigMap::read(configmap, cluster_resource_namespace) else {
         return Ok(());
     };
     let served = endpoint
         .issuer(&found.scope, &found.issuer)
         .filter(|s| s.ca().certificate().fingerprint_sha256 == found.ca_fingerprint);
-    if served
-        .as_ref()
-        .is_some_and(|s| s.crl().number >= found.crl.number)
-    {
+    if served.as_ref().is_some_and(|s| s.crl().number >= found.number) {
         return Ok(());
     }
     let ca = match served {
@@ -71,9 +80,7 @@ pub async fn mirror(client: &Client, endpoint: &PkiEndpoint, configmap: &ConfigM
             };
             let secret = get_secret(client, &found.namespace, &found.ca_secret).await?;
             match parse_ca(&found.namespace, &ca, secret.as_ref()) {
-                // A CA Secret replaced since the CRL was signed: the leader signs a new one.
-                Ok(pair) if pair.certificate().fingerprint_sha256 == found.ca_fingerprint => pair.into(),
-                Ok(_) => return Ok(()),
+                Ok(pair) => std::sync::Arc::new(pair),
                 Err(problem) => {
                     debug!(%problem, "the CA of a CRL ConfigMap cannot be read");
                     return Ok(());
@@ -81,12 +88,14 @@ pub async fn mirror(client: &Client, endpoint: &PkiEndpoint, configmap: &ConfigM
             }
         }
     };
-    debug!(scope = %found.scope, issuer = %found.issuer, number = found.crl.number, "serving a CRL");
-    endpoint.publish(
-        &found.scope,
-        &found.issuer,
-        ServedIssuer::new(ca, found.revoked, found.crl),
-    );
+    // A CA Secret replaced since the CRL was signed, or a CRL not signed by it: not served
+    // (the leader signs a new one).
+    let Some((revoked, crl)) = CrlConfigMap::verified(configmap, ca.certificate()) else {
+        debug!(scope = %found.scope, issuer = %found.issuer, "a CRL ConfigMap its CA did not sign");
+        return Ok(());
+    };
+    debug!(scope = %found.scope, issuer = %found.issuer, number = crl.number, "serving a CRL");
+    endpoint.publish(&found.scope, &found.issuer, ServedIssuer::new(ca, revoked, crl));
     Ok(())
 }
 
@@ -126,7 +135,7 @@ mod tests {
         drop(ctx);
         let endpoint = PkiEndpoint::default();
         let (c, e, m) = (client.clone(), endpoint.clone(), configmap.clone());
-        let task = tokio::spawn(async move { mirror(&c, &e, &m).await });
+        let task = tokio::spawn(async move { mirror(&c, &e, &m, CLUSTER_RESOURCE_NAMESPACE).await });
         api.expect(Method::GET, "/api/v1/namespaces/apps/secrets/root-ca")
             .await
             .ok(to_json(&secret));
@@ -137,21 +146,28 @@ mod tests {
         assert_eq!(crl.status(), http::StatusCode::OK);
 
         // The same CRL again (a re-list): nothing is read.
-        mirror(&client, &endpoint, &configmap).await.unwrap();
-        // A CRL of another CA (the Secret replaced, the leader not yet re-signed): kept as is.
-        let mut other = configmap.clone();
-        other
-            .metadata
-            .annotations
-            .as_mut()
-            .unwrap()
-            .insert(crl::ANNOTATION_CA_FINGERPRINT.into(), "AB:CD".into());
-        let task = tokio::spawn(async move { mirror(&client, &endpoint, &other).await.map(|_| endpoint) });
-        api.expect(Method::GET, "/api/v1/namespaces/apps/secrets/root-ca")
+        mirror(&client, &endpoint, &configmap, CLUSTER_RESOURCE_NAMESPACE)
             .await
-            .ok(to_json(&secret));
-        let endpoint = task.await.unwrap().unwrap();
+            .unwrap();
+        // Someone who may write ConfigMaps there swaps in a newer CRL without the entry,
+        // signed by a key of their own: not served; the CA's own CRL stays.
+        let forger = root_ca(now);
+        let forger = parse_ca(
+            NAMESPACE,
+            &CaIssuer {
+                secret_name: "root-ca".into(),
+                ..CaIssuer::default()
+            },
+            Some(&forger),
+        )
+        .unwrap();
+        let forged = build_crl(&forger, &[], 4, now).unwrap();
+        let forged = crl::desired_configmap(NAMESPACE, "Issuer", "ca", "root-ca", &forged, &fingerprint);
+        mirror(&client, &endpoint, &forged, CLUSTER_RESOURCE_NAMESPACE)
+            .await
+            .unwrap();
         assert_eq!(endpoint.issuer(NAMESPACE, "ca").unwrap().crl(), &signed);
+        drop(client);
         api.expect_no_more().await;
     }
 }
