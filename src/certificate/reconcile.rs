@@ -127,7 +127,7 @@ pub async fn reconcile(
         namespace: &records_namespace,
     };
     let revoked = records.revoked(&ctx.revocations, &mut Vec::new());
-    let revoke_request = revoke_request(cert);
+    let revoke_request = revoke_request(cert, &ctx).await;
     let certificate = format!("{}/{}", key.0, key.1);
     let pending_revoke =
         revoke_request.filter(|r| !records.answered(&ctx.revocations, &certificate, r.requested_at));
@@ -249,12 +249,15 @@ fn revocation_of_serial<'a>(revoked: &'a [RevokedSerial], serial_hex: &str) -> O
 }
 
 /// The annotations `certkeeper.io/revoke-requested-at` and `certkeeper.io/revocation-reason`,
-/// when set. A value that cannot be read revokes nothing (never on a guess) and is warned about.
-fn revoke_request(cert: &Certificate) -> Option<RevokeRequest> {
+/// when set. A value that cannot be read revokes nothing (never on a guess); the Certificate
+/// gets a Warning Event saying why.
+async fn revoke_request(cert: &Certificate, ctx: &Context) -> Option<RevokeRequest> {
     match RevokeRequest::from_annotations(cert.annotations()) {
         Ok(request) => request,
         Err(e) => {
             warn!(certificate = %object_name(cert), error = %e, "ignoring the revoke request");
+            let event = events::invalid_revoke_request(&e.to_string());
+            events::publish(ctx, event, &cert.object_ref(&())).await;
             None
         }
     }

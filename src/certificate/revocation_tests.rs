@@ -290,3 +290,80 @@ async fn a_revoke_request_in_the_future_waits_for_its_time() {
     let action = run_to_end(task, ctx, api).await;
     assert_eq!(action, Action::requeue(std::time::Duration::from_secs(3601)));
 }
+
+#[tokio::test]
+async fn a_cluster_issuers_record_lives_in_the_cluster_resource_namespace() {
+    let ca = ca_secret(
+        "root-ca",
+        CLUSTER_RESOURCE_NAMESPACE,
+        "root",
+        ts(NOW) - SignedDuration::from_hours(1),
+        30,
+    );
+    let mut cert = certificate("web", "cluster-ca", &["web.apps.svc"]);
+    cert.spec.issuer_ref.kind = Some("ClusterIssuer".into());
+    let ca_path = "/api/v1/namespaces/certkeeper-system/secrets/root-ca";
+    let cluster = || vec![ca_cluster_issuer("cluster-ca", "root-ca")];
+
+    let records = Writer::default();
+    let at = ts(NOW);
+    let (ctx, mut api) = context_with_records(vec![], cluster(), records.as_reader(), Arc::new(move || at));
+    let task = tokio::spawn(reconcile(
+        Arc::new(DeserializeGuard(Ok(cert.clone()))),
+        ctx.clone(),
+    ));
+    api.expect(Method::GET, ca_path).await.ok(to_json(&ca));
+    api.expect(Method::GET, SECRET_PATH).await.not_found();
+    let (secret, _, _) = expect_issuance(&mut api, &cert, 1).await;
+    run_to_end(task, ctx, api).await;
+    let serial = leaf_of(&secret).serial_hex;
+
+    let cert = annotated(&cert, REQUESTED, Some("superseded"));
+    let later = ts(NOW) + SignedDuration::from_hours(1);
+    let (ctx, mut api) =
+        context_with_records(vec![], cluster(), records.as_reader(), Arc::new(move || later));
+    let task = tokio::spawn(reconcile(
+        Arc::new(DeserializeGuard(Ok(cert.clone()))),
+        ctx.clone(),
+    ));
+    api.expect(Method::GET, ca_path).await.ok(to_json(&ca));
+    api.expect(Method::GET, SECRET_PATH).await.ok(secret.clone());
+    let record = api
+        .expect(
+            Method::PATCH,
+            &format!(
+                "/apis/certkeeper.io/v1/namespaces/certkeeper-system/certificaterevocations/clusterissuer-cluster-ca-{serial}"
+            ),
+        )
+        .await;
+    assert_eq!(record.body["spec"]["issuerRef"]["kind"], "ClusterIssuer");
+    assert_eq!(record.body["spec"]["reason"], "superseded");
+    assert_eq!(
+        record.body["metadata"]["annotations"]["certkeeper.io/certificate"],
+        "apps/web"
+    );
+    record.echo();
+    expect_issuance(&mut api, &cert, 2).await;
+    run_to_end(task, ctx, api).await;
+}
+
+#[tokio::test]
+async fn an_unreadable_revoke_request_revokes_nothing_and_says_why() {
+    let ca = root_ca(ts(NOW));
+    let (cert, secret) = issued(&ca).await;
+    let cert = annotated(&cert, "yesterday", Some("keyCompromise"));
+    let records = Writer::default();
+    let (ctx, mut api) = under_ca(&records, ts(NOW) + SignedDuration::from_hours(1));
+    let task = tokio::spawn(reconcile(
+        Arc::new(DeserializeGuard(Ok(cert.clone()))),
+        ctx.clone(),
+    ));
+    api.expect(Method::GET, CA_SECRET_PATH).await.ok(to_json(&ca));
+    let event = api.expect(Method::POST, EVENTS_PATH).await;
+    assert_eq!(event.body["type"], "Warning");
+    assert_eq!(event.body["reason"], "InvalidRevokeRequest");
+    assert!(event.body["note"].as_str().unwrap().contains("yesterday"));
+    event.echo();
+    api.expect(Method::GET, SECRET_PATH).await.ok(secret);
+    run_to_end(task, ctx, api).await;
+}

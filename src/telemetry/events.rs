@@ -12,6 +12,7 @@ pub const ISSUED: &str = "Issued";
 pub const RENEWED: &str = "Renewed";
 pub const ISSUANCE_FAILED: &str = "IssuanceFailed";
 pub const REVOKED: &str = "Revoked";
+pub const INVALID_REVOKE_REQUEST: &str = "InvalidRevokeRequest";
 pub use crate::certificate::expiry::{EXPIRED, EXPIRING_SOON};
 
 const ACTION_ISSUE: &str = "Issue";
@@ -54,6 +55,17 @@ pub fn revoked(serial: &str, reason: &str, revoked_at: Timestamp) -> Event {
         note: Some(format!(
             "Revoked certificate with serial {serial} (reason {reason}, at {revoked_at}); re-issued with a new key"
         )),
+        action: ACTION_REVOKE.into(),
+        secondary: None,
+    }
+}
+
+/// Warning `InvalidRevokeRequest`: the revoke annotations cannot be read; nothing is revoked.
+pub fn invalid_revoke_request(why: &str) -> Event {
+    Event {
+        type_: EventType::Warning,
+        reason: INVALID_REVOKE_REQUEST.into(),
+        note: Some(format!("Nothing revoked: {why}")),
         action: ACTION_REVOKE.into(),
         secondary: None,
     }
