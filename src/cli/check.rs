@@ -1,4 +1,4 @@
-//! `check api [--wait DURATION]`: the certkeeper.io/v1 API is served, its three CRDs are
+//! `check api [--wait DURATION]`: the certkeeper.io/v1 API is served, its four CRDs are
 //! established, and a Certificate passes a server-side dry-run create. Scripts and CI wait on
 //! it; the exit is non-zero with the reason otherwise.
 
@@ -15,7 +15,14 @@ use super::{CliError, ClusterArgs, namespace_or_default};
 use crate::api::{Certificate, CertificateSpec, GROUP, IssuerRef};
 
 /// The resources of certkeeper.io/v1, plural, as discovery lists them.
-const RESOURCES: [&str; 3] = ["certificates", "issuers", "clusterissuers"];
+/// A controller without the CertificateRevocation CRD never gets ready (its watch of records
+/// never lists), so that one is checked too.
+const RESOURCES: [&str; 4] = [
+    "certificates",
+    "issuers",
+    "clusterissuers",
+    "certificaterevocations",
+];
 /// Between two attempts of `--wait`.
 const RETRY_EVERY: Duration = Duration::from_secs(2);
 

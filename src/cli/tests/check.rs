@@ -1,4 +1,4 @@
-//! `check api`: discovery, the three CRDs established, a dry-run create.
+//! `check api`: discovery, the four CRDs established, a dry-run create.
 
 use http::Method;
 
@@ -25,7 +25,8 @@ fn discovery() -> Value {
     json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "certkeeper.io/v1",
            "resources": [resource("certificates", "Certificate", true),
                          resource("issuers", "Issuer", true),
-                         resource("clusterissuers", "ClusterIssuer", false)]})
+                         resource("clusterissuers", "ClusterIssuer", false),
+                         resource("certificaterevocations", "CertificateRevocation", true)]})
 }
 
 fn crd(name: &str, established: &str) -> Value {
@@ -42,7 +43,12 @@ async fn answer_healthy(server: &mut ApiServer) {
         .expect(Method::GET, "/apis/certkeeper.io/v1")
         .await
         .ok(discovery());
-    for name in ["certificates", "issuers", "clusterissuers"] {
+    for name in [
+        "certificates",
+        "issuers",
+        "clusterissuers",
+        "certificaterevocations",
+    ] {
         let name = format!("{name}.certkeeper.io");
         let path = format!("/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}");
         server.expect(Method::GET, &path).await.ok(crd(&name, "True"));
@@ -118,7 +124,12 @@ async fn a_refused_dry_run_fails_the_check() {
         .expect(Method::GET, "/apis/certkeeper.io/v1")
         .await
         .ok(discovery());
-    for name in ["certificates", "issuers", "clusterissuers"] {
+    for name in [
+        "certificates",
+        "issuers",
+        "clusterissuers",
+        "certificaterevocations",
+    ] {
         let name = format!("{name}.certkeeper.io");
         let path = format!("/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}");
         server.expect(Method::GET, &path).await.ok(crd(&name, "True"));
