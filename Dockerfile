@@ -28,5 +28,7 @@ COPY --from=builder /build/target/release/certkeeper /certkeeper
 USER 65532:65532
 # /metrics, /healthz and /readyz.
 EXPOSE 9402
+# CRLs and OCSP of the CA issuers.
+EXPOSE 9403
 ENTRYPOINT ["/certkeeper"]
 CMD ["controller"]

@@ -131,6 +131,8 @@ fn main() {
         certificates: trimmed,
         issuers: Writer::default().as_reader(),
         cluster_issuers: Writer::default().as_reader(),
+        revocations: Writer::default().as_reader(),
+        cluster_resource_namespace: String::new(),
         clock: Arc::new(jiff::Timestamp::now),
     });
     let started = Instant::now();

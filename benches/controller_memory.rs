@@ -201,6 +201,13 @@ fn answer(
         (&Method::GET, ["apis", "certkeeper.io", "v1", "clusterissuers"]) => {
             (StatusCode::OK, list(vec![], false, query))
         }
+        // No revocations: the records and the CRL ConfigMaps every replica watches are empty.
+        (&Method::GET, ["apis", "certkeeper.io", "v1", "certificaterevocations"]) => {
+            (StatusCode::OK, list(vec![], false, query))
+        }
+        (&Method::GET, ["api", "v1", "configmaps"]) => (StatusCode::OK, list(vec![], false, query)),
+        // The CA Issuer's CRL ConfigMap: missing, then applied (and not watched back).
+        (&Method::PATCH, ["api", "v1", "namespaces", _, "configmaps", _]) => (StatusCode::OK, body.to_vec()),
         (&Method::GET, ["api", "v1", "secrets"]) => {
             let mut items: Vec<Value> = state.secrets.values().map(|s| metadata_only(s)).collect();
             if query.contains("fieldSelector") {
@@ -381,6 +388,8 @@ impl Controller {
                 "--metrics-bind-address",
             ])
             .arg(format!("127.0.0.1:{metrics_port}"))
+            // Any free port: the bench reads no CRL.
+            .args(["--pki-bind-address", "127.0.0.1:0"])
             .env("KUBECONFIG", kubeconfig.path())
             .env("RUST_LOG", "warn")
             .stderr(std::process::Stdio::null())

@@ -7,6 +7,7 @@ mod cli;
 mod lifecycle;
 mod observability;
 mod operations;
+mod revocation;
 mod support;
 mod trust;
 mod user_story;

@@ -339,6 +339,12 @@ impl TestEnv {
         self.controller.http_get(path).await
     }
 
+    /// GETs `path` from the controller's PKI endpoint (CRLs, OCSP): the status code and body.
+    pub async fn controller_pki(&self, path: &str) -> (u16, Vec<u8>) {
+        self.controller.assert_running();
+        self.controller.pki_get(path).await
+    }
+
     /// Stops the controller (SIGTERM) and starts a new one with the same arguments, as a
     /// rollout or a crash would; returns once the new one answers /readyz with 200.
     pub async fn restart_controller(&mut self) {
@@ -660,6 +666,8 @@ pub struct ControllerProcess {
     log: PathBuf,
     /// Where it serves /metrics, /healthz and /readyz.
     http: std::net::SocketAddr,
+    /// Where it serves CRLs and OCSP (`--pki-bind-address`).
+    pki: std::net::SocketAddr,
 }
 
 impl ControllerProcess {
@@ -668,6 +676,10 @@ impl ControllerProcess {
         let log = &work_dir.join(format!("{name}.log"));
         // A free loopback port, so a controller already running on this machine is no obstacle.
         let http = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("find a free loopback port");
+        // The PKI endpoint too: several controllers of one test must not share :9403.
+        let pki = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("find a free loopback port");
         let file = File::create(log).unwrap_or_else(|e| panic!("create {}: {e}", log.display()));
@@ -680,6 +692,8 @@ impl ControllerProcess {
                 cluster_resource_namespace,
                 "--metrics-bind-address",
                 &http.to_string(),
+                "--pki-bind-address",
+                &pki.to_string(),
             ])
             // `{namespace}` in an argument stands for the test namespace, unknown to the test
             // when it writes the arguments.
@@ -700,7 +714,38 @@ impl ControllerProcess {
             child: Mutex::new(child),
             log: log.to_owned(),
             http,
+            pki,
         }
+    }
+
+    /// GETs `path` (`/crl/...`) from the controller's PKI endpoint: the status code and the
+    /// body's bytes (a CRL is DER); code 0 when nothing answers (yet).
+    pub async fn pki_get(&self, path: &str) -> (u16, Vec<u8>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let Ok(mut stream) = tokio::net::TcpStream::connect(self.pki).await else {
+            return (0, Vec::new());
+        };
+        let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+        stream
+            .write_all(request.as_bytes())
+            .await
+            .expect("send the request");
+        let mut response = Vec::new();
+        stream
+            .read_to_end(&mut response)
+            .await
+            .expect("read the response");
+        let split = response
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .unwrap_or(response.len());
+        let head = String::from_utf8_lossy(&response[..split]).into_owned();
+        let code = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or_else(|| panic!("not an HTTP response: {head}"));
+        (code, response.get(split + 4..).unwrap_or_default().to_vec())
     }
 
     /// GETs `path` from the controller's HTTP endpoint: the status code and the body; code 0

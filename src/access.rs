@@ -52,8 +52,19 @@ pub const API_ACCESS: &[ApiAccess] = &[
     cluster("certkeeper.io", "issuers", "watch"),
     cluster("certkeeper.io", "clusterissuers", "list"),
     cluster("certkeeper.io", "clusterissuers", "watch"),
+    // runner/controllers.rs: the revocation records, watched in all namespaces into one cache
+    // (cluster/revocations.rs) that Certificates and issuers read.
+    cluster("certkeeper.io", "certificaterevocations", "list"),
+    cluster("certkeeper.io", "certificaterevocations", "watch"),
+    // certificate/reconcile.rs apply_revocation: server-side apply of the record revoking an
+    // annotated Certificate's certificate (create when new).
+    cluster("certkeeper.io", "certificaterevocations", "patch"),
+    cluster("certkeeper.io", "certificaterevocations", "create"),
     // certificate/reconcile.rs write_status: server-side apply of the status.
     cluster("certkeeper.io", "certificates/status", "patch"),
+    // issuer/reconcile.rs report_records: server-side apply of a revocation record's status
+    // (listed in its issuer's CRL, or unreadable).
+    cluster("certkeeper.io", "certificaterevocations/status", "patch"),
     // issuer/reconcile.rs reconcile: server-side apply of the status, both issuer kinds.
     cluster("certkeeper.io", "issuers/status", "patch"),
     cluster("certkeeper.io", "clusterissuers/status", "patch"),
@@ -68,6 +79,15 @@ pub const API_ACCESS: &[ApiAccess] = &[
     // does not exist yet the API server authorizes the apply as create.
     cluster("", "secrets", "patch"),
     cluster("", "secrets", "create"),
+    // issuer/reconcile.rs publish_crl: a CA issuer's CRL ConfigMap `<issuer>-crl`, read once per
+    // process and server-side applied (create when new), in any issuer's namespace.
+    cluster("", "configmaps", "get"),
+    // runner/pki.rs follow: every replica watches the CRL ConfigMaps (label-selected, all
+    // namespaces) and serves them, reading each CA Secret once (secrets get, above).
+    cluster("", "configmaps", "list"),
+    cluster("", "configmaps", "watch"),
+    cluster("", "configmaps", "patch"),
+    cluster("", "configmaps", "create"),
     // telemetry/events.rs publish and issuer/reconcile.rs: kube's Recorder creates an Event in
     // the object's namespace ("default" for a ClusterIssuer) and patches it on a repeat.
     cluster("events.k8s.io", "events", "create"),
@@ -76,21 +96,18 @@ pub const API_ACCESS: &[ApiAccess] = &[
     // (metadata only, for their labels), the targets (ConfigMaps and Secrets labelled
     // certkeeper.io/bundle, metadata only, all namespaces; the source ConfigMaps of the
     // cluster-resource namespace fall under the same grant).
+    // (configmaps list and watch: above).
     cluster("certkeeper.io", "bundles", "list"),
     cluster("certkeeper.io", "bundles", "watch"),
     cluster("", "namespaces", "list"),
     cluster("", "namespaces", "watch"),
-    cluster("", "configmaps", "list"),
-    cluster("", "configmaps", "watch"),
     // bundle/reconcile.rs write_status: server-side apply of the status.
     cluster("certkeeper.io", "bundles/status", "patch"),
     // bundle/reconcile.rs read_source: a configMap source, only in the cluster-resource
-    // namespace (a secret source is read with the `secrets get` above).
-    own_namespace("", "configmaps", "get"),
+    // namespace (configmaps get above; a secret source is read with the `secrets get`).
     // bundle/reconcile.rs apply and delete: the targets in every selected namespace, written
-    // with server-side apply (create when missing) and removed when no longer selected.
-    cluster("", "configmaps", "patch"),
-    cluster("", "configmaps", "create"),
+    // with server-side apply (configmaps patch and create above) and removed when no longer
+    // selected.
     cluster("", "configmaps", "delete"),
     cluster("", "secrets", "delete"),
     // Leader election (kube-lease-manager): reads the Lease, creates it if missing, patches it

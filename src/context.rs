@@ -14,7 +14,9 @@ use crate::api::{Certificate, ClusterIssuer, Issuer};
 use crate::certificate::verdict::Verdict;
 use crate::cluster::WatchedCache;
 use crate::cluster::ca::CaKeyPairs;
+use crate::cluster::revocations::Revocations;
 use crate::issuer::rotation::RotationSettings;
+use crate::revocation::PkiEndpoint;
 use crate::telemetry::metrics::{Caches, Metrics};
 
 /// The field manager of every server-side apply certkeeper makes.
@@ -34,6 +36,10 @@ pub struct Context {
     pub recorder: Recorder,
     pub issuers: Store<DeserializeGuard<Issuer>>,
     pub cluster_issuers: Store<DeserializeGuard<ClusterIssuer>>,
+    /// Every CertificateRevocation, from its watch: the revoked serials of each issuer.
+    pub revocations: Revocations,
+    /// What the PKI endpoint serves: each CA issuer's key pair, revoked serials and CRL.
+    pub pki: PkiEndpoint,
     /// The only namespace a ClusterIssuer reads CA Secrets from.
     pub cluster_resource_namespace: String,
     /// Remaining validities that deserve an ExpiringSoon warning (`--expiry-warning-thresholds`).
@@ -91,6 +97,8 @@ impl Context {
             client,
             issuers: caches.issuers.clone(),
             cluster_issuers: caches.cluster_issuers.clone(),
+            revocations: caches.revocations.clone(),
+            pki: PkiEndpoint::default(),
             cluster_resource_namespace,
             expiry_thresholds,
             clock: caches.clock.clone(),

@@ -506,9 +506,11 @@ fn probes_and_service_point_at_the_metrics_endpoint() {
         Object::Service(s) => Some(s),
         _ => None,
     });
-    assert_eq!(services.len(), 1);
-    let service = services[0];
-    assert_eq!(service.metadata.name.as_deref(), Some("certkeeper-metrics"));
+    assert_eq!(services.len(), 2);
+    let service = services
+        .iter()
+        .find(|s| s.metadata.name.as_deref() == Some("certkeeper-metrics"))
+        .expect("Service certkeeper-metrics");
     let spec = service.spec.as_ref().unwrap();
     let labels = pod_labels(deployment);
     let selector = spec.selector.clone().unwrap_or_default();
@@ -516,6 +518,33 @@ fn probes_and_service_point_at_the_metrics_endpoint() {
     let service_port = &spec.ports.as_ref().unwrap()[0];
     assert_eq!(service_port.port, 9402);
     assert!(points_at_metrics(service_port.target_port.as_ref().unwrap()));
+
+    // The PKI endpoint: --pki-bind-address, its container port, and the certkeeper-pki Service.
+    let args = container.args.as_deref().unwrap_or_default();
+    let pki_port: i32 = args
+        .iter()
+        .find_map(|a| a.strip_prefix("--pki-bind-address="))
+        .expect("args set --pki-bind-address")
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let declared = ports
+        .iter()
+        .find(|p| p.name.as_deref() == Some("http-pki"))
+        .expect("a port named http-pki");
+    assert_eq!(declared.container_port, pki_port);
+    let pki = services
+        .iter()
+        .find(|s| s.metadata.name.as_deref() == Some("certkeeper-pki"))
+        .expect("Service certkeeper-pki");
+    let spec = pki.spec.as_ref().unwrap();
+    let selector = spec.selector.clone().unwrap_or_default();
+    assert!(!selector.is_empty() && selector.iter().all(|(k, v)| labels.get(k) == Some(v)));
+    let port = &spec.ports.as_ref().unwrap()[0];
+    assert_eq!(port.port, 9403);
+    assert_eq!(port.target_port, Some(IntOrString::String("http-pki".into())));
 }
 
 #[test]

@@ -17,10 +17,17 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
-    #[error("updating the status of {kind} {object}: {source}")]
-    PatchStatus {
-        kind: &'static str,
-        object: String,
+    #[error("writing CertificateRevocation {namespace}/{name}: {source}")]
+    ApplyRevocation {
+        namespace: String,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("writing ConfigMap {namespace}/{name}: {source}")]
+    ApplyConfigMap {
+        namespace: String,
+        name: String,
         #[source]
         source: kube::Error,
     },
@@ -28,6 +35,19 @@ pub enum Error {
     ReadConfigMap {
         namespace: String,
         name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("{kind} {object}: cannot sign its CRL: {reason}")]
+    SignCrl {
+        kind: &'static str,
+        object: String,
+        reason: String,
+    },
+    #[error("updating the status of {kind} {object}: {source}")]
+    PatchStatus {
+        kind: &'static str,
+        object: String,
         #[source]
         source: kube::Error,
     },
@@ -79,8 +99,13 @@ impl Error {
             | Self::PatchStatus { source, .. }
             | Self::ReadConfigMap { source, .. }
             | Self::ApplyTarget { source, .. }
-            | Self::DeleteTarget { source, .. } => is_unavailable(source),
-            Self::IssuanceTask { .. } | Self::MissingField { .. } | Self::EncodeTruststore { .. } => false,
+            | Self::DeleteTarget { source, .. }
+            | Self::ApplyRevocation { source, .. }
+            | Self::ApplyConfigMap { source, .. } => is_unavailable(source),
+            Self::IssuanceTask { .. }
+            | Self::MissingField { .. }
+            | Self::EncodeTruststore { .. }
+            | Self::SignCrl { .. } => false,
         }
     }
 
@@ -90,9 +115,12 @@ impl Error {
             Self::ReadSecret { .. } => "read_secret",
             Self::ApplySecret { .. } => "apply_secret",
             Self::PatchStatus { .. } => "patch_status",
+            Self::ApplyRevocation { .. } => "apply_revocation",
+            Self::ApplyConfigMap { .. } => "apply_configmap",
+            Self::ReadConfigMap { .. } => "read_configmap",
+            Self::SignCrl { .. } => "sign_crl",
             Self::IssuanceTask { .. } => "issuance_task",
             Self::MissingField { .. } => "missing_field",
-            Self::ReadConfigMap { .. } => "read_configmap",
             Self::ApplyTarget { .. } => "apply_target",
             Self::DeleteTarget { .. } => "delete_target",
             Self::EncodeTruststore { .. } => "encode_truststore",

@@ -37,6 +37,7 @@ const STEP: SignedDuration = SignedDuration::from_secs(15);
 /// What the in-memory API server holds.
 struct Cluster {
     secrets: BTreeMap<String, Secret>,
+    configmaps: BTreeMap<String, Value>,
     /// Every write of each workload Secret: when, and what a pod mounting it would see.
     history: BTreeMap<String, Vec<(Timestamp, Arc<Mounted>)>>,
     certificates: BTreeMap<String, Certificate>,
@@ -138,6 +139,23 @@ impl Cluster {
                 self.issuer.metadata.resource_version = Some(version);
                 (StatusCode::OK, to_json(&self.issuer))
             }
+            // The issuer's CRL ConfigMap (revocation): kept, not looked at here.
+            (&Method::GET, ["api", "v1", "namespaces", _, "configmaps", name]) => {
+                match self.configmaps.get(*name) {
+                    Some(configmap) => (StatusCode::OK, configmap.clone()),
+                    None => (
+                        StatusCode::NOT_FOUND,
+                        serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                                           "reason": "NotFound", "code": 404}),
+                    ),
+                }
+            }
+            (&Method::PATCH, ["api", "v1", "namespaces", _, "configmaps", name]) => {
+                let mut configmap: Value = serde_json::from_slice(body).unwrap();
+                configmap["metadata"]["resourceVersion"] = self.version().into();
+                self.configmaps.insert((*name).to_owned(), configmap.clone());
+                (StatusCode::OK, configmap)
+            }
             (&Method::POST | &Method::PATCH, ["apis", "events.k8s.io", ..]) => {
                 let event: Value = serde_json::from_slice(body).unwrap_or_default();
                 if event["regarding"]["kind"] == "Issuer" {
@@ -198,6 +216,8 @@ impl Controller {
                 certificates: certificate_store,
                 issuers: issuer_store,
                 cluster_issuers,
+                revocations: store(Vec::new()),
+                cluster_resource_namespace: CLUSTER_RESOURCE_NAMESPACE.into(),
                 clock: Arc::new(move || clock_source.lock().unwrap().now),
             },
             CLUSTER_RESOURCE_NAMESPACE.into(),
@@ -311,6 +331,7 @@ impl Simulation {
             .collect();
         let mut cluster = Cluster {
             secrets: BTreeMap::new(),
+            configmaps: BTreeMap::new(),
             history: BTreeMap::new(),
             certificates,
             issuer,

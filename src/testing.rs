@@ -244,12 +244,25 @@ pub fn context_with_clock(
     cluster_issuers: Vec<ClusterIssuer>,
     clock: crate::context::Clock,
 ) -> (Arc<Context>, ApiServer) {
+    context_with_records(issuers, cluster_issuers, store(Vec::new()), clock)
+}
+
+/// A context like `context_with_clock`'s whose cache of CertificateRevocations is `records`
+/// (a store the test may keep writing to, as the watch would).
+pub fn context_with_records(
+    issuers: Vec<Issuer>,
+    cluster_issuers: Vec<ClusterIssuer>,
+    records: crate::cluster::revocations::Revocations,
+    clock: crate::context::Clock,
+) -> (Arc<Context>, ApiServer) {
     let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let client = Client::new(service, "default");
     let caches = Caches {
         certificates: store(Vec::new()),
         issuers: store(issuers),
         cluster_issuers: store(cluster_issuers),
+        revocations: records,
+        cluster_resource_namespace: CLUSTER_RESOURCE_NAMESPACE.into(),
         clock,
     };
     let ctx = Context::new(
@@ -287,6 +300,8 @@ pub fn metrics(
         certificates: store(certificates),
         issuers: store(issuers),
         cluster_issuers: store(cluster_issuers),
+        revocations: store(Vec::new()),
+        cluster_resource_namespace: CLUSTER_RESOURCE_NAMESPACE.into(),
         clock: Arc::new(|| ts("2026-11-23T12:00:00Z")),
     })
 }

@@ -5,7 +5,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
 };
 use kube::CustomResourceExt;
 
-use super::{Bundle, Certificate, ClusterIssuer, Issuer};
+use super::{Bundle, Certificate, CertificateRevocation, ClusterIssuer, Issuer};
 
 /// Every CRD certkeeper serves, in a stable order.
 pub fn all_crds() -> Vec<CustomResourceDefinition> {
@@ -19,6 +19,7 @@ pub fn all_crds() -> Vec<CustomResourceDefinition> {
         Issuer::crd(),
         ClusterIssuer::crd(),
         Bundle::crd(),
+        CertificateRevocation::crd(),
     ];
     for crd in &mut crds {
         let is_issuer = issuer_kinds.contains(&crd.spec.names.kind);
@@ -320,7 +321,13 @@ mod tests {
             !yaml.lines().any(|l| l.trim() == "- null"),
             "crds/ lists null in an enum"
         );
-        for kind in ["Certificate", "Issuer", "ClusterIssuer", "Bundle"] {
+        for kind in [
+            "Certificate",
+            "Issuer",
+            "ClusterIssuer",
+            "Bundle",
+            "CertificateRevocation",
+        ] {
             for node in nodes(&schema_of(kind)) {
                 if let Some(values) = node["enum"].as_array() {
                     assert!(!values.iter().any(|v| v.is_null()), "{kind}: {node}");
@@ -334,7 +341,13 @@ mod tests {
     #[test]
     fn no_cel_rule_reaches_an_object_schema_that_api_servers_before_1_29_cannot_read() {
         let mut rules = 0;
-        for kind in ["Certificate", "Issuer", "ClusterIssuer", "Bundle"] {
+        for kind in [
+            "Certificate",
+            "Issuer",
+            "ClusterIssuer",
+            "Bundle",
+            "CertificateRevocation",
+        ] {
             for node in nodes(&schema_of(kind)) {
                 if node.get("x-kubernetes-validations").is_none() {
                     continue;
@@ -374,6 +387,9 @@ mod tests {
             "- ciss",
             "- bundle",
             "jsonPath: .status.syncedTargets",
+            "- revocation",
+            "- keyCompromise",
+            "jsonPath: .spec.serialNumber",
         ] {
             assert!(yaml.contains(needle), "CRDs lack {needle:?}");
         }
@@ -393,5 +409,38 @@ mod tests {
             .map(|c| c.name.as_str())
             .collect();
         assert_eq!(columns, ["Ready", "Secret", "Issuer", "Expires", "Age"]);
+    }
+
+    #[test]
+    fn a_revocation_names_its_issuer_serial_and_reason() {
+        let crd = CertificateRevocation::crd();
+        assert_eq!(crd.spec.scope, "Namespaced");
+        let version = &crd.spec.versions[0];
+        assert!(
+            version
+                .subresources
+                .as_ref()
+                .and_then(|s| s.status.as_ref())
+                .is_some()
+        );
+        let columns: Vec<_> = version
+            .additional_printer_columns
+            .iter()
+            .flatten()
+            .map(|c| c.name.as_str())
+            .collect();
+        assert_eq!(columns, ["Issuer", "Serial", "Reason", "Age"]);
+        let spec = &schema_of("CertificateRevocation")["properties"]["spec"];
+        let required: Vec<&str> = spec["required"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        assert_eq!(required, ["issuerRef", "serialNumber"]);
+        let reasons = spec["properties"]["reason"]["enum"].as_array().unwrap();
+        assert_eq!(reasons.len(), 10);
+        assert!(reasons.contains(&json!("keyCompromise")));
+        assert!(reasons.contains(&json!("removeFromCRL")));
     }
 }

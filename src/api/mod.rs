@@ -1,11 +1,12 @@
-//! The `certkeeper.io/v1` API: Certificate, Issuer, ClusterIssuer and Bundle, and the CRDs
-//! derived from them.
+//! The `certkeeper.io/v1` API: Certificate, Issuer, ClusterIssuer, Bundle and
+//! CertificateRevocation, and the CRDs derived from them.
 
 mod bundle;
 mod certificate;
 mod condition;
 mod crd;
 mod issuer;
+mod revocation;
 
 pub use bundle::{
     BUNDLE_LABEL, Bundle, BundleSource, BundleSpec, BundleStatus, BundleTarget, IssuerSource, KeySource,
@@ -21,6 +22,9 @@ pub use crd::{all_crds, crds_yaml};
 pub use issuer::{
     CaIssuer, ClusterIssuer, ClusterIssuerSpec, Issuer, IssuerSpec, IssuerStatus, Rotation, RotationPhase,
     SelfSignedIssuer, TrustAnchor, TrustAnchorRole,
+};
+pub use revocation::{
+    CertificateRevocation, CertificateRevocationSpec, CertificateRevocationStatus, RevocationReasonName,
 };
 
 /// API group of every certkeeper kind.

@@ -20,4 +20,6 @@ mod policy_tests;
 #[cfg(test)]
 mod request_tests;
 #[cfg(test)]
+mod revocation_tests;
+#[cfg(test)]
 mod tests;

@@ -59,6 +59,8 @@ fn decide(
         renew_requested_at: requested.map(ts),
         rotation: crate::issuer::rotation::RotationGate::Now,
         uid: "uid",
+        revoked: &[],
+        revoke_request: None,
         now: ts(now),
     };
     match triggers::evaluate(&input, state) {

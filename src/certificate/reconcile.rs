@@ -18,16 +18,18 @@ use super::secret::{self, CurrentKeyPair, SecretMaterial, SecretState};
 use super::signer::{self, SignerProblem, Trust};
 use super::spec::{self, RenewBefore, ValidatedSpec};
 use super::status::{self, IssuedFacts, READY, reason};
-use super::triggers::{self, Decision, PolicyInput, Signer, Trigger};
+use super::triggers::{self, Decision, PolicyInput, Signer, Trigger, TriggerReason};
 use super::verdict::{self, Verdict, ca_pem_identity, signer_identity};
-use crate::api::{Certificate, CertificateStatus, RENEW_REQUESTED_AT, find_condition};
+use crate::api::{Certificate, CertificateRevocation, CertificateStatus, RENEW_REQUESTED_AT, find_condition};
 use crate::cluster::ObjectKey;
+use crate::cluster::revocations::{IssuerRecords, desired_record};
 use crate::cluster::secrets::get_secret;
 use crate::cluster::watched::ReadToken;
 use crate::context::{Context, FIELD_MANAGER};
 use crate::error::Error;
 use crate::issuer::reconcile::object_name;
 use crate::pki::{self, CertificateInfo, PkiError, PrivateKey};
+use crate::revocation::{RevokeRequest, RevokedSerial};
 use crate::telemetry::events;
 
 /// How long to wait before looking again at a Certificate whose issuer is missing or not
@@ -45,6 +47,14 @@ struct Observed<'a> {
     trust: Trust,
     /// `certkeeper.io/renew-requested-at`, when set and parseable.
     renew_requested_at: Option<Timestamp>,
+    /// `certkeeper.io/revoke-requested-at` (with its reason), when set and readable.
+    revoke_request: Option<RevokeRequest>,
+    /// The revoke request, unless a record made for this Certificate already answers it.
+    pending_revoke: Option<RevokeRequest>,
+    /// The issuer's revoked serials, from the CertificateRevocation cache.
+    revoked: Vec<RevokedSerial>,
+    /// The namespace the issuer's revocation records live in.
+    records_namespace: String,
     previous: CertificateStatus,
     now: Timestamp,
 }
@@ -109,6 +119,20 @@ pub async fn reconcile(
             ));
         }
     };
+    let records_namespace = match spec.issuer_ref.is_cluster() {
+        true => ctx.cluster_resource_namespace.clone(),
+        false => key.0.clone(),
+    };
+    let records = IssuerRecords {
+        kind: spec.issuer_ref.kind(),
+        name: &spec.issuer_ref.name,
+        namespace: &records_namespace,
+    };
+    let revoked = records.revoked(&ctx.revocations, &mut Vec::new());
+    let revoke_request = revoke_request(cert, &ctx).await;
+    let certificate = format!("{}/{}", key.0, key.1);
+    let pending_revoke =
+        revoke_request.filter(|r| !records.answered(&ctx.revocations, &certificate, r.requested_at));
     let observed = Observed {
         cert,
         key,
@@ -116,6 +140,10 @@ pub async fn reconcile(
         signer,
         trust,
         renew_requested_at: renew_requested_at(cert),
+        revoke_request,
+        pending_revoke,
+        revoked,
+        records_namespace,
         previous,
         now,
     };
@@ -128,6 +156,7 @@ pub async fn reconcile(
         uid: &uid,
         generation: cert.metadata.generation,
         renew_requested_at: observed.renew_requested_at,
+        revoke_requested_at: observed.revoke_request.map(|r| r.requested_at),
         signer: signer_id.as_ref(),
         ca_pem: ca_pem_id.as_ref(),
         gate: observed.trust.gate,
@@ -135,6 +164,7 @@ pub async fn reconcile(
     };
     if let Some((_, verdict)) = ctx.verdicts.get(&observed.key)
         && verdict.holds(&current)
+        && revocation_of_serial(&observed.revoked, &verdict.facts.serial_hex).is_none()
     {
         if verdict.precedes_own_status_write(cert.metadata.resource_version.as_deref()) {
             let facts = verdict.facts;
@@ -172,6 +202,8 @@ pub async fn reconcile(
         renew_requested_at: observed.renew_requested_at,
         rotation: observed.trust.gate,
         uid: &uid,
+        revoked: &observed.revoked,
+        revoke_request: observed.pending_revoke,
         now,
     };
     match triggers::evaluate(&input, &state) {
@@ -195,8 +227,91 @@ pub async fn reconcile(
             )
             .await
         }
-        Decision::Issue(trigger) => issue(&ctx, &observed, token, trigger, state, renewal_time).await,
+        Decision::Issue(trigger) => {
+            let revocation = match (&state, trigger.reason) {
+                (SecretState::Present(current), TriggerReason::Revoked) => {
+                    revocation_of_leaf(&observed, current.leaf())
+                }
+                _ => None,
+            };
+            issue(&ctx, &observed, token, trigger, state, renewal_time, revocation).await
+        }
     }
+}
+
+/// The revocation of the certificate a Secret holds, when the `Revoked` trigger fired for it.
+struct Revocation {
+    record: RevokedSerial,
+    /// Whether the record is still to be written (a revoke request), or exists already.
+    to_write: bool,
+}
+
+/// What revokes `leaf`: an existing record of its serial, else the record the pending revoke
+/// request asks for.
+fn revocation_of_leaf(observed: &Observed<'_>, leaf: &CertificateInfo) -> Option<Revocation> {
+    if let Some(record) = revocation_of_serial(&observed.revoked, &leaf.serial_hex) {
+        return Some(Revocation {
+            record: record.clone(),
+            to_write: false,
+        });
+    }
+    let request = observed.pending_revoke?;
+    request
+        .revokes(leaf, &observed.revoked, observed.now)
+        .map(|record| Revocation {
+            record,
+            to_write: true,
+        })
+}
+
+fn revocation_of_serial<'a>(revoked: &'a [RevokedSerial], serial_hex: &str) -> Option<&'a RevokedSerial> {
+    revoked.iter().find(|r| r.serial_hex == serial_hex)
+}
+
+/// The annotations `certkeeper.io/revoke-requested-at` and `certkeeper.io/revocation-reason`,
+/// when set. A value that cannot be read revokes nothing (never on a guess); the Certificate
+/// gets a Warning Event saying why.
+async fn revoke_request(cert: &Certificate, ctx: &Context) -> Option<RevokeRequest> {
+    match RevokeRequest::from_annotations(cert.annotations()) {
+        Ok(request) => request,
+        Err(e) => {
+            warn!(certificate = %object_name(cert), error = %e, "ignoring the revoke request");
+            let event = events::invalid_revoke_request(&e.to_string());
+            events::publish(ctx, event, &cert.object_ref(&())).await;
+            None
+        }
+    }
+}
+
+/// Writes the record revoking the Certificate's current certificate, before anything is
+/// re-issued: once it exists, the serial is revoked whatever happens next.
+async fn apply_revocation(
+    ctx: &Context,
+    observed: &Observed<'_>,
+    record: &RevokedSerial,
+) -> Result<(), Error> {
+    let certificate = format!("{}/{}", observed.key.0, observed.key.1);
+    let desired = desired_record(
+        &observed.spec.issuer_ref,
+        &observed.records_namespace,
+        record,
+        &certificate,
+    );
+    let name = desired.metadata.name.clone().unwrap_or_default();
+    let namespace = observed.records_namespace.clone();
+    Api::<CertificateRevocation>::namespaced(ctx.client.clone(), &namespace)
+        .patch(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&desired),
+        )
+        .await
+        .map(|_| ())
+        .map_err(|source| Error::ApplyRevocation {
+            namespace,
+            name,
+            source,
+        })
 }
 
 /// The annotation `certkeeper.io/renew-requested-at`, when it is an RFC 3339 time. Read once
@@ -243,6 +358,7 @@ fn remember(
         uid: observed.cert.metadata.uid.clone().unwrap_or_default(),
         generation: observed.cert.metadata.generation,
         renew_requested_at: observed.renew_requested_at,
+        revoke_requested_at: observed.revoke_request.map(|r| r.requested_at),
         signer: signer_identity(&observed.signer),
         ca_pem: ca_pem_identity(&observed.trust),
         gate: observed.trust.gate,
@@ -306,6 +422,7 @@ async fn report_ready(
     deadlines.extend([facts.renewal_time, facts.not_after]);
     deadlines.extend(observed.renew_requested_at);
     deadlines.extend(reissue_at);
+    deadlines.extend(observed.pending_revoke.map(|r| r.requested_at));
     Ok(Action::requeue(requeue_after(*now, &deadlines)))
 }
 
@@ -406,6 +523,7 @@ async fn issue(
     trigger: Trigger,
     state: SecretState,
     renewal_time: Option<Timestamp>,
+    revocation: Option<Revocation>,
 ) -> Result<Action, Error> {
     let Observed {
         cert,
@@ -416,6 +534,11 @@ async fn issue(
     } = observed;
     let now = *now;
     let generation = cert.metadata.generation;
+    // Revoking does not wait for a failed issuance's backoff.
+    if let Some(revocation) = revocation.as_ref().filter(|r| r.to_write) {
+        info!(certificate = %object_name(*cert), serial = %revocation.record.serial_hex, reason = %revocation.record.reason, "recording the revocation");
+        apply_revocation(ctx, observed, &revocation.record).await?;
+    }
     if let Some(at) = retry_at(previous, generation, observed.renew_requested_at)
         && now < at
     {
@@ -438,8 +561,10 @@ async fn issue(
                     revision.unwrap_or(1),
                 )
             });
+            // A revoked certificate's key is never used again.
             let reuse = (spec.rotation_policy == crate::api::PrivateKeyRotationPolicy::Never
-                && current.key.spec() == spec.key)
+                && current.key.spec() == spec.key
+                && trigger.reason != TriggerReason::Revoked)
                 .then_some(current.key);
             (facts, revision, reuse)
         }
@@ -503,6 +628,11 @@ async fn issue(
     let status = status::ready(previous, &facts, generation, now);
     let (_, mut deadlines) = settle(cert, ctx, previous, status, spec.renew_before, now).await?;
     info!(certificate = %object_name(*cert), serial = %leaf.serial_hex, not_after = %leaf.not_after, revision, "certificate issued");
+    if let Some(revocation) = &revocation {
+        let record = &revocation.record;
+        let event = events::revoked(&record.serial_hex, record.reason.name(), record.revoked_at);
+        events::publish(ctx, event, &cert.object_ref(&())).await;
+    }
     let event = if revision == 1 {
         events::issued(&leaf.serial_hex, leaf.not_after)
     } else {
@@ -516,6 +646,7 @@ async fn issue(
     events::publish(ctx, event, &cert.object_ref(&())).await;
     deadlines.extend([renewal_time, leaf.not_after]);
     deadlines.extend(observed.renew_requested_at);
+    deadlines.extend(observed.pending_revoke.map(|r| r.requested_at));
     Ok(Action::requeue(requeue_after(now, &deadlines)))
 }
 

@@ -1,7 +1,8 @@
 //! How many API requests a Certificate costs, against the mocked API server with one context
 //! kept across reconciles as the controller keeps it: an issuance reads once (the Secret) and
 //! writes three times (Secret, status, Event); the echoes of those writes and a steady-state
-//! reconcile make no request at all; a CA Secret is read once per resourceVersion.
+//! reconcile make no request at all; a CA Secret is read once per resourceVersion; revocation
+//! records come from their watch's cache, never a request.
 
 use std::sync::{Arc, Mutex};
 
@@ -264,6 +265,76 @@ async fn a_ca_secret_is_read_once_per_resource_version() {
         .await,
         &cert,
     );
+    api.expect(Method::POST, EVENTS_PATH).await.echo();
+    task.await.unwrap().unwrap();
+    api.assert_idle();
+}
+
+/// A CertificateRevocation of the Issuer `ca` for `serial`, as a person writes it.
+fn revocation(name: &str, serial: &str) -> crate::api::CertificateRevocation {
+    let mut record = crate::api::CertificateRevocation::new(
+        name,
+        crate::api::CertificateRevocationSpec {
+            issuer_ref: crate::api::IssuerRef {
+                name: "ca".into(),
+                kind: None,
+                group: None,
+            },
+            serial_number: serial.into(),
+            reason: None,
+            revoked_at: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(ts(NOW))),
+        },
+    );
+    record.metadata.namespace = Some(NAMESPACE.into());
+    record
+}
+
+#[tokio::test]
+async fn revocation_records_are_read_from_the_cache_and_only_the_secrets_own_serial_costs_a_read() {
+    use kube::runtime::reflector::store::Writer;
+    let now = Arc::new(Mutex::new(ts(NOW)));
+    let clock = now.clone();
+    let mut records = Writer::default();
+    let (ctx, mut api) = context_with_records(
+        vec![ca_issuer("ca", "root-ca")],
+        vec![],
+        records.as_reader(),
+        Arc::new(move || *clock.lock().unwrap()),
+    );
+    cache_the_ca(&ctx, &mut api, &root_ca(ts(NOW))).await;
+    let issued = issue_web(&ctx, &mut api, |_| {}).await;
+    let serial = issued
+        .cert
+        .status
+        .as_ref()
+        .unwrap()
+        .serial_number
+        .clone()
+        .unwrap();
+
+    // A record of another serial reaches the cache: the steady state still reads nothing.
+    records.apply_watcher_event(&Event::Apply(DeserializeGuard(Ok(revocation(
+        "other", "0badc0de",
+    )))));
+    *now.lock().unwrap() = ts(NOW) + SignedDuration::from_hours(1);
+    run(&issued.cert, &ctx).await;
+    api.assert_idle();
+
+    // A record of the Secret's serial: the verdict no longer holds; one read, then the
+    // issuance's writes and the Revoked Event.
+    records.apply_watcher_event(&Event::Apply(DeserializeGuard(Ok(revocation("leaked", &serial)))));
+    let task = tokio::spawn(reconcile(
+        Arc::new(DeserializeGuard(Ok(issued.cert.clone()))),
+        ctx.clone(),
+    ));
+    api.expect(Method::GET, SECRET_PATH)
+        .await
+        .ok(issued.secret.clone());
+    api.expect(Method::PATCH, SECRET_PATH).await.echo();
+    answer_status(api.expect(Method::PATCH, STATUS_PATH).await, &issued.cert);
+    let revoked = api.expect(Method::POST, EVENTS_PATH).await;
+    assert_eq!(revoked.body["reason"], "Revoked");
+    revoked.echo();
     api.expect(Method::POST, EVENTS_PATH).await.echo();
     task.await.unwrap().unwrap();
     api.assert_idle();

@@ -9,6 +9,7 @@ use super::secret::{CurrentKeyPair, SecretState};
 use super::spec::ValidatedSpec;
 use crate::issuer::rotation::RotationGate;
 use crate::pki::{CaKeyPair, CertificateInfo};
+use crate::revocation::{RevokeRequest, RevokedSerial, revocation_of};
 
 /// Why a certificate is (re-)issued.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -20,6 +21,7 @@ pub enum TriggerReason {
     IncorrectIssuer,
     SpecMismatch,
     CaRotated,
+    Revoked,
     Expired,
     ManuallyTriggered,
     RenewalDue,
@@ -36,6 +38,7 @@ impl TriggerReason {
             Self::IncorrectIssuer => "IncorrectIssuer",
             Self::SpecMismatch => "SecretMismatch",
             Self::CaRotated => "CARotated",
+            Self::Revoked => "Revoked",
             Self::Expired => "Expired",
             Self::ManuallyTriggered => "ManuallyTriggered",
             Self::RenewalDue => "Renewing",
@@ -82,6 +85,10 @@ pub struct PolicyInput<'a> {
     /// Where the issuer's CA rotation stands, and the Certificate's UID that spreads re-issues.
     pub rotation: RotationGate,
     pub uid: &'a str,
+    /// The issuer's revoked serials.
+    pub revoked: &'a [RevokedSerial],
+    /// `certkeeper.io/revoke-requested-at` (and reason), unless a record already answers it.
+    pub revoke_request: Option<RevokeRequest>,
     pub now: Timestamp,
 }
 
@@ -125,13 +132,47 @@ pub fn evaluate<'a>(input: &PolicyInput<'_>, secret: &'a SecretState) -> Decisio
 
 /// The policies that look at a parseable Secret, in order.
 fn policies(input: &PolicyInput<'_>, current: &CurrentKeyPair) -> Option<Trigger> {
-    key_mismatch(current)
-        .or_else(|| incorrect_issuer(input.spec, current))
-        .or_else(|| spec_mismatch(input.spec, input.signer, current.leaf()))
-        .or_else(|| ca_rotated(input.signer, current.leaf(), input.rotation, input.uid, input.now))
-        .or_else(|| expired(current.leaf(), input.now))
-        .or_else(|| manually_triggered(input.renew_requested_at, current.leaf(), input.now))
-        .or_else(|| renewal_due(input.renewal_time, input.now))
+    revoked(
+        input.revoked,
+        input.revoke_request.as_ref(),
+        current.leaf(),
+        input.now,
+    )
+    .or_else(|| key_mismatch(current))
+    .or_else(|| incorrect_issuer(input.spec, current))
+    .or_else(|| spec_mismatch(input.spec, input.signer, current.leaf()))
+    .or_else(|| ca_rotated(input.signer, current.leaf(), input.rotation, input.uid, input.now))
+    .or_else(|| expired(current.leaf(), input.now))
+    .or_else(|| manually_triggered(input.renew_requested_at, current.leaf(), input.now))
+    .or_else(|| renewal_due(input.renewal_time, input.now))
+}
+
+/// The certificate is revoked (its serial is in the issuer's records), or its revocation was
+/// requested after it was issued: re-issued at once, with a new key whatever the rotation
+/// policy, before any other policy is asked.
+pub fn revoked(
+    revoked: &[RevokedSerial],
+    request: Option<&RevokeRequest>,
+    leaf: &CertificateInfo,
+    now: Timestamp,
+) -> Option<Trigger> {
+    if let Some(record) = revocation_of(leaf, revoked) {
+        return fire(
+            TriggerReason::Revoked,
+            format!(
+                "the certificate with serial {} was revoked at {} ({})",
+                record.serial_hex, record.revoked_at, record.reason
+            ),
+        );
+    }
+    let request = request?;
+    request.revokes(leaf, revoked, now).and(fire(
+        TriggerReason::Revoked,
+        format!(
+            "revocation was requested at {} ({})",
+            request.requested_at, request.reason
+        ),
+    ))
 }
 
 /// The Secret's private key is not the certificate's.

@@ -18,6 +18,8 @@ pub struct Verdict {
     pub generation: Option<i64>,
     /// The renewal request it already answered.
     pub renew_requested_at: Option<Timestamp>,
+    /// The revoke request (`certkeeper.io/revoke-requested-at`) it already answered.
+    pub revoke_requested_at: Option<Timestamp>,
     /// The CA it was judged against (SHA-256 of its certificate; None for selfSigned).
     pub signer: Option<[u8; 32]>,
     /// The `ca.crt` the Secret holds (SHA-256; None for selfSigned) and the issuer's rotation
@@ -60,6 +62,7 @@ pub struct Current<'a> {
     pub uid: &'a str,
     pub generation: Option<i64>,
     pub renew_requested_at: Option<Timestamp>,
+    pub revoke_requested_at: Option<Timestamp>,
     pub signer: Option<&'a [u8; 32]>,
     pub ca_pem: Option<&'a [u8; 32]>,
     pub gate: RotationGate,
@@ -74,6 +77,7 @@ impl Verdict {
         self.uid == current.uid
             && self.generation == current.generation
             && self.renew_requested_at == current.renew_requested_at
+            && self.revoke_requested_at == current.revoke_requested_at
             && self.signer.as_ref() == current.signer
             && self.ca_pem.as_ref() == current.ca_pem
             && self.gate == current.gate
@@ -99,6 +103,7 @@ mod tests {
             uid: "uid-web".into(),
             generation: Some(1),
             renew_requested_at: None,
+            revoke_requested_at: None,
             signer: Some([0xab; 32]),
             ca_pem: Some([0xcd; 32]),
             gate: RotationGate::Now,
@@ -120,6 +125,7 @@ mod tests {
             uid: "uid-web",
             generation: Some(1),
             renew_requested_at: None,
+            revoke_requested_at: None,
             signer: Some(&[0xab; 32]),
             ca_pem: Some(&[0xcd; 32]),
             gate: RotationGate::Now,
@@ -153,6 +159,11 @@ mod tests {
             ..current("2026-11-23T12:00:00Z")
         };
         assert!(!v.holds(&requested), "a new renewal request is judged afresh");
+        let revoke = Current {
+            revoke_requested_at: Some(ts("2026-11-23T11:00:00Z")),
+            ..current("2026-11-23T12:00:00Z")
+        };
+        assert!(!v.holds(&revoke), "a revoke request is judged afresh");
     }
 
     #[test]

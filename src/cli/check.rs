@@ -15,7 +15,15 @@ use super::{CliError, ClusterArgs, namespace_or_default};
 use crate::api::{Certificate, CertificateSpec, GROUP, IssuerRef};
 
 /// The resources of certkeeper.io/v1, plural, as discovery lists them.
-const RESOURCES: [&str; 4] = ["certificates", "issuers", "clusterissuers", "bundles"];
+/// A controller without the CertificateRevocation CRD never gets ready (its watch of records
+/// never lists), so that one is checked too.
+const RESOURCES: [&str; 5] = [
+    "certificates",
+    "issuers",
+    "clusterissuers",
+    "bundles",
+    "certificaterevocations",
+];
 /// Between two attempts of `--wait`.
 const RETRY_EVERY: Duration = Duration::from_secs(2);
 

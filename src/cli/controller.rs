@@ -28,6 +28,11 @@ pub struct ControllerArgs {
     /// `:PORT` listens on every IPv6 and IPv4 address (IPv4 only where IPv6 is off).
     #[arg(long, default_value = ":9402", value_parser = parse_bind_address)]
     pub metrics_bind_address: SocketAddr,
+    /// Address of the HTTP endpoint serving CRLs (`/crl/{namespace}/{issuer}.crl`) and OCSP
+    /// (`/ocsp/{namespace}/{issuer}`) of the CA issuers; `cluster` stands for a ClusterIssuer's
+    /// namespace.
+    #[arg(long, default_value = ":9403", value_parser = parse_bind_address)]
+    pub pki_bind_address: SocketAddr,
     /// Remaining validities (Go durations, comma-separated) at which a Certificate gets an
     /// ExpiringSoon warning; only those shorter than its lifetime apply.
     #[arg(long, value_delimiter = ',', default_value = "168h,72h,24h", value_parser = expiry::parse_threshold)]
@@ -76,6 +81,14 @@ pub async fn run(args: ControllerArgs) -> Result<(), CliError> {
                 reason: e.to_string(),
             })
         })?;
+    let pki = crate::telemetry::server::bind(args.pki_bind_address)
+        .await
+        .map_err(|e| {
+            CliError::controller(runner::RunError::ListenPki {
+                address: args.pki_bind_address.to_string(),
+                reason: e.to_string(),
+            })
+        })?;
     logs::init(args.log_format);
     tracing::info!(server = %connected.server, version = %connected.version, "connected to the API server");
     runner::run(
@@ -94,6 +107,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), CliError> {
             }),
         },
         endpoint,
+        pki,
     )
     .await
     .map_err(CliError::controller)

@@ -480,6 +480,9 @@ fn issue_one(
         // Offline there is no issuer status, hence no rotation to stage.
         rotation: crate::issuer::rotation::RotationGate::Now,
         uid: &uid,
+        // Offline there are no revocation records to read or write.
+        revoked: &[],
+        revoke_request: None,
         now,
     };
     let trigger = match triggers::evaluate(&input, &state) {

@@ -1,5 +1,5 @@
 //! The command line: `controller` runs the operator, `crd` prints the CRDs, and the commands
-//! people on call and developers reach for: `status`, `renew`, `inspect`, `check`, `convert`
+//! people on call and developers reach for: `status`, `renew`, `revoke`, `inspect`, `check`, `convert`
 //! and `issue` (no cluster needed). One file per command; each shares the controller's pure
 //! code (spec validation, triggers, pki) rather than a copy of it.
 //!
@@ -14,6 +14,7 @@ pub mod issue;
 pub mod manifests;
 pub mod material;
 pub mod renew;
+pub mod revoke;
 pub mod status;
 pub mod text;
 
@@ -58,6 +59,8 @@ pub enum Command {
     Status(status::StatusArgs),
     /// Request renewal of Certificates (the certkeeper.io/renew-requested-at annotation).
     Renew(renew::RenewArgs),
+    /// Revoke a Certificate's current certificate and re-issue it with a new key.
+    Revoke(revoke::RevokeArgs),
     /// Decode a TLS Secret or a PEM file: every certificate of the chain, key, verification.
     Inspect(inspect::InspectArgs),
     /// Check that the certkeeper API is installed and usable.
@@ -328,6 +331,10 @@ pub async fn dispatch(cli: Cli) -> Result<(), CliError> {
         Command::Renew(args) => {
             let client = connect(&args.cluster).await?;
             renew::run(&client, &args, now).await?.finish()
+        }
+        Command::Revoke(args) => {
+            let client = connect(&args.cluster).await?;
+            revoke::run(&client, &args, now).await?.finish()
         }
         Command::Inspect(args) => {
             let client = match &args.target {

@@ -2,6 +2,7 @@
 //! in the `Ready` condition, with the CA's expiry and fingerprint.
 
 pub mod ca;
+pub mod crl;
 pub mod reconcile;
 pub mod rotation;
 pub mod status;

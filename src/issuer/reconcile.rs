@@ -1,4 +1,5 @@
-//! One issuer reconcile: read the CA Secret, judge it, write the status if it changed.
+//! One issuer reconcile: read the CA Secret, judge it, write the status if it changed, and
+//! for a CA issuer keep its CRL published (ConfigMap and PKI endpoint).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,12 +12,19 @@ use kube::{Resource, ResourceExt};
 use tracing::{info, warn};
 
 use super::IssuerObject;
+use super::crl;
 use super::rotation::{self, AnchorCertificate, CaView, Progress, RotationEvent, trust_pem};
 use super::status::{IssuerHealth, READY, issuer_status};
-use crate::api::{DISTRUST_PREVIOUS_REQUESTED_AT, IssuerStatus, find_condition};
+use crate::api::{CertificateRevocation, DISTRUST_PREVIOUS_REQUESTED_AT, IssuerStatus, find_condition};
+use crate::cluster::revocations::{IssuerRecords, revoked_serial};
 use crate::context::{Context, FIELD_MANAGER};
 use crate::error::Error;
 use crate::pki::CaKeyPair;
+use crate::revocation::{
+    CLUSTER_SCOPE, PublishedCrl, ServedIssuer, build_crl, crl_due, crl_resign_at, next_crl_number,
+};
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::Api;
 
 /// A broken issuer is looked at again after this long even without a watch event (a CA
 /// Secret of another type than kubernetes.io/tls is not watched).
@@ -127,6 +135,189 @@ fn distrust_requested_at<K: IssuerObject>(issuer: &K) -> Option<jiff::Timestamp>
     }
 }
 
+/// Where an issuer's revocation records and CRL ConfigMap live: its own namespace for an
+/// Issuer, the cluster-resource namespace for a ClusterIssuer.
+fn records_namespace<K: IssuerObject>(issuer: &K, ctx: &Context) -> String {
+    match K::KIND {
+        "ClusterIssuer" => ctx.cluster_resource_namespace.clone(),
+        _ => issuer.meta().namespace.clone().unwrap_or_default(),
+    }
+}
+
+/// The PKI endpoint's path segment for an issuer: its namespace, `cluster` for a ClusterIssuer.
+fn endpoint_scope<K: IssuerObject>(issuer: &K) -> String {
+    match K::KIND {
+        "ClusterIssuer" => CLUSTER_SCOPE.to_owned(),
+        _ => issuer.meta().namespace.clone().unwrap_or_default(),
+    }
+}
+
+/// Keeps a CA issuer's CRL current: signed over its revocation records, re-signed when they
+/// change, at half-life and when the CA changes, stored in its ConfigMap and served by the PKI
+/// endpoint. The stored CRL is read once per process (what the endpoint serves says the rest),
+/// so its number keeps increasing across restarts. Returns when to re-sign.
+async fn publish_crl<K: IssuerObject>(
+    issuer: &K,
+    ctx: &Context,
+    ca: &Arc<CaKeyPair>,
+    now: jiff::Timestamp,
+) -> Result<jiff::Timestamp, Error> {
+    let namespace = records_namespace(issuer, ctx);
+    let name = issuer.name_any();
+    let scope = endpoint_scope(issuer);
+    let fingerprint = ca.certificate().fingerprint_sha256.clone();
+    let mut invalid = Vec::new();
+    let revoked = IssuerRecords {
+        kind: K::KIND,
+        name: &name,
+        namespace: &namespace,
+    }
+    .revoked(&ctx.revocations, &mut invalid);
+    for (record, error) in &invalid {
+        warn!(kind = K::KIND, issuer = %object_name(issuer), %record, %error, "ignoring an unreadable CertificateRevocation");
+    }
+
+    // What is published: what this process serves, else what the ConfigMap holds.
+    let served = ctx
+        .pki
+        .issuer(&scope, &name)
+        .filter(|s| s.ca().certificate().fingerprint_sha256 == fingerprint);
+    let (published, current, floor) = match &served {
+        Some(served) => {
+            let crl = served.crl();
+            (PublishedCrl::from_der(&crl.der), Some(crl.clone()), None)
+        }
+        None => {
+            let stored = get_configmap(ctx, &namespace, &crl::configmap_name(&name)).await?;
+            match &stored {
+                Some(cm) => match crl::stored_crl(cm, ca.certificate()) {
+                    Some((published, signed)) => (Some(published), Some(signed), None),
+                    None => (None, None, crl::stored_number(cm)),
+                },
+                None => (None, None, None),
+            }
+        }
+    };
+    let crl = match crl_due(published.as_ref(), &revoked, now) {
+        None => match current {
+            Some(crl) => crl,
+            None => return Ok(now),
+        },
+        Some(why) => {
+            let number = next_crl_number(published.as_ref().or(floor.as_ref()), now);
+            let crl = build_crl(ca, &revoked, number, now).map_err(|e| Error::SignCrl {
+                kind: K::KIND,
+                object: object_name(issuer),
+                reason: e.to_string(),
+            })?;
+            info!(kind = K::KIND, issuer = %object_name(issuer), number, revoked = revoked.len(), why = ?why, "publishing a new CRL");
+            let ca_secret = issuer
+                .issuer_spec()
+                .ca
+                .as_ref()
+                .map(|ca| ca.secret_name.as_str())
+                .unwrap_or_default();
+            let desired = crl::desired_configmap(&namespace, K::KIND, &name, ca_secret, &crl, &fingerprint);
+            apply_configmap(ctx, &desired).await?;
+            crl
+        }
+    };
+    let resign_at = crl_resign_at(crl.this_update, crl.next_update);
+    let unchanged = served.as_ref().is_some_and(|s| s.crl() == &crl);
+    if !unchanged {
+        ctx.pki
+            .publish(&scope, &name, ServedIssuer::new(ca.clone(), revoked, crl));
+    }
+    report_records::<K>(ctx, &namespace, &name, now).await?;
+    Ok(resign_at)
+}
+
+/// Tells each of the issuer's records, in its status, whether the published CRL lists it;
+/// writes only the statuses that change.
+async fn report_records<K: IssuerObject>(
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+    now: jiff::Timestamp,
+) -> Result<(), Error> {
+    let issuer = format!("{} {name}", K::KIND);
+    let records = IssuerRecords {
+        kind: K::KIND,
+        name,
+        namespace,
+    }
+    .records(&ctx.revocations);
+    let api = Api::<CertificateRevocation>::namespaced(ctx.client.clone(), namespace);
+    for record in records {
+        let parsed = revoked_serial(&record);
+        let status = crl::record_status(
+            record.status.as_ref(),
+            parsed.as_ref(),
+            &issuer,
+            record.metadata.generation,
+            now,
+        );
+        if record.status.as_ref() == Some(&status) {
+            continue;
+        }
+        let record_name = record.name_any();
+        let patch = serde_json::json!({
+            "apiVersion": CertificateRevocation::api_version(&()),
+            "kind": "CertificateRevocation",
+            "status": status,
+        });
+        api.patch_status(
+            &record_name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await
+        .map_err(|source| Error::PatchStatus {
+            kind: "CertificateRevocation",
+            object: format!("{namespace}/{record_name}"),
+            source,
+        })?;
+    }
+    Ok(())
+}
+
+async fn get_configmap(ctx: &Context, namespace: &str, name: &str) -> Result<Option<ConfigMap>, Error> {
+    Api::<ConfigMap>::namespaced(ctx.client.clone(), namespace)
+        .get_opt(name)
+        .await
+        .map_err(|source| Error::ReadConfigMap {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            source,
+        })
+}
+
+async fn apply_configmap(ctx: &Context, desired: &ConfigMap) -> Result<(), Error> {
+    let namespace = desired.metadata.namespace.clone().unwrap_or_default();
+    let name = desired.metadata.name.clone().unwrap_or_default();
+    let mut body = serde_json::to_value(desired).map_err(|e| Error::SignCrl {
+        kind: "ConfigMap",
+        object: format!("{namespace}/{name}"),
+        reason: e.to_string(),
+    })?;
+    // Server-side apply needs the type, which k8s-openapi does not serialize by itself.
+    body["apiVersion"] = "v1".into();
+    body["kind"] = "ConfigMap".into();
+    Api::<ConfigMap>::namespaced(ctx.client.clone(), &namespace)
+        .patch(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&body),
+        )
+        .await
+        .map(|_| ())
+        .map_err(|source| Error::ApplyConfigMap {
+            namespace,
+            name,
+            source,
+        })
+}
+
 pub async fn reconcile<K: IssuerObject>(
     guard: Arc<DeserializeGuard<K>>,
     ctx: Arc<Context>,
@@ -229,12 +420,19 @@ pub async fn reconcile<K: IssuerObject>(
             warn!(error = %e, "could not publish event");
         }
     }
+    // A CA issuer that cannot sign publishes nothing new; relying parties keep its last CRL.
+    let resign_at = match &pair {
+        Some(ca) => Some(publish_crl(issuer, &ctx, ca, now).await?),
+        None => None,
+    };
     Ok(match &health {
-        // Look again the moment the CA expires, so Ready turns False on time; during a
-        // rotation, soon, to follow the Certificates' progress.
+        // Look again the moment the CA expires, so Ready turns False on time, and when the CRL
+        // is due to be signed again; during a rotation, soon, to follow the Certificates'
+        // progress.
         IssuerHealth::Ca(facts) => {
             let mut deadlines = vec![facts.not_after];
             deadlines.extend(rotation_wake);
+            deadlines.extend(resign_at);
             let wait = crate::certificate::schedule::requeue_after(now, &deadlines);
             Action::requeue(if status.rotation.is_some() {
                 wait.min(ROTATION_POLL)

@@ -140,6 +140,21 @@ impl PublishedCrl {
     }
 }
 
+impl PublishedCrl {
+    /// Reads a CRL as `from_der` does, only when `ca` signed it: issued under the CA's name and
+    /// its signature verified with the CA's key. What a ConfigMap holds is served and trusted
+    /// only so: anyone who may write that ConfigMap could otherwise drop entries from it.
+    pub fn signed_by(der: &[u8], ca: &crate::pki::CertificateInfo) -> Option<Self> {
+        let (_, crl) = x509_parser::parse_x509_crl(der).ok()?;
+        let (_, ca_cert) = x509_parser::parse_x509_certificate(&ca.der).ok()?;
+        if crl.issuer().as_raw() != ca_cert.subject().as_raw() {
+            return None;
+        }
+        crl.verify_signature(ca_cert.public_key()).ok()?;
+        Self::from_der(der)
+    }
+}
+
 /// Why a CA issuer needs a new CRL now.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CrlDue {

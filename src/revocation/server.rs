@@ -38,7 +38,7 @@ const PLAIN: &str = "text/plain; charset=utf-8";
 /// What the endpoint serves for one CA issuer.
 #[derive(Debug)]
 pub struct ServedIssuer {
-    ca: CaKeyPair,
+    ca: Arc<CaKeyPair>,
     /// By serial: an OCSP answer looks one up among thousands.
     revoked: HashMap<String, RevokedSerial>,
     crl: SignedCrl,
@@ -46,9 +46,23 @@ pub struct ServedIssuer {
 
 impl ServedIssuer {
     /// `ca` with its revoked serials and the CRL signed over them.
-    pub fn new(ca: CaKeyPair, revoked: Vec<RevokedSerial>, crl: SignedCrl) -> Self {
+    pub fn new(ca: impl Into<Arc<CaKeyPair>>, revoked: Vec<RevokedSerial>, crl: SignedCrl) -> Self {
         let revoked = revoked.into_iter().map(|r| (r.serial_hex.clone(), r)).collect();
-        Self { ca, revoked, crl }
+        Self {
+            ca: ca.into(),
+            revoked,
+            crl,
+        }
+    }
+
+    /// The CRL served.
+    pub fn crl(&self) -> &SignedCrl {
+        &self.crl
+    }
+
+    /// The CA key pair that signs the CRL and the OCSP answers.
+    pub fn ca(&self) -> &Arc<CaKeyPair> {
+        &self.ca
     }
 }
 
@@ -78,7 +92,8 @@ impl PkiEndpoint {
             .remove(&(scope.to_owned(), name.to_owned()));
     }
 
-    fn issuer(&self, scope: &str, name: &str) -> Option<Arc<ServedIssuer>> {
+    /// What is served for `scope`/`name`, if anything.
+    pub fn issuer(&self, scope: &str, name: &str) -> Option<Arc<ServedIssuer>> {
         self.issuers
             .read()
             .unwrap_or_else(PoisonError::into_inner)

@@ -18,7 +18,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::retry::{transient_retry, watch_backoff};
 use super::{Settings, on_shutdown};
-use crate::api::{BUNDLE_LABEL, Bundle, Certificate, ClusterIssuer, Issuer};
+use crate::api::{BUNDLE_LABEL, Bundle, Certificate, CertificateRevocation, ClusterIssuer, GROUP, Issuer};
 use crate::bundle::reconcile::BundleContext;
 use crate::bundle::sources::{uses_config_map, uses_issuer, uses_secret};
 use crate::certificate::schedule::backoff;
@@ -28,6 +28,8 @@ use crate::cluster::{ObjectKey, WatchedCache};
 use crate::context::Context;
 use crate::error::Error;
 use crate::issuer::IssuerObject;
+use crate::pki::serial_hex;
+use crate::revocation::{PkiEndpoint, parse_serial};
 use crate::telemetry::metrics::{Caches, ControllerKind, Metrics};
 use crate::telemetry::server::{Readiness, SyncFlag};
 use kube::runtime::reflector;
@@ -155,6 +157,68 @@ pub fn certificates_for_issuer(
         })
         .map(object_ref)
         .collect()
+}
+
+/// The Certificates whose certificate (as their status reports it) a revocation record
+/// revokes: the ones to wake when the record appears, so their Secret is re-issued.
+pub fn certificates_for_revocation(
+    certificates: &Store<DeserializeGuard<Certificate>>,
+    record: &CertificateRevocation,
+    cluster_resource_namespace: &str,
+) -> Vec<ObjectRef<DeserializeGuard<Certificate>>> {
+    let issuer = &record.spec.issuer_ref;
+    let Ok(serial) = parse_serial(&record.spec.serial_number) else {
+        return Vec::new();
+    };
+    let serial = serial_hex(&serial);
+    let namespace = match issuer.is_cluster() {
+        true if record.metadata.namespace.as_deref() == Some(cluster_resource_namespace) => None,
+        true => return Vec::new(),
+        false => record.metadata.namespace.as_deref(),
+    };
+    if issuer.group() != GROUP {
+        return Vec::new();
+    }
+    certificates_for_issuer(certificates, issuer.kind(), &issuer.name, namespace)
+        .into_iter()
+        .filter(|r| {
+            certificates.get(r).is_some_and(|guard| {
+                guard.0.as_ref().is_ok_and(|cert| {
+                    cert.status
+                        .as_ref()
+                        .and_then(|s| s.serial_number.as_deref())
+                        .is_some_and(|s| s == serial)
+                })
+            })
+        })
+        .collect()
+}
+
+/// Where a revocation record wakes: the Issuer it names (in its namespace), or the
+/// ClusterIssuer it names when it lives in the cluster-resource namespace.
+enum RecordIssuer {
+    Issuer(ObjectRef<DeserializeGuard<Issuer>>),
+    ClusterIssuer(ObjectRef<DeserializeGuard<ClusterIssuer>>),
+}
+
+fn issuer_of_revocation(
+    record: &CertificateRevocation,
+    cluster_resource_namespace: &str,
+) -> Option<RecordIssuer> {
+    let issuer = &record.spec.issuer_ref;
+    let namespace = record.metadata.namespace.as_deref()?;
+    if issuer.group() != GROUP {
+        return None;
+    }
+    match issuer.kind() {
+        "Issuer" => Some(RecordIssuer::Issuer(
+            ObjectRef::new(&issuer.name).within(namespace),
+        )),
+        "ClusterIssuer" if namespace == cluster_resource_namespace => {
+            Some(RecordIssuer::ClusterIssuer(ObjectRef::new(&issuer.name)))
+        }
+        _ => None,
+    }
 }
 
 /// The issuers of kind `K` whose CA Secret is `secret` (in `namespace`).
@@ -359,10 +423,15 @@ fn bundle_controller(
 
 /// Runs an issuer controller of kind `K`, woken by the metadata of the TLS Secrets in
 /// `secrets` that its issuers name. The same events keep its kind's CA key pairs current.
+/// The issuers are also woken by `records` (their revocation records changed), and start only
+/// once `records_synced`: a CRL is never signed over a partial list of records.
+#[allow(clippy::too_many_arguments)]
 fn issuer_controller<K: IssuerObject>(
     controller: Controller<DeserializeGuard<K>>,
     secrets: Api<PartialObjectMeta<Secret>>,
     secrets_synced: SyncFlag,
+    records: futures::channel::mpsc::UnboundedReceiver<ObjectRef<DeserializeGuard<K>>>,
+    records_synced: SyncFlag,
     cluster_resource_namespace: &str,
     config: ControllerConfig,
     shutdown: watch::Receiver<bool>,
@@ -377,14 +446,20 @@ fn issuer_controller<K: IssuerObject>(
         secrets_synced,
     );
     let changed = to_look_at(events, move |event| observer.ca_key_pairs(K::KIND).observe(event));
-    controller
+    let controller = controller
         .reconcile_on(changed.flat_map(move |(namespace, name)| {
             futures::stream::iter(issuers_for_secret(&store, &namespace, &name, &crn))
         }))
+        .reconcile_on(records)
         .with_config(config)
-        .graceful_shutdown_on(on_shutdown(shutdown))
-        .run(issuer_reconcile::<K>, error_policy::<K>, ctx)
-        .for_each(|_| async {})
+        .graceful_shutdown_on(on_shutdown(shutdown));
+    async move {
+        records_synced.wait().await;
+        controller
+            .run(issuer_reconcile::<K>, error_policy::<K>, ctx)
+            .for_each(|_| async {})
+            .await;
+    }
 }
 
 /// The objects (namespace and name) that `observe` picks out of the watch events `events`
@@ -481,6 +556,8 @@ pub(super) struct Term {
     pub(super) metrics: Arc<Metrics>,
     pub(super) clock: crate::context::Clock,
     pub(super) shutdown: watch::Receiver<bool>,
+    /// The PKI endpoint the issuer controllers publish CRLs and OCSP signers to.
+    pub(super) pki: PkiEndpoint,
 }
 
 impl Term {
@@ -523,12 +600,50 @@ impl Term {
         let issuer_store = issuers.store();
         let cluster_issuer_store = cluster_issuers.store();
         let store = certificates.store();
+
+        // Revocation records: one reflected watch. Each record's event wakes the Certificates
+        // whose certificate it revokes and the issuer whose CRL it changes, after the cache
+        // holds it.
+        let revocations_synced = readiness.watch("certificaterevocations");
+        let (revocations, revocation_writer) = kube::runtime::reflector::store();
+        let (wake_certificates, certificates_to_wake) = futures::channel::mpsc::unbounded();
+        let (wake_issuers, issuers_to_wake) = futures::channel::mpsc::unbounded();
+        let (wake_cluster_issuers, cluster_issuers_to_wake) = futures::channel::mpsc::unbounded();
+        let by_revocation = store.clone();
+        let crn = cluster_resource_namespace.clone();
+        let revocation_watch = report_sync(
+            watcher(
+                Api::<DeserializeGuard<CertificateRevocation>>::all(client.clone()),
+                watch_config.clone(),
+            )
+            .backoff(watch_backoff())
+            .modify(trim_for_cache::<DeserializeGuard<CertificateRevocation>>)
+            .reflect(revocation_writer),
+            revocations_synced.clone(),
+        )
+        .touched_objects()
+        .take_until(on_shutdown(shutdown.clone()))
+        .for_each(move |touched| {
+            if let Ok(DeserializeGuard(Ok(record))) = &touched {
+                for cert in certificates_for_revocation(&by_revocation, record, &crn) {
+                    let _ = wake_certificates.unbounded_send(cert);
+                }
+                match issuer_of_revocation(record, &crn) {
+                    Some(RecordIssuer::Issuer(r)) => drop(wake_issuers.unbounded_send(r)),
+                    Some(RecordIssuer::ClusterIssuer(r)) => drop(wake_cluster_issuers.unbounded_send(r)),
+                    None => {}
+                }
+            }
+            async {}
+        });
         let mut ctx = Context::with_metrics(
             client.clone(),
             Caches {
                 certificates: store.clone(),
                 issuers: issuer_store.clone(),
                 cluster_issuers: cluster_issuer_store.clone(),
+                revocations,
+                cluster_resource_namespace: cluster_resource_namespace.clone(),
                 clock: self.clock.clone(),
             },
             cluster_resource_namespace.clone(),
@@ -537,6 +652,7 @@ impl Term {
         );
         ctx.verdicts = verdicts.clone();
         ctx.rotation = settings.rotation;
+        ctx.pki = self.pki.clone();
         let ctx = Arc::new(ctx);
         // Bundles: trust anchors distributed into namespaces.
         let bundles = bundle_controller(
@@ -554,6 +670,8 @@ impl Term {
             issuers,
             Api::all(client.clone()),
             readiness.watch("issuer CA secrets"),
+            issuers_to_wake,
+            revocations_synced.clone(),
             &cluster_resource_namespace,
             config.clone(),
             shutdown.clone(),
@@ -563,6 +681,8 @@ impl Term {
             cluster_issuers,
             Api::namespaced(client.clone(), &cluster_resource_namespace),
             readiness.watch("clusterissuer CA secrets"),
+            cluster_issuers_to_wake,
+            revocations_synced.clone(),
             &cluster_resource_namespace,
             config.clone(),
             shutdown.clone(),
@@ -587,6 +707,7 @@ impl Term {
         });
         let certificates = certificates
             .reconcile_on(secret_changes.map(|(namespace, name)| ObjectRef::new(&name).within(&namespace)))
+            .reconcile_on(certificates_to_wake)
             .watches_stream(
                 report_sync(
                     watcher(
@@ -623,9 +744,11 @@ impl Term {
             .with_config(config.clone())
             .graceful_shutdown_on(on_shutdown(shutdown.clone()));
         let certificates = async move {
-            // Certificates are judged against their issuers: wait until the issuer caches are full.
+            // Certificates are judged against their issuers and the revoked serials: wait until
+            // those caches are full.
             issuers_synced.wait().await;
             cluster_issuers_synced.wait().await;
+            revocations_synced.wait().await;
             info!("issuer caches synced; reconciling certificates");
             certificates
                 .run(certificate_reconcile, error_policy::<Certificate>, ctx.clone())
@@ -633,7 +756,7 @@ impl Term {
                 .await;
         };
 
-        tokio::join!(issuers, cluster_issuers, certificates, bundles);
+        tokio::join!(issuers, cluster_issuers, certificates, bundles, revocation_watch);
         info!("controllers stopped");
     }
 }
@@ -828,6 +951,7 @@ mod tests {
             metrics: Arc::new(Metrics::new(super::super::idle_caches(clock.clone()))),
             clock,
             shutdown,
+            pki: PkiEndpoint::default(),
         };
         readiness.lead();
         let running = tokio::spawn(async move { term.lead().await });
@@ -982,6 +1106,7 @@ mod tests {
                 cluster_resource_namespace: Some(CLUSTER_RESOURCE_NAMESPACE.into()),
                 concurrency: 2,
                 expiry_thresholds: crate::certificate::expiry::DEFAULT_THRESHOLDS.to_vec(),
+                rotation: Default::default(),
                 leader_election: None,
             },
             cluster_resource_namespace: CLUSTER_RESOURCE_NAMESPACE.into(),
@@ -989,6 +1114,7 @@ mod tests {
             metrics: Arc::new(Metrics::new(super::super::idle_caches(clock.clone()))),
             clock,
             shutdown,
+            pki: PkiEndpoint::default(),
         };
         readiness.lead();
         let running = tokio::spawn(async move { term.lead().await });

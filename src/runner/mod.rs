@@ -5,6 +5,7 @@
 mod connect;
 mod controllers;
 mod leadership;
+mod pki;
 mod retry;
 #[cfg(test)]
 mod watch_fault_tests;
@@ -26,6 +27,7 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 
 use crate::context::system_clock;
+use crate::revocation::PkiEndpoint;
 use crate::telemetry::metrics::{Caches, Metrics};
 use crate::telemetry::server::{Endpoint, Readiness};
 use controllers::Term;
@@ -62,6 +64,8 @@ pub enum RunError {
     Unreachable { url: String, reason: String },
     #[error("cannot listen on {address} for /metrics, /healthz and /readyz: {reason}")]
     Listen { address: String, reason: String },
+    #[error("cannot listen on {address} for CRLs and OCSP: {reason}")]
+    ListenPki { address: String, reason: String },
     #[error("cannot use the leader election Lease {lease}: {reason}")]
     Lease { lease: String, reason: String },
     #[error(
@@ -116,7 +120,15 @@ pub(crate) async fn on_shutdown(mut rx: watch::Receiver<bool>) {
 
 /// Runs until shutdown, serving metrics and health on `endpoint`: the controllers at once, or,
 /// with leader election, only while this replica holds the Lease.
-pub async fn run(client: Client, settings: Settings, endpoint: TcpListener) -> Result<(), RunError> {
+///
+/// The PKI endpoint (`pki`: CRLs and OCSP) is served by every replica, from the CRL
+/// ConfigMaps the leader writes (`pki::follow`).
+pub async fn run(
+    client: Client,
+    settings: Settings,
+    endpoint: TcpListener,
+    pki: TcpListener,
+) -> Result<(), RunError> {
     let cluster_resource_namespace = settings
         .cluster_resource_namespace
         .clone()
@@ -135,6 +147,19 @@ pub async fn run(client: Client, settings: Settings, endpoint: TcpListener) -> R
         Err(e) => warn!(error = %e, "metrics endpoint has no local address"),
     }
     tokio::spawn(server.serve(endpoint));
+    let pki_endpoint = PkiEndpoint::default();
+    match pki.local_addr() {
+        Ok(address) => info!(%address, "serving CRLs and OCSP"),
+        Err(e) => warn!(error = %e, "PKI endpoint has no local address"),
+    }
+    tokio::spawn(pki_endpoint.clone().serve(pki));
+    // Every replica, leading or not, serves the CRLs the leader stores (runner/pki.rs).
+    tokio::spawn(pki::follow(
+        client.clone(),
+        pki_endpoint.clone(),
+        cluster_resource_namespace.clone(),
+        shutdown.clone(),
+    ));
     {
         let readiness = readiness.clone();
         let shutdown = shutdown.clone();
@@ -151,6 +176,7 @@ pub async fn run(client: Client, settings: Settings, endpoint: TcpListener) -> R
         metrics: metrics.clone(),
         clock: clock.clone(),
         shutdown: shutdown.clone(),
+        pki: pki_endpoint.clone(),
     };
     let Some(election) = settings.leader_election.clone() else {
         readiness.lead();
@@ -219,6 +245,8 @@ pub(super) fn idle_caches(clock: crate::context::Clock) -> Caches {
         certificates: kube::runtime::reflector::store::Writer::default().as_reader(),
         issuers: kube::runtime::reflector::store::Writer::default().as_reader(),
         cluster_issuers: kube::runtime::reflector::store::Writer::default().as_reader(),
+        revocations: kube::runtime::reflector::store::Writer::default().as_reader(),
+        cluster_resource_namespace: String::new(),
         clock,
     }
 }

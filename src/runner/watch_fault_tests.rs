@@ -120,6 +120,7 @@ fn verdicts() -> Arc<WatchedCache<Verdict>> {
             uid: format!("uid-{name}"),
             generation: Some(1),
             renew_requested_at: None,
+            revoke_requested_at: None,
             signer: None,
             ca_pem: None,
             gate: crate::issuer::rotation::RotationGate::Now,

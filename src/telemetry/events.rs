@@ -11,10 +11,13 @@ use crate::context::Context;
 pub const ISSUED: &str = "Issued";
 pub const RENEWED: &str = "Renewed";
 pub const ISSUANCE_FAILED: &str = "IssuanceFailed";
+pub const REVOKED: &str = "Revoked";
+pub const INVALID_REVOKE_REQUEST: &str = "InvalidRevokeRequest";
 pub use crate::certificate::expiry::{EXPIRED, EXPIRING_SOON};
 
 const ACTION_ISSUE: &str = "Issue";
 const ACTION_CHECK: &str = "Check";
+const ACTION_REVOKE: &str = "Revoke";
 const ACTION_CHECK_EXPIRY: &str = "CheckExpiry";
 
 /// Normal `Issued`: the first certificate of a Certificate.
@@ -39,6 +42,31 @@ pub fn renewed(trigger_reason: &str, trigger_message: &str, serial: &str, not_af
             "Re-issued certificate ({trigger_reason}: {trigger_message}); new serial {serial}, valid until {not_after}"
         )),
         action: ACTION_ISSUE.into(),
+        secondary: None,
+    }
+}
+
+/// Normal `Revoked`: the certificate with `serial` is revoked (in the issuer's CRL and OCSP
+/// answers from now on) and has been replaced.
+pub fn revoked(serial: &str, reason: &str, revoked_at: Timestamp) -> Event {
+    Event {
+        type_: EventType::Normal,
+        reason: REVOKED.into(),
+        note: Some(format!(
+            "Revoked certificate with serial {serial} (reason {reason}, at {revoked_at}); re-issued with a new key"
+        )),
+        action: ACTION_REVOKE.into(),
+        secondary: None,
+    }
+}
+
+/// Warning `InvalidRevokeRequest`: the revoke annotations cannot be read; nothing is revoked.
+pub fn invalid_revoke_request(why: &str) -> Event {
+    Event {
+        type_: EventType::Warning,
+        reason: INVALID_REVOKE_REQUEST.into(),
+        note: Some(format!("Nothing revoked: {why}")),
+        action: ACTION_REVOKE.into(),
         secondary: None,
     }
 }

@@ -90,6 +90,9 @@ pub struct Caches {
     pub certificates: Store<DeserializeGuard<Certificate>>,
     pub issuers: Store<DeserializeGuard<Issuer>>,
     pub cluster_issuers: Store<DeserializeGuard<ClusterIssuer>>,
+    /// The CertificateRevocation records, and the namespace a ClusterIssuer's live in.
+    pub revocations: crate::cluster::revocations::Revocations,
+    pub cluster_resource_namespace: String,
     pub clock: Clock,
 }
 
@@ -246,6 +249,8 @@ struct IssuerRow<'a> {
     name: &'a str,
     kind: &'static str,
     status: Option<&'a IssuerStatus>,
+    /// A CA issuer, which publishes a CRL.
+    ca: bool,
 }
 
 fn cert_labels(c: &Certificate) -> Vec<(&str, &str)> {
@@ -343,6 +348,7 @@ impl Collector for ObjectGauges {
                 name: i.metadata.name.as_deref().unwrap_or_default(),
                 kind: "Issuer",
                 status: i.status.as_ref(),
+                ca: i.spec.ca.is_some(),
             })
             .chain(
                 cluster_issuers
@@ -353,6 +359,7 @@ impl Collector for ObjectGauges {
                         name: i.metadata.name.as_deref().unwrap_or_default(),
                         kind: "ClusterIssuer",
                         status: i.status.as_ref(),
+                        ca: i.spec.issuer.ca.is_some(),
                     }),
             )
             .collect();
@@ -401,6 +408,21 @@ impl Collector for ObjectGauges {
             rows.iter().filter_map(|r| {
                 let at = r.status?.ca_not_after.as_ref()?;
                 Some((issuer_labels(r), at.0.as_second()))
+            }),
+        )?;
+        let revoked = crate::cluster::revocations::counts(&caches.revocations);
+        gauge_family(
+            &mut encoder,
+            "certkeeper_revoked_certificates",
+            "Serials a CA issuer has revoked (its CertificateRevocation records), as its CRL lists them",
+            None,
+            rows.iter().filter(|r| r.ca).map(|r| {
+                let records_namespace = match r.kind {
+                    "ClusterIssuer" => caches.cluster_resource_namespace.as_str(),
+                    _ => r.namespace,
+                };
+                let key = (records_namespace.to_owned(), r.kind.to_owned(), r.name.to_owned());
+                (issuer_labels(r), revoked.get(&key).copied().unwrap_or(0))
             }),
         )?;
         gauge_family(

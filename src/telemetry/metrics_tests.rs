@@ -661,6 +661,8 @@ fn watched_caches() -> WatchedCaches {
         certificates: certificates.as_reader(),
         issuers: issuers.as_reader(),
         cluster_issuers: cluster_issuers.as_reader(),
+        revocations: Writer::default().as_reader(),
+        cluster_resource_namespace: String::new(),
         clock: Arc::new(|| ts(NOW)),
     });
     WatchedCaches {
@@ -710,9 +712,14 @@ fn series_of_deleted_issuers_disappear() {
     apply(&mut watched.issuers, ca.clone());
     apply(&mut watched.cluster_issuers, root.clone());
     let exposition = scrape(&watched.metrics);
-    // Three Ready conditions and the CA's expiry each.
-    assert_eq!(series_of(&exposition, "ca").len(), 4);
-    assert_eq!(series_of(&exposition, "root").len(), 4);
+    // Three Ready conditions, the CA's expiry and the revoked serials (none) each.
+    assert_eq!(series_of(&exposition, "ca").len(), 5);
+    assert_eq!(series_of(&exposition, "root").len(), 5);
+    assert!(
+        series_of(&exposition, "ca")
+            .iter()
+            .any(|s| s.starts_with("certkeeper_revoked_certificates{"))
+    );
 
     delete(&mut watched.issuers, ca);
     delete(&mut watched.cluster_issuers, root);
@@ -753,5 +760,64 @@ fn an_unreadable_certificate_counts_as_not_ready() {
         "certkeeper_certificate_ready_status",
         &object,
         "False",
+    );
+}
+
+#[test]
+fn revoked_certificates_counts_each_ca_issuers_distinct_revoked_serials() {
+    let record = |name: &str, namespace: &str, kind: &str, issuer: &str, serial: &str| {
+        let mut r = crate::api::CertificateRevocation::new(
+            name,
+            crate::api::CertificateRevocationSpec {
+                issuer_ref: crate::api::IssuerRef {
+                    name: issuer.into(),
+                    kind: Some(kind.into()),
+                    group: None,
+                },
+                serial_number: serial.into(),
+                reason: None,
+                revoked_at: Some(Time(ts(NOW))),
+            },
+        );
+        r.metadata.namespace = Some(namespace.into());
+        r
+    };
+    let metrics = Metrics::new(Caches {
+        certificates: testing::store(Vec::new()),
+        issuers: testing::store(vec![
+            testing::ca_issuer("ca", "ca-key-pair"),
+            testing::self_signed_issuer("self"),
+        ]),
+        cluster_issuers: testing::store(vec![testing::ca_cluster_issuer("root", "root-ca")]),
+        revocations: testing::store(vec![
+            record("a", NAMESPACE, "Issuer", "ca", "0a"),
+            // The same serial twice is one revoked certificate.
+            record("a-again", NAMESPACE, "Issuer", "ca", "0A"),
+            record("b", NAMESPACE, "Issuer", "ca", "0b"),
+            record(
+                "c",
+                testing::CLUSTER_RESOURCE_NAMESPACE,
+                "ClusterIssuer",
+                "root",
+                "0c",
+            ),
+            // Not where a ClusterIssuer's records live: not counted.
+            record("d", NAMESPACE, "ClusterIssuer", "root", "0d"),
+        ]),
+        cluster_resource_namespace: testing::CLUSTER_RESOURCE_NAMESPACE.into(),
+        clock: Arc::new(|| ts(NOW)),
+    });
+    let exposition = scrape(&metrics);
+    let counts: BTreeMap<(String, String), f64> = exposition
+        .named("certkeeper_revoked_certificates")
+        .map(|s| ((s.labels["kind"].clone(), s.labels["name"].clone()), s.value))
+        .collect();
+    assert_eq!(
+        counts,
+        BTreeMap::from([
+            (("ClusterIssuer".to_owned(), "root".to_owned()), 1.0),
+            (("Issuer".to_owned(), "ca".to_owned()), 2.0),
+        ]),
+        "one series per CA issuer, none for a selfSigned one"
     );
 }

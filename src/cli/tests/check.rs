@@ -26,7 +26,8 @@ fn discovery() -> Value {
            "resources": [resource("certificates", "Certificate", true),
                          resource("issuers", "Issuer", true),
                          resource("clusterissuers", "ClusterIssuer", false),
-                         resource("bundles", "Bundle", false)]})
+                         resource("bundles", "Bundle", false),
+                         resource("certificaterevocations", "CertificateRevocation", true)]})
 }
 
 fn crd(name: &str, established: &str) -> Value {
@@ -43,7 +44,13 @@ async fn answer_healthy(server: &mut ApiServer) {
         .expect(Method::GET, "/apis/certkeeper.io/v1")
         .await
         .ok(discovery());
-    for name in ["certificates", "issuers", "clusterissuers", "bundles"] {
+    for name in [
+        "certificates",
+        "issuers",
+        "clusterissuers",
+        "bundles",
+        "certificaterevocations",
+    ] {
         let name = format!("{name}.certkeeper.io");
         let path = format!("/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}");
         server.expect(Method::GET, &path).await.ok(crd(&name, "True"));
@@ -119,7 +126,13 @@ async fn a_refused_dry_run_fails_the_check() {
         .expect(Method::GET, "/apis/certkeeper.io/v1")
         .await
         .ok(discovery());
-    for name in ["certificates", "issuers", "clusterissuers", "bundles"] {
+    for name in [
+        "certificates",
+        "issuers",
+        "clusterissuers",
+        "bundles",
+        "certificaterevocations",
+    ] {
         let name = format!("{name}.certkeeper.io");
         let path = format!("/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}");
         server.expect(Method::GET, &path).await.ok(crd(&name, "True"));

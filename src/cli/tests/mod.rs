@@ -8,6 +8,7 @@ mod help;
 mod inspect;
 mod issue;
 mod renew;
+mod revoke;
 mod status;
 
 use std::future::Future;

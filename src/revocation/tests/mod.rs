@@ -1,6 +1,7 @@
 //! Behaviour of the revocation module through its public API, checked by x509-parser, by the
 //! `x509-ocsp` decoder and by the `openssl` command line tool.
 
+mod controllers;
 mod crl;
 mod ocsp;
 mod openssl;

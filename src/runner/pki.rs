@@ -1,0 +1,173 @@
+//! The PKI endpoint on every replica (SPEC "Revocation"): leader and standbys alike serve each
+//! CA issuer's CRL and OCSP answers, from a watch of the CRL ConfigMaps that the leader's
+//! issuer controllers write. A ConfigMap holds the signed CRL; the CA key that signs OCSP
+//! answers is read from the CA Secret it names (in its own namespace), once per CA
+//! certificate. OCSP answers say what that CRL says, so every replica answers alike, and a
+//! standby serves from the moment it starts, not only once it leads.
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, ResourceExt};
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
+
+use super::on_shutdown;
+use super::retry::watch_backoff;
+use crate::api::CaIssuer;
+use crate::cluster::secrets::get_secret;
+use crate::error::Error;
+use crate::issuer::ca::parse_ca;
+use crate::issuer::crl::{self, CrlConfigMap};
+use crate::revocation::{PkiEndpoint, ServedIssuer};
+
+/// Follows the CRL ConfigMaps of every namespace into `endpoint` until shutdown.
+pub async fn follow(
+    client: Client,
+    endpoint: PkiEndpoint,
+    cluster_resource_namespace: String,
+    shutdown: watch::Receiver<bool>,
+) {
+    let config = watcher::Config::default().labels(crl::LABEL_ISSUER_KIND);
+    let events = watcher(Api::<ConfigMap>::all(client.clone()), config)
+        .backoff(watch_backoff())
+        .take_until(on_shutdown(shutdown));
+    futures::pin_mut!(events);
+    while let Some(event) = events.next().await {
+        match event {
+            Ok(watcher::Event::Apply(configmap) | watcher::Event::InitApply(configmap)) => {
+                if let Err(error) = mirror(&client, &endpoint, &configmap, &cluster_resource_namespace).await
+                {
+                    warn!(configmap = %format!("{}/{}", configmap.namespace().unwrap_or_default(), configmap.name_any()), %error, "cannot serve this CRL yet");
+                }
+            }
+            Ok(watcher::Event::Delete(configmap)) => {
+                if let Some(found) = CrlConfigMap::read(&configmap, &cluster_resource_namespace) {
+                    info!(scope = %found.scope, issuer = %found.issuer, "CRL ConfigMap deleted; no longer served");
+                    endpoint.withdraw(&found.scope, &found.issuer);
+                }
+            }
+            Ok(_) => {}
+            Err(error) => debug!(%error, "CRL ConfigMap watch failed; retrying"),
+        }
+    }
+}
+
+/// Serves what the CRL ConfigMap `configmap` holds, unless the endpoint already serves that
+/// CRL or a newer one of the same CA. Reads the CA Secret only for a CA it does not serve yet,
+/// and serves only a CRL that CA signed.
+pub async fn mirror(
+    client: &Client,
+    endpoint: &PkiEndpoint,
+    configmap: &ConfigMap,
+    cluster_resource_namespace: &str,
+) -> Result<(), Error> {
+    let Some(found) = CrlConfigMap::read(configmap, cluster_resource_namespace) else {
+        return Ok(());
+    };
+    let served = endpoint
+        .issuer(&found.scope, &found.issuer)
+        .filter(|s| s.ca().certificate().fingerprint_sha256 == found.ca_fingerprint);
+    if served.as_ref().is_some_and(|s| s.crl().number >= found.number) {
+        return Ok(());
+    }
+    let ca = match served {
+        Some(served) => served.ca().clone(),
+        None => {
+            let ca = CaIssuer {
+                secret_name: found.ca_secret.clone(),
+                ..CaIssuer::default()
+            };
+            let secret = get_secret(client, &found.namespace, &found.ca_secret).await?;
+            match parse_ca(&found.namespace, &ca, secret.as_ref()) {
+                Ok(pair) => std::sync::Arc::new(pair),
+                Err(problem) => {
+                    debug!(%problem, "the CA of a CRL ConfigMap cannot be read");
+                    return Ok(());
+                }
+            }
+        }
+    };
+    // A CA Secret replaced since the CRL was signed, or a CRL not signed by it: not served
+    // (the leader signs a new one).
+    let Some((revoked, crl)) = CrlConfigMap::verified(configmap, ca.certificate()) else {
+        debug!(scope = %found.scope, issuer = %found.issuer, "a CRL ConfigMap its CA did not sign");
+        return Ok(());
+    };
+    debug!(scope = %found.scope, issuer = %found.issuer, number = crl.number, "serving a CRL");
+    endpoint.publish(&found.scope, &found.issuer, ServedIssuer::new(ca, revoked, crl));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use http::Method;
+
+    use super::*;
+    use crate::revocation::{RevocationReason, RevokedSerial, build_crl};
+    use crate::testing::*;
+
+    #[tokio::test]
+    async fn a_standby_serves_the_crl_the_leader_stored_and_answers_ocsp_from_it() {
+        let now = ts("2026-11-23T10:00:00Z");
+        let secret = root_ca(now);
+        let ca = parse_ca(
+            NAMESPACE,
+            &CaIssuer {
+                secret_name: "root-ca".into(),
+                ..CaIssuer::default()
+            },
+            Some(&secret),
+        )
+        .unwrap();
+        let revoked = vec![RevokedSerial {
+            serial_hex: "0aff".into(),
+            revoked_at: now,
+            reason: RevocationReason::KeyCompromise,
+        }];
+        let signed = build_crl(&ca, &revoked, 3, now).unwrap();
+        let fingerprint = ca.certificate().fingerprint_sha256.clone();
+        let configmap = crl::desired_configmap(NAMESPACE, "Issuer", "ca", "root-ca", &signed, &fingerprint);
+
+        // The controller's own client: every request is checked against its RBAC.
+        let (ctx, mut api) = context(vec![], vec![], now);
+        let client = ctx.client.clone();
+        drop(ctx);
+        let endpoint = PkiEndpoint::default();
+        let (c, e, m) = (client.clone(), endpoint.clone(), configmap.clone());
+        let task = tokio::spawn(async move { mirror(&c, &e, &m, CLUSTER_RESOURCE_NAMESPACE).await });
+        api.expect(Method::GET, "/api/v1/namespaces/apps/secrets/root-ca")
+            .await
+            .ok(to_json(&secret));
+        task.await.unwrap().unwrap();
+        let served = endpoint.issuer(NAMESPACE, "ca").expect("served");
+        assert_eq!(served.crl(), &signed);
+        let crl = endpoint.respond(&Method::GET, "/crl/apps/ca.crl", &[], now);
+        assert_eq!(crl.status(), http::StatusCode::OK);
+
+        // The same CRL again (a re-list): nothing is read.
+        mirror(&client, &endpoint, &configmap, CLUSTER_RESOURCE_NAMESPACE)
+            .await
+            .unwrap();
+        // Someone who may write ConfigMaps there swaps in a newer CRL without the entry,
+        // signed by a key of their own: not served; the CA's own CRL stays.
+        let forger = root_ca(now);
+        let forger = parse_ca(
+            NAMESPACE,
+            &CaIssuer {
+                secret_name: "root-ca".into(),
+                ..CaIssuer::default()
+            },
+            Some(&forger),
+        )
+        .unwrap();
+        let forged = build_crl(&forger, &[], 4, now).unwrap();
+        let forged = crl::desired_configmap(NAMESPACE, "Issuer", "ca", "root-ca", &forged, &fingerprint);
+        mirror(&client, &endpoint, &forged, CLUSTER_RESOURCE_NAMESPACE)
+            .await
+            .unwrap();
+        assert_eq!(endpoint.issuer(NAMESPACE, "ca").unwrap().crl(), &signed);
+        drop(client);
+        api.expect_no_more().await;
+    }
+}
