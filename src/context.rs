@@ -10,7 +10,7 @@ use kube::core::DeserializeGuard;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::Store;
 
-use crate::api::{Certificate, ClusterIssuer, Issuer};
+use crate::api::{Bundle, Certificate, ClusterIssuer, Issuer};
 use crate::certificate::verdict::Verdict;
 use crate::cluster::WatchedCache;
 use crate::cluster::ca::CaKeyPairs;
@@ -58,6 +58,8 @@ pub struct Context {
     pub certificates: Store<DeserializeGuard<Certificate>>,
     /// The waits of CA rotations.
     pub rotation: RotationSettings,
+    /// Every Bundle, for the issuers whose rotation waits for the Bundles that source them.
+    pub bundles: Store<DeserializeGuard<Bundle>>,
 }
 
 impl Context {
@@ -109,6 +111,8 @@ impl Context {
             verdicts: Arc::default(),
             certificates: caches.certificates.clone(),
             rotation: RotationSettings::default(),
+            // Empty until the leadership term shares the Bundle controller's cache.
+            bundles: kube::runtime::reflector::store().0,
         }
     }
 

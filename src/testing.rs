@@ -76,10 +76,34 @@ impl Seen {
 impl ApiServer {
     /// The next request; asserts method and path (the path without the query string).
     pub async fn expect(&mut self, method: Method, path: &str) -> Seen {
+        let seen = self.receive(&format!("{method} {path}")).await;
+        assert_eq!(
+            (&seen.method, seen.path.as_str()),
+            (&method, path),
+            "unexpected request; body: {}",
+            seen.body
+        );
+        seen
+    }
+
+    /// The next request, which must be one of `allowed` (method and path).
+    pub async fn expect_one_of(&mut self, allowed: &[(Method, &str)]) -> Seen {
+        let seen = self.receive(&format!("one of {allowed:?}")).await;
+        assert!(
+            allowed.iter().any(|(m, p)| *m == seen.method && *p == seen.path),
+            "unexpected request {} {}; expected one of {allowed:?}",
+            seen.method,
+            seen.path
+        );
+        seen
+    }
+
+    /// The next request, checked against the controller's RBAC and server-side apply.
+    async fn receive(&mut self, expected: &str) -> Seen {
         let next = tokio::time::timeout(std::time::Duration::from_secs(20), self.handle.next_request())
             .await
-            .unwrap_or_else(|_| panic!("timed out waiting for {method} {path}"));
-        let (request, send) = next.unwrap_or_else(|| panic!("no more requests; expected {method} {path}"));
+            .unwrap_or_else(|_| panic!("timed out waiting for {expected}"));
+        let (request, send) = next.unwrap_or_else(|| panic!("no more requests; expected {expected}"));
         let (parts, body) = request.into_parts();
         let bytes = body.collect_bytes().await.unwrap();
         let body = if bytes.is_empty() {
@@ -87,15 +111,10 @@ impl ApiServer {
         } else {
             serde_json::from_slice(&bytes).unwrap()
         };
-        assert_eq!(
-            (&parts.method, parts.uri.path()),
-            (&method, path),
-            "unexpected request; body: {body}"
-        );
         if self.controller_access {
             assert_granted(&parts);
         }
-        if self.controller_access && method == Method::PATCH {
+        if self.controller_access && parts.method == Method::PATCH {
             let query = parts.uri.query().unwrap_or_default();
             assert!(
                 query.contains("fieldManager=certkeeper"),

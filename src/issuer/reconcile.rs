@@ -16,6 +16,8 @@ use super::crl;
 use super::rotation::{self, AnchorCertificate, CaView, Progress, RotationEvent, trust_pem};
 use super::status::{IssuerHealth, READY, issuer_status};
 use crate::api::{CertificateRevocation, DISTRUST_PREVIOUS_REQUESTED_AT, IssuerStatus, find_condition};
+use crate::bundle::sources::uses_issuer;
+use crate::bundle::status::distributes;
 use crate::cluster::revocations::{IssuerRecords, revoked_serial};
 use crate::context::{Context, FIELD_MANAGER};
 use crate::error::Error;
@@ -76,8 +78,9 @@ pub async fn health<K: IssuerObject>(
     })
 }
 
-/// How far the issuer's Certificates have got through a rotation, from what the certificate
-/// controller last found in their Secrets (its verdicts). A Certificate that is not Ready
+/// How far the issuer's Certificates and Bundles have got through a rotation, from what the
+/// certificate controller last found in their Secrets (its verdicts) and what each Bundle
+/// sourcing the issuer reports of its targets. A Certificate that is not Ready
 /// for reasons of its own is not waited for; one not yet looked at since a restart is.
 fn progress<K: IssuerObject>(
     issuer: &K,
@@ -96,6 +99,17 @@ fn progress<K: IssuerObject>(
         trust_distributed: true,
         reissued: true,
     };
+    let anchors: Vec<String> = previous
+        .trust_anchors
+        .iter()
+        .map(|a| a.fingerprint_sha256.clone())
+        .collect();
+    for guard in ctx.bundles.state() {
+        let Ok(bundle) = &guard.0 else { continue };
+        if uses_issuer(bundle, K::KIND, &name, namespace.as_deref()) {
+            progress.trust_distributed &= distributes(bundle, &anchors);
+        }
+    }
     for guard in ctx.certificates.state() {
         let Ok(cert) = &guard.0 else { continue };
         let issuer_ref = &cert.spec.issuer_ref;

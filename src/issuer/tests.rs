@@ -388,3 +388,312 @@ async fn a_ca_issuer_publishes_its_crl_over_its_records_and_keeps_numbering_afte
     drop(ctx);
     api.expect_no_more().await;
 }
+
+/// CA rotation, phase by phase: each reconcile's requests in order.
+mod rotation {
+    use super::*;
+    use crate::api::{RotationPhase, TrustAnchorRole};
+    use crate::certificate::verdict::Verdict;
+    use crate::context::Context;
+    use crate::issuer::rotation::{RotationGate, trust_pem};
+
+    const ISSUER_STATUS: &str = "/apis/certkeeper.io/v1/namespaces/apps/issuers/ca/status";
+    const CA_PATH: &str = "/api/v1/namespaces/apps/secrets/root-ca";
+    const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/apps/events";
+
+    fn root(name: &str) -> k8s_openapi::api::core::v1::Secret {
+        ca_secret(
+            "root-ca",
+            NAMESPACE,
+            name,
+            ts(NOW) - SignedDuration::from_hours(1),
+            365,
+        )
+    }
+
+    /// Reconciles `issuer` at `at` in a context `prepare` sets up: the CA Secret is `ca`, the
+    /// CRL is published afresh. Returns the status written (if any), the Events, the action.
+    async fn reconcile_issuer(
+        issuer: &Issuer,
+        ca: &k8s_openapi::api::core::v1::Secret,
+        at: jiff::Timestamp,
+        prepare: impl FnOnce(&mut Context),
+    ) -> (Option<Value>, Vec<Value>, Action) {
+        let (mut ctx, mut api) = context(vec![], vec![], at);
+        prepare(Arc::get_mut(&mut ctx).unwrap());
+        let task = tokio::spawn(reconcile(
+            Arc::new(DeserializeGuard(Ok(issuer.clone()))),
+            ctx.clone(),
+        ));
+        api.expect(Method::GET, CA_PATH).await.ok(to_json(ca));
+        let mut status = None;
+        let mut events = Vec::new();
+        // Status first, then its Events, then the CRL (published afresh by a new process).
+        let mut next = api
+            .expect_one_of(&[
+                (Method::PATCH, ISSUER_STATUS),
+                (Method::GET, "/api/v1/namespaces/apps/configmaps/ca-crl"),
+            ])
+            .await;
+        if next.path == ISSUER_STATUS {
+            status = Some(answer(next, issuer));
+            loop {
+                next = api
+                    .expect_one_of(&[
+                        (Method::POST, EVENTS),
+                        (Method::GET, "/api/v1/namespaces/apps/configmaps/ca-crl"),
+                    ])
+                    .await;
+                if next.path != EVENTS {
+                    break;
+                }
+                events.push(next.body.clone());
+                next.echo();
+            }
+        }
+        next.not_found();
+        api.expect(Method::PATCH, "/api/v1/namespaces/apps/configmaps/ca-crl")
+            .await
+            .echo();
+        let action = task.await.unwrap().unwrap();
+        drop(ctx);
+        api.expect_no_more().await;
+        (status, events, action)
+    }
+
+    fn with_status(issuer: &Issuer, status: &Value) -> Issuer {
+        let mut issuer = issuer.clone();
+        issuer.status = Some(serde_json::from_value(status.clone()).unwrap());
+        issuer
+    }
+
+    fn reasons(events: &[Value]) -> Vec<&str> {
+        events.iter().map(|e| e["reason"].as_str().unwrap()).collect()
+    }
+
+    /// The issuer after its first look at `old`, then at `new` an hour later: Distributing.
+    async fn distributing(
+        old: &k8s_openapi::api::core::v1::Secret,
+        new: &k8s_openapi::api::core::v1::Secret,
+    ) -> Issuer {
+        let issuer = ca_issuer("ca", "root-ca");
+        let (status, events, _) = reconcile_issuer(&issuer, old, ts(NOW), |_| {}).await;
+        assert!(events.is_empty(), "adopting the first root is no rotation");
+        let issuer = with_status(&issuer, &status.unwrap());
+        let (status, _, _) =
+            reconcile_issuer(&issuer, new, ts(NOW) + SignedDuration::from_hours(1), |_| {}).await;
+        with_status(&issuer, &status.unwrap())
+    }
+
+    /// `web`, issued under the issuer, Ready; and what its Secret was found to hold.
+    fn ready_web(ca_pem: &str, under_current_ca: bool) -> (crate::api::Certificate, Verdict) {
+        let mut cert = certificate("web", "ca", &["web.apps.svc"]);
+        cert.status = Some(
+            serde_json::from_value(serde_json::json!({
+                "conditions": [{"type": "Ready", "status": "True", "reason": "Ready", "message": "",
+                                "lastTransitionTime": NOW}]
+            }))
+            .unwrap(),
+        );
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, ca_pem.as_bytes());
+        let verdict = Verdict {
+            uid: "uid-web".into(),
+            generation: Some(1),
+            renew_requested_at: None,
+            revoke_requested_at: None,
+            signer: None,
+            ca_pem: digest.as_ref().try_into().ok(),
+            gate: RotationGate::Hold,
+            under_current_ca,
+            reissue_at: None,
+            facts: crate::certificate::status::IssuedFacts {
+                not_before: ts(NOW),
+                not_after: ts(NOW) + SignedDuration::from_hours(24),
+                renewal_time: ts(NOW) + SignedDuration::from_hours(16),
+                serial_hex: "01".into(),
+                revision: 1,
+            },
+            status_written: None,
+        };
+        (cert, verdict)
+    }
+
+    fn remember(ctx: &mut Context, cert: crate::api::Certificate, verdict: Verdict) {
+        let key = (NAMESPACE.to_owned(), "web".to_owned());
+        let token = ctx.verdicts.begin(&key);
+        assert!(ctx.verdicts.insert(&key, token, "7", verdict));
+        ctx.certificates = store(vec![cert]);
+    }
+
+    #[tokio::test]
+    async fn a_new_root_starts_distributing_both_roots_and_says_so() {
+        let (old, new) = (root("root 1"), root("root 2"));
+        let issuer = distributing(&old, &new).await;
+        let status = issuer.status.as_ref().unwrap();
+        let roles: Vec<TrustAnchorRole> = status.trust_anchors.iter().map(|a| a.role).collect();
+        assert_eq!(roles, [TrustAnchorRole::Current, TrustAnchorRole::Previous]);
+        let rotation = status.rotation.as_ref().unwrap();
+        assert_eq!(rotation.phase, RotationPhase::Distributing);
+        assert_eq!(
+            rotation.previous_fingerprint_sha256.as_ref(),
+            Some(&status.trust_anchors[1].fingerprint_sha256)
+        );
+        // The Event, from the same reconcile.
+        let issuer0 = ca_issuer("ca", "root-ca");
+        let (first, _, _) = reconcile_issuer(&issuer0, &old, ts(NOW), |_| {}).await;
+        let (_, events, action) = reconcile_issuer(
+            &with_status(&issuer0, &first.unwrap()),
+            &new,
+            ts(NOW) + SignedDuration::from_hours(1),
+            |_| {},
+        )
+        .await;
+        assert_eq!(reasons(&events), ["RotationStarted"]);
+        assert_eq!(events[0]["type"], "Normal");
+        // Looked at again within seconds, to follow the Certificates.
+        assert_eq!(action, Action::requeue(std::time::Duration::from_secs(5)));
+    }
+
+    #[tokio::test]
+    async fn distributing_waits_for_every_secret_then_for_the_propagation_delay() {
+        let (old, new) = (root("root 1"), root("root 2"));
+        let issuer = distributing(&old, &new).await;
+        let both = trust_pem(&issuer.status.as_ref().unwrap().trust_anchors);
+        let at = ts(NOW) + SignedDuration::from_hours(2);
+
+        // A Ready Certificate not looked at since a restart: wait, write nothing.
+        let (cert, _) = ready_web(&both, false);
+        let (status, events, _) = reconcile_issuer(&issuer, &new, at, |ctx| {
+            ctx.certificates = store(vec![cert]);
+        })
+        .await;
+        assert_eq!((status, events.len()), (None, 0));
+
+        // Its Secret still holds only the old root: wait.
+        let old_only = trust_pem(&issuer.status.as_ref().unwrap().trust_anchors[1..]);
+        let (status, _, _) = reconcile_issuer(&issuer, &new, at, |ctx| {
+            let (cert, verdict) = ready_web(&old_only, false);
+            remember(ctx, cert, verdict);
+        })
+        .await;
+        assert_eq!(status, None);
+
+        // Both roots everywhere: the delay starts.
+        let (status, events, action) = reconcile_issuer(&issuer, &new, at, |ctx| {
+            let (cert, verdict) = ready_web(&both, false);
+            remember(ctx, cert, verdict);
+        })
+        .await;
+        let status = status.unwrap();
+        assert_eq!(status["rotation"]["trustDistributedAt"], at.to_string());
+        assert_eq!(reasons(&events), ["TrustDistributed"]);
+        assert_eq!(action, Action::requeue(std::time::Duration::from_secs(5)));
+
+        // After the delay: Reissuing.
+        let issuer = with_status(&issuer, &status);
+        let later = at + SignedDuration::from_mins(5);
+        let (status, events, _) = reconcile_issuer(&issuer, &new, later, |ctx| {
+            let (cert, verdict) = ready_web(&both, false);
+            remember(ctx, cert, verdict);
+        })
+        .await;
+        assert_eq!(status.unwrap()["rotation"]["phase"], "Reissuing");
+        assert!(events.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_bundle_sourcing_the_issuer_holds_the_rotation_until_it_has_both_roots() {
+        let (old, new) = (root("root 1"), root("root 2"));
+        let issuer = distributing(&old, &new).await;
+        let anchors = issuer.status.as_ref().unwrap().trust_anchors.clone();
+        let both = trust_pem(&anchors);
+        let bundle =
+            |fingerprints: Vec<String>| {
+                let mut bundle: crate::api::Bundle = serde_json::from_value(serde_json::json!({
+                "apiVersion": "certkeeper.io/v1", "kind": "Bundle",
+                "metadata": {"name": "mesh", "generation": 1},
+                "spec": {"sources": [{"issuer": {"kind": "Issuer", "name": "ca", "namespace": NAMESPACE}}],
+                         "target": {"configMap": {"key": "ca.crt"}}},
+            }))
+            .unwrap();
+                bundle.status = Some(serde_json::from_value(serde_json::json!({
+                "conditions": [{"type": "Ready", "status": "True", "reason": "Synced", "message": "",
+                                "lastTransitionTime": NOW}],
+                "fingerprints": fingerprints, "targets": 3, "syncedTargets": 3, "observedGeneration": 1,
+            }))
+            .unwrap());
+                bundle
+            };
+        let at = ts(NOW) + SignedDuration::from_hours(2);
+        let stale = bundle(vec![anchors[1].fingerprint_sha256.clone()]);
+        let (status, _, _) = reconcile_issuer(&issuer, &new, at, |ctx| {
+            let (cert, verdict) = ready_web(&both, false);
+            remember(ctx, cert, verdict);
+            ctx.bundles = store(vec![stale]);
+        })
+        .await;
+        assert_eq!(status, None, "the Bundle's targets lack the new root");
+
+        let synced = bundle(anchors.iter().map(|a| a.fingerprint_sha256.clone()).collect());
+        let (status, _, _) = reconcile_issuer(&issuer, &new, at, |ctx| {
+            let (cert, verdict) = ready_web(&both, false);
+            remember(ctx, cert, verdict);
+            ctx.bundles = store(vec![synced]);
+        })
+        .await;
+        assert_eq!(status.unwrap()["rotation"]["trustDistributedAt"], at.to_string());
+    }
+
+    #[tokio::test]
+    async fn a_restart_in_mid_reissue_resumes_from_the_status_without_writing() {
+        let (old, new) = (root("root 1"), root("root 2"));
+        let mut issuer = distributing(&old, &new).await;
+        let rotation = issuer.status.as_mut().unwrap().rotation.as_mut().unwrap();
+        rotation.phase = RotationPhase::Reissuing;
+        let both = trust_pem(&issuer.status.as_ref().unwrap().trust_anchors);
+        // A new process: no verdicts yet, the Certificate not re-judged.
+        let (cert, _) = ready_web(&both, false);
+        let at = ts(NOW) + SignedDuration::from_hours(3);
+        let (status, events, action) = reconcile_issuer(&issuer, &new, at, |ctx| {
+            ctx.certificates = store(vec![cert]);
+        })
+        .await;
+        assert_eq!((status, events.len()), (None, 0));
+        assert_eq!(action, Action::requeue(std::time::Duration::from_secs(5)));
+
+        // Once the Certificate is found re-issued under the new CA: Retiring.
+        let (status, _, _) = reconcile_issuer(&issuer, &new, at, |ctx| {
+            let (cert, mut verdict) = ready_web(&both, true);
+            let ca = crate::pki::parse_certificate_chain(&secret_data(&to_json(&new), "tls.crt"))
+                .unwrap()
+                .remove(0);
+            let id = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &ca.der);
+            verdict.signer = id.as_ref().try_into().ok();
+            remember(ctx, cert, verdict);
+        })
+        .await;
+        assert_eq!(status.unwrap()["rotation"]["phase"], "Retiring");
+    }
+
+    #[tokio::test]
+    async fn an_emergency_distrusts_the_previous_root_at_once_with_a_warning() {
+        let (old, new) = (root("root 1"), root("root 2"));
+        let mut issuer = distributing(&old, &new).await;
+        let asked = ts(NOW) + SignedDuration::from_hours(2);
+        issuer.metadata.annotations = Some(
+            [(
+                crate::api::DISTRUST_PREVIOUS_REQUESTED_AT.to_owned(),
+                asked.to_string(),
+            )]
+            .into(),
+        );
+        let (status, events, _) = reconcile_issuer(&issuer, &new, asked, |_| {}).await;
+        let status = status.unwrap();
+        assert_eq!(status["trustAnchors"].as_array().unwrap().len(), 1);
+        assert_eq!(status["trustAnchors"][0]["role"], "Current");
+        assert!(status.get("rotation").is_none());
+        assert_eq!(status["distrustedAt"], asked.to_string());
+        assert_eq!(reasons(&events), ["EmergencyRotation"]);
+        assert_eq!(events[0]["type"], "Warning");
+    }
+}

@@ -301,6 +301,7 @@ fn cached_watch<K: Cached>(
 /// cluster-resource namespace's Secrets and ConfigMaps that Bundles source. Each watch that
 /// feeds a cache the reconciles read fills it before it wakes anyone.
 fn bundle_controller(
+    bundles: Controller<DeserializeGuard<Bundle>>,
     client: Client,
     cluster_resource_namespace: &str,
     readiness: &Readiness,
@@ -309,11 +310,6 @@ fn bundle_controller(
     ctx: Arc<Context>,
 ) -> impl std::future::Future<Output = ()> {
     let any = watcher::Config::default().any_semantic();
-    let bundles = cached_controller(
-        Api::<DeserializeGuard<Bundle>>::all(client.clone()),
-        any.clone(),
-        readiness.watch("bundles"),
-    );
     let synced = [
         "bundle namespaces",
         "bundle configmap targets",
@@ -653,9 +649,17 @@ impl Term {
         ctx.verdicts = verdicts.clone();
         ctx.rotation = settings.rotation;
         ctx.pki = self.pki.clone();
+        // Bundles: trust anchors distributed into namespaces. Issuers read their cache too: a
+        // rotation waits until every Bundle sourcing the issuer holds both roots.
+        let bundle_watch = cached_controller(
+            Api::<DeserializeGuard<Bundle>>::all(client.clone()),
+            watch_config.clone(),
+            readiness.watch("bundles"),
+        );
+        ctx.bundles = bundle_watch.store();
         let ctx = Arc::new(ctx);
-        // Bundles: trust anchors distributed into namespaces.
         let bundles = bundle_controller(
+            bundle_watch,
             client.clone(),
             &cluster_resource_namespace,
             &readiness,
