@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
         json_path = r#".status.conditions[?(@.type=="Ready")].status"#
     ),
     printcolumn(name = "CA Expires", type_ = "string", json_path = ".status.caNotAfter"),
+    printcolumn(name = "Rotation", type_ = "string", json_path = ".status.rotation.phase"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     derive = "Default"
 )]
@@ -56,6 +57,7 @@ pub struct IssuerSpec {
         json_path = r#".status.conditions[?(@.type=="Ready")].status"#
     ),
     printcolumn(name = "CA Expires", type_ = "string", json_path = ".status.caNotAfter"),
+    printcolumn(name = "Rotation", type_ = "string", json_path = ".status.rotation.phase"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     derive = "Default"
 )]

@@ -821,3 +821,58 @@ fn revoked_certificates_counts_each_ca_issuers_distinct_revoked_serials() {
         "one series per CA issuer, none for a selfSigned one"
     );
 }
+
+#[test]
+fn rotation_phase_is_one_hot_for_each_ca_issuer_with_trust_anchors() {
+    use crate::api::{Rotation, RotationPhase, TrustAnchor};
+    let anchor = TrustAnchor {
+        fingerprint_sha256: "AB".into(),
+        certificate: "pem".into(),
+        ..Default::default()
+    };
+    let mut rotating = testing::ca_issuer("rotating", "ca-key-pair");
+    rotating.status = ca_status("2036-11-01T00:00:00Z", ConditionStatus::True);
+    if let Some(status) = rotating.status.as_mut() {
+        status.trust_anchors = vec![anchor.clone()];
+        status.rotation = Some(Rotation {
+            phase: RotationPhase::Reissuing,
+            started_at: Time(ts(NOW)),
+            phase_started_at: Time(ts(NOW)),
+            trust_distributed_at: None,
+            previous_fingerprint_sha256: None,
+            ca_fingerprint_sha256: "CD".into(),
+        });
+    }
+    let mut settled = testing::ca_cluster_issuer("root", "root-ca");
+    settled.status = ca_status("2036-11-01T00:00:00Z", ConditionStatus::True);
+    if let Some(status) = settled.status.as_mut() {
+        status.trust_anchors = vec![anchor];
+    }
+    let selfsigned = testing::self_signed_issuer("selfsigned");
+    let metrics = testing::metrics(vec![], vec![rotating, selfsigned], vec![settled]);
+    let exposition = scrape(&metrics);
+    let phase = "certkeeper_issuer_rotation_phase";
+    assert_eq!(
+        label_names(&exposition, phase),
+        names(&["namespace", "name", "kind", "phase"])
+    );
+    let value = |namespace: &str, name: &str, kind: &str, p: &str| {
+        exposition.value(
+            phase,
+            &[
+                ("namespace", namespace),
+                ("name", name),
+                ("kind", kind),
+                ("phase", p),
+            ],
+        )
+    };
+    for p in ["None", "Distributing", "Reissuing", "Retiring"] {
+        let rotating = if p == "Reissuing" { 1.0 } else { 0.0 };
+        let settled = if p == "None" { 1.0 } else { 0.0 };
+        assert_eq!(value(NAMESPACE, "rotating", "Issuer", p), rotating, "{p}");
+        assert_eq!(value("", "root", "ClusterIssuer", p), settled, "{p}");
+    }
+    // A selfSigned issuer has no root of its own to rotate.
+    assert!(!exposition.has_series_with(phase, "name", "selfsigned"));
+}
