@@ -87,6 +87,7 @@ fn progress<K: IssuerObject>(
     ctx: &Context,
     previous: &IssuerStatus,
     pair: &CaKeyPair,
+    now: jiff::Timestamp,
 ) -> Progress {
     let expected_ca_pem = aws_lc_rs::digest::digest(
         &aws_lc_rs::digest::SHA256,
@@ -99,9 +100,11 @@ fn progress<K: IssuerObject>(
         trust_distributed: true,
         reissued: true,
     };
+    // A Bundle leaves expired certificates out: an expired previous root is not waited for.
     let anchors: Vec<String> = previous
         .trust_anchors
         .iter()
+        .filter(|a| a.not_after.as_ref().is_none_or(|t| t.0 > now))
         .map(|a| a.fingerprint_sha256.clone())
         .collect();
     for guard in ctx.bundles.state() {
@@ -355,7 +358,7 @@ pub async fn reconcile<K: IssuerObject>(
                 fingerprint: facts.fingerprint_sha256.clone(),
                 anchor: AnchorCertificate::of(pair.anchor()),
             };
-            let progress = progress(issuer, &ctx, &previous, pair);
+            let progress = progress(issuer, &ctx, &previous, pair, now);
             let plan = rotation::plan(
                 &previous,
                 &ca,
