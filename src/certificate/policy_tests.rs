@@ -207,7 +207,7 @@ fn spec_mismatch_names_what_differs() {
     changed.spec.dns_names = Some(vec!["web".into(), "www".into()]);
     changed.spec.duration = Some("48h".into());
     let spec = spec::validate(&changed.spec).unwrap();
-    let trigger = triggers::spec_mismatch(&spec, &Signer::SelfSigned, current.leaf()).unwrap();
+    let trigger = triggers::spec_mismatch(&spec, &Signer::SelfSigned, &current).unwrap();
     assert_eq!(trigger.reason, TriggerReason::SpecMismatch);
     assert_eq!(
         trigger.message,
@@ -217,7 +217,7 @@ fn spec_mismatch_names_what_differs() {
     let mut reordered = cert.clone();
     reordered.spec.dns_names = Some(vec!["web".into()]);
     let spec = spec::validate(&reordered.spec).unwrap();
-    assert!(triggers::spec_mismatch(&spec, &Signer::SelfSigned, current.leaf()).is_none());
+    assert!(triggers::spec_mismatch(&spec, &Signer::SelfSigned, &current).is_none());
 }
 
 #[test]

@@ -670,8 +670,28 @@ fn roots_in(secret: &Value) -> Vec<String> {
 
 #[tokio::test]
 async fn while_a_new_root_is_distributed_the_secret_gets_both_roots_and_keeps_its_certificate() {
-    let old_ca = root_ca(ts(NOW));
     let cert = certificate("web", "ca", &["web.apps.svc"]);
+    distribute_without_reissue(cert, root_ca(ts(NOW))).await;
+}
+
+#[tokio::test]
+async fn a_leaf_capped_at_its_old_cas_expiry_is_not_a_spec_mismatch_under_the_new_ca() {
+    // 90 days asked of a CA that expires in 29: the leaf is capped at the CA's notAfter.
+    let mut cert = certificate("web", "ca", &["web.apps.svc"]);
+    cert.spec.duration = Some("2160h".into());
+    let old_ca = ca_secret(
+        "root-ca",
+        NAMESPACE,
+        "root",
+        ts(NOW) - SignedDuration::from_hours(24),
+        30,
+    );
+    distribute_without_reissue(cert, old_ca).await;
+}
+
+/// Issues `cert` under `old_ca`, then shows a reconcile under a new root being distributed:
+/// the Secret gets both roots and keeps its certificate and key; no Event.
+async fn distribute_without_reissue(cert: Certificate, old_ca: k8s_openapi::api::core::v1::Secret) {
     let written = first_issuance(&cert, &old_ca).await;
     let cert = with_status(&cert, &written.status);
     let new_ca = ca_secret("root-ca", NAMESPACE, "root 2", ts(NOW), 365);

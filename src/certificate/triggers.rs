@@ -140,10 +140,15 @@ fn policies(input: &PolicyInput<'_>, current: &CurrentKeyPair) -> Option<Trigger
     )
     .or_else(|| key_mismatch(current))
     .or_else(|| incorrect_issuer(input.spec, current))
-    .or_else(|| spec_mismatch(input.spec, input.signer, current.leaf()))
+    .or_else(|| spec_mismatch(input.spec, input.signer, current))
     .or_else(|| ca_rotated(input.signer, current.leaf(), input.rotation, input.uid, input.now))
     .or_else(|| expired(current.leaf(), input.now))
-    .or_else(|| manually_triggered(input.renew_requested_at, current.leaf(), input.now))
+    // A requested renewal waits, as a due one does, while a new root is being distributed.
+    .or_else(|| {
+        (input.rotation != RotationGate::Hold)
+            .then(|| manually_triggered(input.renew_requested_at, current.leaf(), input.now))
+            .flatten()
+    })
     .or_else(|| renewal_due(input.renewal_time, input.now))
 }
 
@@ -225,7 +230,8 @@ fn set<T: Ord + Clone>(v: &[T]) -> BTreeSet<T> {
 
 /// The certificate no longer says what the spec asks for: names, subject, usages, isCA, key
 /// type or size, or lifetime.
-pub fn spec_mismatch(spec: &ValidatedSpec, signer: &Signer, leaf: &CertificateInfo) -> Option<Trigger> {
+pub fn spec_mismatch(spec: &ValidatedSpec, signer: &Signer, current: &CurrentKeyPair) -> Option<Trigger> {
+    let leaf = current.leaf();
     let mut differs: Vec<&str> = Vec::new();
     if spec.common_name != leaf.common_name {
         differs.push("commonName");
@@ -263,9 +269,23 @@ pub fn spec_mismatch(spec: &ValidatedSpec, signer: &Signer, leaf: &CertificateIn
     if spec.key != leaf.key_spec {
         differs.push("privateKey");
     }
+    // A CA issuer caps a certificate at its own notAfter; that is not a mismatch. The CA that
+    // capped it is the one that signed it (next in its chain), which after a CA rotation is no
+    // longer the issuer's: judged by the issuer's, every capped leaf would look mismatched and
+    // be re-issued at once, skipping the rotation's stages.
+    // When that CA is not in tls.crt (a root signs leaves directly), a shorter lifetime under
+    // a CA that is no longer the issuer's is left to `ca_rotated`, which re-issues in stages.
     let lifetime = leaf.not_after.duration_since(leaf.not_before);
-    // A CA issuer caps a certificate at its own notAfter; that is not a mismatch.
-    let capped = matches!(signer, Signer::Ca(ca) if ca.certificate().not_after == leaf.not_after);
+    let capped_by = |ca: &CertificateInfo| ca.not_after == leaf.not_after && leaf.is_signed_by(ca);
+    let capped = lifetime != spec.duration
+        && match signer {
+            Signer::Ca(ca) if ca.certificate().not_after == leaf.not_after => true,
+            Signer::Ca(ca) => {
+                current.chain.get(1).is_some_and(capped_by)
+                    || (lifetime < spec.duration && !leaf.is_signed_by(ca.certificate()))
+            }
+            Signer::SelfSigned => false,
+        };
     if lifetime != spec.duration && !capped {
         differs.push("duration");
     }

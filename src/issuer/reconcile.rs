@@ -143,8 +143,9 @@ fn progress<K: IssuerObject>(
 /// The issuer's `certkeeper.io/distrust-previous-requested-at`, when an RFC 3339 time.
 fn distrust_requested_at<K: IssuerObject>(issuer: &K) -> Option<jiff::Timestamp> {
     let value = issuer.annotations().get(DISTRUST_PREVIOUS_REQUESTED_AT)?;
-    match value.parse() {
-        Ok(at) => Some(at),
+    match value.parse::<jiff::Timestamp>() {
+        // Whole seconds, as the status stores the request it acted on.
+        Ok(at) => jiff::Timestamp::from_second(at.as_second()).ok(),
         Err(e) => {
             warn!(kind = K::KIND, issuer = %object_name(issuer), %value, error = %e, "ignoring {DISTRUST_PREVIOUS_REQUESTED_AT}: not an RFC 3339 time");
             None

@@ -768,8 +768,35 @@ impl Term {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{ca_cluster_issuer, ca_issuer, certificate, self_signed_issuer};
+    use crate::testing::{
+        CLUSTER_RESOURCE_NAMESPACE, ca_cluster_issuer, ca_issuer, certificate, self_signed_issuer,
+    };
     use kube::runtime::reflector;
+
+    /// One leadership term over `client`, at the fixed time `now`, with default settings; its
+    /// readiness, and the sender that would shut it down.
+    fn test_term(client: Client, now: jiff::Timestamp) -> (Term, Arc<Readiness>, watch::Sender<bool>) {
+        let readiness = Arc::new(Readiness::default());
+        let clock: crate::context::Clock = Arc::new(move || now);
+        let (stop, shutdown) = watch::channel(false);
+        let term = Term {
+            client,
+            settings: Settings {
+                cluster_resource_namespace: Some(CLUSTER_RESOURCE_NAMESPACE.into()),
+                concurrency: 2,
+                expiry_thresholds: crate::certificate::expiry::DEFAULT_THRESHOLDS.to_vec(),
+                rotation: Default::default(),
+                leader_election: None,
+            },
+            cluster_resource_namespace: CLUSTER_RESOURCE_NAMESPACE.into(),
+            readiness: readiness.clone(),
+            metrics: Arc::new(Metrics::new(super::super::idle_caches(clock.clone()))),
+            clock,
+            shutdown,
+            pki: PkiEndpoint::default(),
+        };
+        (term, readiness, stop)
+    }
 
     fn store<K: Resource<DynamicType = ()> + Clone>(objects: Vec<K>) -> Store<DeserializeGuard<K>>
     where
@@ -930,7 +957,7 @@ mod tests {
     /// and the certificate controller, which waits for the issuer caches, must reconcile.
     #[tokio::test]
     async fn a_leader_becomes_ready_and_reconciles_once_its_watches_have_listed() {
-        use crate::testing::{CLUSTER_RESOURCE_NAMESPACE, mock_client, serve_lists, to_json, ts};
+        use crate::testing::{mock_client, serve_lists, to_json, ts};
         let (client, handle) = mock_client();
         let cert = certificate("web", "missing", &["web.apps.svc"]);
         let items = [(
@@ -938,25 +965,7 @@ mod tests {
             vec![to_json(&cert)],
         )];
         let mut requests = serve_lists(handle, items.into_iter().collect());
-        let readiness = Arc::new(Readiness::default());
-        let clock: crate::context::Clock = Arc::new(|| ts("2026-11-23T10:00:00Z"));
-        let (_stop, shutdown) = watch::channel(false);
-        let term = Term {
-            client,
-            settings: Settings {
-                cluster_resource_namespace: Some(CLUSTER_RESOURCE_NAMESPACE.into()),
-                concurrency: 2,
-                expiry_thresholds: crate::certificate::expiry::DEFAULT_THRESHOLDS.to_vec(),
-                rotation: Default::default(),
-                leader_election: None,
-            },
-            cluster_resource_namespace: CLUSTER_RESOURCE_NAMESPACE.into(),
-            readiness: readiness.clone(),
-            metrics: Arc::new(Metrics::new(super::super::idle_caches(clock.clone()))),
-            clock,
-            shutdown,
-            pki: PkiEndpoint::default(),
-        };
+        let (term, readiness, _stop) = test_term(client, ts("2026-11-23T10:00:00Z"));
         readiness.lead();
         let running = tokio::spawn(async move { term.lead().await });
 
@@ -1086,7 +1095,7 @@ mod tests {
     /// one namespace: once its caches have listed, the Bundle controller writes the target.
     #[tokio::test]
     async fn a_leader_writes_a_bundle_into_a_listed_namespace() {
-        use crate::testing::{CLUSTER_RESOURCE_NAMESPACE, ca_secret, mock_client, serve_lists, to_json, ts};
+        use crate::testing::{ca_secret, mock_client, serve_lists, to_json, ts};
         let (client, handle) = mock_client();
         let now = ts("2026-11-23T10:00:00Z");
         let root = ca_secret("x", "x", "root", now - jiff::SignedDuration::from_hours(24), 365);
@@ -1101,25 +1110,7 @@ mod tests {
             ("/api/v1/namespaces".to_owned(), vec![namespace]),
         ];
         let mut requests = serve_lists(handle, items.into_iter().collect());
-        let readiness = Arc::new(Readiness::default());
-        let clock: crate::context::Clock = Arc::new(move || now);
-        let (_stop, shutdown) = watch::channel(false);
-        let term = Term {
-            client,
-            settings: Settings {
-                cluster_resource_namespace: Some(CLUSTER_RESOURCE_NAMESPACE.into()),
-                concurrency: 2,
-                expiry_thresholds: crate::certificate::expiry::DEFAULT_THRESHOLDS.to_vec(),
-                rotation: Default::default(),
-                leader_election: None,
-            },
-            cluster_resource_namespace: CLUSTER_RESOURCE_NAMESPACE.into(),
-            readiness: readiness.clone(),
-            metrics: Arc::new(Metrics::new(super::super::idle_caches(clock.clone()))),
-            clock,
-            shutdown,
-            pki: PkiEndpoint::default(),
-        };
+        let (term, readiness, _stop) = test_term(client, now);
         readiness.lead();
         let running = tokio::spawn(async move { term.lead().await });
         let target = "PATCH /api/v1/namespaces/apps/configmaps/trust";
