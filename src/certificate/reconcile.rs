@@ -172,6 +172,7 @@ pub async fn reconcile(
             debug!(certificate = %object_name(cert), "waiting for the echo of the status write");
             let mut deadlines = vec![facts.renewal_time, facts.not_after];
             deadlines.extend(verdict.reissue_at);
+            deadlines.extend(observed.trust.recheck_at(now));
             return Ok(Action::requeue(requeue_after(now, &deadlines)));
         }
         return report_ready(&ctx, &observed, verdict.facts, verdict.reissue_at).await;
@@ -422,6 +423,7 @@ async fn report_ready(
     deadlines.extend([facts.renewal_time, facts.not_after]);
     deadlines.extend(observed.renew_requested_at);
     deadlines.extend(reissue_at);
+    deadlines.extend(observed.trust.recheck_at(*now));
     deadlines.extend(observed.pending_revoke.map(|r| r.requested_at));
     Ok(Action::requeue(requeue_after(*now, &deadlines)))
 }
@@ -647,6 +649,7 @@ async fn issue(
     deadlines.extend([renewal_time, leaf.not_after]);
     deadlines.extend(observed.renew_requested_at);
     deadlines.extend(observed.pending_revoke.map(|r| r.requested_at));
+    deadlines.extend(observed.trust.recheck_at(now));
     Ok(Action::requeue(requeue_after(now, &deadlines)))
 }
 

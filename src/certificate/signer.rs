@@ -89,7 +89,15 @@ pub struct Trust {
     /// and the signing CA's own root even before the issuer has seen it. None: selfSigned.
     pub ca_pem: Option<String>,
     pub gate: RotationGate,
+    /// The issuer is rotating its CA (or has not yet seen the CA it signs with). The issuer
+    /// cache this was read from may lag behind the watch event that woke the Certificate, and
+    /// only a fresh read ends a rotation for it: look again soon until it is over.
+    pub settling: bool,
 }
+
+/// How soon a Certificate under a rotating issuer is looked at again (from memory, no request
+/// unless its issuer's rotation moved on).
+const ROTATION_RECHECK: jiff::SignedDuration = jiff::SignedDuration::from_secs(10);
 
 impl Trust {
     /// What a selfSigned issuer means: each certificate is its own root, nothing rotates.
@@ -97,7 +105,13 @@ impl Trust {
         Self {
             ca_pem: None,
             gate: RotationGate::Now,
+            settling: false,
         }
+    }
+
+    /// When to look again for the rotation's sake, if it is under way.
+    pub fn recheck_at(&self, now: jiff::Timestamp) -> Option<jiff::Timestamp> {
+        self.settling.then(|| now + ROTATION_RECHECK)
     }
 
     /// The trust for `signer` under an issuer whose status is `status`.
@@ -115,14 +129,16 @@ impl Trust {
             ca_pem.push_str(&anchor.to_pem());
         }
         ca_pem.push_str(&trust_pem(anchors));
+        let gate = RotationGate::of(
+            status,
+            &ca.certificate().fingerprint_sha256,
+            &anchor.fingerprint_sha256,
+            window,
+        );
         Self {
             ca_pem: Some(ca_pem),
-            gate: RotationGate::of(
-                status,
-                &ca.certificate().fingerprint_sha256,
-                &anchor.fingerprint_sha256,
-                window,
-            ),
+            gate,
+            settling: gate == RotationGate::Hold || status.is_some_and(|s| s.rotation.is_some()),
         }
     }
 }

@@ -15,7 +15,9 @@ use super::IssuerObject;
 use super::crl;
 use super::rotation::{self, AnchorCertificate, CaView, Progress, RotationEvent, trust_pem};
 use super::status::{IssuerHealth, READY, issuer_status};
-use crate::api::{CertificateRevocation, DISTRUST_PREVIOUS_REQUESTED_AT, IssuerStatus, find_condition};
+use crate::api::{
+    CertificateRevocation, DISTRUST_PREVIOUS_REQUESTED_AT, IssuerStatus, TrustAnchorRole, find_condition,
+};
 use crate::bundle::sources::uses_issuer;
 use crate::bundle::status::distributes;
 use crate::cluster::revocations::{IssuerRecords, revoked_serial};
@@ -111,6 +113,43 @@ fn progress<K: IssuerObject>(
         let Ok(bundle) = &guard.0 else { continue };
         if uses_issuer(bundle, K::KIND, &name, namespace.as_deref()) {
             progress.trust_distributed &= distributes(bundle, &anchors);
+        }
+    }
+    // In a chain (root → intermediate → leaves) the intermediate's issuer lists this root too,
+    // as its own previous root, until its leaves have moved: this root stays trusted until then.
+    let retiring: Vec<&str> = previous
+        .trust_anchors
+        .iter()
+        .filter(|a| a.role == TrustAnchorRole::Previous)
+        .map(|a| a.fingerprint_sha256.as_str())
+        .collect();
+    let still_trusts = |status: Option<&IssuerStatus>| {
+        status.is_some_and(|s| {
+            s.trust_anchors
+                .iter()
+                .any(|a| retiring.contains(&a.fingerprint_sha256.as_str()))
+        })
+    };
+    if !retiring.is_empty() {
+        let is_self = |kind: &str, other_name: Option<&String>, other_ns: Option<&String>| {
+            kind == K::KIND && other_name == Some(&name) && other_ns == namespace.as_ref()
+        };
+        let issuers = ctx.issuers.state();
+        let others_issuers = issuers
+            .iter()
+            .filter_map(|g| g.0.as_ref().ok())
+            .filter(|i| !is_self("Issuer", i.metadata.name.as_ref(), i.metadata.namespace.as_ref()));
+        let cluster_issuers = ctx.cluster_issuers.state();
+        let others_cluster = cluster_issuers
+            .iter()
+            .filter_map(|g| g.0.as_ref().ok())
+            .filter(|i| !is_self("ClusterIssuer", i.metadata.name.as_ref(), None));
+        if others_issuers
+            .map(|i| i.status.as_ref())
+            .chain(others_cluster.map(|i| i.status.as_ref()))
+            .any(still_trusts)
+        {
+            progress.reissued = false;
         }
     }
     for guard in ctx.certificates.state() {

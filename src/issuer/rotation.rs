@@ -15,6 +15,11 @@ pub const TRUST_DISTRIBUTED: &str = "TrustDistributed";
 pub const ROTATION_COMPLETED: &str = "RotationCompleted";
 pub const EMERGENCY_ROTATION: &str = "EmergencyRotation";
 
+/// How long a distrust request made while nothing is to distrust waits for the CA change it
+/// is meant for; after that it is recorded as answered, so a later routine rotation is not
+/// cut short by an annotation left in place.
+const DISTRUST_GRACE: SignedDuration = SignedDuration::from_hours(1);
+
 /// The waits of a rotation (`--trust-propagation-delay`, `--rotation-reissue-window`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RotationSettings {
@@ -242,9 +247,17 @@ pub fn plan(
         }
     }
 
+    let nothing_to_distrust = plan.rotation.is_none()
+        && !plan
+            .trust_anchors
+            .iter()
+            .any(|a| a.role == TrustAnchorRole::Previous);
     if let Some(at) = distrust_requested_at
         && at <= now
         && previous.distrusted_at.as_ref().map(|t| t.0) != Some(at)
+        // Asked for before the CA change was seen (the issuer's CA cache follows a watch of
+        // its own): kept for the change, unless it is older than the grace.
+        && !(nothing_to_distrust && now.duration_since(at) <= DISTRUST_GRACE)
     {
         let dropped: Vec<String> = plan
             .trust_anchors
@@ -601,6 +614,25 @@ mod tests {
         assert_eq!(reasons(&p), [EMERGENCY_ROTATION]);
         assert_eq!(roles(&p), [("R2".into(), TrustAnchorRole::Current)]);
         assert_eq!(p.rotation, None);
+    }
+
+    #[test]
+    fn a_distrust_request_seen_before_the_ca_change_waits_for_it_within_the_grace() {
+        let s = RotationSettings::default();
+        let status = settled("CA1", "R1");
+        let asked = at(0);
+        // Nothing to distrust yet: not consumed.
+        let p = plan(&status, &ca("CA1", "R1"), NONE, Some(asked), s, at(1));
+        assert_eq!(p.distrusted_at, None);
+        assert!(p.events.is_empty());
+        // The new CA arrives: the old root is never distributed.
+        let p = plan(&status, &ca("CA2", "R2"), NONE, Some(asked), s, at(2));
+        assert_eq!(reasons(&p), [EMERGENCY_ROTATION]);
+        assert_eq!(roles(&p), [("R2".into(), TrustAnchorRole::Current)]);
+        // Past the grace, an annotation with nothing to distrust is recorded and done with.
+        let p = plan(&status, &ca("CA1", "R1"), NONE, Some(asked), s, at(61));
+        assert_eq!(p.distrusted_at, Some(Time(asked)));
+        assert!(p.events.is_empty());
     }
 
     #[test]
