@@ -16,6 +16,9 @@
 //!    too: `Distributing` (`frontend-tls` and `backend-tls` get both roots, no re-issue),
 //!    `Reissuing` (frontend and backend re-issued under the new intermediate), `Retiring`
 //!    (the old root dropped from their `ca.crt`), done.
+//!
+//! `src/hierarchy_rotation_tests.rs` runs the same hierarchy through the real reconcilers
+//! against an in-memory API server on a simulated clock, in a second.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fmt::Write as _;
