@@ -8,6 +8,7 @@ mod lifecycle;
 mod observability;
 mod operations;
 mod revocation;
+mod rotation;
 mod support;
 mod trust;
 mod user_story;

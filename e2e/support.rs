@@ -281,6 +281,11 @@ impl TestEnv {
 
     /// Events (events.k8s.io/v1) in the test namespace regarding Certificate `name`.
     pub async fn certificate_events(&self, name: &str) -> Vec<Event> {
+        self.events_regarding("Certificate", name).await
+    }
+
+    /// Events (events.k8s.io/v1) in the test namespace regarding the `kind` named `name`.
+    pub async fn events_regarding(&self, kind: &str, name: &str) -> Vec<Event> {
         let api: Api<Event> = Api::namespaced(self.client.clone(), &self.namespace);
         // Filtered here rather than with a field selector: the namespace is the test's own and
         // small, and this does not depend on which selectors the server converts.
@@ -289,20 +294,26 @@ impl TestEnv {
             .items
             .into_iter()
             .filter(|e| {
-                e.regarding.as_ref().is_some_and(|r| {
-                    r.kind.as_deref() == Some("Certificate") && r.name.as_deref() == Some(name)
-                })
+                e.regarding
+                    .as_ref()
+                    .is_some_and(|r| r.kind.as_deref() == Some(kind) && r.name.as_deref() == Some(name))
             })
             .collect()
     }
 
     /// Waits for an Event of `type_` and `reason` regarding Certificate `name`.
     pub async fn wait_for_event(&self, name: &str, type_: &str, reason: &str) -> Event {
+        self.wait_for_event_regarding("Certificate", name, type_, reason)
+            .await
+    }
+
+    /// Waits for an Event of `type_` and `reason` regarding the `kind` named `name`.
+    pub async fn wait_for_event_regarding(&self, kind: &str, name: &str, type_: &str, reason: &str) -> Event {
         self.eventually(
-            &format!("a {type_} Event {reason} regarding Certificate {name}"),
+            &format!("a {type_} Event {reason} regarding {kind} {name}"),
             EVENT_TIMEOUT,
             async || {
-                let events = self.certificate_events(name).await;
+                let events = self.events_regarding(kind, name).await;
                 let seen: Vec<String> = events
                     .iter()
                     .map(|e| {
@@ -379,23 +390,43 @@ impl TestEnv {
         ControllerProcess::spawn(&self.namespace, &self.work_dir, name, &args)
     }
 
-    /// Runs `kubectl ARGS -n NAMESPACE`
     /// Runs `kubectl ARGS -n NAMESPACE` (the same KUBECONFIG as the client) and returns stdout.
     pub fn kubectl(&self, args: &[&str]) -> String {
+        self.try_kubectl(args).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`TestEnv::kubectl`], with a failure (kubectl exiting non-zero) returned rather than
+    /// failing the test: for polls that should survive one refused request.
+    pub fn try_kubectl(&self, args: &[&str]) -> Result<String, String> {
         let output = Command::new("kubectl")
             .args(args)
             .args(["--namespace", &self.namespace])
             .output()
             .expect("run `kubectl` (is it on PATH?)");
         let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-        assert!(
-            output.status.success(),
-            "`kubectl {}` failed ({}):\n{stdout}{}",
-            args.join(" "),
-            output.status,
-            String::from_utf8_lossy(&output.stderr)
-        );
-        stdout
+        if output.status.success() {
+            Ok(stdout)
+        } else {
+            Err(format!(
+                "`kubectl {}` failed ({}):\n{stdout}{}",
+                args.join(" "),
+                output.status,
+                String::from_utf8_lossy(&output.stderr)
+            ))
+        }
+    }
+
+    /// Fails the test at once, with the log, when the controller has exited.
+    pub fn assert_controller_running(&self) {
+        if !self.controller_killed {
+            self.controller.assert_running();
+        }
+    }
+
+    /// The last `lines` lines of the controller log, with a heading naming the file: for the
+    /// failure messages of tests that poll by themselves.
+    pub fn controller_log_tail(&self, lines: usize) -> String {
+        self.controller.log_tail(lines)
     }
 }
 
@@ -466,6 +497,7 @@ fn status_json(cert: &Certificate) -> String {
 }
 
 /// A Secret in certkeeper's layout: type kubernetes.io/tls with tls.crt, tls.key and ca.crt.
+#[derive(Clone)]
 pub struct TlsSecret {
     pub secret: Secret,
     /// `tls.crt`: leaf, then the chain without the self-signed root.

@@ -172,16 +172,38 @@ pub fn mutual_tls(
     client: &KeyPairPem<'_>,
     root_pem: &str,
 ) -> Result<Handshake, String> {
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    mutual_tls_between(server, root_pem, server_name, client, root_pem)
+}
+
+/// The roots of a `ca.crt` (one or more PEM certificates) as a rustls trust store.
+fn trust_store(ca_pem: &str) -> Result<Arc<RootCertStore>, String> {
     let mut roots = RootCertStore::empty();
-    for der in CertificateDer::pem_slice_iter(root_pem.as_bytes()) {
+    for der in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
         roots
             .add(der.map_err(|e| format!("ca.crt: {e}"))?)
             .map_err(|e| format!("ca.crt is not a usable trust anchor: {e}"))?;
     }
-    let roots = Arc::new(roots);
+    if roots.is_empty() {
+        return Err("ca.crt holds no certificate".into());
+    }
+    Ok(Arc::new(roots))
+}
 
-    let client_verifier = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
+/// [`mutual_tls`] between two workloads that each trust their own `ca.crt`, as two pods do:
+/// the server requires a client certificate chaining to one of `server_trusts`, the client
+/// accepts a server certificate chaining to one of `client_trusts`.
+pub fn mutual_tls_between(
+    server: &KeyPairPem<'_>,
+    server_trusts: &str,
+    server_name: &str,
+    client: &KeyPairPem<'_>,
+    client_trusts: &str,
+) -> Result<Handshake, String> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let server_roots = trust_store(server_trusts).map_err(|e| format!("server {e}"))?;
+    let client_roots = trust_store(client_trusts).map_err(|e| format!("client {e}"))?;
+
+    let client_verifier = WebPkiClientVerifier::builder_with_provider(server_roots, provider.clone())
         .build()
         .map_err(|e| format!("client verifier: {e}"))?;
     let server_config = ServerConfig::builder_with_provider(provider.clone())
@@ -193,7 +215,7 @@ pub fn mutual_tls(
     let client_config = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?
-        .with_root_certificates(roots)
+        .with_root_certificates(client_roots)
         .with_client_auth_cert(chain_of(client)?, key_of(client)?)
         .map_err(|e| format!("client key pair: {e}"))?;
     let name = ServerName::try_from(server_name.to_owned())
