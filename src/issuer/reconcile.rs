@@ -115,19 +115,28 @@ fn progress<K: IssuerObject>(
             progress.trust_distributed &= distributes(bundle, &anchors);
         }
     }
-    // In a chain (root → intermediate → leaves) the intermediate's issuer lists this root too,
-    // as its own previous root, until its leaves have moved: this root stays trusted until then.
+    // In a chain (root → intermediate → leaves) the intermediate's issuer lists this root too
+    // until its leaves have moved: as its current root until it sees its new CA, then as its
+    // previous one in a rotation of its own, started after this one. This root stays trusted
+    // until then. (An issuer whose rotation started earlier is above this one, and waits for
+    // it in turn.)
     let retiring: Vec<&str> = previous
         .trust_anchors
         .iter()
         .filter(|a| a.role == TrustAnchorRole::Previous)
         .map(|a| a.fingerprint_sha256.as_str())
         .collect();
+    let started = previous.rotation.as_ref().map(|r| r.started_at.0);
     let still_trusts = |status: Option<&IssuerStatus>| {
         status.is_some_and(|s| {
-            s.trust_anchors
-                .iter()
-                .any(|a| retiring.contains(&a.fingerprint_sha256.as_str()))
+            let below = match (&s.rotation, started) {
+                (Some(theirs), Some(ours)) => theirs.started_at.0 > ours,
+                _ => true,
+            };
+            below
+                && s.trust_anchors
+                    .iter()
+                    .any(|a| retiring.contains(&a.fingerprint_sha256.as_str()))
         })
     };
     if !retiring.is_empty() {
