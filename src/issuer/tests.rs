@@ -676,6 +676,67 @@ mod rotation {
     }
 
     #[tokio::test]
+    async fn a_root_is_retired_only_once_no_issuer_below_it_still_trusts_it() {
+        let (old, new) = (root("root 1"), root("root 2"));
+        let mut issuer = distributing(&old, &new).await;
+        let status = issuer.status.as_mut().unwrap();
+        status.rotation.as_mut().unwrap().phase = RotationPhase::Reissuing;
+        let started = status.rotation.as_ref().unwrap().started_at.clone();
+        let old_root = status.trust_anchors[1].clone();
+        let both = trust_pem(&status.trust_anchors);
+        let new_ca = crate::pki::parse_certificate_chain(&secret_data(&to_json(&new), "tls.crt"))
+            .unwrap()
+            .remove(0);
+        let reissued = || {
+            let (cert, mut verdict) = ready_web(&both, true);
+            let id = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &new_ca.der);
+            verdict.signer = id.as_ref().try_into().ok();
+            (cert, verdict)
+        };
+        // An intermediate's issuer, below this root, that has not moved yet: it still lists
+        // the old root as its own.
+        let mut below = ca_issuer("intermediate-ca", "intermediate-ca");
+        below.status = Some(crate::api::IssuerStatus {
+            trust_anchors: vec![crate::api::TrustAnchor {
+                role: TrustAnchorRole::Current,
+                ..old_root.clone()
+            }],
+            ..Default::default()
+        });
+        let at = ts(NOW) + SignedDuration::from_hours(3);
+        let (status, _, _) = reconcile_issuer(&issuer, &new, at, |ctx| {
+            let (cert, verdict) = reissued();
+            remember(ctx, cert, verdict);
+            ctx.issuers = store(vec![below.clone()]);
+        })
+        .await;
+        assert_eq!(
+            status, None,
+            "the intermediate's leaves still chain to the old root"
+        );
+
+        // An issuer whose own rotation started earlier is above this one: not waited for.
+        let mut above = below.clone();
+        above.status.as_mut().unwrap().rotation = Some(crate::api::Rotation {
+            phase: RotationPhase::Reissuing,
+            started_at: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                started.0 - SignedDuration::from_mins(1),
+            ),
+            phase_started_at: started.clone(),
+            trust_distributed_at: None,
+            previous_fingerprint_sha256: None,
+            ca_fingerprint_sha256: "AB".into(),
+        });
+        let (status, _, _) = reconcile_issuer(&issuer, &new, at, |ctx| {
+            let (cert, verdict) = reissued();
+            remember(ctx, cert, verdict);
+            ctx.issuers = store(vec![above]);
+        })
+        .await;
+        assert_eq!(status.unwrap()["rotation"]["phase"], "Retiring");
+    }
+
+    #[tokio::test]
     async fn an_emergency_distrusts_the_previous_root_at_once_with_a_warning() {
         let (old, new) = (root("root 1"), root("root 2"));
         let mut issuer = distributing(&old, &new).await;
