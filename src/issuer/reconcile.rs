@@ -115,31 +115,11 @@ fn progress<K: IssuerObject>(
             progress.trust_distributed &= distributes(bundle, &anchors);
         }
     }
-    // In a chain (root → intermediate → leaves) the intermediate's issuer lists this root too
-    // until its leaves have moved: as its current root until it sees its new CA, then as its
-    // previous one in a rotation of its own, started after this one. This root stays trusted
-    // until then. (An issuer whose rotation started earlier is above this one, and waits for
-    // it in turn.)
-    let retiring: Vec<&str> = previous
+    if previous
         .trust_anchors
         .iter()
-        .filter(|a| a.role == TrustAnchorRole::Previous)
-        .map(|a| a.fingerprint_sha256.as_str())
-        .collect();
-    let started = previous.rotation.as_ref().map(|r| r.started_at.0);
-    let still_trusts = |status: Option<&IssuerStatus>| {
-        status.is_some_and(|s| {
-            let below = match (&s.rotation, started) {
-                (Some(theirs), Some(ours)) => theirs.started_at.0 > ours,
-                _ => true,
-            };
-            below
-                && s.trust_anchors
-                    .iter()
-                    .any(|a| retiring.contains(&a.fingerprint_sha256.as_str()))
-        })
-    };
-    if !retiring.is_empty() {
+        .any(|a| a.role == TrustAnchorRole::Previous)
+    {
         let is_self = |kind: &str, other_name: Option<&String>, other_ns: Option<&String>| {
             kind == K::KIND && other_name == Some(&name) && other_ns == namespace.as_ref()
         };
@@ -153,11 +133,10 @@ fn progress<K: IssuerObject>(
             .iter()
             .filter_map(|g| g.0.as_ref().ok())
             .filter(|i| !is_self("ClusterIssuer", i.metadata.name.as_ref(), None));
-        if others_issuers
-            .map(|i| i.status.as_ref())
-            .chain(others_cluster.map(|i| i.status.as_ref()))
-            .any(still_trusts)
-        {
+        let others = others_issuers
+            .filter_map(|i| i.status.as_ref())
+            .chain(others_cluster.filter_map(|i| i.status.as_ref()));
+        if rotation::trusted_below(previous, others) {
             progress.reissued = false;
         }
     }

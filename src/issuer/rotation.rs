@@ -366,6 +366,32 @@ pub fn plan(
     plan
 }
 
+/// Whether an issuer below this one in a chain (root → intermediate → leaves) still trusts
+/// a root this one is retiring, among the `others` issuers' statuses. The intermediate's issuer
+/// lists that root until its own leaves have moved: as its current root until it sees its new
+/// CA, then as its previous one in a rotation of its own, started after this one. An issuer
+/// whose rotation started earlier is above this one, and waits for it in turn.
+pub fn trusted_below<'a>(status: &IssuerStatus, mut others: impl Iterator<Item = &'a IssuerStatus>) -> bool {
+    let retiring: Vec<&str> = status
+        .trust_anchors
+        .iter()
+        .filter(|a| a.role == TrustAnchorRole::Previous)
+        .map(|a| a.fingerprint_sha256.as_str())
+        .collect();
+    let started = status.rotation.as_ref().map(|r| r.started_at.0);
+    others.any(|other| {
+        let below = match (&other.rotation, started) {
+            (Some(theirs), Some(ours)) => theirs.started_at.0 > ours,
+            _ => true,
+        };
+        below
+            && other
+                .trust_anchors
+                .iter()
+                .any(|a| retiring.contains(&a.fingerprint_sha256.as_str()))
+    })
+}
+
 /// Where a Certificate's re-issue stands against its issuer's rotation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum RotationGate {
