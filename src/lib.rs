@@ -13,8 +13,6 @@ mod deploy_tests;
 pub mod error;
 #[cfg(test)]
 mod fault_tests;
-#[cfg(test)]
-mod hierarchy_rotation_tests;
 pub mod issuer;
 pub mod pki;
 pub mod revocation;
