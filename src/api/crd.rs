@@ -290,13 +290,10 @@ mod tests {
             .find(|c| c.spec.names.kind == "Bundle")
             .unwrap();
         assert_eq!(bundle.spec.scope, "Cluster");
-        let columns: Vec<_> = bundle.spec.versions[0]
-            .additional_printer_columns
-            .iter()
-            .flatten()
-            .map(|c| c.name.as_str())
-            .collect();
-        assert_eq!(columns, ["Ready", "Certificates", "Targets", "Synced", "Age"]);
+        assert_eq!(
+            status_and_columns(&bundle),
+            ["Ready", "Certificates", "Targets", "Synced", "Age"]
+        );
     }
 
     /// Every schema node below `schema` (itself included), depth first.
@@ -393,43 +390,47 @@ mod tests {
         ] {
             assert!(yaml.contains(needle), "CRDs lack {needle:?}");
         }
-        let cert = &all_crds()[0];
-        let version = &cert.spec.versions[0];
-        assert!(
-            version
-                .subresources
-                .as_ref()
-                .and_then(|s| s.status.as_ref())
-                .is_some()
+        assert_eq!(
+            status_and_columns(&all_crds()[0]),
+            ["Ready", "Secret", "Issuer", "Expires", "Age"]
         );
-        let columns: Vec<_> = version
-            .additional_printer_columns
-            .iter()
-            .flatten()
-            .map(|c| c.name.as_str())
-            .collect();
-        assert_eq!(columns, ["Ready", "Secret", "Issuer", "Expires", "Age"]);
     }
 
     #[test]
-    fn a_revocation_names_its_issuer_serial_and_reason() {
-        let crd = CertificateRevocation::crd();
-        assert_eq!(crd.spec.scope, "Namespaced");
+    fn issuers_show_their_ca_expiry_and_rotation_phase() {
+        for crd in [Issuer::crd(), ClusterIssuer::crd()] {
+            assert_eq!(
+                status_and_columns(&crd),
+                ["Ready", "CA Expires", "Rotation", "Age"]
+            );
+        }
+    }
+
+    /// The printer columns of a CRD whose (first) version has the status subresource.
+    fn status_and_columns(crd: &CustomResourceDefinition) -> Vec<String> {
         let version = &crd.spec.versions[0];
         assert!(
             version
                 .subresources
                 .as_ref()
                 .and_then(|s| s.status.as_ref())
-                .is_some()
+                .is_some(),
+            "{} has no status subresource",
+            crd.spec.names.kind
         );
-        let columns: Vec<_> = version
+        version
             .additional_printer_columns
             .iter()
             .flatten()
-            .map(|c| c.name.as_str())
-            .collect();
-        assert_eq!(columns, ["Issuer", "Serial", "Reason", "Age"]);
+            .map(|c| c.name.clone())
+            .collect()
+    }
+
+    #[test]
+    fn a_revocation_names_its_issuer_serial_and_reason() {
+        let crd = CertificateRevocation::crd();
+        assert_eq!(crd.spec.scope, "Namespaced");
+        assert_eq!(status_and_columns(&crd), ["Issuer", "Serial", "Reason", "Age"]);
         let spec = &schema_of("CertificateRevocation")["properties"]["spec"];
         let required: Vec<&str> = spec["required"]
             .as_array()
