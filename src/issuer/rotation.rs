@@ -496,6 +496,20 @@ mod tests {
         }
     }
 
+    /// CA1 under root R1 replaced at minute 0 by CA2 under a new root R2: Distributing.
+    fn distributing() -> IssuerStatus {
+        let status = settled("CA1", "R1");
+        let started = plan(
+            &status,
+            &ca("CA2", "R2"),
+            NONE,
+            None,
+            RotationSettings::default(),
+            at(0),
+        );
+        apply(&status, &started, "CA2")
+    }
+
     fn at(minutes: i64) -> Timestamp {
         ts(T0) + SignedDuration::from_mins(minutes)
     }
@@ -608,9 +622,8 @@ mod tests {
     #[test]
     fn emergency_drops_the_previous_root_at_once_and_only_once() {
         let s = RotationSettings::default();
-        let mut status = settled("CA1", "R1");
+        let mut status = distributing();
         let new = ca("CA2", "R2");
-        status = apply(&status, &plan(&status, &new, NONE, None, s, at(0)), "CA2");
         let asked = at(1);
         let p = plan(&status, &new, NONE, Some(asked), s, at(1));
         assert_eq!(reasons(&p), [EMERGENCY_ROTATION]);
@@ -663,10 +676,9 @@ mod tests {
 
     #[test]
     fn a_distrust_request_dated_in_the_future_waits() {
-        let mut status = settled("CA1", "R1");
+        let status = distributing();
         let s = RotationSettings::default();
         let new = ca("CA2", "R2");
-        status = apply(&status, &plan(&status, &new, NONE, None, s, at(0)), "CA2");
         let p = plan(&status, &new, NONE, Some(at(30)), s, at(1));
         assert_eq!(p.trust_anchors.len(), 2);
         assert!(p.events.is_empty());
@@ -675,12 +687,7 @@ mod tests {
     #[test]
     fn a_second_root_change_mid_rotation_keeps_every_older_root_until_it_retires() {
         let s = RotationSettings::default();
-        let mut status = settled("CA1", "R1");
-        status = apply(
-            &status,
-            &plan(&status, &ca("CA2", "R2"), NONE, None, s, at(0)),
-            "CA2",
-        );
+        let status = distributing();
         let p = plan(&status, &ca("CA3", "R3"), NONE, None, s, at(1));
         assert_eq!(
             roles(&p),
@@ -696,12 +703,7 @@ mod tests {
     #[test]
     fn an_intermediate_renewed_while_distributing_keeps_distributing() {
         let s = RotationSettings::default();
-        let mut status = settled("CA1", "R1");
-        status = apply(
-            &status,
-            &plan(&status, &ca("CA2", "R2"), NONE, None, s, at(0)),
-            "CA2",
-        );
+        let status = distributing();
         let p = plan(&status, &ca("CA3", "R2"), NONE, None, s, at(1));
         let r = p.rotation.unwrap();
         assert_eq!(r.phase, RotationPhase::Distributing);
@@ -711,18 +713,7 @@ mod tests {
 
     #[test]
     fn trust_pem_puts_the_current_root_first_and_is_stable() {
-        let status = apply(
-            &settled("CA1", "R1"),
-            &plan(
-                &settled("CA1", "R1"),
-                &ca("CA2", "R2"),
-                NONE,
-                None,
-                RotationSettings::default(),
-                at(0),
-            ),
-            "CA2",
-        );
+        let status = distributing();
         let pem = trust_pem(&status.trust_anchors);
         assert!(pem.find("R2").unwrap() < pem.find("R1").unwrap());
         let mut reversed = status.trust_anchors.clone();
@@ -733,7 +724,6 @@ mod tests {
     #[test]
     fn certificates_wait_while_the_issuer_distributes_or_has_not_caught_up() {
         let w = SignedDuration::from_mins(10);
-        let s = RotationSettings::default();
         let mut status = settled("CA1", "R1");
         assert_eq!(RotationGate::of(Some(&status), "CA1", "R1", w), RotationGate::Now);
         // The CA Secret changed but the issuer has not looked yet.
@@ -742,11 +732,7 @@ mod tests {
             RotationGate::Hold
         );
         assert_eq!(RotationGate::of(None, "CA2", "R2", w), RotationGate::Now);
-        status = apply(
-            &status,
-            &plan(&status, &ca("CA2", "R2"), NONE, None, s, at(0)),
-            "CA2",
-        );
+        status = distributing();
         assert_eq!(
             RotationGate::of(Some(&status), "CA2", "R2", w),
             RotationGate::Hold

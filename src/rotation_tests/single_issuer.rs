@@ -173,6 +173,32 @@ fn steps(d: SignedDuration) -> usize {
     (d.as_secs() / STEP.as_secs()) as usize
 }
 
+/// Every Secret holds `new_root` alone; each workload still presenting its certificate from
+/// `before` (trusting what it trusts now) is refused by its peer, and its current certificate
+/// is accepted.
+fn assert_only_the_new_root_is_trusted(sim: &Simulation, before: &[Arc<Mounted>], new_root: &str) {
+    for (i, name) in WORKLOADS.iter().enumerate() {
+        let now = sim.current(name);
+        assert_eq!(
+            BTreeSet::from_iter(roots(&now)),
+            BTreeSet::from([new_root.to_owned()]),
+            "{name}"
+        );
+        let peer = WORKLOADS[(i + 1) % WORKLOADS.len()];
+        assert!(
+            matches!(
+                handshake(&presenting(&before[i], &now), &sim.current(peer), peer),
+                Err(Refusal::ByServer(_))
+            ),
+            "{name}'s certificate under the old root is refused"
+        );
+        assert!(
+            handshake(&now, &sim.current(peer), peer).is_ok(),
+            "{name}'s new certificate"
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_root_rotation_never_fails_a_handshake_between_slow_reloading_peers() {
     let settings = settings();
@@ -242,22 +268,7 @@ async fn a_root_rotation_never_fails_a_handshake_between_slow_reloading_peers() 
     );
     // After it, only the new root is trusted: every Secret holds it alone, and a workload
     // still presenting a certificate under the old root is refused.
-    for (i, name) in WORKLOADS.iter().enumerate() {
-        let now = sim.current(name);
-        assert_eq!(
-            BTreeSet::from_iter(roots(&now)),
-            BTreeSet::from([new_root.clone()]),
-            "{name}"
-        );
-        let peer = WORKLOADS[(i + 1) % WORKLOADS.len()];
-        assert!(
-            matches!(
-                handshake(&presenting(&before[i], &now), &sim.current(peer), peer),
-                Err(Refusal::ByServer(_))
-            ),
-            "{name}'s old certificate is refused"
-        );
-    }
+    assert_only_the_new_root_is_trusted(&sim, &before, &new_root);
 }
 
 #[tokio::test]
@@ -289,23 +300,7 @@ async fn an_emergency_rotation_refuses_the_old_root_at_once() {
             .map(String::as_str),
         Some("EmergencyRotation")
     );
-    for (i, name) in WORKLOADS.iter().enumerate() {
-        let now = sim.current(name);
-        assert_eq!(
-            BTreeSet::from_iter(roots(&now)),
-            BTreeSet::from([new_root.clone()]),
-            "{name}"
-        );
-        let peer = WORKLOADS[(i + 1) % WORKLOADS.len()];
-        assert!(
-            matches!(
-                handshake(&presenting(&before[i], &now), &sim.current(peer), peer),
-                Err(Refusal::ByServer(_))
-            ),
-            "{name}'s certificate under the old root is refused at once"
-        );
-        assert!(handshake(&now, &sim.current(peer), peer).is_ok());
-    }
+    assert_only_the_new_root_is_trusted(&sim, &before, &new_root);
     // A restart afterwards does not re-issue again.
     let mut controller = Controller::start(&sim.cluster, settings);
     sim.run(&mut controller, 4).await;
