@@ -153,6 +153,18 @@ impl IssuerRef {
     }
 }
 
+impl Certificate {
+    /// Whether the Certificate references the issuer of `kind` named `name`, which for an
+    /// Issuer (`namespace` Some) must be in the Certificate's own namespace. The group is not
+    /// looked at.
+    pub fn references(&self, kind: &str, name: &str, namespace: Option<&str>) -> bool {
+        let issuer_ref = &self.spec.issuer_ref;
+        issuer_ref.kind() == kind
+            && issuer_ref.name == name
+            && (namespace.is_none() || self.metadata.namespace.as_deref() == namespace)
+    }
+}
+
 /// Subject DN parts (cert-manager's `spec.subject`).
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
 #[serde(rename_all = "camelCase")]

@@ -142,11 +142,8 @@ fn progress<K: IssuerObject>(
     }
     for guard in ctx.certificates.state() {
         let Ok(cert) = &guard.0 else { continue };
-        let issuer_ref = &cert.spec.issuer_ref;
-        let ours = issuer_ref.kind() == K::KIND
-            && issuer_ref.group() == crate::api::GROUP
-            && issuer_ref.name == name
-            && (namespace.is_none() || cert.metadata.namespace == namespace);
+        let ours = cert.references(K::KIND, &name, namespace.as_deref())
+            && cert.spec.issuer_ref.group() == crate::api::GROUP;
         let ready = cert
             .status
             .as_ref()

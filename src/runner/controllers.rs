@@ -150,11 +150,7 @@ pub fn certificates_for_issuer(
         .state()
         .iter()
         .filter_map(|guard| guard.0.as_ref().ok())
-        .filter(|cert| {
-            cert.spec.issuer_ref.kind() == kind
-                && cert.spec.issuer_ref.name == name
-                && (namespace.is_none() || cert.metadata.namespace.as_deref() == namespace)
-        })
+        .filter(|cert| cert.references(kind, name, namespace))
         .map(object_ref)
         .collect()
 }
