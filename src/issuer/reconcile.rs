@@ -383,7 +383,12 @@ pub async fn reconcile<K: IssuerObject>(
                 fingerprint: facts.fingerprint_sha256.clone(),
                 anchor: AnchorCertificate::of(pair.anchor()),
             };
-            let progress = progress(issuer, &ctx, &previous, pair, now);
+            // Only a rotation under way looks at its progress: no walk over every Certificate
+            // in an issuer's ordinary reconciles.
+            let progress = match previous.rotation {
+                Some(_) => progress(issuer, &ctx, &previous, pair, now),
+                None => Progress::default(),
+            };
             let plan = rotation::plan(
                 &previous,
                 &ca,
