@@ -71,8 +71,13 @@ fn parse_bind_address(value: &str) -> Result<SocketAddr, String> {
 }
 
 pub async fn run(args: ControllerArgs) -> Result<(), CliError> {
+    // First of all: from here on a SIGTERM is a shutdown request, whatever the phase.
+    let shutdown = runner::shutdown_on_signals();
     // Connect before logging starts, so a failure is the one line `main` prints.
-    let connected = runner::connect().await.map_err(CliError::controller)?;
+    let Some(connected) = runner::unless_shutdown(&shutdown, runner::connect()).await else {
+        return Ok(());
+    };
+    let connected = connected.map_err(CliError::controller)?;
     let endpoint = crate::telemetry::server::bind(args.metrics_bind_address)
         .await
         .map_err(|e| {
@@ -108,6 +113,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), CliError> {
         },
         endpoint,
         pki,
+        shutdown,
     )
     .await
     .map_err(CliError::controller)

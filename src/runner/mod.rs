@@ -1,23 +1,38 @@
-//! `certkeeper controller`: connect to the cluster, wire the three controllers and their
-//! watches, run until SIGTERM. `connect` reaches the API server, `leadership` follows the
-//! Lease, `controllers` builds one leadership term's controllers and their watches.
+//! `certkeeper controller`: connect to the cluster, wire the controllers and their watches,
+//! run until SIGTERM. `connect` reaches the API server, `leadership` follows the Lease, `term`
+//! builds one leadership term's shared caches and joins the controllers, each wired in a file
+//! of its own (`certificates`, `issuers`, `bundles`, `revocations`); every watch is made by
+//! `watches`. A shutdown request is heard in every phase: `Shutdown` is installed first.
 
+mod bundles;
+mod certificates;
 mod connect;
-mod controllers;
+mod issuers;
 mod leadership;
 mod pki;
+mod reconciles;
 mod retry;
+mod revocations;
+#[cfg(test)]
+mod shutdown_tests;
+#[cfg(test)]
+mod stand_in;
+mod term;
+#[cfg(test)]
+mod term_tests;
 #[cfg(test)]
 mod watch_fault_tests;
+mod watches;
 
+pub use certificates::certificates_for_issuer;
 pub use connect::{Connected, connect};
-pub use controllers::{certificates_for_issuer, trim_for_cache};
 pub use leadership::{LEASE_DURATION, LEASE_GRACE};
+pub use reconciles::trim_for_cache;
 pub use retry::transient_retry;
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use futures::FutureExt;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::Client;
 use kube::api::Api;
@@ -30,8 +45,9 @@ use crate::context::system_clock;
 use crate::revocation::PkiEndpoint;
 use crate::telemetry::metrics::{Caches, Metrics};
 use crate::telemetry::server::{Endpoint, Readiness};
-use controllers::Term;
 use leadership::{follow_lease, leader_identity, leadership_unconfirmed};
+use term::{Term, Wiring};
+use watches::Watches;
 
 /// Settings of the controller process.
 #[derive(Clone, Debug)]
@@ -88,38 +104,83 @@ pub fn default_cluster_resource_namespace() -> String {
         .unwrap_or_else(|| "certkeeper-system".to_owned())
 }
 
-/// Resolves on the first SIGTERM or Ctrl-C; every controller shuts down gracefully on it.
-fn shutdown_signal() -> watch::Receiver<bool> {
+/// A shutdown request, heard in every phase of the process: connecting, checking the API,
+/// waiting for leadership, building the controllers, listing, running.
+pub type Shutdown = watch::Receiver<bool>;
+
+/// After a shutdown request, how long running reconciles may take to finish before the
+/// controllers are dropped: below Kubernetes' default termination grace period (30 s).
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Installs the SIGTERM and Ctrl-C handlers now (before anything else can wait), and returns
+/// the request the first of them sets. A signal that arrives at any later moment is heard.
+pub fn shutdown_on_signals() -> Shutdown {
     let (tx, rx) = watch::channel(false);
-    tokio::spawn(async move {
-        let ctrl_c = tokio::signal::ctrl_c().map(|_| ());
-        #[cfg(unix)]
-        let term = async {
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(mut s) => {
-                    s.recv().await;
-                }
-                Err(e) => {
-                    warn!(error = %e, "cannot listen for SIGTERM");
-                    futures::future::pending::<()>().await;
-                }
+    #[cfg(unix)]
+    let signals = {
+        use tokio::signal::unix::{SignalKind, signal};
+        // `signal` installs the handler when called, not when first polled.
+        [SignalKind::terminate(), SignalKind::interrupt()].map(|kind| match signal(kind) {
+            Ok(stream) => Some(stream),
+            Err(e) => {
+                warn!(error = %e, "cannot listen for a shutdown signal");
+                None
             }
-        };
+        })
+    };
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            let [term, interrupt] = signals;
+            let wait = |s: Option<tokio::signal::unix::Signal>| async move {
+                match s {
+                    Some(mut s) => drop(s.recv().await),
+                    None => futures::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                () = wait(term) => {},
+                () = wait(interrupt) => {},
+            }
+        }
         #[cfg(not(unix))]
-        let term = futures::future::pending::<()>();
-        futures::future::select(Box::pin(ctrl_c), Box::pin(term)).await;
+        let _ = tokio::signal::ctrl_c().await;
         info!("shutdown requested; finishing running reconciles");
-        let _ = tx.send(true);
+        tx.send_replace(true);
     });
     rx
+}
+
+/// `work`'s output, or None if shutdown is requested first (`work` is then dropped).
+pub async fn unless_shutdown<F: std::future::Future>(shutdown: &Shutdown, work: F) -> Option<F::Output> {
+    tokio::select! {
+        biased;
+        () = on_shutdown(shutdown.clone()) => None,
+        out = work => Some(out),
+    }
+}
+
+/// Runs `term` (which ends by itself on shutdown once its running reconciles finish), but
+/// gives it at most SHUTDOWN_GRACE after the shutdown request.
+async fn within_grace(shutdown: Shutdown, term: impl std::future::Future<Output = ()>) {
+    let deadline = async {
+        on_shutdown(shutdown).await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+        warn!("running reconciles did not finish in time; stopping them");
+    };
+    tokio::select! {
+        () = term => {},
+        () = deadline => {},
+    }
 }
 
 pub(crate) async fn on_shutdown(mut rx: watch::Receiver<bool>) {
     let _ = rx.wait_for(|stop| *stop).await;
 }
 
-/// Runs until shutdown, serving metrics and health on `endpoint`: the controllers at once, or,
-/// with leader election, only while this replica holds the Lease.
+/// Runs until `shutdown`, serving metrics and health on `endpoint`: the controllers at once, or,
+/// with leader election, only while this replica holds the Lease, which it releases on the way
+/// out.
 ///
 /// The PKI endpoint (`pki`: CRLs and OCSP) is served by every replica, from the CRL
 /// ConfigMaps the leader writes (`pki::follow`).
@@ -128,12 +189,12 @@ pub async fn run(
     settings: Settings,
     endpoint: TcpListener,
     pki: TcpListener,
+    shutdown: Shutdown,
 ) -> Result<(), RunError> {
     let cluster_resource_namespace = settings
         .cluster_resource_namespace
         .clone()
         .unwrap_or_else(default_cluster_resource_namespace);
-    let shutdown = shutdown_signal();
     let readiness = Arc::new(Readiness::default());
     let clock = system_clock();
     let metrics = Arc::new(Metrics::new(idle_caches(clock.clone())));
@@ -154,8 +215,13 @@ pub async fn run(
     }
     tokio::spawn(pki_endpoint.clone().serve(pki));
     // Every replica, leading or not, serves the CRLs the leader stores (runner/pki.rs).
+    let process_watches = Watches {
+        client: client.clone(),
+        readiness: readiness.clone(),
+        metrics: metrics.clone(),
+    };
     tokio::spawn(pki::follow(
-        client.clone(),
+        process_watches,
         pki_endpoint.clone(),
         cluster_resource_namespace.clone(),
         shutdown.clone(),
@@ -180,7 +246,7 @@ pub async fn run(
     };
     let Some(election) = settings.leader_election.clone() else {
         readiness.lead();
-        term.lead().await;
+        within_grace(shutdown, term.lead()).await;
         return Ok(());
     };
 
@@ -197,12 +263,16 @@ pub async fn run(
         .with_identity(&identity)
         .with_duration(LEASE_DURATION.as_secs())
         .with_grace(LEASE_GRACE.as_secs())
-        .build()
-        .await
-        .map_err(|e| RunError::Lease {
-            lease: lease.clone(),
-            reason: e.to_string(),
-        })?;
+        .build();
+    // Building reads (or creates) the Lease: an API server slow to answer must not hold a
+    // shutdown up.
+    let Some(manager) = unless_shutdown(&shutdown, manager).await else {
+        return Ok(());
+    };
+    let manager = manager.map_err(|e| RunError::Lease {
+        lease: lease.clone(),
+        reason: e.to_string(),
+    })?;
     info!(%lease, %identity, "waiting for leadership");
     let (leader, lease_task) = manager.watch().await;
     let standby = || {
@@ -212,11 +282,11 @@ pub async fn run(
     let leases: Api<Lease> = Api::namespaced(client, &namespace);
     let outcome = follow_lease(
         leader,
-        shutdown,
+        shutdown.clone(),
         standby,
         || {
             readiness.lead();
-            term.lead()
+            within_grace(shutdown.clone(), term.lead())
         },
         || {
             leadership_unconfirmed(

@@ -7,13 +7,13 @@
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::watcher;
 use kube::{Api, Client, ResourceExt};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use super::on_shutdown;
-use super::retry::watch_backoff;
+use super::watches::Watches;
 use crate::api::CaIssuer;
 use crate::cluster::secrets::get_secret;
 use crate::error::Error;
@@ -22,33 +22,34 @@ use crate::issuer::crl::{self, CrlConfigMap};
 use crate::revocation::{PkiEndpoint, ServedIssuer};
 
 /// Follows the CRL ConfigMaps of every namespace into `endpoint` until shutdown.
-pub async fn follow(
-    client: Client,
+pub(super) async fn follow(
+    watches: Watches,
     endpoint: PkiEndpoint,
     cluster_resource_namespace: String,
     shutdown: watch::Receiver<bool>,
 ) {
+    let client = watches.client.clone();
     let config = watcher::Config::default().labels(crl::LABEL_ISSUER_KIND);
-    let events = watcher(Api::<ConfigMap>::all(client.clone()), config)
-        .backoff(watch_backoff())
+    let events = watches
+        .process_watch("CRL configmaps", Api::<ConfigMap>::all(client.clone()), config)
+        .events()
         .take_until(on_shutdown(shutdown));
     futures::pin_mut!(events);
     while let Some(event) = events.next().await {
         match event {
-            Ok(watcher::Event::Apply(configmap) | watcher::Event::InitApply(configmap)) => {
+            watcher::Event::Apply(configmap) | watcher::Event::InitApply(configmap) => {
                 if let Err(error) = mirror(&client, &endpoint, &configmap, &cluster_resource_namespace).await
                 {
                     warn!(configmap = %format!("{}/{}", configmap.namespace().unwrap_or_default(), configmap.name_any()), %error, "cannot serve this CRL yet");
                 }
             }
-            Ok(watcher::Event::Delete(configmap)) => {
+            watcher::Event::Delete(configmap) => {
                 if let Some(found) = CrlConfigMap::read(&configmap, &cluster_resource_namespace) {
                     info!(scope = %found.scope, issuer = %found.issuer, "CRL ConfigMap deleted; no longer served");
                     endpoint.withdraw(&found.scope, &found.issuer);
                 }
             }
-            Ok(_) => {}
-            Err(error) => debug!(%error, "CRL ConfigMap watch failed; retrying"),
+            watcher::Event::Init | watcher::Event::InitDone => {}
         }
     }
 }

@@ -14,10 +14,10 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
 use kube::client::Body;
 use kube::core::PartialObjectMeta;
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::watcher;
 use serde_json::{Value, json};
 
-use super::controllers::to_look_at;
+use super::watches::{Watches, to_look_at};
 use crate::certificate::secret::{LABEL_CERTIFICATE_NAME, certificate_of};
 use crate::certificate::verdict::Verdict;
 use crate::cluster::WatchedCache;
@@ -138,11 +138,16 @@ fn verdicts() -> Arc<WatchedCache<Verdict>> {
 async fn woken(script: Vec<Answer>, verdicts: Arc<WatchedCache<Verdict>>, count: usize) -> Vec<String> {
     let (client, handle) = mock_client();
     serve(handle, script);
-    let events = watcher(
+    let watches = Watches {
+        client: client.clone(),
+        readiness: Arc::default(),
+        metrics: Arc::new(crate::testing::metrics(vec![], vec![], vec![])),
+    };
+    let events = watches.watch(
+        "certificate secrets",
         Api::<PartialObjectMeta<Secret>>::all(client),
         watcher::Config::default().labels(LABEL_CERTIFICATE_NAME),
-    )
-    .backoff(super::retry::watch_backoff());
+    );
     let observer = verdicts.clone();
     let changes = to_look_at(events, move |event| observer.observe(event, certificate_of))
         .map(|(_, name)| name)

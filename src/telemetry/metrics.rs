@@ -60,6 +60,14 @@ struct ControllerLabels {
     controller: &'static str,
 }
 
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct WatchLabels {
+    /// The resource watched (plural, as in the API path): `certificates`, `secrets`, ...
+    resource: String,
+    /// Which of the controller's watches of that resource.
+    watch: String,
+}
+
 type DurationHistograms = Family<ControllerLabels, Histogram, fn() -> Histogram>;
 
 /// Latency buckets from 1 ms to about 33 s: signing takes microseconds (ECDSA) to a second
@@ -76,6 +84,7 @@ pub struct Metrics {
     issuance_duration: Histogram,
     reconciles: Family<ReconcileLabels, Counter>,
     reconcile_duration: DurationHistograms,
+    watch_errors: Family<WatchLabels, Counter>,
 }
 
 impl fmt::Debug for Metrics {
@@ -125,6 +134,12 @@ impl Metrics {
             Unit::Seconds,
             reconcile_duration.clone(),
         );
+        let watch_errors = Family::<WatchLabels, Counter>::default();
+        registry.register(
+            "certkeeper_watch_errors",
+            "Watch failures (a list or watch refused, broken or expired), by resource and watch; each is retried by its watch alone",
+            watch_errors.clone(),
+        );
         // Every counter series exists from the start at 0: one born at 1 shows no `increase()`,
         // so the first failure after a restart would slip past the IssuanceFailing alert.
         for issuer_kind in ["Issuer", "ClusterIssuer"] {
@@ -157,6 +172,7 @@ impl Metrics {
             issuance_duration,
             reconciles,
             reconcile_duration,
+            watch_errors,
         }
     }
 
@@ -192,6 +208,24 @@ impl Metrics {
                 controller: controller.label(),
             })
             .observe(elapsed.as_secs_f64());
+    }
+
+    /// A watch of `resource` named `watch` started: its error series exists from now on, at 0.
+    pub fn watch_started(&self, resource: &str, watch: &str) {
+        drop(self.watch_errors.get_or_create(&WatchLabels {
+            resource: resource.to_owned(),
+            watch: watch.to_owned(),
+        }));
+    }
+
+    /// The watch of `resource` named `watch` failed once.
+    pub fn watch_error(&self, resource: &str, watch: &str) {
+        self.watch_errors
+            .get_or_create(&WatchLabels {
+                resource: resource.to_owned(),
+                watch: watch.to_owned(),
+            })
+            .inc();
     }
 
     /// The exposition in OpenMetrics text format.

@@ -1,11 +1,12 @@
 //! The controller's HTTP endpoint (default `:9402`): `/metrics` in OpenMetrics text format,
-//! `/healthz` (the process answers) and `/readyz` (every watch has listed its objects once, and
-//! the controller is not shutting down).
+//! `/healthz` (the process answers) and `/readyz` (every watch has listed its objects once, none
+//! of them is failing, and the controller is not shutting down).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
@@ -19,14 +20,70 @@ use tracing::{debug, warn};
 
 use super::metrics::{CONTENT_TYPE, Metrics};
 
-/// Whether the controller is ready: each watch reports its first complete list, shutdown
-/// reports itself. A standby replica waiting for the leader election lease is ready: waiting
-/// is its job, and a rolling update must be able to count it.
+/// Whether the controller is ready: each watch reports its first complete list and its
+/// failures, shutdown reports itself. A standby replica waiting for the leader election lease
+/// is ready: waiting is its job, and a rolling update must be able to count it.
 #[derive(Debug, Default)]
 pub struct Readiness {
-    watches: Mutex<Vec<(String, SyncFlag)>>,
+    /// The watches of the current leadership term.
+    watches: Mutex<Vec<(String, SyncFlag, WatchHealth)>>,
+    /// The watches every replica runs for the whole process (the PKI endpoint's).
+    process_watches: Mutex<Vec<(String, WatchHealth)>>,
     standby: AtomicBool,
     shutting_down: AtomicBool,
+}
+
+/// A watch fails this many times in a row before `/readyz` says so: one error (a watch expired,
+/// a connection reset) is retried at once and is no news.
+pub const FAILING_AFTER_ERRORS: u32 = 3;
+/// A watch whose last failure is this old, with no newer one, is taken to have recovered: its
+/// backoff retries at least every 5 s, so a watch still failing has failed again by then. (A
+/// watch re-established after failing says nothing until the next change it carries.)
+pub const RECOVERED_AFTER: Duration = Duration::from_secs(15);
+
+/// Whether a watch can serve its cache. It "cannot list" when its last FAILING_AFTER_ERRORS
+/// attempts to list or watch all failed, and then until it lists completely again (when the
+/// last failure was a list) or receives an event, or RECOVERED_AFTER passes without a failure
+/// (when the list succeeded and only re-watching failed).
+#[derive(Clone, Debug, Default)]
+pub struct WatchHealth(Arc<Mutex<HealthState>>);
+
+#[derive(Debug, Default)]
+struct HealthState {
+    errors_in_a_row: u32,
+    last_error: Option<tokio::time::Instant>,
+    /// The last list attempt failed, and none has completed since.
+    list_failed: bool,
+}
+
+impl WatchHealth {
+    /// The watch delivered something: an object, or (`listed`) the end of a complete list.
+    pub fn progressed(&self, listed: bool) {
+        let mut state = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        state.errors_in_a_row = 0;
+        if listed {
+            state.list_failed = false;
+        }
+    }
+
+    /// The watch failed; `listing` when it was its list that failed.
+    pub fn failed(&self, listing: bool) {
+        let mut state = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        state.errors_in_a_row = state.errors_in_a_row.saturating_add(1);
+        state.last_error = Some(tokio::time::Instant::now());
+        if listing {
+            state.list_failed = true;
+        }
+    }
+
+    /// Whether the watch cannot serve its cache now (see the type).
+    pub fn failing(&self) -> bool {
+        let state = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if state.errors_in_a_row < FAILING_AFTER_ERRORS {
+            return false;
+        }
+        state.list_failed || state.last_error.is_some_and(|at| at.elapsed() < RECOVERED_AFTER)
+    }
 }
 
 /// Set once the watch it belongs to has listed every object; any number of tasks may wait for
@@ -66,12 +123,31 @@ impl SyncFlag {
 impl Readiness {
     /// Registers a watch that must sync before the controller is ready.
     pub fn watch(&self, name: impl Into<String>) -> SyncFlag {
+        self.watch_with_health(name).0
+    }
+
+    /// Registers a watch of this leadership term that must sync, and must not be failing, for
+    /// the controller to be ready.
+    pub fn watch_with_health(&self, name: impl Into<String>) -> (SyncFlag, WatchHealth) {
         let flag = SyncFlag::default();
-        self.watches
+        let health = WatchHealth::default();
+        self.watches.lock().unwrap_or_else(|p| p.into_inner()).push((
+            name.into(),
+            flag.clone(),
+            health.clone(),
+        ));
+        (flag, health)
+    }
+
+    /// Registers a watch every replica runs, leading or not: the replica is not ready while it
+    /// is failing.
+    pub fn process_watch(&self, name: impl Into<String>) -> WatchHealth {
+        let health = WatchHealth::default();
+        self.process_watches
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .push((name.into(), flag.clone()));
-        flag
+            .push((name.into(), health.clone()));
+        health
     }
 
     /// This replica waits for the lease; ready as it is.
@@ -96,17 +172,37 @@ impl Readiness {
         if self.shutting_down.load(Ordering::Acquire) {
             return Err("shutting down".into());
         }
-        if self.standby.load(Ordering::Acquire) {
+        let mut failing: Vec<String> = self
+            .process_watches
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|(_, health)| health.failing())
+            .map(|(n, _)| n.clone())
+            .collect();
+        let standby = self.standby.load(Ordering::Acquire);
+        let watches = self.watches.lock().unwrap_or_else(|p| p.into_inner());
+        if !standby {
+            failing.extend(
+                watches
+                    .iter()
+                    .filter(|(_, _, health)| health.failing())
+                    .map(|(n, _, _)| n.clone()),
+            );
+        }
+        if !failing.is_empty() {
+            return Err(format!("cannot list: {}", failing.join(", ")));
+        }
+        if standby {
             return Ok(());
         }
-        let watches = self.watches.lock().unwrap_or_else(|p| p.into_inner());
         if watches.is_empty() {
             return Err("no watch started yet".into());
         }
         let waiting: Vec<&str> = watches
             .iter()
-            .filter(|(_, flag)| !flag.is_synced())
-            .map(|(n, _)| n.as_str())
+            .filter(|(_, flag, _)| !flag.is_synced())
+            .map(|(n, _, _)| n.as_str())
             .collect();
         if waiting.is_empty() {
             Ok(())
@@ -221,6 +317,45 @@ mod tests {
         assert_eq!(readiness.check(), Ok(()));
         readiness.shutting_down();
         assert_eq!(readiness.check(), Err("shutting down".into()));
+    }
+
+    /// "Cannot list": the last three attempts failed. One or two failures are retried and are
+    /// no news; a failed list counts until a list completes; a watch that could not be
+    /// re-established counts until it delivers or stays quiet for RECOVERED_AFTER.
+    #[tokio::test(start_paused = true)]
+    async fn a_watch_is_failing_only_after_three_failures_in_a_row_until_it_recovers() {
+        let readiness = Readiness::default();
+        let (synced, health) = readiness.watch_with_health("certificates");
+        synced.synced();
+        health.failed(false);
+        health.failed(false);
+        assert_eq!(readiness.check(), Ok(()), "two failures flapped /readyz");
+        health.progressed(false);
+        health.failed(false);
+        health.failed(false);
+        assert_eq!(readiness.check(), Ok(()), "the streak was not reset by an event");
+        health.failed(false);
+        assert_eq!(readiness.check(), Err("cannot list: certificates".into()));
+        // Re-established, quiet: recovered once no failure came for RECOVERED_AFTER.
+        tokio::time::advance(RECOVERED_AFTER).await;
+        assert_eq!(readiness.check(), Ok(()));
+
+        // Lists failing: not ready until a list completes, however long that takes.
+        for _ in 0..3 {
+            health.failed(true);
+        }
+        tokio::time::advance(RECOVERED_AFTER * 4).await;
+        assert_eq!(readiness.check(), Err("cannot list: certificates".into()));
+        health.progressed(true);
+        assert_eq!(readiness.check(), Ok(()));
+
+        // A process watch (the PKI endpoint's) counts for a standby too.
+        readiness.standby();
+        let crls = readiness.process_watch("CRL configmaps");
+        for _ in 0..3 {
+            crls.failed(true);
+        }
+        assert_eq!(readiness.check(), Err("cannot list: CRL configmaps".into()));
     }
 
     #[tokio::test]

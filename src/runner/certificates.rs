@@ -1,0 +1,136 @@
+//! The certificate controller's wiring: what wakes a Certificate. Its own watch (the shared
+//! Certificate cache), its Secret (label-selected, metadata only), the issuer it references
+//! (Issuers and ClusterIssuers), and a revocation record revoking its certificate. It starts
+//! once the issuer and record caches are full: a Certificate is judged against them.
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+use futures::channel::mpsc::UnboundedReceiver;
+use k8s_openapi::api::core::v1::Secret;
+use kube::ResourceExt;
+use kube::api::Api;
+use kube::core::{DeserializeGuard, PartialObjectMeta};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
+use tracing::info;
+
+use super::Wiring;
+use super::reconciles::{error_policy, object_ref, observed};
+use super::watches::to_look_at;
+use crate::api::{Certificate, ClusterIssuer, Issuer};
+use crate::certificate::secret::{LABEL_CERTIFICATE_NAME, certificate_of};
+use crate::certificate::verdict::Verdict;
+use crate::cluster::WatchedCache;
+use crate::context::Context;
+use crate::error::Error;
+use crate::telemetry::metrics::ControllerKind;
+use crate::telemetry::server::SyncFlag;
+
+async fn reconcile(obj: Arc<DeserializeGuard<Certificate>>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let run = crate::certificate::reconcile::reconcile(obj.clone(), ctx.clone());
+    observed(ControllerKind::Certificate, obj.as_ref(), &ctx, run).await
+}
+
+/// Runs the certificate controller `certificates` (over the shared Certificate watch) until
+/// shutdown. `records` are the Certificates revocation records wake; `judged_against` the
+/// caches to wait for. A Secret event that shows the version a verdict was reached on (the
+/// echo of the controller's own apply) wakes nobody.
+pub(super) fn run(
+    wiring: &Wiring,
+    (certificates, own_cache): (Controller<DeserializeGuard<Certificate>>, SyncFlag),
+    verdicts: Arc<WatchedCache<Verdict>>,
+    records: UnboundedReceiver<ObjectRef<DeserializeGuard<Certificate>>>,
+    judged_against: Vec<SyncFlag>,
+) -> impl std::future::Future<Output = ()> + use<> {
+    let client = wiring.watches.client.clone();
+    let any = watcher::Config::default().any_semantic();
+    let store = certificates.store();
+    let secrets = wiring.watches.watch(
+        "certificate secrets",
+        Api::<PartialObjectMeta<Secret>>::all(client.clone()),
+        watcher::Config::default().labels(LABEL_CERTIFICATE_NAME),
+    );
+    let secret_changes = to_look_at(secrets, move |event| verdicts.observe(event, certificate_of));
+    let issuers = wiring.watches.watch(
+        "certificate issuers",
+        Api::<DeserializeGuard<Issuer>>::all(client.clone()),
+        any.clone(),
+    );
+    let cluster_issuers = wiring.watches.watch(
+        "certificate clusterissuers",
+        Api::<DeserializeGuard<ClusterIssuer>>::all(client),
+        any,
+    );
+    let (by_issuer, by_cluster_issuer) = (store.clone(), store);
+    let certificates = certificates
+        .reconcile_on(secret_changes.map(|(namespace, name)| ObjectRef::new(&name).within(&namespace)))
+        .reconcile_on(records)
+        .watches_stream(issuers.touched(), move |issuer| {
+            certificates_for_issuer(
+                &by_issuer,
+                "Issuer",
+                &issuer.name_any(),
+                issuer.namespace().as_deref(),
+            )
+        })
+        .watches_stream(cluster_issuers.touched(), move |issuer| {
+            certificates_for_issuer(&by_cluster_issuer, "ClusterIssuer", &issuer.name_any(), None)
+        })
+        .with_config(wiring.config.clone())
+        .graceful_shutdown_on(wiring.on_shutdown());
+    let ctx = wiring.ctx.clone();
+    let wiring = wiring.clone();
+    async move {
+        if !wiring.synced(&judged_against).await {
+            return;
+        }
+        info!("issuer caches synced; reconciling certificates");
+        let run = certificates
+            .run(reconcile, error_policy::<Certificate>, ctx)
+            .for_each(|_| async {});
+        wiring.run_controller(own_cache, run).await;
+    }
+}
+
+/// The Certificates that reference an issuer of `kind` named `name` (in `namespace` for an
+/// Issuer): the ones to wake when the issuer changes.
+pub fn certificates_for_issuer(
+    certificates: &Store<DeserializeGuard<Certificate>>,
+    kind: &str,
+    name: &str,
+    namespace: Option<&str>,
+) -> Vec<ObjectRef<DeserializeGuard<Certificate>>> {
+    certificates
+        .state()
+        .iter()
+        .filter_map(|guard| guard.0.as_ref().ok())
+        .filter(|cert| cert.references(kind, name, namespace))
+        .map(object_ref)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{certificate, store};
+
+    #[test]
+    fn issuer_change_wakes_exactly_the_certificates_that_reference_it() {
+        let mut other_ns = certificate("c", "ca", &["c"]);
+        other_ns.metadata.namespace = Some("elsewhere".into());
+        let mut cluster = certificate("d", "ca", &["d"]);
+        cluster.spec.issuer_ref.kind = Some("ClusterIssuer".into());
+        let certs = store(vec![
+            certificate("a", "ca", &["a"]),
+            certificate("b", "self", &["b"]),
+            other_ns,
+            cluster,
+        ]);
+        let woken = certificates_for_issuer(&certs, "Issuer", "ca", Some("apps"));
+        assert_eq!(woken.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), ["a"]);
+        let woken = certificates_for_issuer(&certs, "ClusterIssuer", "ca", None);
+        assert_eq!(woken.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), ["d"]);
+    }
+}
