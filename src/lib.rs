@@ -15,6 +15,8 @@ pub mod error;
 mod fault_tests;
 pub mod issuer;
 pub mod pki;
+#[cfg(test)]
+mod quickstart_tests;
 pub mod revocation;
 #[cfg(test)]
 mod rotation_tests;

@@ -1,6 +1,8 @@
 //! Test support shared by the controllers' tests: a mocked API server that asserts every
 //! request in order (the kube-rs controller-rs pattern), a context around it, and fixtures.
 
+pub mod api_server;
+
 use std::sync::Arc;
 
 use http::{Method, Request, Response, StatusCode};
@@ -15,6 +17,7 @@ use serde_json::{Value, json};
 
 use crate::api::{
     Certificate, CertificateSpec, ClusterIssuer, ClusterIssuerSpec, Issuer, IssuerRef, IssuerSpec,
+    IssuerStatus,
 };
 use crate::certificate::expiry::DEFAULT_THRESHOLDS;
 use crate::context::Context;
@@ -276,10 +279,22 @@ pub fn context_with_records(
 ) -> (Arc<Context>, ApiServer) {
     let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let client = Client::new(service, "default");
+    // As the issuer controller leaves them: an issuer given without a status is cached as
+    // judged Ready (Certificates sign only under issuers whose status says so).
+    let issuers = issuers.into_iter().map(|mut i| {
+        i.status
+            .get_or_insert_with(|| judged_ready(i.metadata.generation));
+        i
+    });
+    let cluster_issuers = cluster_issuers.into_iter().map(|mut i| {
+        i.status
+            .get_or_insert_with(|| judged_ready(i.metadata.generation));
+        i
+    });
     let caches = Caches {
         certificates: store(Vec::new()),
-        issuers: store(issuers),
-        cluster_issuers: store(cluster_issuers),
+        issuers: store(issuers.collect()),
+        cluster_issuers: store(cluster_issuers.collect()),
         revocations: records,
         cluster_resource_namespace: CLUSTER_RESOURCE_NAMESPACE.into(),
         clock,
@@ -295,6 +310,22 @@ pub fn context_with_records(
         controller_access: true,
     };
     (Arc::new(ctx), server)
+}
+
+/// An issuer's status once its controller has judged it Ready at `generation`.
+pub fn judged_ready(generation: Option<i64>) -> IssuerStatus {
+    let ready = crate::api::condition(
+        "Ready",
+        crate::api::ConditionStatus::True,
+        "KeyPairVerified",
+        "judged Ready",
+        generation,
+        ts("2026-01-01T00:00:00Z"),
+    );
+    IssuerStatus {
+        conditions: vec![ready],
+        ..IssuerStatus::default()
+    }
 }
 
 /// A client for the CLI's tests, whose default namespace is NAMESPACE, and the mocked API

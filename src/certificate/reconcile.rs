@@ -15,7 +15,7 @@ use tracing::{debug, info, warn};
 use super::expiry::{self, Warning};
 use super::schedule::{self, backoff, requeue_after};
 use super::secret::{self, CurrentKeyPair, SecretMaterial, SecretState};
-use super::signer::{self, SignerProblem, Trust};
+use super::signer::{self, Trust};
 use super::spec::{self, RenewBefore, ValidatedSpec};
 use super::status::{self, IssuedFacts, READY, reason};
 use super::triggers::{self, Decision, PolicyInput, Signer, Trigger, TriggerReason};
@@ -31,10 +31,6 @@ use crate::issuer::reconcile::object_name;
 use crate::pki::{self, CertificateInfo, PkiError, PrivateKey};
 use crate::revocation::{RevokeRequest, RevokedSerial};
 use crate::telemetry::events;
-
-/// How long to wait before looking again at a Certificate whose issuer is missing or not
-/// ready, in case no watch event arrives (the issuer watch normally wakes it first).
-const ISSUER_RECHECK: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// What one reconcile observed before deciding; the stages take it together.
 struct Observed<'a> {
@@ -108,14 +104,11 @@ pub async fn reconcile(
         Ok(found) => found,
         Err(problem) => {
             ctx.verdicts.invalidate(&key);
-            let (why, message) = match &problem {
-                SignerProblem::NotFound(m) => (reason::ISSUER_NOT_FOUND, m),
-                SignerProblem::NotReady(m) => (reason::ISSUER_NOT_READY, m),
-            };
+            let (why, message) = (problem.reason(), problem.message());
             let deadlines =
                 report_not_ready(cert, &ctx, &previous, why, message, spec.renew_before, now).await?;
             return Ok(Action::requeue(
-                requeue_after(now, &deadlines).min(ISSUER_RECHECK),
+                requeue_after(now, &deadlines).min(problem.recheck_after()),
             ));
         }
     };

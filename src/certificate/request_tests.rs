@@ -231,8 +231,22 @@ async fn a_ca_secret_is_read_once_per_resource_version() {
         api.assert_idle();
     }
 
-    // The CA Secret's watch shows the version already read: nothing to read again.
+    // The CA Secret's watch shows the version the Certificates read: it wakes the issuer,
+    // which has not seen it (issue 24), and nothing needs to be read again.
     let meta = metadata_of(&to_json(&ca));
+    let root_ca = [(NAMESPACE.to_owned(), "root-ca".to_owned())];
+    assert_eq!(
+        ctx.issuer_ca_key_pairs.observe(&Event::Apply(meta.clone())),
+        root_ca
+    );
+    let ca_spec = ca_issuer("ca", "root-ca").spec.ca.unwrap();
+    let cached = ctx
+        .issuer_ca_key_pairs
+        .load(&ctx.client, NAMESPACE, &ca_spec, ctx.now());
+    let cached = tokio::time::timeout(std::time::Duration::from_secs(5), cached).await;
+    assert!(cached.expect("the CA was read again").unwrap().is_ok());
+    api.assert_idle();
+    // A re-list repeating that version wakes nobody.
     assert!(
         ctx.issuer_ca_key_pairs
             .observe(&Event::Apply(meta.clone()))
@@ -241,10 +255,7 @@ async fn a_ca_secret_is_read_once_per_resource_version() {
     // A new version of it (the CA re-issued): read at the next use.
     let mut rotated = meta;
     rotated.metadata.resource_version = Some("2".into());
-    assert_eq!(
-        ctx.issuer_ca_key_pairs.observe(&Event::Apply(rotated)),
-        [(NAMESPACE.to_owned(), "root-ca".to_owned())]
-    );
+    assert_eq!(ctx.issuer_ca_key_pairs.observe(&Event::Apply(rotated)), root_ca);
     let cert = certificate("c", "ca", &["c.apps.svc"]);
     let task = tokio::spawn(reconcile(
         Arc::new(DeserializeGuard(Ok(cert.clone()))),

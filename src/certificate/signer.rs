@@ -1,29 +1,83 @@
 //! Resolving a Certificate's issuerRef to something that can sign, under the namespace rules:
 //! an Issuer only in the Certificate's namespace, a ClusterIssuer's CA Secret only in the
-//! cluster-resource namespace.
+//! cluster-resource namespace. An issuer signs only while its own status says it is Ready for
+//! its current spec (the one source of truth for its readiness) and its CA Secret still holds
+//! a usable key pair.
 
 use kube::runtime::reflector::ObjectRef;
 
+use super::status::reason;
 use super::triggers::Signer;
-use crate::api::{Certificate, GROUP, IssuerRef, IssuerSpec, IssuerStatus};
+use crate::api::{Certificate, GROUP, IssuerRef, IssuerSpec, IssuerStatus, find_condition};
 use crate::context::Context;
 use crate::error::Error;
 use crate::issuer::rotation::{RotationGate, trust_pem};
+use crate::issuer::status::READY;
 
 /// The issuer could not be used; the reason is the Certificate's Ready reason.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SignerProblem {
     NotFound(String),
     NotReady(String),
+    /// Its CA is usable, but its own status does not say Ready for its current spec: its
+    /// controller has not judged it since it changed, or the cache this was read from lags
+    /// behind the watch event that woke the Certificate. Soon settled either way.
+    Unjudged(String),
+}
+
+/// How soon a Certificate is looked at again, without a watch event, when its issuer is
+/// missing or broken (the issuer watch normally wakes it first).
+const ISSUER_RECHECK: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// How soon when its issuer's status has not yet caught up with a usable CA (from memory, no
+/// request while the CA Secret is unchanged).
+const UNJUDGED_RECHECK: std::time::Duration = std::time::Duration::from_secs(5);
+
+impl SignerProblem {
+    /// The Certificate's reason: `IssuerNotFound` or `IssuerNotReady`.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::NotFound(_) => reason::ISSUER_NOT_FOUND,
+            Self::NotReady(_) | Self::Unjudged(_) => reason::ISSUER_NOT_READY,
+        }
+    }
+
+    pub fn message(&self) -> &str {
+        match self {
+            Self::NotFound(m) | Self::NotReady(m) | Self::Unjudged(m) => m,
+        }
+    }
+
+    /// How long to wait, at most, before looking at the issuer again.
+    pub fn recheck_after(&self) -> std::time::Duration {
+        match self {
+            Self::Unjudged(_) => UNJUDGED_RECHECK,
+            Self::NotFound(_) | Self::NotReady(_) => ISSUER_RECHECK,
+        }
+    }
+}
+
+/// Whether the issuer's own Ready condition says True for its current spec (observed at its
+/// generation); else why not.
+fn judged_ready(status: Option<&IssuerStatus>, generation: Option<i64>) -> Result<(), String> {
+    match status.and_then(|s| find_condition(&s.conditions, READY)) {
+        None => Err("its controller has not judged it yet".into()),
+        Some(c) if c.observed_generation != generation => {
+            Err("its controller has not judged its current spec yet".into())
+        }
+        Some(c) if c.status != "True" => Err(format!("{}: {}", c.reason, c.message)),
+        Some(_) => Ok(()),
+    }
 }
 
 fn describe(issuer_ref: &IssuerRef) -> String {
     format!("{} {:?}", issuer_ref.kind(), issuer_ref.name)
 }
 
-/// An issuer as the caches hold it: spec, status, and where its CA Secret lives.
+/// An issuer as the caches hold it: spec, generation, status, and where its CA Secret lives.
 struct Found {
     spec: IssuerSpec,
+    generation: Option<i64>,
     status: Option<IssuerStatus>,
     ca_namespace: String,
 }
@@ -41,10 +95,11 @@ fn lookup(cert: &Certificate, ctx: &Context) -> Result<Found, SignerProblem> {
     let (found, ca_namespace) = match issuer_ref.kind() {
         "Issuer" => {
             let key = ObjectRef::new(&issuer_ref.name).within(&namespace);
-            let found = ctx
-                .issuers
-                .get(&key)
-                .map(|g| g.0.clone().map(|i| (i.spec, i.status)).map_err(|e| e.error));
+            let found = ctx.issuers.get(&key).map(|g| {
+                g.0.clone()
+                    .map(|i| (i.spec, i.metadata.generation, i.status))
+                    .map_err(|e| e.error)
+            });
             (found, namespace.clone())
         }
         "ClusterIssuer" => {
@@ -53,7 +108,7 @@ fn lookup(cert: &Certificate, ctx: &Context) -> Result<Found, SignerProblem> {
                 .get(&ObjectRef::new(&issuer_ref.name))
                 .map(|g| {
                     g.0.clone()
-                        .map(|i| (i.spec.issuer, i.status))
+                        .map(|i| (i.spec.issuer, i.metadata.generation, i.status))
                         .map_err(|e| e.error)
                 });
             (found, ctx.cluster_resource_namespace.clone())
@@ -73,8 +128,9 @@ fn lookup(cert: &Certificate, ctx: &Context) -> Result<Found, SignerProblem> {
             "{} cannot be read: {e}",
             describe(issuer_ref)
         ))),
-        Some(Ok((spec, status))) => Ok(Found {
+        Some(Ok((spec, generation, status))) => Ok(Found {
             spec,
+            generation,
             status,
             ca_namespace,
         }),
@@ -156,19 +212,21 @@ pub async fn resolve(
         Err(problem) => return Ok(Err(problem)),
     };
     let issuer = describe(&cert.spec.issuer_ref);
+    let judged = judged_ready(found.status.as_ref(), found.generation)
+        .map_err(|why| SignerProblem::Unjudged(format!("{issuer} is not ready: {why}")));
     Ok(match (&found.spec.self_signed, &found.spec.ca) {
-        (Some(_), None) => Ok((Signer::SelfSigned, Trust::self_signed())),
+        (Some(_), None) => judged.map(|()| (Signer::SelfSigned, Trust::self_signed())),
         (None, Some(ca)) => {
             match ctx
                 .ca_key_pairs(cert.spec.issuer_ref.kind())
                 .load(&ctx.client, &found.ca_namespace, ca, now)
                 .await?
             {
-                Ok((pair, _)) => {
+                Ok((pair, _)) => judged.map(|()| {
                     let signer = Signer::Ca(pair);
                     let trust = Trust::of(&signer, found.status.as_ref(), ctx.rotation.reissue_window);
-                    Ok((signer, trust))
-                }
+                    (signer, trust)
+                }),
                 Err(problem) => Err(SignerProblem::NotReady(format!(
                     "{issuer} is not ready: {problem}"
                 ))),

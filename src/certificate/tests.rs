@@ -369,6 +369,58 @@ async fn issuer_missing_sets_ready_false_and_warns_once() {
     finish(task, ctx, api).await;
 }
 
+/// The issuer `ca` with its CA Secret `root-ca`, whose own status says `Ready=False`
+/// (SecretNotFound): what its controller found before the Secret was written.
+fn issuer_still_judged_without_its_secret() -> Issuer {
+    let mut issuer = ca_issuer("ca", "root-ca");
+    issuer.status = Some(crate::api::IssuerStatus {
+        conditions: vec![crate::api::condition(
+            "Ready",
+            crate::api::ConditionStatus::False,
+            "SecretNotFound",
+            "Secret apps/root-ca does not exist",
+            None,
+            ts(NOW),
+        )],
+        ..Default::default()
+    });
+    issuer
+}
+
+#[tokio::test]
+async fn nothing_is_signed_under_an_issuer_whose_own_status_is_not_ready() {
+    // The CA Secret is usable by now, but the issuer has not judged it yet (issue 24): its
+    // status is the one source of truth, so the Certificate waits, and looks again soon.
+    let cert = certificate("web", "ca", &["web.apps.svc"]);
+    let ca = root_ca(ts(NOW));
+    let (ctx, mut api) = context(vec![issuer_still_judged_without_its_secret()], vec![], ts(NOW));
+    let task = spawn(&cert, &ctx);
+    api.expect(Method::GET, CA_SECRET_PATH).await.ok(to_json(&ca));
+    let status = answer_status(api.expect(Method::PATCH, STATUS_PATH).await, &cert);
+    let event = api.expect(Method::POST, EVENTS_PATH).await;
+    assert_eq!(event.body["reason"], "IssuerNotReady");
+    event.echo();
+    let action = finish(task, ctx, api).await;
+    assert_eq!(ready(&status), ("False".into(), "IssuerNotReady".into()));
+    let message = status["conditions"][0]["message"].as_str().unwrap();
+    assert!(message.contains("SecretNotFound"), "{message}");
+    assert_eq!(action, Action::requeue(std::time::Duration::from_secs(5)));
+
+    // Ready, but judged for an older spec of the issuer: not yet either.
+    let mut issuer = ca_issuer("ca", "root-ca");
+    issuer.metadata.generation = Some(2);
+    issuer.status = Some(judged_ready(Some(1)));
+    let (ctx, mut api) = context(vec![issuer], vec![], ts(NOW));
+    let task = spawn(&cert, &ctx);
+    api.expect(Method::GET, CA_SECRET_PATH).await.ok(to_json(&ca));
+    let status = answer_status(api.expect(Method::PATCH, STATUS_PATH).await, &cert);
+    api.expect(Method::POST, EVENTS_PATH).await.echo();
+    finish(task, ctx, api).await;
+    assert_eq!(ready(&status), ("False".into(), "IssuerNotReady".into()));
+    let message = status["conditions"][0]["message"].as_str().unwrap();
+    assert!(message.contains("current spec"), "{message}");
+}
+
 #[tokio::test]
 async fn invalid_spec_sets_ready_false_without_issuing() {
     let mut cert = certificate("web", "ca", &["web.apps.svc"]);
@@ -643,6 +695,7 @@ fn rotating_issuer(
     let mut issuer = ca_issuer("ca", "root-ca");
     issuer.status = Some(IssuerStatus {
         ca_fingerprint_sha256: Some(new.fingerprint_sha256.clone()),
+        conditions: judged_ready(issuer.metadata.generation).conditions,
         trust_anchors: vec![
             anchor(&new, TrustAnchorRole::Current),
             anchor(&old, TrustAnchorRole::Previous),

@@ -1,6 +1,7 @@
 //! CA key pairs, read and parsed once per CA Secret resourceVersion and shared by the issuer
 //! and certificate controllers. The cache follows the metadata watch of TLS Secrets that wakes
-//! the issuers, so a changed CA Secret is read afresh before anyone is woken by the change.
+//! the issuers, so a changed CA Secret is read afresh before anyone is woken by the change;
+//! and every version that watch shows wakes the issuers, even one a Certificate read first.
 
 use std::sync::Arc;
 
@@ -10,7 +11,7 @@ use kube::core::PartialObjectMeta;
 use kube::runtime::watcher;
 
 use super::secrets::get_secret;
-use super::watched::{ObjectKey, WatchedCache};
+use super::watched::{ObjectKey, Readers, WatchedCache};
 use crate::api::CaIssuer;
 use crate::certificate::secret::SECRET_TYPE_TLS;
 use crate::error::Error;
@@ -21,9 +22,18 @@ use crate::pki::{CaFacts, CaKeyPair};
 type Parsed = Result<Arc<CaKeyPair>, CaProblem>;
 
 /// Parsed CA key pairs by Secret.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct CaKeyPairs {
     cache: WatchedCache<Parsed>,
+}
+
+impl Default for CaKeyPairs {
+    fn default() -> Self {
+        // Read by the Certificates that sign with them too, not only by the issuers woken.
+        Self {
+            cache: WatchedCache::new(Readers::Shared),
+        }
+    }
 }
 
 impl CaKeyPairs {

@@ -8,4 +8,4 @@ pub mod revocations;
 pub mod secrets;
 pub mod watched;
 
-pub use watched::{ObjectKey, WatchedCache};
+pub use watched::{ObjectKey, Readers, WatchedCache};

@@ -1,9 +1,10 @@
 //! A value derived from one watched object (a parsed CA key pair, what a Certificate's Secret
 //! was found to hold), kept for as long as the object's watch shows it at the resourceVersion
 //! the value was derived from. Every event of the watch passes through `observe` before it
-//! wakes a controller, so a reconcile woken by a change never finds the old value; an event
-//! that only repeats the cached version (the echo of the controller's own write, a re-list)
-//! is reported as such, so it need not wake anyone.
+//! wakes a controller, so a reconcile woken by a change never finds the old value. Which
+//! events wake the object's owner depends on who reads the values ([`Readers`]): an event the
+//! owner has already seen (the echo of its own write, a re-list) need not wake it, but a value
+//! read by another controller says nothing of what the owner has seen.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -27,21 +28,48 @@ struct Entry<V> {
     seen: Seen,
     /// Listed again since the current re-list began.
     listed: bool,
+    /// The version the owner was last woken for (`Readers::Shared` only).
+    woken: Option<String>,
     /// The value and the resourceVersion it was derived from; boxed, so that the table (which
     /// keeps spare room) holds one pointer per object, not the value.
     cached: Option<Box<(String, V)>>,
+}
+
+/// Who reads a cache's values, which decides what an event showing the cached version means.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Readers {
+    /// Only the owner that the events wake reads the values (a Certificate, the verdict on its
+    /// own Secret): a value at the event's version was derived by the owner itself, so the
+    /// event (the echo of its own write, a re-list) wakes nobody.
+    #[default]
+    Owner,
+    /// Other controllers read the values too (CA key pairs: the Certificates they sign read
+    /// them as well as their issuers). Another reader may derive the value at a version before
+    /// its event arrives, which says nothing of what the owner has seen: every version the
+    /// watch shows wakes the owner once; only a repeat of the version it was woken for (a
+    /// re-list) does not.
+    Shared,
 }
 
 /// Values by object, each valid while the watch shows the object at its version.
 #[derive(Debug)]
 pub struct WatchedCache<V> {
     entries: Mutex<HashMap<ObjectKey, Entry<V>>>,
+    readers: Readers,
 }
 
 impl<V> Default for WatchedCache<V> {
     fn default() -> Self {
+        Self::new(Readers::Owner)
+    }
+}
+
+impl<V> WatchedCache<V> {
+    /// An empty cache whose values are read by `readers`.
+    pub fn new(readers: Readers) -> Self {
         Self {
             entries: Mutex::new(HashMap::new()),
+            readers,
         }
     }
 }
@@ -75,6 +103,7 @@ impl<V: Clone> WatchedCache<V> {
         let entry = entries.entry(key.clone()).or_insert(Entry {
             seen: Seen::Nothing,
             listed: true,
+            woken: None,
             cached: None,
         });
         ReadToken(entry.seen.clone())
@@ -123,12 +152,20 @@ impl<V: Clone> WatchedCache<V> {
         };
         entry.seen = Seen::Version(version.to_owned());
         entry.listed = true;
-        match entry.cached.as_deref() {
-            Some((cached, _)) if cached == version => Observed::Unchanged,
-            _ => {
-                entry.cached = None;
-                Observed::Changed
-            }
+        let current = entry
+            .cached
+            .as_deref()
+            .is_some_and(|(cached, _)| cached == version);
+        if !current {
+            entry.cached = None;
+        }
+        let seen_by_owner = match self.readers {
+            Readers::Owner => current,
+            Readers::Shared => entry.woken.replace(version.to_owned()).as_deref() == Some(version),
+        };
+        match seen_by_owner {
+            true => Observed::Unchanged,
+            false => Observed::Changed,
         }
     }
 
@@ -136,15 +173,15 @@ impl<V: Clone> WatchedCache<V> {
     fn deleted(&self, key: &ObjectKey) -> Observed {
         if let Some(entry) = self.lock().get_mut(key) {
             entry.seen = Seen::Deleted;
+            entry.woken = None;
             entry.cached = None;
         }
         Observed::Changed
     }
 
     /// Applies one watch event, `key_of` naming the entry an object belongs to, and returns
-    /// the objects whose owner must look again: the one the event is about, unless the event
-    /// only repeats the cached version (the echo of the controller's own write, a re-list);
-    /// and, when a re-list ends, every tracked object it no longer listed (deleted while the
+    /// the objects whose owner must look again: the one the event is about, unless the owner
+    /// has seen that version already (see [`Readers`]); and, when a re-list ends, every tracked object it no longer listed (deleted while the
     /// watch was down: a deletion with no event of its own must still wake its owner).
     pub fn observe<K: Resource>(
         &self,
@@ -186,6 +223,7 @@ impl<V: Clone> WatchedCache<V> {
                         unlisted.push(key.clone());
                     }
                     entry.seen = Seen::Deleted;
+                    entry.woken = None;
                     entry.cached = None;
                 }
                 unlisted
@@ -281,6 +319,67 @@ mod tests {
         cache.observe(&watcher::Event::Init, key_of);
         assert_eq!(cache.observe(&watcher::Event::InitDone, key_of), [key()]);
         assert_eq!(cache.get(&key()), None);
+    }
+
+    fn apply(cache: &WatchedCache<&'static str>, version: &str) -> Vec<ObjectKey> {
+        cache.observe(&watcher::Event::Apply(object(version)), key_of)
+    }
+
+    #[test]
+    fn a_shared_value_read_by_another_before_its_event_still_wakes_the_owner() {
+        // Issue 24: the owner (an Issuer) looked while the object was missing; another reader
+        // (a Certificate signing with it) read version 7 before the watch delivered it.
+        let cache = WatchedCache::new(Readers::Shared);
+        let _owner_read = cache.begin(&key());
+        let token = cache.begin(&key());
+        assert!(cache.insert(&key(), token, "7", "seven"));
+        assert_eq!(apply(&cache, "7"), [key()], "the owner never saw version 7");
+        assert_eq!(cache.get(&key()), Some(("7".into(), "seven")), "the value stays");
+        // A repeat of the version it was woken for (a re-list) wakes nobody.
+        cache.observe(&watcher::Event::Init, key_of);
+        assert!(
+            cache
+                .observe(&watcher::Event::InitApply(object("7")), key_of)
+                .is_empty()
+        );
+        assert!(cache.observe(&watcher::Event::InitDone, key_of).is_empty());
+        // Every new version wakes it, read by someone first or not.
+        let token = cache.begin(&key());
+        assert!(cache.insert(&key(), token, "8", "eight"));
+        assert_eq!(apply(&cache, "8"), [key()]);
+        assert_eq!(apply(&cache, "9"), [key()]);
+        assert_eq!(cache.get(&key()), None);
+    }
+
+    #[test]
+    fn a_shared_value_wakes_the_owner_after_a_deletion_and_its_return() {
+        let cache = WatchedCache::new(Readers::Shared);
+        let token = cache.begin(&key());
+        assert!(cache.insert(&key(), token, "5", "five"));
+        assert_eq!(apply(&cache, "5"), [key()]);
+        assert_eq!(
+            cache.observe(&watcher::Event::Delete(object("5")), key_of),
+            [key()]
+        );
+        // Created again and read by another reader before its event: still news.
+        let token = cache.begin(&key());
+        assert!(cache.insert(&key(), token, "5", "five again"));
+        assert_eq!(apply(&cache, "5"), [key()]);
+        // Deleted while the watch was down: the re-list's end wakes the owner, and so does
+        // the object's return after it.
+        cache.observe(&watcher::Event::Init, key_of);
+        assert_eq!(cache.observe(&watcher::Event::InitDone, key_of), [key()]);
+        assert_eq!(apply(&cache, "6"), [key()]);
+    }
+
+    #[test]
+    fn an_owned_value_read_before_its_event_is_the_owners_own_echo() {
+        // The verdict on a Certificate's own Secret: the reader is the owner.
+        let cache = WatchedCache::default();
+        let token = cache.begin(&key());
+        assert!(cache.insert(&key(), token, "7", "seven"));
+        assert!(apply(&cache, "7").is_empty());
+        assert_eq!(apply(&cache, "8"), [key()]);
     }
 
     #[test]
