@@ -76,7 +76,9 @@ async fn start(server: &InMemoryApiServer) -> tokio::task::JoinHandle<()> {
     let pki = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let client = server.client();
     tokio::spawn(async move {
-        let _ = run(client, settings, endpoint, pki).await;
+        // Never asked to stop: the test aborts the task.
+        let (_stop, shutdown) = tokio::sync::watch::channel(false);
+        let _ = run(client, settings, endpoint, pki, shutdown).await;
     })
 }
 
