@@ -306,6 +306,11 @@ impl ReadyTracker {
     pub fn ready(&self) -> usize {
         self.ready.len()
     }
+
+    /// Whether the Certificate `name` is Ready now.
+    pub fn is_ready(&self, name: &str) -> bool {
+        self.ready.contains(name)
+    }
 }
 
 /// Turns a kube error into "what failed: why".
@@ -447,10 +452,12 @@ mod tests {
         tracker.apply(watcher::Event::InitApply(cert("a", 1, None)));
         tracker.apply(watcher::Event::InitDone);
         assert_eq!(tracker.ready(), 0);
+        assert!(!tracker.is_ready("a"));
         tracker.apply(watcher::Event::Apply(cert("a", 1, Some(("True", 1)))));
         tracker.apply(watcher::Event::Apply(cert("b", 1, Some(("True", 1)))));
         tracker.apply(watcher::Event::Apply(cert("b", 1, Some(("True", 1)))));
         assert_eq!(tracker.ready(), 2, "a repeated event counts once");
+        assert!(tracker.is_ready("a") && tracker.is_ready("b"));
         tracker.apply(watcher::Event::Apply(cert("b", 2, Some(("True", 1)))));
         assert_eq!(
             tracker.ready(),

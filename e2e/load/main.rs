@@ -82,6 +82,12 @@ struct Args {
     /// Keep the namespace and everything in it at the end.
     #[arg(long)]
     keep: bool,
+
+    /// Latency mode: create the Certificates one at a time, each only once the one before is
+    /// Ready, and report the time from each create to its Ready (p50, p90, p99, max) instead of
+    /// the throughput.
+    #[arg(long)]
+    latency: bool,
 }
 
 /// The key algorithms a load run offers, spelled as `privateKey.algorithm` spells them.
@@ -208,6 +214,8 @@ async fn main() -> ExitCode {
 struct Outcome {
     elapsed: Duration,
     memory: memory::PeakMemory,
+    /// Create → Ready of each Certificate, in latency mode.
+    latencies: Option<Vec<Duration>>,
 }
 
 async fn run(args: Args) -> Result<(), LoadError> {
@@ -219,11 +227,15 @@ async fn run(args: Args) -> Result<(), LoadError> {
         .unwrap_or_else(|| default_namespace(&random_suffix()));
     cluster::create_namespace(&client, &namespace).await?;
     let server = report::server_version(&version);
+    let creates = if args.latency {
+        "one at a time".to_owned()
+    } else {
+        format!("{} concurrent creates", args.create_concurrency)
+    };
     eprintln!(
-        "certkeeper-load: {server}; namespace {namespace}; {} {} Certificates, {} concurrent creates, timeout {}",
+        "certkeeper-load: {server}; namespace {namespace}; {} {} Certificates, {creates}, timeout {}",
         args.count,
         args.key_algorithm.name(),
-        args.create_concurrency,
         report::duration(args.timeout),
     );
 
@@ -242,10 +254,12 @@ async fn run(args: Args) -> Result<(), LoadError> {
                 args.metrics_url.as_ref()
             )
         );
+        if let Some(latencies) = &outcome.latencies {
+            println!("{}", report::latency_line(latencies));
+        }
         println!(
-            "cluster {server}; {} Certificates from one CA Issuer, {} concurrent creates, namespace {namespace}",
+            "cluster {server}; {} Certificates from one CA Issuer, {creates}, namespace {namespace}",
             args.key_algorithm.name(),
-            args.create_concurrency,
         );
     }
     let cleaned = cleanup(&client, &namespace, args.keep).await;
@@ -306,6 +320,9 @@ async fn measure(client: &Client, namespace: &str, args: &Args) -> Result<Outcom
     let count = args.count;
     // Started before the first create; its initial list catches anything created meanwhile.
     let mut watch = pin!(watcher(certificates.clone(), watcher::Config::default()).default_backoff());
+    if args.latency {
+        return measure_latency(&certificates, namespace, args, watch, deadline, &sampler).await;
+    }
     let mut creates = pin!(
         futures::stream::iter(1..=count)
             .map(|index| {
@@ -362,6 +379,63 @@ async fn measure(client: &Client, namespace: &str, args: &Args) -> Result<Outcom
     Ok(Outcome {
         elapsed,
         memory: sampler.snapshot(),
+        latencies: None,
+    })
+}
+
+/// Latency mode: one Certificate at a time, the next created only once the one before is
+/// Ready, so each create → Ready is the controller's and the API server's path for one object,
+/// with no queue in front of it.
+async fn measure_latency(
+    certificates: &Api<Certificate>,
+    namespace: &str,
+    args: &Args,
+    mut watch: std::pin::Pin<
+        &mut impl futures::Stream<Item = Result<watcher::Event<Certificate>, watcher::Error>>,
+    >,
+    deadline: Instant,
+    sampler: &Sampler,
+) -> Result<Outcome, LoadError> {
+    let count = args.count;
+    let algorithm = args.key_algorithm.algorithm();
+    let mut tracker = ReadyTracker::default();
+    let mut latencies = Vec::with_capacity(usize::try_from(count).unwrap_or(0));
+    let mut progress = tokio::time::interval_at(Instant::now() + PROGRESS_EVERY, PROGRESS_EVERY);
+    let mut timeout = pin!(tokio::time::sleep_until(deadline));
+    let start = Instant::now();
+    for index in 1..=count {
+        let certificate = cluster::certificate(index, namespace, algorithm);
+        let name = certificate.metadata.name.clone().unwrap_or_default();
+        let created_at = Instant::now();
+        cluster::create_certificate(certificates, &certificate).await?;
+        while !tracker.is_ready(&name) {
+            tokio::select! {
+                event = watch.next() => match event {
+                    Some(Ok(event)) => tracker.apply(event),
+                    // The watcher retries with backoff on its own.
+                    Some(Err(_)) => {}
+                    None => return Err(LoadError::WatchEnded { ready: tracker.ready(), count }),
+                },
+                _ = progress.tick() => {
+                    let peak = sampler.snapshot().peak_bytes();
+                    eprintln!("{}", report::progress_line(start.elapsed(), index, tracker.ready(), count, peak));
+                }
+                () = &mut timeout => {
+                    return Err(LoadError::Timeout {
+                        waited: report::duration(args.timeout),
+                        ready: tracker.ready(),
+                        created: index,
+                        count,
+                    });
+                }
+            }
+        }
+        latencies.push(created_at.elapsed());
+    }
+    Ok(Outcome {
+        elapsed: start.elapsed(),
+        memory: sampler.snapshot(),
+        latencies: Some(latencies),
     })
 }
 
@@ -447,6 +521,7 @@ mod tests {
         assert_eq!(args.controller_namespace, "certkeeper-system");
         assert_eq!(args.controller_selector, "app.kubernetes.io/name=certkeeper");
         assert!(!args.keep);
+        assert!(!args.latency);
     }
 
     #[test]
@@ -469,6 +544,7 @@ mod tests {
             "--controller-selector",
             "app=ck",
             "--keep",
+            "--latency",
         ])
         .unwrap();
         assert_eq!(args.count, 50);
@@ -484,6 +560,7 @@ mod tests {
         assert_eq!(args.controller_namespace, "ops");
         assert_eq!(args.controller_selector, "app=ck");
         assert!(args.keep);
+        assert!(args.latency);
     }
 
     #[test]
