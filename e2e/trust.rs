@@ -23,7 +23,9 @@ async fn a_bundle_from_an_issuer_reaches_a_labelled_namespace_and_leaves_it_when
         &env,
         "root-ca",
         "selfsigned",
-        json!({"isCA": true, "commonName": "e2e bundle root", "duration": "8760h"}),
+        // The Issuer below reads Secret `root-ca`: name it so (the helper's default is
+        // `root-ca-tls`, which left the Issuer rightly reporting SecretNotFound).
+        json!({"isCA": true, "commonName": "e2e bundle root", "duration": "8760h", "secretName": "root-ca"}),
     ))
     .await;
     env.wait_ready("root-ca").await;
