@@ -350,3 +350,66 @@ async fn revocation_records_are_read_from_the_cache_and_only_the_secrets_own_ser
     task.await.unwrap().unwrap();
     api.assert_idle();
 }
+
+/// The TLS Secrets' watch has listed and never shown `web-tls`: the index says so.
+fn listed_without_web_tls(ctx: &Context) {
+    let mut other = PartialObjectMeta::<Secret>::default();
+    other.metadata.namespace = Some(NAMESPACE.into());
+    other.metadata.name = Some("api-tls".into());
+    other.metadata.resource_version = Some("7".into());
+    ctx.tls_secrets.observe(&Event::Init);
+    ctx.tls_secrets.observe(&Event::InitApply(other));
+    ctx.tls_secrets.observe(&Event::InitDone);
+}
+
+#[tokio::test]
+async fn a_first_issuance_reads_no_secret_the_tls_secret_watch_has_never_shown() {
+    let (ctx, mut api, _now) = setup();
+    cache_the_ca(&ctx, &mut api, &root_ca(ts(NOW))).await;
+    listed_without_web_tls(&ctx);
+    let cert = web();
+    let task = tokio::spawn(reconcile(
+        Arc::new(DeserializeGuard(Ok(cert.clone()))),
+        ctx.clone(),
+    ));
+    // Straight to the two writes on the path to Ready: the Secret, then the status.
+    let apply = api.expect(Method::PATCH, SECRET_PATH).await;
+    let mut secret = apply.body.clone();
+    secret["metadata"]["resourceVersion"] = SECRET_VERSION.into();
+    apply.ok(secret);
+    let patch = api.expect(Method::PATCH, STATUS_PATH).await;
+    let status = answer_status(patch, &cert);
+    assert!(status["conditions"].to_string().contains("\"True\""));
+    api.expect(Method::POST, EVENTS_PATH).await.echo();
+    task.await.unwrap().unwrap();
+    api.assert_idle();
+}
+
+#[tokio::test]
+async fn a_secret_write_whose_answer_was_lost_is_read_before_the_next_attempt() {
+    let (ctx, mut api, _now) = setup();
+    cache_the_ca(&ctx, &mut api, &root_ca(ts(NOW))).await;
+    listed_without_web_tls(&ctx);
+    let cert = web();
+    let task = tokio::spawn(reconcile(
+        Arc::new(DeserializeGuard(Ok(cert.clone()))),
+        ctx.clone(),
+    ));
+    // The apply reaches the server, but its answer does not reach the controller.
+    api.expect(Method::PATCH, SECRET_PATH).await.respond(
+        http::StatusCode::SERVICE_UNAVAILABLE,
+        serde_json::json!({
+            "kind": "Status", "apiVersion": "v1", "status": "Failure",
+            "reason": "ServiceUnavailable", "code": 503, "message": "lost"}),
+    );
+    let _ = task.await.unwrap();
+    // The retry must look at what that write may have left, not sign again blindly.
+    let task = tokio::spawn(reconcile(
+        Arc::new(DeserializeGuard(Ok(cert.clone()))),
+        ctx.clone(),
+    ));
+    api.expect(Method::GET, SECRET_PATH).await.not_found();
+    let apply = api.expect(Method::PATCH, SECRET_PATH).await;
+    apply.echo();
+    task.abort();
+}
