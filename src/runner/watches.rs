@@ -17,7 +17,7 @@ use kube::runtime::reflector::{self, Store};
 use kube::runtime::utils::Backoff;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource};
-use tracing::warn;
+use tracing::{info, warn};
 
 use super::retry::watch_backoff;
 use crate::cluster::ObjectKey;
@@ -132,7 +132,14 @@ impl Watches {
                         let listing = matches!(error, watcher::Error::InitialListFailed(_));
                         health.failed(listing);
                         metrics.watch_error(&resource, &name);
-                        warn!(watch = %name, %resource, %error, "watch failed; retrying this watch alone");
+                        // A watch expired (410) lists again: routine, unless it keeps
+                        // happening, which the counter shows.
+                        let expired = matches!(&error, watcher::Error::WatchError(status) if status.code == 410);
+                        if expired {
+                            info!(watch = %name, %resource, %error, "watch expired; listing again");
+                        } else {
+                            warn!(watch = %name, %resource, %error, "watch failed; retrying this watch alone");
+                        }
                         None
                     }
                 };
