@@ -17,7 +17,7 @@ use kube::runtime::reflector::{self, Store};
 use kube::runtime::utils::Backoff;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource};
-use tracing::warn;
+use tracing::{info, warn};
 
 use super::retry::watch_backoff;
 use crate::cluster::ObjectKey;
@@ -132,7 +132,14 @@ impl Watches {
                         let listing = matches!(error, watcher::Error::InitialListFailed(_));
                         health.failed(listing);
                         metrics.watch_error(&resource, &name);
-                        warn!(watch = %name, %resource, %error, "watch failed; retrying this watch alone");
+                        // A watch expired (410) lists again: routine, unless it keeps
+                        // happening, which the counter shows.
+                        let expired = matches!(&error, watcher::Error::WatchError(status) if status.code == 410);
+                        if expired {
+                            info!(watch = %name, %resource, %error, "watch expired; listing again");
+                        } else {
+                            warn!(watch = %name, %resource, %error, "watch failed; retrying this watch alone");
+                        }
                         None
                     }
                 };
@@ -218,6 +225,45 @@ mod tests {
     use super::*;
     use crate::telemetry::server::SyncFlag;
     use kube::runtime::reflector;
+
+    /// What a controller is fed carries no error: each is counted per resource and watch,
+    /// and reported to `/readyz` (three in a row: "cannot list"); the sync flag is set by the
+    /// end of the first complete list.
+    #[tokio::test]
+    async fn watch_errors_are_counted_reported_and_never_passed_on() {
+        use k8s_openapi::api::core::v1::Secret;
+        let (client, _handle) = crate::testing::mock_client();
+        let watches = Watches {
+            client,
+            readiness: Arc::default(),
+            metrics: Arc::new(crate::testing::metrics(vec![], vec![], vec![])),
+        };
+        let (synced, health) = watches.readiness.watch_with_health("certificate secrets");
+        let failed = || Err(watcher::Error::NoResourceVersion);
+        let events = futures::stream::iter(vec![
+            Ok(watcher::Event::Init),
+            Ok(watcher::Event::InitApply(Secret::default())),
+            Ok(watcher::Event::InitDone),
+            failed(),
+            failed(),
+            failed(),
+        ]);
+        let watched = watches.guard::<Secret>("certificate secrets", events, synced.clone(), health);
+        let passed: Vec<_> = watched.events().collect().await;
+        assert_eq!(passed.len(), 3, "an error was passed on: {passed:?}");
+        assert!(synced.is_synced());
+        let metrics = watches.metrics.encode().unwrap();
+        assert!(
+            metrics.contains(
+                r#"certkeeper_watch_errors_total{resource="secrets",watch="certificate secrets"} 3"#
+            ),
+            "{metrics}"
+        );
+        assert_eq!(
+            watches.readiness.check(),
+            Err("cannot list: certificate secrets".into())
+        );
+    }
 
     #[test]
     fn a_controller_trigger_backoff_never_pauses_nor_gives_up() {
