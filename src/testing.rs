@@ -1,5 +1,7 @@
 //! Test support shared by the controllers' tests: a mocked API server that asserts every
-//! request in order (the kube-rs controller-rs pattern), a context around it, and fixtures.
+//! request in order (the kube-rs controller-rs pattern), a context around it, and fixtures;
+//! and, in `api_server`, an in-memory API server with lists and watches for tests that run the
+//! whole controller.
 
 pub mod api_server;
 

@@ -15,9 +15,9 @@ use tracing::{debug, info, warn};
 use super::expiry::{self, Warning};
 use super::schedule::{self, backoff, requeue_after};
 use super::secret::{self, CurrentKeyPair, SecretMaterial, SecretState};
-use super::signer::{self, Trust};
+use super::signer::{self, SignerProblem, Trust};
 use super::spec::{self, RenewBefore, ValidatedSpec};
-use super::status::{self, IssuedFacts, READY, reason};
+use super::status::{self, ISSUING, IssuedFacts, READY, reason};
 use super::triggers::{self, Decision, PolicyInput, Signer, Trigger, TriggerReason};
 use super::verdict::{self, Verdict, ca_pem_identity, signer_identity};
 use crate::api::{Certificate, CertificateRevocation, CertificateStatus, RENEW_REQUESTED_AT, find_condition};
@@ -28,6 +28,7 @@ use crate::cluster::watched::ReadToken;
 use crate::context::{Context, FIELD_MANAGER};
 use crate::error::Error;
 use crate::issuer::reconcile::object_name;
+use crate::issuer::rotation::RotationGate;
 use crate::pki::{self, CertificateInfo, PkiError, PrivateKey};
 use crate::revocation::{RevokeRequest, RevokedSerial};
 use crate::telemetry::events;
@@ -102,15 +103,7 @@ pub async fn reconcile(
     };
     let (signer, trust) = match signer::resolve(cert, &ctx, now).await? {
         Ok(found) => found,
-        Err(problem) => {
-            ctx.verdicts.invalidate(&key);
-            let (why, message) = (problem.reason(), problem.message());
-            let deadlines =
-                report_not_ready(cert, &ctx, &previous, why, message, spec.renew_before, now).await?;
-            return Ok(Action::requeue(
-                requeue_after(now, &deadlines).min(problem.recheck_after()),
-            ));
-        }
+        Err(problem) => return without_issuer(&ctx, cert, &key, &spec, &problem, &previous, now).await,
     };
     let records_namespace = match spec.issuer_ref.is_cluster() {
         true => ctx.cluster_resource_namespace.clone(),
@@ -239,6 +232,126 @@ pub async fn reconcile(
             issue(&ctx, &observed, token, trigger, state, renewal_time, revocation).await
         }
     }
+}
+
+/// The issuer cannot sign: missing, not Ready, or its CA unusable. `Ready` still says only
+/// whether the Secret holds a valid certificate for the spec (cert-manager's meaning): while it
+/// does and nothing is due, the Certificate stays Ready and the issuer's trouble is reported
+/// beside it (`Issuing=False` with the issuer's reason, a Warning Event once); once it is due,
+/// or the spec changed, or the Secret is broken, `Ready=False` with the issuer's reason. The
+/// Secret is judged from its verdict while that holds (no request), which is kept for the
+/// issuer's return: its status change wakes the Certificate.
+async fn without_issuer(
+    ctx: &Context,
+    cert: &Certificate,
+    key: &ObjectKey,
+    spec: &ValidatedSpec,
+    problem: &SignerProblem,
+    previous: &CertificateStatus,
+    now: Timestamp,
+) -> Result<Action, Error> {
+    let (why, message) = (problem.reason(), problem.message());
+    let renew_requested_at = renew_requested_at(cert);
+    // Read without a warning: an unreadable request is warned about when it can be acted on.
+    let revoke_request = RevokeRequest::from_annotations(cert.annotations()).ok().flatten();
+    let records_namespace = match spec.issuer_ref.is_cluster() {
+        true => ctx.cluster_resource_namespace.clone(),
+        false => key.0.clone(),
+    };
+    let records = IssuerRecords {
+        kind: spec.issuer_ref.kind(),
+        name: &spec.issuer_ref.name,
+        namespace: &records_namespace,
+    };
+    let revoked = records.revoked(&ctx.revocations, &mut Vec::new());
+    let certificate = format!("{}/{}", key.0, key.1);
+    let pending_revoke =
+        revoke_request.filter(|r| !records.answered(&ctx.revocations, &certificate, r.requested_at));
+    let uid = cert.metadata.uid.clone().unwrap_or_default();
+    let current = verdict::Current {
+        uid: &uid,
+        generation: cert.metadata.generation,
+        renew_requested_at,
+        revoke_requested_at: revoke_request.map(|r| r.requested_at),
+        signer: None,
+        ca_pem: None,
+        gate: RotationGate::Now,
+        now,
+    };
+    let facts = match ctx.verdicts.get(key) {
+        Some((_, verdict))
+            if verdict.holds_whatever_the_issuer(&current)
+                && revocation_of_serial(&revoked, &verdict.facts.serial_hex).is_none() =>
+        {
+            Ok(verdict.facts)
+        }
+        _ => {
+            let state = secret::read(get_secret(&ctx.client, &key.0, &spec.secret_name).await?.as_ref());
+            triggers::usable(&state).and_then(|current| {
+                let leaf = current.leaf();
+                let renewal_time =
+                    schedule::renewal_time(leaf.not_before, leaf.not_after, spec.renew_before, &uid);
+                let revision = previous.revision.max(current.revision).unwrap_or(1);
+                let due = triggers::without_issuer(
+                    spec,
+                    renewal_time,
+                    renew_requested_at,
+                    &revoked,
+                    pending_revoke.as_ref(),
+                    current,
+                    now,
+                );
+                match due {
+                    Some(trigger) => Err(trigger),
+                    None => Ok(IssuedFacts::new(leaf, renewal_time, revision)),
+                }
+            })
+        }
+    };
+    let facts = match facts {
+        Ok(facts) => facts,
+        Err(trigger) => {
+            let message = format!(
+                "{message} (the Secret needs a new certificate: {})",
+                trigger.message
+            );
+            // Warned about the issuer already, while the certificate was still good: the
+            // status says the rest (a second Warning of that reason would only be folded into
+            // the first by the recorder).
+            let warned = find_condition(&previous.conditions, ISSUING)
+                .is_some_and(|c| c.status == "False" && c.reason == why);
+            let deadlines = match warned {
+                true => {
+                    let generation = cert.metadata.generation;
+                    let status = status::not_ready(previous, why, &message, generation, now);
+                    settle(cert, ctx, previous, status, spec.renew_before, now)
+                        .await?
+                        .1
+                }
+                false => report_not_ready(cert, ctx, previous, why, &message, spec.renew_before, now).await?,
+            };
+            return Ok(Action::requeue(
+                requeue_after(now, &deadlines).min(problem.recheck_after()),
+            ));
+        }
+    };
+    let generation = cert.metadata.generation;
+    let status = status::ready_without_issuer(previous, &facts, why, message, generation, now);
+    let (status, mut deadlines) = settle(cert, ctx, previous, status, spec.renew_before, now).await?;
+    let issuing = |s: &CertificateStatus| {
+        find_condition(&s.conditions, ISSUING)
+            .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+    };
+    if issuing(previous) != issuing(&status) {
+        warn!(certificate = %object_name(cert), reason = why, %message, "the issuer cannot sign; the certificate in place is valid");
+        events::publish(ctx, events::not_ready(why, message), &cert.object_ref(&())).await;
+    }
+    deadlines.extend([facts.renewal_time, facts.not_after]);
+    deadlines.extend(renew_requested_at);
+    deadlines.extend(pending_revoke.map(|r| r.requested_at));
+    Ok(Action::requeue(
+        requeue_after(now, &deadlines).min(problem.recheck_after()),
+    ))
 }
 
 /// The revocation of the certificate a Secret holds, when the `Revoked` trigger fired for it.

@@ -351,6 +351,146 @@ async fn revocation_records_are_read_from_the_cache_and_only_the_secrets_own_ser
     api.assert_idle();
 }
 
+/// Answers a status patch as the API server does, at resourceVersion `version`: the
+/// Certificate the watch then shows.
+fn status_written(patch: Seen, cert: &Certificate, version: &str) -> Certificate {
+    let mut after = to_json(cert);
+    after["status"] = patch.body["status"].clone();
+    after["metadata"]["resourceVersion"] = version.into();
+    patch.ok(after.clone());
+    serde_json::from_value(after).unwrap()
+}
+
+/// The status and reason of condition `type_`, if present.
+fn condition_of(cert: &Certificate, type_: &str) -> Option<(String, String)> {
+    let status = cert.status.as_ref()?;
+    let c = crate::api::find_condition(&status.conditions, type_)?;
+    Some((c.status.clone(), c.reason.clone()))
+}
+
+/// The CA Secret `ca` at `version`, its key replaced with garbage when `broken`; the cache
+/// learns of it from its watch.
+fn ca_at(ctx: &Context, ca: &Secret, version: &str, broken: bool) -> Value {
+    let mut secret = to_json(ca);
+    secret["metadata"]["resourceVersion"] = version.into();
+    if broken {
+        secret["data"]["tls.key"] = b64(b"garbage").into();
+    }
+    ctx.issuer_ca_key_pairs
+        .observe(&Event::Apply(metadata_of(&secret)));
+    secret
+}
+
+#[tokio::test]
+async fn an_issuer_outage_leaves_a_valid_certificate_ready_and_renews_it_once_when_it_is_back() {
+    let (ctx, mut api, now) = setup();
+    let ca = root_ca(ts(NOW));
+    cache_the_ca(&ctx, &mut api, &ca).await;
+    let issued = issue_web(&ctx, &mut api, |_| {}).await;
+    ctx.verdicts
+        .observe(&Event::Apply(metadata_of(&issued.secret)), certificate_of);
+    let ready = Some(("True".to_owned(), "Ready".to_owned()));
+
+    // The CA Secret's key is replaced with garbage (issue 21), an hour after issuance: the
+    // Secret is valid and not due, so the Certificate stays Ready; the issuer's trouble is on
+    // Issuing, with one Warning. The Secret is not read: its verdict holds.
+    *now.lock().unwrap() = ts(NOW) + SignedDuration::from_hours(1);
+    let broken = ca_at(&ctx, &root_ca(ts(NOW)), "2", true);
+    let task = tokio::spawn(reconcile(
+        Arc::new(DeserializeGuard(Ok(issued.cert.clone()))),
+        ctx.clone(),
+    ));
+    api.expect(Method::GET, CA_SECRET_PATH).await.ok(broken);
+    let cert = status_written(api.expect(Method::PATCH, STATUS_PATH).await, &issued.cert, "300");
+    let warning = api.expect(Method::POST, EVENTS_PATH).await;
+    assert_eq!(
+        (&warning.body["type"], &warning.body["reason"]),
+        (&"Warning".into(), &"IssuerNotReady".into())
+    );
+    warning.echo();
+    task.await.unwrap().unwrap();
+    api.assert_idle();
+    assert_eq!(condition_of(&cert, "Ready"), ready);
+    let issuing = Some(("False".to_owned(), "IssuerNotReady".to_owned()));
+    assert_eq!(condition_of(&cert, "Issuing"), issuing);
+    // Looked at again while it lasts: no request, no second Warning.
+    run(&cert, &ctx).await;
+    api.assert_idle();
+
+    // The issuer is back (the CA Secret restored): Ready as it was, Issuing cleared, nothing
+    // re-issued and the Secret not read.
+    let fixed = ca_at(&ctx, &ca, "3", false);
+    let task = tokio::spawn(reconcile(
+        Arc::new(DeserializeGuard(Ok(cert.clone()))),
+        ctx.clone(),
+    ));
+    api.expect(Method::GET, CA_SECRET_PATH).await.ok(fixed);
+    let cert = status_written(api.expect(Method::PATCH, STATUS_PATH).await, &cert, "301");
+    task.await.unwrap().unwrap();
+    api.assert_idle();
+    assert_eq!(condition_of(&cert, "Ready"), ready);
+    assert_eq!(condition_of(&cert, "Issuing"), None);
+
+    // Broken again hours later, and now due for renewal: Ready=False with the issuer's
+    // reason. (kube's Recorder folds repeats within 6 minutes of wall-clock time into the
+    // first Event: a fresh context, its caches carried over, stands for the hours between.)
+    let clock = now.clone();
+    let (mut fresh, mut api) = context_with_clock(
+        vec![ca_issuer("ca", "root-ca")],
+        vec![],
+        Arc::new(move || *clock.lock().unwrap()),
+    );
+    let carried = Arc::get_mut(&mut fresh).unwrap();
+    carried.verdicts = ctx.verdicts.clone();
+    carried.issuer_ca_key_pairs = ctx.issuer_ca_key_pairs.clone();
+    let ctx = fresh;
+    let broken = ca_at(&ctx, &root_ca(ts(NOW)), "4", true);
+    *now.lock().unwrap() = ts(NOW) + SignedDuration::from_hours(17);
+    let task = tokio::spawn(reconcile(
+        Arc::new(DeserializeGuard(Ok(cert.clone()))),
+        ctx.clone(),
+    ));
+    api.expect(Method::GET, CA_SECRET_PATH).await.ok(broken);
+    api.expect(Method::GET, SECRET_PATH)
+        .await
+        .ok(issued.secret.clone());
+    let cert = status_written(api.expect(Method::PATCH, STATUS_PATH).await, &cert, "302");
+    api.expect(Method::POST, EVENTS_PATH).await.echo();
+    task.await.unwrap().unwrap();
+    api.assert_idle();
+    let not_ready = Some(("False".to_owned(), "IssuerNotReady".to_owned()));
+    assert_eq!(condition_of(&cert, "Ready"), not_ready);
+
+    // Back again: renewed once, then nothing more to do.
+    let fixed = ca_at(&ctx, &ca, "5", false);
+    let task = tokio::spawn(reconcile(
+        Arc::new(DeserializeGuard(Ok(cert.clone()))),
+        ctx.clone(),
+    ));
+    api.expect(Method::GET, CA_SECRET_PATH).await.ok(fixed);
+    api.expect(Method::GET, SECRET_PATH)
+        .await
+        .ok(issued.secret.clone());
+    let apply = api.expect(Method::PATCH, SECRET_PATH).await;
+    let mut renewed = apply.body.clone();
+    renewed["metadata"]["resourceVersion"] = "160".into();
+    apply.ok(renewed.clone());
+    let cert = status_written(api.expect(Method::PATCH, STATUS_PATH).await, &cert, "303");
+    let event = api.expect(Method::POST, EVENTS_PATH).await;
+    assert_eq!(event.body["reason"], "Renewed");
+    event.echo();
+    task.await.unwrap().unwrap();
+    api.assert_idle();
+    assert_eq!(condition_of(&cert, "Ready"), ready);
+    assert!(
+        ctx.verdicts
+            .observe(&Event::Apply(metadata_of(&renewed)), certificate_of)
+            .is_empty()
+    );
+    run(&cert, &ctx).await;
+    api.assert_idle();
+}
+
 /// The TLS Secrets' watch has listed and never shown `web-tls`: the index says so.
 fn listed_without_web_tls(ctx: &Context) {
     let mut other = PartialObjectMeta::<Secret>::default();

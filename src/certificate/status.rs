@@ -85,6 +85,38 @@ pub fn ready(
     status
 }
 
+/// The Secret holds a valid certificate for the spec and nothing is due, but the issuer cannot
+/// sign (missing or not Ready): Ready stays True, and `Issuing=False` carries the issuer's
+/// reason and message, so the trouble shows without calling the Secret bad (cert-manager's
+/// meaning of Ready). Both conditions keep their transition times while unchanged.
+pub fn ready_without_issuer(
+    previous: &CertificateStatus,
+    facts: &IssuedFacts,
+    reason: &str,
+    message: &str,
+    generation: Option<i64>,
+    now: Timestamp,
+) -> CertificateStatus {
+    let mut status = ready(previous, facts, generation, now);
+    status.conditions = previous.conditions.clone();
+    set_condition(
+        &mut status.conditions,
+        condition(
+            READY,
+            ConditionStatus::True,
+            reason::READY,
+            "Certificate is up to date and has not expired",
+            generation,
+            now,
+        ),
+    );
+    set_condition(
+        &mut status.conditions,
+        condition(ISSUING, ConditionStatus::False, reason, message, generation, now),
+    );
+    status
+}
+
 /// The Certificate cannot be acted on (invalid spec, missing or unready issuer). Ready=False
 /// with `reason`; what is known of the current certificate stays.
 pub fn not_ready(

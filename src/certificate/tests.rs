@@ -348,6 +348,8 @@ async fn issuer_missing_sets_ready_false_and_warns_once() {
     let cert = certificate("web", "nowhere", &["web.apps.svc"]);
     let (ctx, mut api) = context(vec![], vec![], ts(NOW));
     let task = spawn(&cert, &ctx);
+    // No Secret to keep: not Ready, for the issuer's reason.
+    api.expect(Method::GET, SECRET_PATH).await.not_found();
     let status = answer_status(api.expect(Method::PATCH, STATUS_PATH).await, &cert);
     let event = api.expect(Method::POST, EVENTS_PATH).await;
     assert_eq!(event.body["type"], "Warning");
@@ -364,8 +366,9 @@ async fn issuer_missing_sets_ready_false_and_warns_once() {
 
     // Reconciled again with that status: nothing to write, no second Warning.
     let cert = with_status(&cert, &status);
-    let (ctx, api) = context(vec![], vec![], ts(NOW) + SignedDuration::from_mins(1));
+    let (ctx, mut api) = context(vec![], vec![], ts(NOW) + SignedDuration::from_mins(1));
     let task = spawn(&cert, &ctx);
+    api.expect(Method::GET, SECRET_PATH).await.not_found();
     finish(task, ctx, api).await;
 }
 
@@ -396,6 +399,7 @@ async fn nothing_is_signed_under_an_issuer_whose_own_status_is_not_ready() {
     let (ctx, mut api) = context(vec![issuer_still_judged_without_its_secret()], vec![], ts(NOW));
     let task = spawn(&cert, &ctx);
     api.expect(Method::GET, CA_SECRET_PATH).await.ok(to_json(&ca));
+    api.expect(Method::GET, SECRET_PATH).await.not_found();
     let status = answer_status(api.expect(Method::PATCH, STATUS_PATH).await, &cert);
     let event = api.expect(Method::POST, EVENTS_PATH).await;
     assert_eq!(event.body["reason"], "IssuerNotReady");
@@ -413,6 +417,7 @@ async fn nothing_is_signed_under_an_issuer_whose_own_status_is_not_ready() {
     let (ctx, mut api) = context(vec![issuer], vec![], ts(NOW));
     let task = spawn(&cert, &ctx);
     api.expect(Method::GET, CA_SECRET_PATH).await.ok(to_json(&ca));
+    api.expect(Method::GET, SECRET_PATH).await.not_found();
     let status = answer_status(api.expect(Method::PATCH, STATUS_PATH).await, &cert);
     api.expect(Method::POST, EVENTS_PATH).await.echo();
     finish(task, ctx, api).await;
@@ -544,19 +549,86 @@ async fn failed_issuance_backs_off_and_a_spec_change_retries_at_once() {
     assert_eq!(written.event["reason"], "Issued");
 }
 
-/// Issues `web` at NOW (24 h, renewBefore 8 h: its one expiry threshold is 4 h before
-/// notAfter), then returns it with that status and no issuer left to renew it.
+/// Issues `web` at NOW (24 h, renewBefore 8 h: due about 16 h in, its one expiry threshold
+/// 4 h before notAfter), then returns it with its status and Secret once it is due with no
+/// issuer left to renew it: not Ready, for the issuer's reason.
 async fn issued_then_orphaned() -> (Certificate, Value) {
     let cert = certificate("web", "ca", &["web.apps.svc"]);
     let written = first_issuance(&cert, &root_ca(ts(NOW))).await;
     let cert = with_status(&cert, &written.status);
-    // The issuer disappears: every later reconcile reports IssuerNotFound.
-    let (ctx, mut api) = context(vec![], vec![], ts(NOW) + SignedDuration::from_hours(1));
+    // The issuer is gone and the renewal is due: every later reconcile reports IssuerNotFound.
+    let (ctx, mut api) = context(vec![], vec![], ts(NOW) + SignedDuration::from_hours(17));
     let task = spawn(&cert, &ctx);
+    api.expect(Method::GET, SECRET_PATH)
+        .await
+        .ok(written.secret.clone());
     let status = answer_status(api.expect(Method::PATCH, STATUS_PATH).await, &cert);
     api.expect(Method::POST, EVENTS_PATH).await.echo();
     finish(task, ctx, api).await;
-    (with_status(&cert, &status), status)
+    assert_eq!(ready(&status), ("False".into(), "IssuerNotFound".into()));
+    (with_status(&cert, &status), written.secret)
+}
+
+/// Starts reconciling `cert` at `at` with no issuer in the caches.
+fn orphaned_at(
+    cert: &Certificate,
+    at: Timestamp,
+) -> (
+    tokio::task::JoinHandle<Result<Action, crate::error::Error>>,
+    Arc<Context>,
+    ApiServer,
+) {
+    let (ctx, api) = context(vec![], vec![], at);
+    (spawn(cert, &ctx), ctx, api)
+}
+
+#[tokio::test]
+async fn a_valid_certificate_stays_ready_without_its_issuer_until_it_is_due() {
+    let cert = certificate("web", "ca", &["web.apps.svc"]);
+    let written = first_issuance(&cert, &root_ca(ts(NOW))).await;
+    let cert = with_status(&cert, &written.status);
+
+    // The issuer is gone an hour later (a restarted controller: no verdict, one read). The
+    // Secret is valid and not due: Ready stays True; Issuing=False says why nothing could be
+    // issued now, with one Warning.
+    let (task, ctx, mut api) = orphaned_at(&cert, ts(NOW) + SignedDuration::from_hours(1));
+    api.expect(Method::GET, SECRET_PATH)
+        .await
+        .ok(written.secret.clone());
+    let status = answer_status(api.expect(Method::PATCH, STATUS_PATH).await, &cert);
+    let event = api.expect(Method::POST, EVENTS_PATH).await;
+    assert_eq!(
+        (&event.body["type"], &event.body["reason"]),
+        (&json!("Warning"), &json!("IssuerNotFound"))
+    );
+    event.echo();
+    let action = finish(task, ctx, api).await;
+    assert_eq!(ready(&status), ("True".into(), "Ready".into()));
+    let issuing = status["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Issuing")
+        .unwrap();
+    assert_eq!(
+        (&issuing["status"], &issuing["reason"]),
+        (&json!("False"), &json!("IssuerNotFound"))
+    );
+    // Looked at again at the issuer recheck, well before the renewal time.
+    assert_eq!(action, Action::requeue(std::time::Duration::from_secs(300)));
+
+    // Due for renewal with the issuer still gone: Ready=False with the issuer's reason, and
+    // the message says what the Secret needs. Warned about already: no second Warning.
+    let cert = with_status(&cert, &status);
+    let (task, ctx, mut api) = orphaned_at(&cert, ts(NOW) + SignedDuration::from_hours(17));
+    api.expect(Method::GET, SECRET_PATH)
+        .await
+        .ok(written.secret.clone());
+    let status = answer_status(api.expect(Method::PATCH, STATUS_PATH).await, &cert);
+    finish(task, ctx, api).await;
+    assert_eq!(ready(&status), ("False".into(), "IssuerNotFound".into()));
+    let message = status["conditions"][0]["message"].as_str().unwrap();
+    assert!(message.contains("renewal time"), "{message}");
 }
 
 fn event_note(event: &Value) -> &str {
@@ -565,19 +637,20 @@ fn event_note(event: &Value) -> &str {
 
 #[tokio::test]
 async fn expiring_soon_is_warned_at_the_threshold_and_not_again_after_a_restart() {
-    let (cert, _) = issued_then_orphaned().await;
+    let (cert, secret) = issued_then_orphaned().await;
     let not_after = ts(NOW) + SignedDuration::from_hours(24);
     let threshold = not_after - SignedDuration::from_hours(4);
 
     // One minute before the threshold: nothing to write, and the controller comes back
     // exactly at the threshold (rounded up to the next second).
-    let (ctx, api) = context(vec![], vec![], threshold - SignedDuration::from_mins(1));
-    let action = finish(spawn(&cert, &ctx), ctx, api).await;
+    let (task, ctx, mut api) = orphaned_at(&cert, threshold - SignedDuration::from_mins(1));
+    api.expect(Method::GET, SECRET_PATH).await.ok(secret.clone());
+    let action = finish(task, ctx, api).await;
     assert_eq!(action, Action::requeue(std::time::Duration::from_secs(61)));
 
     // At the threshold: the marker in the status first, then the Warning.
-    let (ctx, mut api) = context(vec![], vec![], threshold);
-    let task = spawn(&cert, &ctx);
+    let (task, ctx, mut api) = orphaned_at(&cert, threshold);
+    api.expect(Method::GET, SECRET_PATH).await.ok(secret.clone());
     let status = answer_status(api.expect(Method::PATCH, STATUS_PATH).await, &cert);
     let event = api.expect(Method::POST, EVENTS_PATH).await;
     assert_eq!(
@@ -597,19 +670,20 @@ async fn expiring_soon_is_warned_at_the_threshold_and_not_again_after_a_restart(
 
     // A restarted controller reads the marker from the status: no second warning, no write.
     let cert = with_status(&cert, &status);
-    let (ctx, api) = context(vec![], vec![], threshold + SignedDuration::from_mins(10));
-    let action = finish(spawn(&cert, &ctx), ctx, api).await;
+    let (task, ctx, mut api) = orphaned_at(&cert, threshold + SignedDuration::from_mins(10));
+    api.expect(Method::GET, SECRET_PATH).await.ok(secret);
+    let action = finish(task, ctx, api).await;
     // The issuer recheck comes before the expiry at notAfter.
     assert_eq!(action, Action::requeue(std::time::Duration::from_secs(300)));
 }
 
 #[tokio::test]
 async fn ready_turns_false_with_reason_expired_at_not_after_and_warns_once() {
-    let (cert, _) = issued_then_orphaned().await;
+    let (cert, secret) = issued_then_orphaned().await;
     let not_after = ts(NOW) + SignedDuration::from_hours(24);
 
-    let (ctx, mut api) = context(vec![], vec![], not_after);
-    let task = spawn(&cert, &ctx);
+    let (task, ctx, mut api) = orphaned_at(&cert, not_after);
+    api.expect(Method::GET, SECRET_PATH).await.ok(secret.clone());
     let status = answer_status(api.expect(Method::PATCH, STATUS_PATH).await, &cert);
     let event = api.expect(Method::POST, EVENTS_PATH).await;
     assert_eq!(event.body["reason"], "Expired");
@@ -621,8 +695,9 @@ async fn ready_turns_false_with_reason_expired_at_not_after_and_warns_once() {
     assert_eq!(status["lastExpiryWarning"]["reason"], "Expired");
 
     let cert = with_status(&cert, &status);
-    let (ctx, api) = context(vec![], vec![], not_after + SignedDuration::from_hours(1));
-    finish(spawn(&cert, &ctx), ctx, api).await;
+    let (task, ctx, mut api) = orphaned_at(&cert, not_after + SignedDuration::from_hours(1));
+    api.expect(Method::GET, SECRET_PATH).await.ok(secret);
+    finish(task, ctx, api).await;
 }
 
 #[tokio::test]

@@ -103,31 +103,57 @@ pub enum Decision<'a> {
 
 /// Runs the policies in order; the first that fires decides.
 pub fn evaluate<'a>(input: &PolicyInput<'_>, secret: &'a SecretState) -> Decision<'a> {
-    let current = match secret {
-        SecretState::Missing => {
-            return Decision::Issue(Trigger {
-                reason: TriggerReason::SecretMissing,
-                message: "the Secret does not exist".into(),
-            });
-        }
-        SecretState::MissingData(key) => {
-            return Decision::Issue(Trigger {
-                reason: TriggerReason::MissingData,
-                message: format!("the Secret has no {key}"),
-            });
-        }
-        SecretState::Invalid(why) => {
-            return Decision::Issue(Trigger {
-                reason: TriggerReason::InvalidData,
-                message: why.clone(),
-            });
-        }
-        SecretState::Present(current) => current,
+    let current = match usable(secret) {
+        Ok(current) => current,
+        Err(trigger) => return Decision::Issue(trigger),
     };
     match policies(input, current) {
         Some(trigger) => Decision::Issue(trigger),
         None => Decision::UpToDate(current),
     }
+}
+
+/// The key pair the Secret holds, or why it holds none.
+pub fn usable(secret: &SecretState) -> Result<&CurrentKeyPair, Trigger> {
+    match secret {
+        SecretState::Missing => Err(Trigger {
+            reason: TriggerReason::SecretMissing,
+            message: "the Secret does not exist".into(),
+        }),
+        SecretState::MissingData(key) => Err(Trigger {
+            reason: TriggerReason::MissingData,
+            message: format!("the Secret has no {key}"),
+        }),
+        SecretState::Invalid(why) => Err(Trigger {
+            reason: TriggerReason::InvalidData,
+            message: why.clone(),
+        }),
+        SecretState::Present(current) => Ok(current),
+    }
+}
+
+/// The policies that need no issuer, for a Secret judged while its issuer is missing or not
+/// Ready: None when it holds a valid certificate for the spec with nothing due, else the first
+/// that fires. The issuer's CA is unknown, so a lifetime shorter than the spec's counts as
+/// capped by the CA that signed it, and a CA rotation is left for when the issuer is back.
+pub fn without_issuer(
+    spec: &ValidatedSpec,
+    renewal_time: Timestamp,
+    renew_requested_at: Option<Timestamp>,
+    revoked: &[RevokedSerial],
+    revoke_request: Option<&RevokeRequest>,
+    current: &CurrentKeyPair,
+    now: Timestamp,
+) -> Option<Trigger> {
+    let leaf = current.leaf();
+    let capped = leaf.not_after.duration_since(leaf.not_before) < spec.duration;
+    self::revoked(revoked, revoke_request, leaf, now)
+        .or_else(|| key_mismatch(current))
+        .or_else(|| incorrect_issuer(spec, current))
+        .or_else(|| differences(spec, current, capped))
+        .or_else(|| expired(leaf, now))
+        .or_else(|| manually_triggered(renew_requested_at, leaf, now))
+        .or_else(|| renewal_due(Some(renewal_time), now))
 }
 
 /// The policies that look at a parseable Secret, in order.
@@ -232,6 +258,30 @@ fn set<T: Ord + Clone>(v: &[T]) -> BTreeSet<T> {
 /// type or size, or lifetime.
 pub fn spec_mismatch(spec: &ValidatedSpec, signer: &Signer, current: &CurrentKeyPair) -> Option<Trigger> {
     let leaf = current.leaf();
+    // A CA issuer caps a certificate at its own notAfter; that is not a mismatch. The CA that
+    // capped it is the one that signed it (next in its chain), which after a CA rotation is no
+    // longer the issuer's: judged by the issuer's, every capped leaf would look mismatched and
+    // be re-issued at once, skipping the rotation's stages.
+    // When that CA is not in tls.crt (a root signs leaves directly), a shorter lifetime under
+    // a CA that is no longer the issuer's is left to `ca_rotated`, which re-issues in stages.
+    let lifetime = leaf.not_after.duration_since(leaf.not_before);
+    let capped_by = |ca: &CertificateInfo| ca.not_after == leaf.not_after && leaf.is_signed_by(ca);
+    let capped = lifetime != spec.duration
+        && match signer {
+            Signer::Ca(ca) if ca.certificate().not_after == leaf.not_after => true,
+            Signer::Ca(ca) => {
+                current.chain.get(1).is_some_and(capped_by)
+                    || (lifetime < spec.duration && !leaf.is_signed_by(ca.certificate()))
+            }
+            Signer::SelfSigned => false,
+        };
+    differences(spec, current, capped)
+}
+
+/// What of the certificate differs from the spec; a lifetime that differs only counts when
+/// it was not `capped` by the CA that signed it.
+fn differences(spec: &ValidatedSpec, current: &CurrentKeyPair, capped: bool) -> Option<Trigger> {
+    let leaf = current.leaf();
     let mut differs: Vec<&str> = Vec::new();
     if spec.common_name != leaf.common_name {
         differs.push("commonName");
@@ -269,23 +319,7 @@ pub fn spec_mismatch(spec: &ValidatedSpec, signer: &Signer, current: &CurrentKey
     if spec.key != leaf.key_spec {
         differs.push("privateKey");
     }
-    // A CA issuer caps a certificate at its own notAfter; that is not a mismatch. The CA that
-    // capped it is the one that signed it (next in its chain), which after a CA rotation is no
-    // longer the issuer's: judged by the issuer's, every capped leaf would look mismatched and
-    // be re-issued at once, skipping the rotation's stages.
-    // When that CA is not in tls.crt (a root signs leaves directly), a shorter lifetime under
-    // a CA that is no longer the issuer's is left to `ca_rotated`, which re-issues in stages.
     let lifetime = leaf.not_after.duration_since(leaf.not_before);
-    let capped_by = |ca: &CertificateInfo| ca.not_after == leaf.not_after && leaf.is_signed_by(ca);
-    let capped = lifetime != spec.duration
-        && match signer {
-            Signer::Ca(ca) if ca.certificate().not_after == leaf.not_after => true,
-            Signer::Ca(ca) => {
-                current.chain.get(1).is_some_and(capped_by)
-                    || (lifetime < spec.duration && !leaf.is_signed_by(ca.certificate()))
-            }
-            Signer::SelfSigned => false,
-        };
     if lifetime != spec.duration && !capped {
         differs.push("duration");
     }

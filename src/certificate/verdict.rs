@@ -74,14 +74,21 @@ impl Verdict {
     /// CA as when it was judged, and neither the renewal time nor expiry reached. Anything else
     /// is judged by a full reconcile that reads the Secret.
     pub fn holds(&self, current: &Current<'_>) -> bool {
+        self.signer.as_ref() == current.signer
+            && self.ca_pem.as_ref() == current.ca_pem
+            && self.gate == current.gate
+            && self.reissue_at.is_none_or(|at| current.now < at)
+            && self.holds_whatever_the_issuer(current)
+    }
+
+    /// Whether the Secret still holds a valid certificate for the spec with nothing due, as
+    /// far as can be told without the issuer (missing or not Ready): the same Certificate,
+    /// spec and requests, and neither the renewal time nor expiry reached.
+    pub fn holds_whatever_the_issuer(&self, current: &Current<'_>) -> bool {
         self.uid == current.uid
             && self.generation == current.generation
             && self.renew_requested_at == current.renew_requested_at
             && self.revoke_requested_at == current.revoke_requested_at
-            && self.signer.as_ref() == current.signer
-            && self.ca_pem.as_ref() == current.ca_pem
-            && self.gate == current.gate
-            && self.reissue_at.is_none_or(|at| current.now < at)
             && current.now < self.facts.renewal_time
             && current.now < self.facts.not_after
     }
@@ -187,6 +194,33 @@ mod tests {
             !waiting.holds(&current("2026-11-23T11:00:00Z")),
             "its re-issue slot came"
         );
+    }
+
+    #[test]
+    fn without_the_issuer_holds_for_the_same_spec_and_requests_until_due() {
+        let v = verdict();
+        let now = "2026-11-23T12:00:00Z";
+        // The issuer is missing or not Ready: its CA and rotation are unknown.
+        let unknown = Current {
+            signer: None,
+            ca_pem: None,
+            gate: RotationGate::Hold,
+            ..current(now)
+        };
+        assert!(!v.holds(&unknown));
+        assert!(v.holds_whatever_the_issuer(&unknown));
+        assert!(
+            !v.holds_whatever_the_issuer(&current("2026-11-24T02:00:00Z")),
+            "renewal due"
+        );
+        assert!(!v.holds_whatever_the_issuer(&Current {
+            generation: Some(2),
+            ..unknown
+        }));
+        assert!(!v.holds_whatever_the_issuer(&Current {
+            renew_requested_at: Some(ts("2026-11-23T11:00:00Z")),
+            ..unknown
+        }));
     }
 
     #[test]

@@ -283,6 +283,7 @@ fn prometheus_rule_alerts_on_expiry_readiness_issuance_failures_and_ca_expiry() 
         ("CertificateExpiryCritical", "critical"),
         ("CertificateNotReady", "warning"),
         ("CertificateIssuanceFailing", "warning"),
+        ("IssuerNotReady", "warning"),
         ("CAExpiringSoon", "warning"),
     ];
     for (alert, severity) in expected {
@@ -343,6 +344,125 @@ fn every_alert_waits_and_names_what_it_alerts_on() {
             }
         }
     }
+}
+
+/// `promtool` on the PATH (Debian's `prometheus` package), if any.
+fn promtool() -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join("promtool"))
+        .find(|candidate| candidate.is_file())
+}
+
+/// The alert rules over an issuer outage, by Prometheus' own rule engine (`promtool test
+/// rules`): an Issuer turns NotReady at minute 5 under 100 Certificates, another Issuer stays
+/// Ready. Each certificate has 24 h left and renews in 16 h, except `svc-000`, due at minute 60
+/// with 4 h left, whose Ready turns False then (it needs renewing and its issuer cannot sign).
+/// One issuer alert; no certificate alert until one is due, then alerts for that one only.
+#[test]
+fn an_issuer_outage_over_a_hundred_certificates_alerts_once_until_one_is_due() {
+    let Some(promtool) = promtool() else {
+        println!(
+            "skipped: promtool not found (Debian package `prometheus`); the alert rules were not evaluated"
+        );
+        return;
+    };
+    let rule: serde_yaml::Value = serde_yaml::from_str(PROMETHEUS_RULE).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("rules.yaml"),
+        serde_yaml::to_string(&rule["spec"]).unwrap(),
+    )
+    .unwrap();
+    let mut series = String::new();
+    let mut add = |name: &str, labels: String, values: &str| {
+        series.push_str(&format!(
+            "  - series: '{name}{{{labels}}}'\n    values: '{values}'\n"
+        ));
+    };
+    for (issuer, ready) in [("ca", "1x4 0x196"), ("other", "1x200")] {
+        let labels =
+            |condition| format!(r#"namespace="apps",name="{issuer}",kind="Issuer",condition="{condition}""#);
+        let not_ready = if issuer == "ca" { "0x4 1x196" } else { "0x200" };
+        add("certkeeper_issuer_ready_status", labels("True"), ready);
+        add("certkeeper_issuer_ready_status", labels("False"), not_ready);
+    }
+    for i in 0..100 {
+        let cert = format!(r#"namespace="apps",name="svc-{i:03}",issuer_name="ca",issuer_kind="Issuer""#);
+        let due = i == 0;
+        let (ready, not_ready) = match due {
+            true => ("1x60 0x140", "0x60 1x140"),
+            false => ("1x200", "0x200"),
+        };
+        add(
+            "certkeeper_certificate_ready_status",
+            format!(r#"{cert},condition="True""#),
+            ready,
+        );
+        add(
+            "certkeeper_certificate_ready_status",
+            format!(r#"{cert},condition="False""#),
+            not_ready,
+        );
+        let (expires, renews) = match due {
+            true => (4 * 3600, 3600),
+            false => (24 * 3600, 16 * 3600),
+        };
+        add(
+            "certkeeper_certificate_expiration_timestamp_seconds",
+            cert.clone(),
+            &format!("{expires}x200"),
+        );
+        add(
+            "certkeeper_certificate_renewal_timestamp_seconds",
+            cert,
+            &format!("{renews}x200"),
+        );
+    }
+    let firing = |at: &str, alerts: &[(&str, &str)]| {
+        let samples: String = alerts
+            .iter()
+            .map(|(alert, name)| {
+                format!("      - labels: '{{alertname=\"{alert}\",name=\"{name}\"}}'\n        value: 1\n")
+            })
+            .collect();
+        let samples = if samples.is_empty() {
+            "      []\n".to_owned()
+        } else {
+            samples
+        };
+        format!(
+            "  - expr: 'count by (alertname, name) (ALERTS{{alertstate=\"firing\"}})'\n    eval_time: {at}\n    exp_samples:\n{samples}"
+        )
+    };
+    let issuer = ("IssuerNotReady", "ca");
+    let due = [
+        ("CertificateExpiringSoon", "svc-000"),
+        ("CertificateExpiryCritical", "svc-000"),
+        ("CertificateNotReady", "svc-000"),
+    ];
+    let tests = [
+        firing("14m", &[]),
+        firing("16m", &[issuer]),
+        firing("59m", &[issuer]),
+        firing("90m", &[&[issuer][..], &due[..]].concat()),
+    ]
+    .concat();
+    let test = format!(
+        "rule_files: [rules.yaml]\nevaluation_interval: 1m\ntests:\n- interval: 1m\n  input_series:\n{series}  promql_expr_test:\n{tests}"
+    );
+    std::fs::write(dir.path().join("test.yaml"), test).unwrap();
+    let output = std::process::Command::new(promtool)
+        .args(["test", "rules", "test.yaml"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "promtool test rules failed:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 /// The dashboard's panels, rows' nested panels included.
