@@ -1,25 +1,26 @@
 //! The certificate controller's wiring: what wakes a Certificate. Its own watch (the shared
 //! Certificate cache), its Secret (label-selected, metadata only), the issuer it references
-//! (Issuers and ClusterIssuers), and a revocation record revoking its certificate. It starts
+//! (told by the issuer caches' own watches, after the cache holds the change), and a
+//! revocation record revoking its certificate. It starts
 //! once the issuer and record caches are full: a Certificate is judged against them.
 
 use std::sync::Arc;
 
 use futures::StreamExt;
-use futures::channel::mpsc::UnboundedReceiver;
+use futures::channel::mpsc::{UnboundedReceiver, UnboundedSender};
 use k8s_openapi::api::core::v1::Secret;
-use kube::ResourceExt;
 use kube::api::Api;
 use kube::core::{DeserializeGuard, PartialObjectMeta};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
+use kube::{Resource, ResourceExt};
 use tracing::info;
 
 use super::Wiring;
 use super::reconciles::{error_policy, object_ref, observed};
 use super::watches::to_look_at;
-use crate::api::{Certificate, ClusterIssuer, Issuer};
+use crate::api::Certificate;
 use crate::certificate::secret::{LABEL_CERTIFICATE_NAME, certificate_of};
 use crate::certificate::verdict::Verdict;
 use crate::cluster::WatchedCache;
@@ -42,10 +43,10 @@ pub(super) fn run(
     (certificates, own_cache): (Controller<DeserializeGuard<Certificate>>, SyncFlag),
     verdicts: Arc<WatchedCache<Verdict>>,
     records: UnboundedReceiver<ObjectRef<DeserializeGuard<Certificate>>>,
+    issuers: UnboundedReceiver<IssuerChanged>,
     judged_against: Vec<SyncFlag>,
 ) -> impl std::future::Future<Output = ()> + use<> {
     let client = wiring.watches.client.clone();
-    let any = watcher::Config::default().any_semantic();
     let store = certificates.store();
     let secrets = wiring.watches.watch(
         "certificate secrets",
@@ -53,31 +54,18 @@ pub(super) fn run(
         watcher::Config::default().labels(LABEL_CERTIFICATE_NAME),
     );
     let secret_changes = to_look_at(secrets, move |event| verdicts.observe(event, certificate_of));
-    let issuers = wiring.watches.watch(
-        "certificate issuers",
-        Api::<DeserializeGuard<Issuer>>::all(client.clone()),
-        any.clone(),
-    );
-    let cluster_issuers = wiring.watches.watch(
-        "certificate clusterissuers",
-        Api::<DeserializeGuard<ClusterIssuer>>::all(client),
-        any,
-    );
-    let (by_issuer, by_cluster_issuer) = (store.clone(), store);
+    let by_issuer = store;
     let certificates = certificates
         .reconcile_on(secret_changes.map(|(namespace, name)| ObjectRef::new(&name).within(&namespace)))
         .reconcile_on(records)
-        .watches_stream(issuers.touched(), move |issuer| {
-            certificates_for_issuer(
+        .reconcile_on(issuers.flat_map(move |changed| {
+            futures::stream::iter(certificates_for_issuer(
                 &by_issuer,
-                "Issuer",
-                &issuer.name_any(),
-                issuer.namespace().as_deref(),
-            )
-        })
-        .watches_stream(cluster_issuers.touched(), move |issuer| {
-            certificates_for_issuer(&by_cluster_issuer, "ClusterIssuer", &issuer.name_any(), None)
-        })
+                changed.kind,
+                &changed.name,
+                changed.namespace.as_deref(),
+            ))
+        }))
         .with_config(wiring.config.clone())
         .graceful_shutdown_on(wiring.on_shutdown());
     let ctx = wiring.ctx.clone();
@@ -92,6 +80,34 @@ pub(super) fn run(
             .for_each(|_| async {});
         wiring.run_controller(own_cache, run).await;
     }
+}
+
+/// An issuer added, changed, listed or deleted, as the issuer cache now holds it.
+#[derive(Debug)]
+pub(super) struct IssuerChanged {
+    kind: &'static str,
+    name: String,
+    namespace: Option<String>,
+}
+
+/// Tells the certificate controller of the issuer (of `kind`) an event of the issuer cache's
+/// own watch is about.
+pub(super) fn announce<K: Resource>(
+    to: &UnboundedSender<IssuerChanged>,
+    kind: &'static str,
+    event: &watcher::Event<K>,
+) {
+    let (watcher::Event::Apply(issuer) | watcher::Event::InitApply(issuer) | watcher::Event::Delete(issuer)) =
+        event
+    else {
+        return;
+    };
+    // The controller may be gone (shutdown): nobody left to wake.
+    let _ = to.unbounded_send(IssuerChanged {
+        kind,
+        name: issuer.name_any(),
+        namespace: issuer.namespace(),
+    });
 }
 
 /// The Certificates that reference an issuer of `kind` named `name` (in `namespace` for an

@@ -105,12 +105,17 @@ impl Term {
         let any = watcher::Config::default().any_semantic();
 
         // Each kind's own watch feeds both its controller and the cache every controller reads.
+        // An issuer's events also wake its Certificates, once that cache holds the change:
+        // a Certificate woken by its issuer never reads the issuer as it was before.
+        let (issuer_changes, changed_issuers) = futures::channel::mpsc::unbounded();
         let (cache, events) = watches.cached(
             "issuers",
             Api::<DeserializeGuard<Issuer>>::all(client.clone()),
             any.clone(),
             trim_for_cache,
         );
+        let tell = issuer_changes.clone();
+        let events = events.inspect(move |event| certificates::announce(&tell, "Issuer", event));
         let (issuers, issuers_synced) = controller(events, cache);
         let (cache, events) = watches.cached(
             "clusterissuers",
@@ -118,6 +123,8 @@ impl Term {
             any.clone(),
             trim_for_cache,
         );
+        let events =
+            events.inspect(move |event| certificates::announce(&issuer_changes, "ClusterIssuer", event));
         let (cluster_issuers, cluster_issuers_synced) = controller(events, cache);
         // Verdicts of deleted Certificates are dropped with them.
         let verdicts: Arc<WatchedCache<Verdict>> = Arc::default();
@@ -197,6 +204,7 @@ impl Term {
             (certificates, certificates_synced),
             verdicts,
             wakes.certificates,
+            changed_issuers,
             vec![issuers_synced, cluster_issuers_synced, revocations_synced],
         );
         tokio::join!(issuers, cluster_issuers, certificates, bundles, records);
