@@ -62,6 +62,8 @@ pub struct Context {
     pub rotation: RotationSettings,
     /// Every Bundle, for the issuers whose rotation waits for the Bundles that source them.
     pub bundles: Store<DeserializeGuard<Bundle>>,
+    /// Request annotation values already warned about (one Warning Event per value).
+    pub warned_requests: crate::telemetry::events::WarnedRequests,
 }
 
 impl Context {
@@ -116,6 +118,7 @@ impl Context {
             rotation: RotationSettings::default(),
             // Empty until the leadership term shares the Bundle controller's cache.
             bundles: kube::runtime::reflector::store().0,
+            warned_requests: Default::default(),
         }
     }
 

@@ -286,6 +286,14 @@ pub struct CertificateStatus {
     /// does not repeat it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_expiry_warning: Option<ExpiryWarningStatus>,
+    /// The value of `certkeeper.io/renew-requested-at` last answered (by a certificate issued
+    /// at or after its time): another value is a new request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_renew_request: Option<String>,
+    /// The value of `certkeeper.io/revoke-requested-at` last answered (the certificate then in
+    /// the Secret revoked, or nothing there to revoke): another value is a new request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_revoke_request: Option<String>,
 }
 
 /// An expiry warning already published as an Event.

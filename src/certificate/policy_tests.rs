@@ -52,11 +52,20 @@ fn decide(
         )),
         _ => None,
     };
+    // Which request is still to be answered, as the controller judges it (a status written
+    // before requests were recorded: see `requests::unanswered`).
+    let request = requested.map(|r| super::requests::RenewRequest::parse(r).unwrap());
+    let not_before = match state {
+        SecretState::Present(c) => Some(c.leaf().not_before),
+        _ => None,
+    };
+    let pending =
+        super::requests::Pending::of(request.as_ref(), None, false, &Default::default(), not_before);
     let input = PolicyInput {
         spec: &spec,
         signer: &Signer::SelfSigned,
         renewal_time,
-        renew_requested_at: requested.map(ts),
+        renew_requested_at: pending.renew.map(|r| r.at),
         rotation: crate::issuer::rotation::RotationGate::Now,
         uid: "uid",
         revoked: &[],

@@ -13,6 +13,7 @@ use kube::{Resource, ResourceExt};
 use tracing::{debug, info, warn};
 
 use super::expiry::{self, Warning};
+use super::requests::{Answered, Pending, RenewRequest};
 use super::schedule::{self, backoff, requeue_after};
 use super::secret::{self, CurrentKeyPair, SecretMaterial, SecretState};
 use super::signer::{self, SignerProblem, Trust};
@@ -30,7 +31,7 @@ use crate::error::Error;
 use crate::issuer::reconcile::object_name;
 use crate::issuer::rotation::RotationGate;
 use crate::pki::{self, CertificateInfo, PkiError, PrivateKey};
-use crate::revocation::{RevokeRequest, RevokedSerial};
+use crate::revocation::{REVOCATION_REASON, REVOKE_REQUESTED_AT, RevokeRequest, RevokedSerial};
 use crate::telemetry::events;
 
 /// What one reconcile observed before deciding; the stages take it together.
@@ -42,12 +43,12 @@ struct Observed<'a> {
     signer: Signer,
     /// The `ca.crt` to hold, and where the issuer's CA rotation stands.
     trust: Trust,
-    /// `certkeeper.io/renew-requested-at`, when set and parseable.
-    renew_requested_at: Option<Timestamp>,
+    /// `certkeeper.io/renew-requested-at`, when set and readable.
+    renew_request: Option<RenewRequest>,
     /// `certkeeper.io/revoke-requested-at` (with its reason), when set and readable.
     revoke_request: Option<RevokeRequest>,
-    /// The revoke request, unless a record made for this Certificate already answers it.
-    pending_revoke: Option<RevokeRequest>,
+    /// A record made for this Certificate at that revoke request exists: it was answered.
+    revoke_recorded: bool,
     /// The issuer's revoked serials, from the CertificateRevocation cache.
     revoked: Vec<RevokedSerial>,
     /// The namespace the issuer's revocation records live in.
@@ -115,19 +116,21 @@ pub async fn reconcile(
         namespace: &records_namespace,
     };
     let revoked = records.revoked(&ctx.revocations, &mut Vec::new());
+    let renew_request = renew_request(cert, &ctx).await;
     let revoke_request = revoke_request(cert, &ctx).await;
     let certificate = format!("{}/{}", key.0, key.1);
-    let pending_revoke =
-        revoke_request.filter(|r| !records.answered(&ctx.revocations, &certificate, r.requested_at));
+    let revoke_recorded = revoke_request
+        .as_ref()
+        .is_some_and(|r| records.answered(&ctx.revocations, &certificate, r));
     let observed = Observed {
         cert,
         key,
         spec,
         signer,
         trust,
-        renew_requested_at: renew_requested_at(cert),
+        renew_request,
         revoke_request,
-        pending_revoke,
+        revoke_recorded,
         revoked,
         records_namespace,
         previous,
@@ -141,8 +144,8 @@ pub async fn reconcile(
     let current = verdict::Current {
         uid: &uid,
         generation: cert.metadata.generation,
-        renew_requested_at: observed.renew_requested_at,
-        revoke_requested_at: observed.revoke_request.map(|r| r.requested_at),
+        renew_requested_at: annotation(cert, RENEW_REQUESTED_AT),
+        revoke_requested_at: annotation(cert, REVOKE_REQUESTED_AT),
         signer: signer_id.as_ref(),
         ca_pem: ca_pem_id.as_ref(),
         gate: observed.trust.gate,
@@ -158,10 +161,15 @@ pub async fn reconcile(
             debug!(certificate = %object_name(cert), "waiting for the echo of the status write");
             let mut deadlines = vec![facts.renewal_time, facts.not_after];
             deadlines.extend(verdict.reissue_at);
+            deadlines.extend(verdict.requests_due_at);
             deadlines.extend(observed.trust.recheck_at(now));
             return Ok(Action::requeue(requeue_after(now, &deadlines)));
         }
-        return report_ready(&ctx, &observed, verdict.facts, verdict.reissue_at).await;
+        let waits = Waits {
+            reissue_at: verdict.reissue_at,
+            requests_due_at: verdict.requests_due_at,
+        };
+        return report_ready(&ctx, &observed, verdict.facts, waits).await;
     }
 
     let token = ctx.verdicts.begin(&observed.key);
@@ -190,15 +198,25 @@ pub async fn reconcile(
         )),
         _ => None,
     };
+    let pending = Pending::of(
+        observed.renew_request.as_ref(),
+        observed.revoke_request.as_ref(),
+        observed.revoke_recorded,
+        &observed.previous,
+        match &state {
+            SecretState::Present(c) => Some(c.leaf().not_before),
+            _ => None,
+        },
+    );
     let input = PolicyInput {
         spec: &observed.spec,
         signer: &observed.signer,
         renewal_time,
-        renew_requested_at: observed.renew_requested_at,
+        renew_requested_at: pending.renew.as_ref().map(|r| r.at),
         rotation: observed.trust.gate,
         uid: &uid,
         revoked: &observed.revoked,
-        revoke_request: observed.pending_revoke,
+        revoke_request: pending.revoke.clone(),
         now,
     };
     match triggers::evaluate(&input, &state) {
@@ -210,6 +228,7 @@ pub async fn reconcile(
                     Signer::SelfSigned => true,
                 },
                 reissue_at: triggers::rotation_reissue_at(&input, current.leaf()),
+                requests_due_at: pending.next_due(now),
             };
             keep(
                 &ctx,
@@ -225,11 +244,18 @@ pub async fn reconcile(
         Decision::Issue(trigger) => {
             let revocation = match (&state, trigger.reason) {
                 (SecretState::Present(current), TriggerReason::Revoked) => {
-                    revocation_of_leaf(&observed, current.leaf())
+                    revocation_of_leaf(&observed, &pending, current.leaf())
                 }
                 _ => None,
             };
-            issue(&ctx, &observed, token, trigger, state, renewal_time, revocation).await
+            let issuance = Issuance {
+                trigger,
+                state,
+                renewal_time,
+                revocation,
+                pending,
+            };
+            issue(&ctx, &observed, token, issuance).await
         }
     }
 }
@@ -251,8 +277,8 @@ async fn without_issuer(
     now: Timestamp,
 ) -> Result<Action, Error> {
     let (why, message) = (problem.reason(), problem.message());
-    let renew_requested_at = renew_requested_at(cert);
     // Read without a warning: an unreadable request is warned about when it can be acted on.
+    let renew_request = annotation(cert, RENEW_REQUESTED_AT).and_then(|v| RenewRequest::parse(v).ok());
     let revoke_request = RevokeRequest::from_annotations(cert.annotations()).ok().flatten();
     let records_namespace = match spec.issuer_ref.is_cluster() {
         true => ctx.cluster_resource_namespace.clone(),
@@ -265,14 +291,25 @@ async fn without_issuer(
     };
     let revoked = records.revoked(&ctx.revocations, &mut Vec::new());
     let certificate = format!("{}/{}", key.0, key.1);
-    let pending_revoke =
-        revoke_request.filter(|r| !records.answered(&ctx.revocations, &certificate, r.requested_at));
+    let revoke_recorded = revoke_request
+        .as_ref()
+        .is_some_and(|r| records.answered(&ctx.revocations, &certificate, r));
+    // What is still to be answered of the requests, for a certificate issued at `not_before`.
+    let pending = |not_before| {
+        Pending::of(
+            renew_request.as_ref(),
+            revoke_request.as_ref(),
+            revoke_recorded,
+            previous,
+            Some(not_before),
+        )
+    };
     let uid = cert.metadata.uid.clone().unwrap_or_default();
     let current = verdict::Current {
         uid: &uid,
         generation: cert.metadata.generation,
-        renew_requested_at,
-        revoke_requested_at: revoke_request.map(|r| r.requested_at),
+        renew_requested_at: annotation(cert, RENEW_REQUESTED_AT),
+        revoke_requested_at: annotation(cert, REVOKE_REQUESTED_AT),
         signer: None,
         ca_pem: None,
         gate: RotationGate::Now,
@@ -292,12 +329,13 @@ async fn without_issuer(
                 let renewal_time =
                     schedule::renewal_time(leaf.not_before, leaf.not_after, spec.renew_before, &uid);
                 let revision = previous.revision.max(current.revision).unwrap_or(1);
+                let pending = pending(leaf.not_before);
                 let due = triggers::without_issuer(
                     spec,
                     renewal_time,
-                    renew_requested_at,
+                    pending.renew_due(now).map(|r| r.at),
                     &revoked,
-                    pending_revoke.as_ref(),
+                    pending.revoke_due(now),
                     current,
                     now,
                 );
@@ -347,8 +385,7 @@ async fn without_issuer(
         events::publish(ctx, events::not_ready(why, message), &cert.object_ref(&())).await;
     }
     deadlines.extend([facts.renewal_time, facts.not_after]);
-    deadlines.extend(renew_requested_at);
-    deadlines.extend(pending_revoke.map(|r| r.requested_at));
+    deadlines.extend(pending(facts.not_before).next_due(now));
     Ok(Action::requeue(
         requeue_after(now, &deadlines).min(problem.recheck_after()),
     ))
@@ -357,25 +394,33 @@ async fn without_issuer(
 /// The revocation of the certificate a Secret holds, when the `Revoked` trigger fired for it.
 struct Revocation {
     record: RevokedSerial,
-    /// Whether the record is still to be written (a revoke request), or exists already.
-    to_write: bool,
+    /// The revoke request whose record is still to be written (None: the record exists).
+    to_write: Option<String>,
+    /// The revoked certificate's notAfter.
+    not_after: Timestamp,
 }
 
 /// What revokes `leaf`: an existing record of its serial, else the record the pending revoke
 /// request asks for.
-fn revocation_of_leaf(observed: &Observed<'_>, leaf: &CertificateInfo) -> Option<Revocation> {
+fn revocation_of_leaf(
+    observed: &Observed<'_>,
+    pending: &Pending,
+    leaf: &CertificateInfo,
+) -> Option<Revocation> {
     if let Some(record) = revocation_of_serial(&observed.revoked, &leaf.serial_hex) {
         return Some(Revocation {
             record: record.clone(),
-            to_write: false,
+            to_write: None,
+            not_after: leaf.not_after,
         });
     }
-    let request = observed.pending_revoke?;
+    let request = pending.revoke.as_ref()?;
     request
         .revokes(leaf, &observed.revoked, observed.now)
         .map(|record| Revocation {
             record,
-            to_write: true,
+            to_write: Some(request.value.clone()),
+            not_after: leaf.not_after,
         })
 }
 
@@ -383,16 +428,31 @@ fn revocation_of_serial<'a>(revoked: &'a [RevokedSerial], serial_hex: &str) -> O
     revoked.iter().find(|r| r.serial_hex == serial_hex)
 }
 
+/// The value of the annotation `key` on `cert`.
+fn annotation<'a>(cert: &'a Certificate, key: &str) -> Option<&'a str> {
+    cert.annotations().get(key).map(String::as_str)
+}
+
 /// The annotations `certkeeper.io/revoke-requested-at` and `certkeeper.io/revocation-reason`,
 /// when set. A value that cannot be read revokes nothing (never on a guess); the Certificate
-/// gets a Warning Event saying why.
+/// gets a Warning Event saying why, once per value.
 async fn revoke_request(cert: &Certificate, ctx: &Context) -> Option<RevokeRequest> {
+    let object = format!("Certificate {}", object_name(cert));
     match RevokeRequest::from_annotations(cert.annotations()) {
-        Ok(request) => request,
+        Ok(request) => {
+            ctx.warned_requests.forget(&object, REVOKE_REQUESTED_AT);
+            request
+        }
         Err(e) => {
-            warn!(certificate = %object_name(cert), error = %e, "ignoring the revoke request");
-            let event = events::invalid_revoke_request(&e.to_string());
-            events::publish(ctx, event, &cert.object_ref(&())).await;
+            // The reason is part of the request: a corrected reason is a new value to warn about.
+            let value = [REVOKE_REQUESTED_AT, REVOCATION_REASON]
+                .map(|key| annotation(cert, key).unwrap_or_default())
+                .join(" ");
+            if ctx.warned_requests.first(&object, REVOKE_REQUESTED_AT, &value) {
+                warn!(certificate = %object_name(cert), error = %e, "ignoring the revoke request");
+                let event = events::invalid_revoke_request(&e.to_string());
+                events::publish(ctx, event, &cert.object_ref(&())).await;
+            }
             None
         }
     }
@@ -404,6 +464,7 @@ async fn apply_revocation(
     ctx: &Context,
     observed: &Observed<'_>,
     record: &RevokedSerial,
+    request: &str,
 ) -> Result<(), Error> {
     let certificate = format!("{}/{}", observed.key.0, observed.key.1);
     let desired = desired_record(
@@ -411,6 +472,7 @@ async fn apply_revocation(
         &observed.records_namespace,
         record,
         &certificate,
+        request,
     );
     let name = desired.metadata.name.clone().unwrap_or_default();
     let namespace = observed.records_namespace.clone();
@@ -429,33 +491,48 @@ async fn apply_revocation(
         })
 }
 
-/// The annotation `certkeeper.io/renew-requested-at`, when it is an RFC 3339 time. Read once
-/// per reconcile, so a malformed value is warned about once.
-fn renew_requested_at(cert: &Certificate) -> Option<Timestamp> {
-    let value = cert.annotations().get(RENEW_REQUESTED_AT)?;
-    match value.parse() {
-        Ok(t) => Some(t),
+/// The annotation `certkeeper.io/renew-requested-at`, when it is an RFC 3339 time. A value
+/// that is not renews nothing; the Certificate gets a Warning Event saying why, once per value.
+async fn renew_request(cert: &Certificate, ctx: &Context) -> Option<RenewRequest> {
+    let object = format!("Certificate {}", object_name(cert));
+    let Some(value) = annotation(cert, RENEW_REQUESTED_AT) else {
+        ctx.warned_requests.forget(&object, RENEW_REQUESTED_AT);
+        return None;
+    };
+    match RenewRequest::parse(value) {
+        Ok(request) => {
+            ctx.warned_requests.forget(&object, RENEW_REQUESTED_AT);
+            Some(request)
+        }
         Err(e) => {
-            warn!(certificate = %object_name(cert), %value, error = %e, "ignoring {RENEW_REQUESTED_AT}: not an RFC 3339 time");
+            if ctx.warned_requests.first(&object, RENEW_REQUESTED_AT, value) {
+                warn!(certificate = %object_name(cert), %value, error = %e, "ignoring {RENEW_REQUESTED_AT}: not an RFC 3339 time");
+                let shown: String = value.chars().take(64).collect();
+                let why = format!("{RENEW_REQUESTED_AT} {shown:?} is not an RFC 3339 time");
+                events::publish(ctx, events::invalid_renew_request(&why), &cert.object_ref(&())).await;
+            }
             None
         }
     }
 }
 
-/// A kept certificate's place in its issuer's CA rotation.
+/// What a kept certificate waits for: its place in its issuer's CA rotation, and the requests
+/// still ahead.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct RotationWait {
     /// Signed by the issuer's current CA.
     under_current_ca: bool,
     /// Left under the previous CA, its re-issue slot.
     reissue_at: Option<Timestamp>,
+    /// When a request still to be answered comes due.
+    requests_due_at: Option<Timestamp>,
 }
 
-impl RotationWait {
-    const DONE: Self = Self {
-        under_current_ca: true,
-        reissue_at: None,
-    };
+/// The instants a Ready Certificate must be looked at again, besides its renewal and expiry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Waits {
+    reissue_at: Option<Timestamp>,
+    requests_due_at: Option<Timestamp>,
 }
 
 /// Remembers that the Secret, read with `token`, holds at `version` a valid certificate for
@@ -472,8 +549,9 @@ fn remember(
     let verdict = Verdict {
         uid: observed.cert.metadata.uid.clone().unwrap_or_default(),
         generation: observed.cert.metadata.generation,
-        renew_requested_at: observed.renew_requested_at,
-        revoke_requested_at: observed.revoke_request.map(|r| r.requested_at),
+        renew_requested_at: annotation(observed.cert, RENEW_REQUESTED_AT).map(Into::into),
+        revoke_requested_at: annotation(observed.cert, REVOKE_REQUESTED_AT).map(Into::into),
+        requests_due_at: rotation.requests_due_at,
         signer: signer_identity(&observed.signer),
         ca_pem: ca_pem_identity(&observed.trust),
         gate: observed.trust.gate,
@@ -519,7 +597,11 @@ async fn keep(
     }
     let facts = IssuedFacts::new(leaf, renewal_time, revision);
     remember(ctx, observed, token, version.as_deref(), &facts, rotation);
-    report_ready(ctx, observed, facts, rotation.reissue_at).await
+    let waits = Waits {
+        reissue_at: rotation.reissue_at,
+        requests_due_at: rotation.requests_due_at,
+    };
+    report_ready(ctx, observed, facts, waits).await
 }
 
 /// The Secret holds a valid certificate for the spec: Ready, and look again at its deadlines.
@@ -527,7 +609,7 @@ async fn report_ready(
     ctx: &Context,
     observed: &Observed<'_>,
     facts: IssuedFacts,
-    reissue_at: Option<Timestamp>,
+    waits: Waits,
 ) -> Result<Action, Error> {
     let Observed {
         cert, previous, now, ..
@@ -535,10 +617,9 @@ async fn report_ready(
     let status = status::ready(previous, &facts, cert.metadata.generation, *now);
     let (_, mut deadlines) = settle(cert, ctx, previous, status, observed.spec.renew_before, *now).await?;
     deadlines.extend([facts.renewal_time, facts.not_after]);
-    deadlines.extend(observed.renew_requested_at);
-    deadlines.extend(reissue_at);
+    deadlines.extend(waits.reissue_at);
+    deadlines.extend(waits.requests_due_at);
     deadlines.extend(observed.trust.recheck_at(*now));
-    deadlines.extend(observed.pending_revoke.map(|r| r.requested_at));
     Ok(Action::requeue(requeue_after(*now, &deadlines)))
 }
 
@@ -632,15 +713,28 @@ pub(crate) fn sign(
 
 /// A trigger fired: issue a new certificate (unless backing off from failures), write the
 /// Secret, then the status, then one Event.
-async fn issue(
-    ctx: &Context,
-    observed: &Observed<'_>,
-    token: ReadToken,
+/// What a fired trigger is to issue from: the Secret as read, and the requests it answers.
+struct Issuance {
     trigger: Trigger,
     state: SecretState,
     renewal_time: Option<Timestamp>,
     revocation: Option<Revocation>,
+    pending: Pending,
+}
+
+async fn issue(
+    ctx: &Context,
+    observed: &Observed<'_>,
+    token: ReadToken,
+    issuance: Issuance,
 ) -> Result<Action, Error> {
+    let Issuance {
+        trigger,
+        state,
+        renewal_time,
+        revocation,
+        pending,
+    } = issuance;
     let Observed {
         cert,
         spec,
@@ -651,18 +745,38 @@ async fn issue(
     let now = *now;
     let generation = cert.metadata.generation;
     // Revoking does not wait for a failed issuance's backoff.
-    if let Some(revocation) = revocation.as_ref().filter(|r| r.to_write) {
+    if let Some(revocation) = &revocation
+        && let Some(request) = &revocation.to_write
+    {
         info!(certificate = %object_name(*cert), serial = %revocation.record.serial_hex, reason = %revocation.record.reason, "recording the revocation");
-        apply_revocation(ctx, observed, &revocation.record).await?;
+        apply_revocation(ctx, observed, &revocation.record, request).await?;
     }
-    if let Some(at) = retry_at(previous, generation, observed.renew_requested_at)
+    // A revoke request that came due is answered, whatever follows: the certificate it was
+    // made for is revoked now, or there is no certificate to revoke (and the one issued now
+    // is not it).
+    let readable = matches!(state, SecretState::Present(_));
+    let revoke_due = pending.revoke_due(now);
+    if let Some(request) = revoke_due.filter(|_| !readable) {
+        warn!(certificate = %object_name(*cert), requested_at = %request.requested_at, "nothing to revoke: the Secret holds no readable certificate");
+        let event =
+            events::nothing_to_revoke(request.requested_at, "the Secret holds no readable certificate");
+        events::publish(ctx, event, &cert.object_ref(&())).await;
+    }
+    let answered_anyway = Answered {
+        renew: None,
+        revoke: revoke_due
+            .filter(|_| trigger.reason == TriggerReason::Revoked || !readable)
+            .map(|r| r.value.clone()),
+    };
+    if let Some(at) = retry_at(previous, generation, pending.renew.as_ref().map(|r| r.at))
         && now < at
     {
         debug!(certificate = %object_name(*cert), retry_at = %at, "backing off after failed issuance");
         // Expiry does not wait for the backoff to end.
-        let (_, mut deadlines) =
-            settle(cert, ctx, previous, previous.clone(), spec.renew_before, now).await?;
+        let status = answered_anyway.record(previous.clone());
+        let (_, mut deadlines) = settle(cert, ctx, previous, status, spec.renew_before, now).await?;
         deadlines.push(at);
+        deadlines.extend(pending.next_due(now));
         return Ok(Action::requeue(requeue_after(now, &deadlines)));
     }
 
@@ -706,7 +820,21 @@ async fn issue(
         let policy = spec.renew_before;
         let trigger = &trigger;
         let current = current_facts.as_ref();
-        async move { fail(cert, ctx, previous, current, trigger, &cause, policy, now).await }
+        let previous = answered_anyway.record(previous.clone());
+        async move {
+            fail(
+                cert,
+                ctx,
+                &observed.previous,
+                &previous,
+                current,
+                trigger,
+                &cause,
+                policy,
+                now,
+            )
+            .await
+        }
     };
     let mut issued = match outcome {
         Ok(issued) => issued,
@@ -733,20 +861,29 @@ async fn issue(
     let uid = cert.metadata.uid.clone().unwrap_or_default();
     let renewal_time = schedule::renewal_time(leaf.not_before, leaf.not_after, spec.renew_before, &uid);
     let facts = IssuedFacts::new(leaf, renewal_time, revision);
-    remember(
-        ctx,
-        observed,
-        token,
-        version.as_deref(),
-        &facts,
-        RotationWait::DONE,
-    );
-    let status = status::ready(previous, &facts, generation, now);
+    let waits = RotationWait {
+        under_current_ca: true,
+        reissue_at: None,
+        requests_due_at: pending.next_due(now),
+    };
+    remember(ctx, observed, token, version.as_deref(), &facts, waits);
+    // A renewal requested up to now is answered by the certificate issued now.
+    let answered = Answered {
+        renew: (observed.renew_request.as_ref())
+            .filter(|r| r.at <= now)
+            .map(|r| r.value.clone()),
+        ..answered_anyway
+    };
+    let status = answered.record(status::ready(previous, &facts, generation, now));
     let (_, mut deadlines) = settle(cert, ctx, previous, status, spec.renew_before, now).await?;
     info!(certificate = %object_name(*cert), serial = %leaf.serial_hex, not_after = %leaf.not_after, revision, "certificate issued");
     if let Some(revocation) = &revocation {
         let record = &revocation.record;
-        let event = events::revoked(&record.serial_hex, record.reason.name(), record.revoked_at);
+        let event = match &observed.signer {
+            // Nobody publishes a selfSigned issuer's revocations: say so, not "revoked".
+            Signer::SelfSigned => events::revocation_not_published(&record.serial_hex, revocation.not_after),
+            Signer::Ca(_) => events::revoked(&record.serial_hex, record.reason.name(), record.revoked_at),
+        };
         events::publish(ctx, event, &cert.object_ref(&())).await;
     }
     let event = if revision == 1 {
@@ -761,18 +898,19 @@ async fn issue(
     };
     events::publish(ctx, event, &cert.object_ref(&())).await;
     deadlines.extend([renewal_time, leaf.not_after]);
-    deadlines.extend(observed.renew_requested_at);
-    deadlines.extend(observed.pending_revoke.map(|r| r.requested_at));
+    deadlines.extend(pending.next_due(now));
     deadlines.extend(observed.trust.recheck_at(now));
     Ok(Action::requeue(requeue_after(now, &deadlines)))
 }
 
-/// An issuance attempt failed: record it in the status, warn, and back off.
+/// An issuance attempt failed: record it in the status, warn, and back off. `base` is the
+/// status as read (`previous`) with the requests answered anyway.
 #[allow(clippy::too_many_arguments)]
 async fn fail(
     cert: &Certificate,
     ctx: &Context,
     previous: &CertificateStatus,
+    base: &CertificateStatus,
     current: Option<&IssuedFacts>,
     trigger: &Trigger,
     cause: &str,
@@ -781,7 +919,7 @@ async fn fail(
 ) -> Result<Action, Error> {
     warn!(certificate = %object_name(cert), reason = trigger.reason.as_str(), error = %cause, "issuance failed");
     let status = status::issuance_failed(
-        previous,
+        base,
         current,
         trigger.reason.as_str(),
         &trigger.message,

@@ -20,20 +20,20 @@ use crate::api::Certificate;
 use crate::context::Context;
 use crate::testing::*;
 
-const NOW: &str = "2026-11-23T10:00:00Z";
-const CA_SECRET_PATH: &str = "/api/v1/namespaces/apps/secrets/root-ca";
-const SECRET_PATH: &str = "/api/v1/namespaces/apps/secrets/web-tls";
-const STATUS_PATH: &str = "/apis/certkeeper.io/v1/namespaces/apps/certificates/web/status";
-const EVENTS_PATH: &str = "/apis/events.k8s.io/v1/namespaces/apps/events";
+pub(super) const NOW: &str = "2026-11-23T10:00:00Z";
+pub(super) const CA_SECRET_PATH: &str = "/api/v1/namespaces/apps/secrets/root-ca";
+pub(super) const SECRET_PATH: &str = "/api/v1/namespaces/apps/secrets/web-tls";
+pub(super) const STATUS_PATH: &str = "/apis/certkeeper.io/v1/namespaces/apps/certificates/web/status";
+pub(super) const EVENTS_PATH: &str = "/apis/events.k8s.io/v1/namespaces/apps/events";
 
 /// The Certificate's resourceVersion as the cache first has it, and after the status write.
-const CERT_VERSION: &str = "200";
-const CERT_VERSION_AFTER_STATUS: &str = "201";
+pub(super) const CERT_VERSION: &str = "200";
+pub(super) const CERT_VERSION_AFTER_STATUS: &str = "201";
 /// The Secret's resourceVersion after the apply.
-const SECRET_VERSION: &str = "101";
+pub(super) const SECRET_VERSION: &str = "101";
 
 /// A context under the CA Issuer `ca`, with a clock the test moves.
-fn setup() -> (Arc<Context>, ApiServer, Arc<Mutex<Timestamp>>) {
+pub(super) fn setup() -> (Arc<Context>, ApiServer, Arc<Mutex<Timestamp>>) {
     let now = Arc::new(Mutex::new(ts(NOW)));
     let clock = now.clone();
     let (ctx, api) = context_with_clock(
@@ -48,13 +48,13 @@ fn web_key() -> (String, String) {
     (NAMESPACE.to_owned(), "web".to_owned())
 }
 
-fn web() -> Certificate {
+pub(super) fn web() -> Certificate {
     let mut cert = certificate("web", "ca", &["web.apps.svc"]);
     cert.metadata.resource_version = Some(CERT_VERSION.into());
     cert
 }
 
-async fn run(cert: &Certificate, ctx: &Arc<Context>) -> Action {
+pub(super) async fn run(cert: &Certificate, ctx: &Arc<Context>) -> Action {
     reconcile(Arc::new(DeserializeGuard(Ok(cert.clone()))), ctx.clone())
         .await
         .unwrap()
@@ -71,14 +71,14 @@ fn metadata_of(secret: &Value) -> PartialObjectMeta<Secret> {
 }
 
 /// What the first issuance wrote: the Secret (as stored) and the Certificate after it.
-struct Issued {
-    secret: Value,
-    cert: Certificate,
+pub(super) struct Issued {
+    pub(super) secret: Value,
+    pub(super) cert: Certificate,
 }
 
 /// Issues `web` with the CA already cached, asserting its requests: one read, three writes.
 /// `before_apply_answer` runs when the apply has reached the API server, before its answer.
-async fn issue_web(
+pub(super) async fn issue_web(
     ctx: &Arc<Context>,
     api: &mut ApiServer,
     before_apply_answer: impl FnOnce(&Value),
@@ -109,7 +109,7 @@ async fn issue_web(
 }
 
 /// Reads the CA Secret into the cache, as the issuer's own reconcile does first.
-async fn cache_the_ca(ctx: &Arc<Context>, api: &mut ApiServer, ca: &Secret) {
+pub(super) async fn cache_the_ca(ctx: &Arc<Context>, api: &mut ApiServer, ca: &Secret) {
     let loading = {
         let ctx = ctx.clone();
         let issuer = ca_issuer("ca", "root-ca");

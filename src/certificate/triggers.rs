@@ -80,14 +80,15 @@ pub struct PolicyInput<'a> {
     pub signer: &'a Signer,
     /// When the current certificate is due for renewal.
     pub renewal_time: Option<Timestamp>,
-    /// `certkeeper.io/renew-requested-at`, when set and parseable.
+    /// The time of the renew request still to be answered (`certkeeper.io/renew-requested-at`,
+    /// see `requests::Pending`).
     pub renew_requested_at: Option<Timestamp>,
     /// Where the issuer's CA rotation stands, and the Certificate's UID that spreads re-issues.
     pub rotation: RotationGate,
     pub uid: &'a str,
     /// The issuer's revoked serials.
     pub revoked: &'a [RevokedSerial],
-    /// `certkeeper.io/revoke-requested-at` (and reason), unless a record already answers it.
+    /// The revoke request still to be answered (`certkeeper.io/revoke-requested-at` and reason).
     pub revoke_request: Option<RevokeRequest>,
     pub now: Timestamp,
 }
@@ -152,7 +153,7 @@ pub fn without_issuer(
         .or_else(|| incorrect_issuer(spec, current))
         .or_else(|| differences(spec, current, capped))
         .or_else(|| expired(leaf, now))
-        .or_else(|| manually_triggered(renew_requested_at, leaf, now))
+        .or_else(|| manually_triggered(renew_requested_at, now))
         .or_else(|| renewal_due(Some(renewal_time), now))
 }
 
@@ -172,14 +173,14 @@ fn policies(input: &PolicyInput<'_>, current: &CurrentKeyPair) -> Option<Trigger
     // A requested renewal waits, as a due one does, while a new root is being distributed.
     .or_else(|| {
         (input.rotation != RotationGate::Hold)
-            .then(|| manually_triggered(input.renew_requested_at, current.leaf(), input.now))
+            .then(|| manually_triggered(input.renew_requested_at, input.now))
             .flatten()
     })
     .or_else(|| renewal_due(input.renewal_time, input.now))
 }
 
-/// The certificate is revoked (its serial is in the issuer's records), or its revocation was
-/// requested after it was issued: re-issued at once, with a new key whatever the rotation
+/// The certificate is revoked (its serial is in the issuer's records), or a revoke request
+/// still to be answered has come due: re-issued at once, with a new key whatever the rotation
 /// policy, before any other policy is asked.
 pub fn revoked(
     revoked: &[RevokedSerial],
@@ -397,15 +398,11 @@ pub fn expired(leaf: &CertificateInfo, now: Timestamp) -> Option<Trigger> {
     }
 }
 
-/// A renewal was requested (annotation) after the current certificate was issued. A request
-/// dated in the future waits until its time, so clock skew cannot cause a re-issue loop.
-pub fn manually_triggered(
-    requested_at: Option<Timestamp>,
-    leaf: &CertificateInfo,
-    now: Timestamp,
-) -> Option<Trigger> {
+/// A renewal request still to be answered has come due. One dated in the future waits until
+/// its time (`Pending::next_due` wakes the Certificate then).
+pub fn manually_triggered(requested_at: Option<Timestamp>, now: Timestamp) -> Option<Trigger> {
     match requested_at {
-        Some(at) if at > leaf.not_before && at <= now => fire(
+        Some(at) if at <= now => fire(
             TriggerReason::ManuallyTriggered,
             format!("renewal was requested at {at}"),
         ),

@@ -16,10 +16,12 @@ pub struct Verdict {
     /// Which Certificate object, and which of its specs, it was found for.
     pub uid: String,
     pub generation: Option<i64>,
-    /// The renewal request it already answered.
-    pub renew_requested_at: Option<Timestamp>,
-    /// The revoke request (`certkeeper.io/revoke-requested-at`) it already answered.
-    pub revoke_requested_at: Option<Timestamp>,
+    /// The values of `certkeeper.io/renew-requested-at` and `certkeeper.io/revoke-requested-at`
+    /// it was judged with: another value is a new request, judged afresh.
+    pub renew_requested_at: Option<String>,
+    pub revoke_requested_at: Option<String>,
+    /// When a request it saw still to be answered comes due: it holds only until then.
+    pub requests_due_at: Option<Timestamp>,
     /// The CA it was judged against (SHA-256 of its certificate; None for selfSigned).
     pub signer: Option<[u8; 32]>,
     /// The `ca.crt` the Secret holds (SHA-256; None for selfSigned) and the issuer's rotation
@@ -61,8 +63,8 @@ pub fn ca_pem_identity(trust: &Trust) -> Option<[u8; 32]> {
 pub struct Current<'a> {
     pub uid: &'a str,
     pub generation: Option<i64>,
-    pub renew_requested_at: Option<Timestamp>,
-    pub revoke_requested_at: Option<Timestamp>,
+    pub renew_requested_at: Option<&'a str>,
+    pub revoke_requested_at: Option<&'a str>,
     pub signer: Option<&'a [u8; 32]>,
     pub ca_pem: Option<&'a [u8; 32]>,
     pub gate: RotationGate,
@@ -70,9 +72,9 @@ pub struct Current<'a> {
 }
 
 impl Verdict {
-    /// Whether the Secret still needs nothing: the same Certificate, spec, renewal request and
-    /// CA as when it was judged, and neither the renewal time nor expiry reached. Anything else
-    /// is judged by a full reconcile that reads the Secret.
+    /// Whether the Secret still needs nothing: the same Certificate, spec, requests and CA as
+    /// when it was judged, and neither a request it saw waiting, nor the renewal time, nor
+    /// expiry come due. Anything else is judged by a full reconcile that reads the Secret.
     pub fn holds(&self, current: &Current<'_>) -> bool {
         self.signer.as_ref() == current.signer
             && self.ca_pem.as_ref() == current.ca_pem
@@ -87,8 +89,9 @@ impl Verdict {
     pub fn holds_whatever_the_issuer(&self, current: &Current<'_>) -> bool {
         self.uid == current.uid
             && self.generation == current.generation
-            && self.renew_requested_at == current.renew_requested_at
-            && self.revoke_requested_at == current.revoke_requested_at
+            && self.renew_requested_at.as_deref() == current.renew_requested_at
+            && self.revoke_requested_at.as_deref() == current.revoke_requested_at
+            && self.requests_due_at.is_none_or(|at| current.now < at)
             && current.now < self.facts.renewal_time
             && current.now < self.facts.not_after
     }
@@ -111,6 +114,7 @@ mod tests {
             generation: Some(1),
             renew_requested_at: None,
             revoke_requested_at: None,
+            requests_due_at: None,
             signer: Some([0xab; 32]),
             ca_pem: Some([0xcd; 32]),
             gate: RotationGate::Now,
@@ -162,12 +166,12 @@ mod tests {
             ..current("2026-11-23T12:00:00Z")
         }));
         let requested = Current {
-            renew_requested_at: Some(ts("2026-11-23T11:00:00Z")),
+            renew_requested_at: Some("2026-11-23T11:00:00Z"),
             ..current("2026-11-23T12:00:00Z")
         };
         assert!(!v.holds(&requested), "a new renewal request is judged afresh");
         let revoke = Current {
-            revoke_requested_at: Some(ts("2026-11-23T11:00:00Z")),
+            revoke_requested_at: Some("2026-11-23T11:00:00Z"),
             ..current("2026-11-23T12:00:00Z")
         };
         assert!(!v.holds(&revoke), "a revoke request is judged afresh");
@@ -218,9 +222,31 @@ mod tests {
             ..unknown
         }));
         assert!(!v.holds_whatever_the_issuer(&Current {
-            renew_requested_at: Some(ts("2026-11-23T11:00:00Z")),
+            renew_requested_at: Some("2026-11-23T11:00:00Z"),
             ..unknown
         }));
+    }
+
+    #[test]
+    fn a_request_seen_waiting_is_judged_afresh_when_it_comes_due() {
+        // Judged at 10:00:00.5 with a renewal requested for 10:00:01 (a command run on a clock
+        // a second ahead): the request is the same when the requeue comes, but now it is due.
+        let request = "2026-11-23T10:00:01Z";
+        let waiting = Verdict {
+            renew_requested_at: Some(request.into()),
+            requests_due_at: Some(ts(request)),
+            ..verdict()
+        };
+        let at = |now: &str| Current {
+            renew_requested_at: Some(request),
+            ..current(now)
+        };
+        assert!(waiting.holds(&at("2026-11-23T10:00:00.500Z")));
+        assert!(
+            !waiting.holds(&at("2026-11-23T10:00:01Z")),
+            "the request came due"
+        );
+        assert!(!waiting.holds(&at("2026-11-23T10:00:02Z")));
     }
 
     #[test]

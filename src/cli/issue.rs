@@ -22,6 +22,7 @@ use crate::api::{
     Certificate, ClusterIssuer, GROUP, Issuer, IssuerSpec, PrivateKeyRotationPolicy, RENEW_REQUESTED_AT,
 };
 use crate::certificate::reconcile::sign;
+use crate::certificate::requests::{Pending, RenewRequest};
 use crate::certificate::schedule;
 use crate::certificate::secret::{self, SecretState};
 use crate::certificate::spec::{self, ValidatedSpec};
@@ -468,10 +469,22 @@ fn issue_one(
         )),
         _ => None,
     };
-    let renew_requested_at = cert
+    // Judged as the controller judges it: offline there is no status but the manifest's.
+    let renew_request = cert
         .annotations()
         .get(RENEW_REQUESTED_AT)
-        .and_then(|v| v.parse::<Timestamp>().ok());
+        .and_then(|v| RenewRequest::parse(v).ok());
+    let pending = Pending::of(
+        renew_request.as_ref(),
+        None,
+        false,
+        &cert.status.clone().unwrap_or_default(),
+        match &state {
+            SecretState::Present(c) => Some(c.leaf().not_before),
+            _ => None,
+        },
+    );
+    let renew_requested_at = pending.renew.map(|r| r.at);
     let input = PolicyInput {
         spec,
         signer: &signer,

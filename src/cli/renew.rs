@@ -1,7 +1,8 @@
 //! `renew NAME... | --all | -l SELECTOR`: requests renewal by setting the
 //! `certkeeper.io/renew-requested-at` annotation to now, as a merge patch under the field
 //! manager `certkeeper-cli` (never the controller's own), and says what was asked. The
-//! controller re-issues a certificate issued before that time (`ManuallyTriggered`).
+//! controller re-issues once that time has come (`ManuallyTriggered`) and records the value
+//! as answered (`status.lastRenewRequest`).
 
 use clap::Args;
 use jiff::Timestamp;
@@ -11,7 +12,6 @@ use serde_json::json;
 
 use super::{CliError, ClusterArgs, Outcome, namespace_or_default};
 use crate::api::{Certificate, RENEW_REQUESTED_AT};
-use crate::certificate::spec::truncate_to_second;
 
 /// The field manager of the CLI's writes.
 pub const CLI_FIELD_MANAGER: &str = "certkeeper-cli";
@@ -75,13 +75,7 @@ pub async fn run(client: &Client, args: &RenewArgs, now: Timestamp) -> Result<Ou
             .collect()
     };
 
-    // Whole seconds, as `kubectl annotate ... "$(date -u +%FT%TZ)"` writes it, rounded up: a
-    // certificate issued earlier in this very second has a notBefore below it, so the request
-    // is never lost (the controller acts on it when that second has passed).
-    let at = match truncate_to_second(now) {
-        floor if floor < now => floor + jiff::SignedDuration::from_secs(1),
-        floor => floor,
-    };
+    let at = request_time(now);
     let patch = json!({"metadata": {"annotations": {RENEW_REQUESTED_AT: at.to_string()}}});
     let params = PatchParams {
         field_manager: Some(CLI_FIELD_MANAGER.into()),
@@ -104,4 +98,13 @@ pub async fn run(client: &Client, args: &RenewArgs, now: Timestamp) -> Result<Ou
         targets.len()
     );
     Ok(outcome)
+}
+
+/// The value a request annotation gets: now, RFC 3339 in milliseconds. Never ahead of the
+/// clock (a request dated ahead waits for its time), and distinct from a request made a moment
+/// before, which the controller has answered (it records the value it answered, so whole
+/// seconds, as `date -u +%FT%TZ` writes them, work as well).
+pub fn request_time(now: Timestamp) -> String {
+    let millis = Timestamp::from_millisecond(now.as_millisecond()).unwrap_or(now);
+    format!("{millis:.3}")
 }

@@ -1,8 +1,8 @@
 //! `revoke certificate NAME [--reason R]`: requests revocation of a Certificate's current
-//! certificate by setting `certkeeper.io/revoke-requested-at` (now, whole seconds rounded up)
-//! and `certkeeper.io/revocation-reason` in one merge patch under the CLI's field manager. The
+//! certificate by setting `certkeeper.io/revoke-requested-at` (now, as `renew` writes it) and
+//! `certkeeper.io/revocation-reason` in one merge patch under the CLI's field manager. The
 //! controller records the revocation (a CertificateRevocation), then re-issues with a new key
-//! (`Revoked`).
+//! (`Revoked`), and records the value as answered (`status.lastRevokeRequest`).
 
 use clap::{Args, Subcommand};
 use jiff::Timestamp;
@@ -10,10 +10,9 @@ use kube::api::{Patch, PatchParams};
 use kube::{Api, Client};
 use serde_json::json;
 
-use super::renew::CLI_FIELD_MANAGER;
+use super::renew::{CLI_FIELD_MANAGER, request_time};
 use super::{CliError, ClusterArgs, NamespaceArgs, Outcome, namespace_or_default};
 use crate::api::Certificate;
-use crate::certificate::spec::truncate_to_second;
 use crate::revocation::{REVOCATION_REASON, REVOKE_REQUESTED_AT, RevocationReason};
 
 #[derive(Debug, Args)]
@@ -60,15 +59,10 @@ pub async fn run(client: &Client, args: &RevokeArgs, now: Timestamp) -> Result<O
         namespace,
     } = &args.object;
     let namespace = namespace_or_default(&namespace.namespace, client);
-    // Whole seconds rounded up, as `renew` does: a certificate issued earlier in this second
-    // has a notBefore below the request, so the request applies to it and not to its successor.
-    let at = match truncate_to_second(now) {
-        floor if floor < now => floor + jiff::SignedDuration::from_secs(1),
-        floor => floor,
-    };
+    let at = request_time(now);
     // The reason is always written, so an earlier request's reason never lingers.
     let patch = json!({"metadata": {"annotations": {
-        REVOKE_REQUESTED_AT: at.to_string(),
+        REVOKE_REQUESTED_AT: at,
         REVOCATION_REASON: reason.name(),
     }}});
     let params = PatchParams {

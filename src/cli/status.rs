@@ -18,6 +18,7 @@ use crate::api::{
     Certificate, CertificateStatus, ClusterIssuer, GROUP, Issuer, IssuerStatus, RENEW_REQUESTED_AT,
     find_condition,
 };
+use crate::certificate::requests::{RenewRequest, unanswered};
 use crate::certificate::status::READY;
 
 /// How many of the most recent Events are shown.
@@ -163,6 +164,20 @@ pub async fn certificate_report(
     let secret = secret_report(client, namespace, &cert.spec.secret_name, now).await;
     let events = events(client, namespace, name).await;
     let notes = disagreements(&status, &secret);
+    // Shown while the controller has still to answer it.
+    let renew_requested_at = cert
+        .annotations()
+        .get(RENEW_REQUESTED_AT)
+        .filter(|value| match RenewRequest::parse(value) {
+            Ok(r) => unanswered(
+                &r.value,
+                r.at,
+                status.last_renew_request.as_deref(),
+                status.not_before.as_ref().map(|t| t.0),
+            ),
+            Err(_) => true,
+        })
+        .cloned();
     Ok(CertificateReport {
         namespace: namespace.to_owned(),
         name: name.to_owned(),
@@ -175,7 +190,7 @@ pub async fn certificate_report(
         renewal_time: status.renewal_time.map(|t| t.0),
         failed_issuance_attempts: status.failed_issuance_attempts,
         last_failure_time: status.last_failure_time.map(|t| t.0),
-        renew_requested_at: cert.annotations().get(RENEW_REQUESTED_AT).cloned(),
+        renew_requested_at,
         issuer,
         secret,
         notes,

@@ -11,14 +11,16 @@ use kube::runtime::reflector::Store;
 
 use crate::api::{CertificateRevocation, CertificateRevocationSpec, GROUP, IssuerRef};
 use crate::pki::serial_hex;
-use crate::revocation::{RevocationError, RevokedSerial, parse_serial};
+use crate::revocation::{REVOKE_REQUESTED_AT, RevocationError, RevokeRequest, RevokedSerial, parse_serial};
 
 /// The cache of every CertificateRevocation the controller watches.
 pub type Revocations = Store<DeserializeGuard<CertificateRevocation>>;
 
 /// On a record the Certificate controller made: the Certificate (`namespace/name`) whose
-/// annotation asked for it. With the record's `revokedAt` (the request's time) it says the
-/// request was answered, so a restart never revokes the re-issued certificate too.
+/// annotation asked for it. With the request's value (the Certificate's
+/// `certkeeper.io/revoke-requested-at`, copied onto the record) it says the request was
+/// answered, so a restart never revokes the re-issued certificate too, even when the status
+/// write saying so was lost.
 pub const REVOKED_CERTIFICATE: &str = "certkeeper.io/certificate";
 
 /// An issuer whose records are looked up: its kind, name, and the namespace its records
@@ -81,22 +83,23 @@ impl IssuerRecords<'_> {
             .collect()
     }
 
-    /// Whether a record made for the Certificate `certificate` (`namespace/name`) at
-    /// `requested_at` exists: that revoke request was answered.
-    pub fn answered(&self, store: &Revocations, certificate: &str, requested_at: jiff::Timestamp) -> bool {
+    /// Whether a record made for the Certificate `certificate` (`namespace/name`) at `request`
+    /// exists: that revoke request was answered. Records written before they carried the
+    /// request's value are matched by their time (whole seconds, as their requests were).
+    pub fn answered(&self, store: &Revocations, certificate: &str, request: &RevokeRequest) -> bool {
         store
             .state()
             .iter()
             .filter_map(|g| g.0.as_ref().ok())
             .any(|record| {
+                let annotation = |key| record.metadata.annotations.as_ref().and_then(|a| a.get(key));
+                let made_for = match annotation(REVOKE_REQUESTED_AT) {
+                    Some(value) => *value == request.value,
+                    None => record.spec.revoked_at.as_ref().map(|t| t.0) == Some(request.requested_at),
+                };
                 self.holds(record)
-                    && record
-                        .metadata
-                        .annotations
-                        .as_ref()
-                        .and_then(|a| a.get(REVOKED_CERTIFICATE))
-                        .is_some_and(|c| c == certificate)
-                    && record.spec.revoked_at.as_ref().map(|t| t.0) == Some(requested_at)
+                    && annotation(REVOKED_CERTIFICATE).is_some_and(|c| c == certificate)
+                    && made_for
             })
     }
 }
@@ -167,12 +170,14 @@ pub fn record_name(kind: &str, issuer: &str, serial_hex: &str) -> String {
 }
 
 /// The record revoking `revoked` of the issuer `issuer_ref`, made for the Certificate
-/// `certificate` (`namespace/name`), in `namespace` (where the issuer's records live).
+/// `certificate` (`namespace/name`) at its request `request` (the value of its
+/// `certkeeper.io/revoke-requested-at`), in `namespace` (where the issuer's records live).
 pub fn desired_record(
     issuer_ref: &IssuerRef,
     namespace: &str,
     revoked: &RevokedSerial,
     certificate: &str,
+    request: &str,
 ) -> CertificateRevocation {
     let kind = issuer_ref.kind().to_owned();
     let mut record = CertificateRevocation::new(
@@ -189,7 +194,13 @@ pub fn desired_record(
         },
     );
     record.metadata.namespace = Some(namespace.to_owned());
-    record.metadata.annotations = Some([(REVOKED_CERTIFICATE.to_owned(), certificate.to_owned())].into());
+    record.metadata.annotations = Some(
+        [
+            (REVOKED_CERTIFICATE.to_owned(), certificate.to_owned()),
+            (REVOKE_REQUESTED_AT.to_owned(), request.to_owned()),
+        ]
+        .into(),
+    );
     record
 }
 
@@ -296,7 +307,13 @@ mod tests {
             revoked_at: ts("2026-11-23T10:00:00Z"),
             reason: RevocationReason::KeyCompromise,
         };
-        let written = desired_record(&issuer_ref, "apps", &revoked, "apps/web");
+        let written = desired_record(
+            &issuer_ref,
+            "apps",
+            &revoked,
+            "apps/web",
+            "2026-11-23T10:00:00.250Z",
+        );
         assert_eq!(written.metadata.name.as_deref(), Some("ca-0aff"));
         let json = serde_json::to_value(&written).unwrap();
         assert_eq!(json["apiVersion"], "certkeeper.io/v1");
@@ -310,9 +327,28 @@ mod tests {
             name: "ca",
             namespace: "apps",
         };
-        assert!(issuer.answered(&records, "apps/web", ts("2026-11-23T10:00:00Z")));
-        assert!(!issuer.answered(&records, "apps/web", ts("2026-11-23T11:00:00Z")));
-        assert!(!issuer.answered(&records, "apps/api", ts("2026-11-23T10:00:00Z")));
-        assert_eq!(issuer.revoked(&records, &mut Vec::new()), [revoked]);
+        let request = |value: &str| RevokeRequest {
+            value: value.into(),
+            requested_at: value.parse().unwrap(),
+            reason: RevocationReason::KeyCompromise,
+        };
+        assert!(issuer.answered(&records, "apps/web", &request("2026-11-23T10:00:00.250Z")));
+        // Another request in the same second is another request.
+        assert!(!issuer.answered(&records, "apps/web", &request("2026-11-23T10:00:00.750Z")));
+        assert!(!issuer.answered(&records, "apps/web", &request("2026-11-23T11:00:00Z")));
+        assert!(!issuer.answered(&records, "apps/api", &request("2026-11-23T10:00:00.250Z")));
+        assert_eq!(
+            issuer.revoked(&records, &mut Vec::new()),
+            std::slice::from_ref(&revoked)
+        );
+
+        // A record written before records carried the request's value: matched by its time.
+        let mut legacy = desired_record(&issuer_ref, "apps", &revoked, "apps/web", "");
+        if let Some(a) = legacy.metadata.annotations.as_mut() {
+            a.remove(REVOKE_REQUESTED_AT);
+        }
+        let records = store(vec![legacy]);
+        assert!(issuer.answered(&records, "apps/web", &request("2026-11-23T10:00:00Z")));
+        assert!(!issuer.answered(&records, "apps/web", &request("2026-11-23T11:00:00Z")));
     }
 }

@@ -27,6 +27,7 @@ use crate::pki::CaKeyPair;
 use crate::revocation::{
     CLUSTER_SCOPE, PublishedCrl, ServedIssuer, build_crl, crl_due, crl_resign_at, next_crl_number,
 };
+use crate::telemetry::events;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::Api;
 
@@ -164,14 +165,37 @@ fn progress<K: IssuerObject>(
     progress
 }
 
-/// The issuer's `certkeeper.io/distrust-previous-requested-at`, when an RFC 3339 time.
-fn distrust_requested_at<K: IssuerObject>(issuer: &K) -> Option<jiff::Timestamp> {
-    let value = issuer.annotations().get(DISTRUST_PREVIOUS_REQUESTED_AT)?;
-    match value.parse::<jiff::Timestamp>() {
-        // Whole seconds, as the status stores the request it acted on.
-        Ok(at) => jiff::Timestamp::from_second(at.as_second()).ok(),
+/// The issuer's `certkeeper.io/distrust-previous-requested-at`, when an RFC 3339 time. A value
+/// that is not distrusts nothing; the issuer gets a Warning Event saying why, once per value.
+async fn distrust_requested_at<K: IssuerObject>(issuer: &K, ctx: &Context) -> Option<jiff::Timestamp> {
+    let object = format!("{} {}", K::KIND, object_name(issuer));
+    let Some(value) = issuer.annotations().get(DISTRUST_PREVIOUS_REQUESTED_AT) else {
+        ctx.warned_requests
+            .forget(&object, DISTRUST_PREVIOUS_REQUESTED_AT);
+        return None;
+    };
+    match value.trim().parse::<jiff::Timestamp>() {
+        Ok(at) => {
+            ctx.warned_requests
+                .forget(&object, DISTRUST_PREVIOUS_REQUESTED_AT);
+            // Whole seconds, as the status stores the request it acted on.
+            jiff::Timestamp::from_second(at.as_second()).ok()
+        }
         Err(e) => {
-            warn!(kind = K::KIND, issuer = %object_name(issuer), %value, error = %e, "ignoring {DISTRUST_PREVIOUS_REQUESTED_AT}: not an RFC 3339 time");
+            if ctx
+                .warned_requests
+                .first(&object, DISTRUST_PREVIOUS_REQUESTED_AT, value)
+            {
+                warn!(kind = K::KIND, issuer = %object_name(issuer), %value, error = %e, "ignoring {DISTRUST_PREVIOUS_REQUESTED_AT}: not an RFC 3339 time");
+                let shown: String = value.chars().take(64).collect();
+                let why = format!("{DISTRUST_PREVIOUS_REQUESTED_AT} {shown:?} is not an RFC 3339 time");
+                events::publish(
+                    ctx,
+                    events::invalid_distrust_request(&why),
+                    &issuer.object_ref(&()),
+                )
+                .await;
+            }
             None
         }
     }
@@ -377,6 +401,7 @@ pub async fn reconcile<K: IssuerObject>(
     let mut status = issuer_status(&previous, &health, issuer.meta().generation, now);
     let mut rotation_events: Vec<RotationEvent> = Vec::new();
     let mut rotation_wake = None;
+    let distrust = distrust_requested_at(issuer, &ctx).await;
     match (&health, &pair) {
         (IssuerHealth::Ca(facts), Some(pair)) => {
             let ca = CaView {
@@ -389,19 +414,14 @@ pub async fn reconcile<K: IssuerObject>(
                 Some(_) => progress(issuer, &ctx, &previous, pair, now),
                 None => Progress::default(),
             };
-            let plan = rotation::plan(
-                &previous,
-                &ca,
-                progress,
-                distrust_requested_at(issuer),
-                ctx.rotation,
-                now,
-            );
+            let plan = rotation::plan(&previous, &ca, progress, distrust, ctx.rotation, now);
             status.trust_anchors = plan.trust_anchors;
             status.rotation = plan.rotation;
             status.distrusted_at = plan.distrusted_at;
             rotation_events = plan.events;
-            rotation_wake = plan.wake_at;
+            // A distrust request dated ahead is acted on at its time, not at the next poll.
+            let distrust_wake = rotation::distrust_wake_at(status.distrusted_at.as_ref(), distrust, now);
+            rotation_wake = plan.wake_at.into_iter().chain(distrust_wake).min();
         }
         (IssuerHealth::SelfSigned | IssuerHealth::InvalidSpec(_), _) => {
             status.trust_anchors.clear();

@@ -14,6 +14,7 @@ pub const ROTATION_STARTED: &str = "RotationStarted";
 pub const TRUST_DISTRIBUTED: &str = "TrustDistributed";
 pub const ROTATION_COMPLETED: &str = "RotationCompleted";
 pub const EMERGENCY_ROTATION: &str = "EmergencyRotation";
+pub const NOTHING_TO_DISTRUST: &str = "NothingToDistrust";
 
 /// How long a distrust request made while nothing is to distrust waits for the CA change it
 /// is meant for; after that it is recorded as answered, so a later routine rotation is not
@@ -92,6 +93,19 @@ pub struct Plan {
     pub events: Vec<RotationEvent>,
     /// When the rotation's next wait ends.
     pub wake_at: Option<Timestamp>,
+}
+
+/// When an issuer must look at its distrust request again (`requested_at`, the time of its
+/// `certkeeper.io/distrust-previous-requested-at`, whole seconds): at that time when it is
+/// ahead, and when its grace ends while it waits for the CA change it is meant for. None once
+/// `distrusted_at` (the status) answers it.
+pub fn distrust_wake_at(
+    distrusted_at: Option<&Time>,
+    requested_at: Option<Timestamp>,
+    now: Timestamp,
+) -> Option<Timestamp> {
+    let at = requested_at.filter(|at| distrusted_at.map(|t| t.0) != Some(*at))?;
+    [at, at + DISTRUST_GRACE].into_iter().find(|t| *t > now)
 }
 
 /// The ca.crt content for `anchors`: the current root first, then the previous ones by
@@ -270,7 +284,17 @@ pub fn plan(
         plan.rotation = None;
         plan.distrusted_at = Some(Time(at));
         plan.events.retain(|e| e.reason != ROTATION_STARTED);
-        if was_rotating || !dropped.is_empty() {
+        if nothing_to_distrust {
+            // Answered, never silently: the CA change it was meant for did not come.
+            plan.events.push(RotationEvent {
+                reason: NOTHING_TO_DISTRUST,
+                note: format!(
+                    "Distrust of the previous CA requested at {at}: no previous root is trusted and \
+                     the CA did not change within {DISTRUST_GRACE:#}; nothing distrusted"
+                ),
+                warning: true,
+            });
+        } else if was_rotating || !dropped.is_empty() {
             let roots = if dropped.is_empty() {
                 "no previous root was trusted".to_owned()
             } else {
@@ -668,10 +692,35 @@ mod tests {
         let p = plan(&status, &ca("CA2", "R2"), NONE, Some(asked), s, at(2));
         assert_eq!(reasons(&p), [EMERGENCY_ROTATION]);
         assert_eq!(roles(&p), [("R2".into(), TrustAnchorRole::Current)]);
-        // Past the grace, an annotation with nothing to distrust is recorded and done with.
+        // Past the grace, an annotation with nothing to distrust is recorded and done with,
+        // with a Warning saying so.
         let p = plan(&status, &ca("CA1", "R1"), NONE, Some(asked), s, at(61));
         assert_eq!(p.distrusted_at, Some(Time(asked)));
-        assert!(p.events.is_empty());
+        assert_eq!(reasons(&p), [NOTHING_TO_DISTRUST]);
+        assert!(p.events[0].warning);
+        // The issuer looks again when the grace ends.
+        assert_eq!(distrust_wake_at(None, Some(asked), at(1)), Some(at(60)));
+        assert_eq!(
+            distrust_wake_at(p.distrusted_at.as_ref(), Some(asked), at(61)),
+            None
+        );
+    }
+
+    #[test]
+    fn a_distrust_request_dated_ahead_wakes_the_issuer_at_its_time() {
+        let ahead = at(0) + SignedDuration::from_secs(1);
+        assert_eq!(distrust_wake_at(None, Some(ahead), at(0)), Some(ahead));
+        assert_eq!(
+            distrust_wake_at(None, Some(ahead), ahead),
+            Some(ahead + DISTRUST_GRACE),
+            "due: acted on, or waiting for the CA change"
+        );
+        assert_eq!(
+            distrust_wake_at(Some(&Time(ahead)), Some(ahead), at(0)),
+            None,
+            "answered"
+        );
+        assert_eq!(distrust_wake_at(None, None, at(0)), None);
     }
 
     #[test]

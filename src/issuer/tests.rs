@@ -501,6 +501,7 @@ mod rotation {
             generation: Some(1),
             renew_requested_at: None,
             revoke_requested_at: None,
+            requests_due_at: None,
             signer: None,
             ca_pem: digest.as_ref().try_into().ok(),
             gate: RotationGate::Hold,
@@ -734,6 +735,80 @@ mod rotation {
         })
         .await;
         assert_eq!(status.unwrap()["rotation"]["phase"], "Retiring");
+    }
+
+    #[tokio::test]
+    async fn a_distrust_request_dated_a_second_ahead_is_acted_on_at_its_time() {
+        let (old, new) = (root("root 1"), root("root 2"));
+        let mut issuer = distributing(&old, &new).await;
+        let now = ts(NOW) + SignedDuration::from_hours(2);
+        let asked = now + SignedDuration::from_secs(1);
+        issuer.metadata.annotations = Some(
+            [(
+                crate::api::DISTRUST_PREVIOUS_REQUESTED_AT.to_owned(),
+                asked.to_string(),
+            )]
+            .into(),
+        );
+        // Not yet: both roots stay, and the issuer looks again at the request's time (not at
+        // its next rotation poll, nor never).
+        let (status, events, action) = reconcile_issuer(&issuer, &new, now, |_| {}).await;
+        assert!(!reasons(&events).contains(&"EmergencyRotation"));
+        if let Some(status) = &status {
+            assert_eq!(status["trustAnchors"].as_array().unwrap().len(), 2);
+            issuer = with_status(&issuer, status);
+        }
+        let wait = crate::certificate::schedule::requeue_after(now, &[asked]);
+        assert_eq!(action, Action::requeue(wait));
+        // Then: acted on.
+        let then = now + SignedDuration::try_from(wait).unwrap();
+        let (status, events, _) = reconcile_issuer(&issuer, &new, then, |_| {}).await;
+        let status = status.unwrap();
+        assert_eq!(status["trustAnchors"].as_array().unwrap().len(), 1);
+        assert_eq!(status["distrustedAt"], asked.to_string());
+        assert_eq!(reasons(&events), ["EmergencyRotation"]);
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_distrust_request_distrusts_nothing_and_says_why() {
+        let mut issuer = ca_issuer("ca", "root-ca");
+        let ca = root("root 1");
+        let (status, _, _) = reconcile_issuer(&issuer, &ca, ts(NOW), |_| {}).await;
+        issuer = with_status(&issuer, &status.unwrap());
+        issuer.metadata.annotations = Some(
+            [(
+                crate::api::DISTRUST_PREVIOUS_REQUESTED_AT.to_owned(),
+                "now please".to_owned(),
+            )]
+            .into(),
+        );
+        let (ctx, mut api) = context(vec![], vec![], ts(NOW));
+        let task = tokio::spawn(reconcile(
+            Arc::new(DeserializeGuard(Ok(issuer.clone()))),
+            ctx.clone(),
+        ));
+        api.expect(Method::GET, CA_PATH).await.ok(to_json(&ca));
+        let warning = api.expect(Method::POST, EVENTS).await;
+        assert_eq!(warning.body["type"], "Warning");
+        assert_eq!(warning.body["reason"], "InvalidDistrustRequest");
+        assert!(warning.body["note"].as_str().unwrap().contains("now please"));
+        warning.echo();
+        api.expect(Method::GET, "/api/v1/namespaces/apps/configmaps/ca-crl")
+            .await
+            .not_found();
+        api.expect(Method::PATCH, "/api/v1/namespaces/apps/configmaps/ca-crl")
+            .await
+            .echo();
+        task.await.unwrap().unwrap();
+        // Looked at again: not warned about twice (the CRL is served from memory now).
+        let task = tokio::spawn(reconcile(
+            Arc::new(DeserializeGuard(Ok(issuer.clone()))),
+            ctx.clone(),
+        ));
+        tokio::select! {
+            done = task => done.unwrap().unwrap(),
+            _ = api.expect(Method::DELETE, "no request at all") => unreachable!(),
+        };
     }
 
     #[tokio::test]

@@ -13,8 +13,10 @@ pub const REVOKE_REQUESTED_AT: &str = "certkeeper.io/revoke-requested-at";
 pub const REVOCATION_REASON: &str = "certkeeper.io/revocation-reason";
 
 /// A revocation asked for through a Certificate's annotations.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RevokeRequest {
+    /// `revoke-requested-at` as written: what the Certificate's status records once answered.
+    pub value: String,
     pub requested_at: jiff::Timestamp,
     pub reason: RevocationReason,
 }
@@ -35,21 +37,25 @@ impl RevokeRequest {
             Some(name) => name.parse()?,
             None => RevocationReason::Unspecified,
         };
-        Ok(Some(Self { requested_at, reason }))
+        Ok(Some(Self {
+            value: at.clone(),
+            requested_at,
+            reason,
+        }))
     }
 
-    /// The record revoking `leaf`, when this request applies to it: made after `leaf` was
-    /// issued (a re-issued certificate is newer than the request that replaced it), not in the
-    /// future, and `leaf` not already revoked. Dated at the request, so recording it twice
-    /// gives the same record.
+    /// The record revoking `leaf`, the certificate the Secret holds when this request (still
+    /// to be answered, see `certificate::requests`) comes due: none before its time, nor when
+    /// `leaf` is revoked already. Dated at the request, so recording it twice gives the same
+    /// record.
     pub fn revokes(
         &self,
         leaf: &CertificateInfo,
         revoked: &[RevokedSerial],
         now: jiff::Timestamp,
     ) -> Option<RevokedSerial> {
-        let applies = self.requested_at > leaf.not_before && self.requested_at <= now;
-        (applies && revocation_of(leaf, revoked).is_none()).then(|| RevokedSerial {
+        let due = self.requested_at <= now;
+        (due && revocation_of(leaf, revoked).is_none()).then(|| RevokedSerial {
             serial_hex: leaf.serial_hex.clone(),
             revoked_at: self.requested_at,
             reason: self.reason,

@@ -121,6 +121,7 @@ fn verdicts() -> Arc<WatchedCache<Verdict>> {
             generation: Some(1),
             renew_requested_at: None,
             revoke_requested_at: None,
+            requests_due_at: None,
             signer: None,
             ca_pem: None,
             gate: crate::issuer::rotation::RotationGate::Now,

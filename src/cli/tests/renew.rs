@@ -19,14 +19,18 @@ fn args(names: &[&str]) -> RenewArgs {
     }
 }
 
-fn annotation_patch() -> Value {
-    json!({"metadata": {"annotations": {"certkeeper.io/renew-requested-at": "2026-11-30T12:00:00Z"}}})
+fn annotation_patch(at: &str) -> Value {
+    json!({"metadata": {"annotations": {"certkeeper.io/renew-requested-at": at}}})
 }
 
 async fn expect_renewal(server: &mut crate::testing::ApiServer, namespace: &str, name: &str) {
+    expect_renewal_at(server, namespace, name, "2026-11-30T12:00:00.000Z").await
+}
+
+async fn expect_renewal_at(server: &mut crate::testing::ApiServer, namespace: &str, name: &str, at: &str) {
     let path = format!("/apis/certkeeper.io/v1/namespaces/{namespace}/certificates/{name}");
     let patch = server.expect(Method::PATCH, &path).await;
-    assert_eq!(patch.body, annotation_patch());
+    assert_eq!(patch.body, annotation_patch(at));
     assert!(
         patch.query.contains("fieldManager=certkeeper-cli"),
         "{}",
@@ -45,18 +49,19 @@ async fn expect_renewal(server: &mut crate::testing::ApiServer, namespace: &str,
 #[tokio::test]
 async fn renew_by_name_annotates_each_certificate() {
     let (client, mut server) = cli_client();
-    // The annotation is in whole seconds, rounded up.
-    let at = now() - jiff::SignedDuration::from_millis(250);
+    // The annotation is now, in milliseconds: never ahead of the clock.
+    let at = now() - jiff::SignedDuration::from_micros(249_500);
     let command = spawn(async move { run(&client, &args(&["web", "api"]), at).await });
-    expect_renewal(&mut server, NAMESPACE, "web").await;
-    expect_renewal(&mut server, NAMESPACE, "api").await;
+    let value = "2026-11-30T11:59:59.750Z";
+    expect_renewal_at(&mut server, NAMESPACE, "web", value).await;
+    expect_renewal_at(&mut server, NAMESPACE, "api", value).await;
     let outcome = command.await.unwrap().unwrap();
     assert!(outcome.failures.is_empty());
     assert_printable(&outcome.output);
     assert_eq!(
         outcome.output,
-        "Certificate apps/web: renewal requested at 2026-11-30T12:00:00Z\n\
-         Certificate apps/api: renewal requested at 2026-11-30T12:00:00Z\n"
+        "Certificate apps/web: renewal requested at 2026-11-30T11:59:59.750Z\n\
+         Certificate apps/api: renewal requested at 2026-11-30T11:59:59.750Z\n"
     );
     server.expect_no_more().await;
 }

@@ -30,7 +30,7 @@ async fn revoke_annotates_the_certificate_with_time_and_reason() {
     ])
     .unwrap();
     let (client, mut server) = cli_client();
-    // In whole seconds, rounded up.
+    // Now, in milliseconds (never rounded up).
     let at = now() - jiff::SignedDuration::from_millis(250);
     let command = spawn(async move { run(&client, &args, at).await });
     let patch = server
@@ -42,7 +42,7 @@ async fn revoke_annotates_the_certificate_with_time_and_reason() {
     assert_eq!(
         patch.body,
         json!({"metadata": {"annotations": {
-            "certkeeper.io/revoke-requested-at": "2026-11-30T12:00:00Z",
+            "certkeeper.io/revoke-requested-at": "2026-11-30T11:59:59.750Z",
             "certkeeper.io/revocation-reason": "keyCompromise",
         }}})
     );
@@ -59,7 +59,7 @@ async fn revoke_annotates_the_certificate_with_time_and_reason() {
     assert_printable(&outcome.output);
     assert_eq!(
         outcome.output,
-        "Certificate shop/web: revocation requested at 2026-11-30T12:00:00Z (reason keyCompromise)\n"
+        "Certificate shop/web: revocation requested at 2026-11-30T11:59:59.750Z (reason keyCompromise)\n"
     );
     server.expect_no_more().await;
 }
