@@ -54,8 +54,6 @@ pub struct Context {
     pub cluster_issuer_ca_key_pairs: Arc<CaKeyPairs>,
     /// What each Certificate's Secret was last found to hold, while it is unchanged.
     pub verdicts: Arc<WatchedCache<Verdict>>,
-    /// Which TLS Secrets exist, from the Issuers' metadata watch of every TLS Secret.
-    pub tls_secrets: Arc<crate::cluster::tls_secrets::TlsSecretNames>,
     /// Every Certificate, for the issuers that follow their progress through a rotation.
     pub certificates: Store<DeserializeGuard<Certificate>>,
     /// The waits of CA rotations.
@@ -113,7 +111,6 @@ impl Context {
             issuer_ca_key_pairs: Arc::default(),
             cluster_issuer_ca_key_pairs: Arc::default(),
             verdicts: Arc::default(),
-            tls_secrets: Arc::default(),
             certificates: caches.certificates.clone(),
             rotation: RotationSettings::default(),
             // Empty until the leadership term shares the Bundle controller's cache.

@@ -174,15 +174,7 @@ pub async fn reconcile(
 
     let token = ctx.verdicts.begin(&observed.key);
     let namespace = &observed.key.0;
-    // A Secret the watch of every TLS Secret has never shown is not read: a first issuance
-    // goes straight to signing.
-    let current_secret = match ctx
-        .tls_secrets
-        .known_absent(namespace, &observed.spec.secret_name)
-    {
-        true => None,
-        false => get_secret(&ctx.client, namespace, &observed.spec.secret_name).await?,
-    };
+    let current_secret = get_secret(&ctx.client, namespace, &observed.spec.secret_name).await?;
     let state = secret::read(current_secret.as_ref());
     // While the issuer distributes a new root, renewals wait too (see `held_renewal_time`).
     let renewal_time = match &state {
@@ -1008,8 +1000,6 @@ async fn settle(
 async fn apply_secret(ctx: &Context, desired: &Secret) -> Result<Option<String>, Error> {
     let namespace = desired.metadata.namespace.clone().unwrap_or_default();
     let name = desired.metadata.name.clone().unwrap_or_default();
-    // Present from now on, even if the answer is lost: a retry reads what the write left.
-    ctx.tls_secrets.wrote(&namespace, &name);
     Api::<Secret>::namespaced(ctx.client.clone(), &namespace)
         .patch(
             &name,

@@ -1,13 +1,11 @@
 //! Cluster reads that more than one controller makes, and the caches that spare them: a Secret
 //! by name (`secrets`), a value derived from a watched object kept while its watch shows it
 //! unchanged (`watched`), CA key pairs parsed once per Secret resourceVersion (`ca`), and the
-//! revocation records of an issuer from the watch's cache (`revocations`), and which TLS Secrets
-//! exist (`tls_secrets`), so a first issuance need not read one that does not.
+//! revocation records of an issuer from the watch's cache (`revocations`).
 
 pub mod ca;
 pub mod revocations;
 pub mod secrets;
-pub mod tls_secrets;
 pub mod watched;
 
 pub use watched::{ObjectKey, Readers, WatchedCache};

@@ -54,14 +54,7 @@ pub(super) fn run<K: IssuerObject>(
     let tls_secrets = watcher::Config::default().fields(&format!("type={SECRET_TYPE_TLS}"));
     let observer = wiring.ctx.clone();
     let events = wiring.watches.watch(secrets_watch, secrets, tls_secrets);
-    let changed = to_look_at(events, move |event| {
-        // The Issuers' watch sees every TLS Secret in the cluster: it also tells the
-        // Certificates which Secrets do not exist, so a first issuance reads none.
-        if K::KIND == "Issuer" {
-            observer.tls_secrets.observe(event);
-        }
-        observer.ca_key_pairs(K::KIND).observe(event)
-    });
+    let changed = to_look_at(events, move |event| observer.ca_key_pairs(K::KIND).observe(event));
     let controller = controller
         .reconcile_on(changed.flat_map(move |(namespace, name)| {
             futures::stream::iter(issuers_for_secret(&store, &namespace, &name, &crn))
