@@ -6,11 +6,12 @@
 //! 1. issue: 10,000 Certificates under one CA Issuer and no Secrets; the controller issues
 //!    them all. Reports the time, certs/s (the stand-in answers at once, so this is the
 //!    controller's own speed on a machine it shares with the stand-in), the requests by kind
-//!    per Certificate, and the controller's peak resident memory.
+//!    per Certificate, and the controller's peak resident memory while /metrics is scraped
+//!    every 500 ms (as `certkeeper-load` samples it on a cluster).
 //! 2. restart: a new controller over what run 1 left (10,000 valid Secrets, Ready statuses).
 //!    Reports the time until every Certificate was looked at, that nothing was re-issued, the
-//!    requests, and the settled controller's resident memory before and after one /metrics
-//!    scrape.
+//!    requests, and the settled controller's resident memory before and after /metrics
+//!    scrapes (one, then three).
 //!
 //! The stand-in sends what a kube-apiserver 1.35 sends, from objects captured on one
 //! (`benches/fixtures/`, see its README): every object with its uid, creationTimestamp,
@@ -57,6 +58,10 @@ mod captured {
     pub const CERTIFICATE_APPLIED_NAME: &str = "svc-00001";
     pub const CERTIFICATE_APPLIED: &str = include_str!("fixtures/certificate-applied.json");
     pub const CERTIFICATE_READY: &str = include_str!("fixtures/certificate-ready.json");
+    /// A Certificate `certkeeper-load` created (typed POST: no last-applied annotation), Ready.
+    pub const CERTIFICATE_BY_LOAD: &str = include_str!("fixtures/certificate-ready-created-by-load.json");
+    pub const LOAD_NAMESPACE: &str = "certkeeper-load-ooqteq";
+    pub const LOAD_NAME: &str = "cert-42";
     pub const ISSUER_READY: &str = include_str!("fixtures/issuer-ready.json");
     pub const SECRET: &str = include_str!("fixtures/secret-metadata-full-get.json");
     pub const CA_SECRET: &str = include_str!("fixtures/ca-secret-partial-object-metadata.json");
@@ -355,10 +360,29 @@ impl State {
         json
     }
 
-    /// Certificate `i`, as `kubectl apply` created it.
+    /// Certificate `i`, as `kubectl apply` created it; or, with `CERTIFICATES=load`, as
+    /// `certkeeper-load` did (to compare with a run of it on a cluster).
     fn create_certificate(&mut self, i: usize) {
         let uid = self.uid();
-        let certificate = from_capture(captured::CERTIFICATE_APPLIED, &format!("svc-{i:05}"), uid);
+        let certificate = match std::env::var("CERTIFICATES").is_ok_and(|c| c == "load") {
+            false => from_capture(captured::CERTIFICATE_APPLIED, &format!("svc-{i:05}"), uid),
+            true => {
+                let text = captured::CERTIFICATE_BY_LOAD
+                    .replace(captured::LOAD_NAMESPACE, NAMESPACE)
+                    .replace(&format!("\"{}", captured::LOAD_NAME), &format!("\"cert-{i}"));
+                let mut certificate: Value = serde_json::from_str(&text).expect("a captured Certificate");
+                certificate["metadata"]["uid"] = uid.into();
+                certificate["spec"]["issuerRef"]["name"] = "ca".into();
+                // As it was created: before the controller wrote its status.
+                if let Some(object) = certificate.as_object_mut() {
+                    object.remove("status");
+                }
+                if let Some(fields) = certificate["metadata"]["managedFields"].as_array_mut() {
+                    fields.retain(|e| e["manager"] != "certkeeper");
+                }
+                certificate
+            }
+        };
         self.put(Resource::Certificates, certificate);
     }
 }
@@ -953,10 +977,12 @@ impl Drop for Controller {
 }
 
 /// Runs a controller over `state` until `done` says the work is over and no request came for
-/// a second; returns it (still running) and the time the work took.
+/// a second; returns it (still running) and the time the work took. With `sample`, /metrics
+/// is scraped every 500 ms meanwhile, as `certkeeper-load` samples the controller's memory.
 async fn run_controller(
     state: Arc<Mutex<State>>,
     counts: Arc<Counts>,
+    sample: bool,
     done: impl Fn(&Counts) -> bool,
 ) -> (Controller, Duration) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -965,8 +991,13 @@ async fn run_controller(
     serve(listener, state, counts.clone(), last_request.clone());
     let started = Instant::now();
     let controller = Controller::start(api);
+    let mut next_sample = Instant::now();
     loop {
         tokio::time::sleep(Duration::from_millis(50)).await;
+        if sample && Instant::now() >= next_sample {
+            scrape(controller.metrics_port).await;
+            next_sample = Instant::now() + Duration::from_millis(500);
+        }
         let quiet = last_request.lock().unwrap().elapsed() > Duration::from_secs(1);
         if done(&counts) && quiet {
             break;
@@ -984,17 +1015,28 @@ fn report_counts(counts: &Counts, per: usize) {
     println!("  requests: {}", line.join(", "));
 }
 
-async fn scrape(port: u16) -> usize {
+/// One /metrics scrape; its text.
+async fn scrape(port: u16) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
-        return 0;
+        return String::new();
     };
     let _ = stream
         .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         .await;
     let mut response = Vec::new();
     let _ = stream.read_to_end(&mut response).await;
-    response.len()
+    String::from_utf8_lossy(&response).into_owned()
+}
+
+/// `process_resident_memory_bytes` as a scrape reports it (measured while the scrape's text
+/// is in memory).
+fn reported_resident(scrape: &str) -> u64 {
+    scrape
+        .lines()
+        .find_map(|l| l.strip_prefix("process_resident_memory_bytes "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
 }
 
 async fn bench() {
@@ -1002,8 +1044,10 @@ async fn bench() {
     let state = Arc::new(Mutex::new(initial_state()));
 
     let counts = Arc::new(Counts::default());
-    let (controller, elapsed) =
-        run_controller(state.clone(), counts.clone(), |c| c.get("PATCH status") >= n).await;
+    let (controller, elapsed) = run_controller(state.clone(), counts.clone(), true, |c| {
+        c.get("PATCH status") >= n
+    })
+    .await;
     println!(
         "issue: {n} Certificates issued in {:.1} s ({:.0} certs/s; the stand-in answers at once)",
         elapsed.as_secs_f64(),
@@ -1011,13 +1055,14 @@ async fn bench() {
     );
     report_counts(&counts, n);
     println!(
-        "  controller peak resident: {:.1} MiB",
+        "  controller peak resident (/metrics scraped every 500 ms): {:.1} MiB",
         mib(controller.status("VmHWM:"))
     );
     drop(controller);
 
     let counts = Arc::new(Counts::default());
-    let (controller, elapsed) = run_controller(state, counts.clone(), |c| c.get("GET secrets") >= n).await;
+    let (controller, elapsed) =
+        run_controller(state, counts.clone(), false, |c| c.get("GET secrets") >= n).await;
     println!(
         "restart: {n} valid Certificates looked at in {:.1} s ({:.0}/s); re-issued: {}",
         elapsed.as_secs_f64(),
@@ -1026,13 +1071,23 @@ async fn bench() {
     );
     report_counts(&counts, n);
     let settled = controller.status("VmRSS:");
-    let bytes = scrape(controller.metrics_port).await;
+    let peak = controller.status("VmHWM:");
+    let text = scrape(controller.metrics_port).await;
+    let after_one = controller.status("VmRSS:");
+    // Prometheus scrapes again and again; the second scrape's text lands beside the first's.
+    let mut last = text.clone();
+    for _ in 0..2 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        last = scrape(controller.metrics_port).await;
+    }
     println!(
-        "  controller resident, settled: {:.1} MiB (peak {:.1} MiB); after one /metrics scrape ({:.1} MiB of text): {:.1} MiB",
+        "  controller resident, settled: {:.1} MiB (peak {:.1} MiB); after one /metrics scrape ({:.1} MiB of text): {:.1} MiB; after three: {:.1} MiB (process_resident_memory_bytes said {:.1} MiB)",
         mib(settled),
-        mib(controller.status("VmHWM:")),
-        mib(bytes as u64),
+        mib(peak),
+        mib(text.len() as u64),
+        mib(after_one),
         mib(controller.status("VmRSS:")),
+        mib(reported_resident(&last)),
     );
 }
 
