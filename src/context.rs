@@ -62,6 +62,8 @@ pub struct Context {
     pub bundles: Store<DeserializeGuard<Bundle>>,
     /// Request annotation values already warned about (one Warning Event per value).
     pub warned_requests: crate::telemetry::events::WarnedRequests,
+    /// Since when issuers have been waiting for their controller to judge their current spec.
+    pub unjudged_issuers: crate::certificate::signer::UnjudgedIssuers,
 }
 
 impl Context {
@@ -116,6 +118,7 @@ impl Context {
             // Empty until the leadership term shares the Bundle controller's cache.
             bundles: kube::runtime::reflector::store().0,
             warned_requests: Default::default(),
+            unjudged_issuers: Default::default(),
         }
     }
 

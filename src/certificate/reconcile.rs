@@ -104,6 +104,11 @@ pub async fn reconcile(
     };
     let (signer, trust) = match signer::resolve(cert, &ctx, now).await? {
         Ok(found) => found,
+        // Its issuer is being judged: its status write wakes the Certificate; nothing to say.
+        Err(problem @ SignerProblem::Unjudged(_)) => {
+            debug!(certificate = %object_name(cert), reason = problem.message(), "waiting for the issuer to be judged");
+            return Ok(Action::requeue(problem.recheck_after()));
+        }
         Err(problem) => return without_issuer(&ctx, cert, &key, &spec, &problem, &previous, now).await,
     };
     let records_namespace = match spec.issuer_ref.is_cluster() {

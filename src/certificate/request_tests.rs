@@ -490,3 +490,68 @@ async fn an_issuer_outage_leaves_a_valid_certificate_ready_and_renews_it_once_wh
     run(&cert, &ctx).await;
     api.assert_idle();
 }
+
+/// A context like `ctx`'s whose issuer `ca` was edited to generation 2 and is still judged
+/// Ready at generation 1 (its controller has not caught up), with `ctx`'s caches carried over.
+fn after_an_issuer_edit(ctx: &Arc<Context>, clock: &Arc<Mutex<Timestamp>>) -> (Arc<Context>, ApiServer) {
+    let mut issuer = ca_issuer("ca", "root-ca");
+    issuer.metadata.generation = Some(2);
+    issuer.status = Some(judged_ready(Some(1)));
+    let clock = clock.clone();
+    let (mut fresh, api) = context_with_clock(vec![issuer], vec![], Arc::new(move || *clock.lock().unwrap()));
+    let carried = Arc::get_mut(&mut fresh).unwrap();
+    carried.verdicts = ctx.verdicts.clone();
+    carried.issuer_ca_key_pairs = ctx.issuer_ca_key_pairs.clone();
+    (fresh, api)
+}
+
+#[tokio::test]
+async fn an_issuer_edit_not_yet_judged_costs_its_certificates_no_request() {
+    let (ctx, mut api, now) = setup();
+    cache_the_ca(&ctx, &mut api, &root_ca(ts(NOW))).await;
+    let issued = issue_web(&ctx, &mut api, |_| {}).await;
+    ctx.verdicts
+        .observe(&Event::Apply(metadata_of(&issued.secret)), certificate_of);
+
+    // `kubectl edit issuer ca`: the edit's event wakes the Certificates as the issuer's own
+    // reconcile starts; its Ready condition still says generation 1. No write, no Event: the
+    // Certificate looks again soon, and the issuer's status echo wakes it anyway.
+    *now.lock().unwrap() = ts(NOW) + SignedDuration::from_hours(1);
+    let (ctx, mut api) = after_an_issuer_edit(&ctx, &now);
+    let recheck = Action::requeue(std::time::Duration::from_secs(5));
+    assert_eq!(run(&issued.cert, &ctx).await, recheck);
+    api.assert_idle();
+    // A Certificate new beside it, no Secret yet: it waits too, without a request.
+    let fresh = certificate("fresh", "ca", &["fresh.apps.svc"]);
+    assert_eq!(run(&fresh, &ctx).await, recheck);
+    api.assert_idle();
+    *now.lock().unwrap() += SignedDuration::from_secs(55);
+    assert_eq!(run(&issued.cert, &ctx).await, recheck);
+    api.assert_idle();
+
+    // Its controller never judges it (failing, say): a minute after this process first saw
+    // it unjudged, the Certificate says so as for any issuer not ready: still Ready (its
+    // Secret is valid), Issuing=False, one Warning.
+    *now.lock().unwrap() += SignedDuration::from_secs(6);
+    let task = tokio::spawn(reconcile(
+        Arc::new(DeserializeGuard(Ok(issued.cert.clone()))),
+        ctx.clone(),
+    ));
+    let patch = api.expect(Method::PATCH, STATUS_PATH).await;
+    let issuing = &patch.body["status"]["conditions"];
+    assert!(issuing.to_string().contains("current spec"), "{issuing}");
+    let cert = status_written(patch, &issued.cert, "300");
+    let warning = api.expect(Method::POST, EVENTS_PATH).await;
+    assert_eq!(warning.body["reason"], "IssuerNotReady");
+    warning.echo();
+    assert_eq!(task.await.unwrap().unwrap(), recheck);
+    api.assert_idle();
+    assert_eq!(
+        condition_of(&cert, "Ready"),
+        Some(("True".to_owned(), "Ready".to_owned()))
+    );
+    assert_eq!(
+        condition_of(&cert, "Issuing"),
+        Some(("False".to_owned(), "IssuerNotReady".to_owned()))
+    );
+}

@@ -4,6 +4,9 @@
 //! its current spec (the one source of truth for its readiness) and its CA Secret still holds
 //! a usable key pair.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+
 use kube::runtime::reflector::ObjectRef;
 
 use super::status::reason;
@@ -19,9 +22,16 @@ use crate::issuer::status::READY;
 pub enum SignerProblem {
     NotFound(String),
     NotReady(String),
-    /// Its CA is usable, but its own status does not say Ready for its current spec: its
-    /// controller has not judged it since it changed, or the cache this was read from lags
-    /// behind the watch event that woke the Certificate. Soon settled either way.
+    /// Its CA is usable, but its own status does not say Ready for its current spec: Ready=False
+    /// at its current generation (the cache this was read from may lag behind the watch event
+    /// that woke the Certificate), or not judged for longer than `UNJUDGED_GRACE`. Reported,
+    /// and soon looked at again.
+    StatusNotReady(String),
+    /// Its controller has not judged its current spec yet (no Ready condition, or one observed
+    /// at an older generation), for less than `UNJUDGED_GRACE` as far as this process has
+    /// seen: nothing is wrong yet, so the Certificate writes nothing and waits. An issuer edit
+    /// wakes all its Certificates as it starts the issuer's own reconcile; reporting this would
+    /// flip each of them and write twice, for nothing.
     Unjudged(String),
 }
 
@@ -29,44 +39,98 @@ pub enum SignerProblem {
 /// missing or broken (the issuer watch normally wakes it first).
 const ISSUER_RECHECK: std::time::Duration = std::time::Duration::from_secs(300);
 
-/// How soon when its issuer's status has not yet caught up with a usable CA (from memory, no
-/// request while the CA Secret is unchanged).
+/// How soon when its issuer's status has not yet caught up with a usable CA or a new spec (from
+/// memory, no request while the CA Secret is unchanged).
 const UNJUDGED_RECHECK: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// How long Certificates wait, silently, for their issuer's controller to judge its current
+/// spec, from when this process first saw it unjudged at that generation. Past it (its
+/// controller failing, say), they report the issuer not ready as for any other problem.
+pub const UNJUDGED_GRACE: jiff::SignedDuration = jiff::SignedDuration::from_mins(1);
 
 impl SignerProblem {
     /// The Certificate's reason: `IssuerNotFound` or `IssuerNotReady`.
     pub fn reason(&self) -> &'static str {
         match self {
             Self::NotFound(_) => reason::ISSUER_NOT_FOUND,
-            Self::NotReady(_) | Self::Unjudged(_) => reason::ISSUER_NOT_READY,
+            Self::NotReady(_) | Self::StatusNotReady(_) | Self::Unjudged(_) => reason::ISSUER_NOT_READY,
         }
     }
 
     pub fn message(&self) -> &str {
         match self {
-            Self::NotFound(m) | Self::NotReady(m) | Self::Unjudged(m) => m,
+            Self::NotFound(m) | Self::NotReady(m) | Self::StatusNotReady(m) | Self::Unjudged(m) => m,
         }
     }
 
     /// How long to wait, at most, before looking at the issuer again.
     pub fn recheck_after(&self) -> std::time::Duration {
         match self {
-            Self::Unjudged(_) => UNJUDGED_RECHECK,
+            Self::StatusNotReady(_) | Self::Unjudged(_) => UNJUDGED_RECHECK,
             Self::NotFound(_) | Self::NotReady(_) => ISSUER_RECHECK,
         }
     }
 }
 
+/// When each issuer was first seen, by this process's Certificate reconciles, not judged at its
+/// current generation: what bounds the silence of `SignerProblem::Unjudged`. An entry goes as
+/// soon as a Certificate finds its issuer judged; one of an issuer deleted while unjudged stays
+/// until the leadership term ends.
+#[derive(Default)]
+pub struct UnjudgedIssuers(Mutex<HashMap<IssuerKey, SeenUnjudged>>);
+
+/// The uid and generation an issuer was seen unjudged at, and since when.
+type SeenUnjudged = (Option<String>, Option<i64>, jiff::Timestamp);
+
+/// An issuer's kind, namespace (empty for a ClusterIssuer) and name.
+type IssuerKey = (String, String, String);
+
+impl UnjudgedIssuers {
+    /// Since when the issuer `key` (uid `uid`) has been seen unjudged at `generation`: `now`
+    /// if this is the first time.
+    fn since(
+        &self,
+        key: IssuerKey,
+        uid: Option<String>,
+        generation: Option<i64>,
+        now: jiff::Timestamp,
+    ) -> jiff::Timestamp {
+        let mut seen = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let entry = seen.entry(key).or_insert_with(|| (uid.clone(), generation, now));
+        if (&entry.0, entry.1) != (&uid, generation) {
+            *entry = (uid, generation, now);
+        }
+        entry.2
+    }
+
+    /// The issuer `key` has been judged.
+    fn judged(&self, key: &IssuerKey) {
+        let mut seen = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if !seen.is_empty() {
+            seen.remove(key);
+        }
+    }
+}
+
+/// What the issuer's own Ready condition says of its current spec.
+enum Judgement {
+    Ready,
+    /// Judged at its current generation, not Ready: why.
+    NotReady(String),
+    /// Not judged at its current generation yet: why not.
+    Unjudged(String),
+}
+
 /// Whether the issuer's own Ready condition says True for its current spec (observed at its
 /// generation); else why not.
-fn judged_ready(status: Option<&IssuerStatus>, generation: Option<i64>) -> Result<(), String> {
+fn judge(status: Option<&IssuerStatus>, generation: Option<i64>) -> Judgement {
     match status.and_then(|s| find_condition(&s.conditions, READY)) {
-        None => Err("its controller has not judged it yet".into()),
+        None => Judgement::Unjudged("its controller has not judged it yet".into()),
         Some(c) if c.observed_generation != generation => {
-            Err("its controller has not judged its current spec yet".into())
+            Judgement::Unjudged("its controller has not judged its current spec yet".into())
         }
-        Some(c) if c.status != "True" => Err(format!("{}: {}", c.reason, c.message)),
-        Some(_) => Ok(()),
+        Some(c) if c.status != "True" => Judgement::NotReady(format!("{}: {}", c.reason, c.message)),
+        Some(_) => Judgement::Ready,
     }
 }
 
@@ -77,6 +141,7 @@ fn describe(issuer_ref: &IssuerRef) -> String {
 /// An issuer as the caches hold it: spec, generation, status, and where its CA Secret lives.
 struct Found {
     spec: IssuerSpec,
+    uid: Option<String>,
     generation: Option<i64>,
     status: Option<IssuerStatus>,
     ca_namespace: String,
@@ -97,7 +162,7 @@ fn lookup(cert: &Certificate, ctx: &Context) -> Result<Found, SignerProblem> {
             let key = ObjectRef::new(&issuer_ref.name).within(&namespace);
             let found = ctx.issuers.get(&key).map(|g| {
                 g.0.clone()
-                    .map(|i| (i.spec, i.metadata.generation, i.status))
+                    .map(|i| (i.spec, i.metadata.uid, i.metadata.generation, i.status))
                     .map_err(|e| e.error)
             });
             (found, namespace.clone())
@@ -108,7 +173,7 @@ fn lookup(cert: &Certificate, ctx: &Context) -> Result<Found, SignerProblem> {
                 .get(&ObjectRef::new(&issuer_ref.name))
                 .map(|g| {
                     g.0.clone()
-                        .map(|i| (i.spec.issuer, i.metadata.generation, i.status))
+                        .map(|i| (i.spec.issuer, i.metadata.uid, i.metadata.generation, i.status))
                         .map_err(|e| e.error)
                 });
             (found, ctx.cluster_resource_namespace.clone())
@@ -128,8 +193,9 @@ fn lookup(cert: &Certificate, ctx: &Context) -> Result<Found, SignerProblem> {
             "{} cannot be read: {e}",
             describe(issuer_ref)
         ))),
-        Some(Ok((spec, generation, status))) => Ok(Found {
+        Some(Ok((spec, uid, generation, status))) => Ok(Found {
             spec,
+            uid,
             generation,
             status,
             ca_namespace,
@@ -212,8 +278,42 @@ pub async fn resolve(
         Err(problem) => return Ok(Err(problem)),
     };
     let issuer = describe(&cert.spec.issuer_ref);
-    let judged = judged_ready(found.status.as_ref(), found.generation)
-        .map_err(|why| SignerProblem::Unjudged(format!("{issuer} is not ready: {why}")));
+    let issuer_ref = &cert.spec.issuer_ref;
+    let key = match issuer_ref.is_cluster() {
+        true => (
+            issuer_ref.kind().to_owned(),
+            String::new(),
+            issuer_ref.name.clone(),
+        ),
+        false => (
+            issuer_ref.kind().to_owned(),
+            cert.metadata.namespace.clone().unwrap_or_default(),
+            issuer_ref.name.clone(),
+        ),
+    };
+    let judged = match judge(found.status.as_ref(), found.generation) {
+        Judgement::Ready => {
+            ctx.unjudged_issuers.judged(&key);
+            Ok(())
+        }
+        Judgement::NotReady(why) => {
+            ctx.unjudged_issuers.judged(&key);
+            Err(SignerProblem::StatusNotReady(format!(
+                "{issuer} is not ready: {why}"
+            )))
+        }
+        Judgement::Unjudged(why) => {
+            // Before the CA is even looked at: its controller is about to judge that too.
+            let since = ctx
+                .unjudged_issuers
+                .since(key, found.uid.clone(), found.generation, now);
+            let message = format!("{issuer} is not ready: {why}");
+            if now < since + UNJUDGED_GRACE {
+                return Ok(Err(SignerProblem::Unjudged(message)));
+            }
+            Err(SignerProblem::StatusNotReady(message))
+        }
+    };
     Ok(match (&found.spec.self_signed, &found.spec.ca) {
         (Some(_), None) => judged.map(|()| (Signer::SelfSigned, Trust::self_signed())),
         (None, Some(ca)) => {

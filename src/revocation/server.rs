@@ -92,6 +92,16 @@ impl PkiEndpoint {
             .remove(&(scope.to_owned(), name.to_owned()));
     }
 
+    /// The scope and name of every issuer served.
+    pub fn served(&self) -> Vec<(String, String)> {
+        self.issuers
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .keys()
+            .cloned()
+            .collect()
+    }
+
     /// What is served for `scope`/`name`, if anything.
     pub fn issuer(&self, scope: &str, name: &str) -> Option<Arc<ServedIssuer>> {
         self.issuers

@@ -5,6 +5,8 @@
 //! certificate. OCSP answers say what that CRL says, so every replica answers alike, and a
 //! standby serves from the moment it starts, not only once it leads.
 
+use std::collections::HashSet;
+
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::runtime::watcher;
@@ -35,7 +37,9 @@ pub(super) async fn follow(
         .events()
         .take_until(on_shutdown(shutdown));
     futures::pin_mut!(events);
+    let mut relist = Relist::default();
     while let Some(event) = events.next().await {
+        relist.follow(&endpoint, &event, &cluster_resource_namespace);
         match event {
             watcher::Event::Apply(configmap) | watcher::Event::InitApply(configmap) => {
                 if let Err(error) = mirror(&client, &endpoint, &configmap, &cluster_resource_namespace).await
@@ -51,6 +55,52 @@ pub(super) async fn follow(
             }
             watcher::Event::Init | watcher::Event::InitDone => {}
         }
+    }
+}
+
+/// A re-list of the CRL ConfigMaps (after a watch gap, a 410): the issuers served when it
+/// began whose ConfigMap it has not listed yet. Whatever is left at its end was deleted during
+/// the gap, when no Delete event could say so: it is withdrawn. (Only what was served before
+/// the re-list began: an issuer the leader publishes meanwhile is not judged by a list that
+/// may predate its ConfigMap.)
+#[derive(Default)]
+struct Relist {
+    unlisted: Option<HashSet<(String, String)>>,
+}
+
+impl Relist {
+    /// Follows one watch event; at the end of a re-list, withdraws from `endpoint` what it did
+    /// not list, and returns it.
+    fn follow(
+        &mut self,
+        endpoint: &PkiEndpoint,
+        event: &watcher::Event<ConfigMap>,
+        cluster_resource_namespace: &str,
+    ) -> Vec<(String, String)> {
+        match event {
+            watcher::Event::Init => {
+                self.unlisted = Some(endpoint.served().into_iter().collect());
+            }
+            watcher::Event::InitApply(configmap) => {
+                if let (Some(unlisted), Some(found)) = (
+                    self.unlisted.as_mut(),
+                    CrlConfigMap::read(configmap, cluster_resource_namespace),
+                ) {
+                    unlisted.remove(&(found.scope, found.issuer));
+                }
+            }
+            watcher::Event::InitDone => {
+                let mut gone: Vec<_> = self.unlisted.take().unwrap_or_default().into_iter().collect();
+                gone.sort();
+                for (scope, issuer) in &gone {
+                    info!(%scope, %issuer, "CRL ConfigMap gone during a watch gap; no longer served");
+                    endpoint.withdraw(scope, issuer);
+                }
+                return gone;
+            }
+            watcher::Event::Apply(_) | watcher::Event::Delete(_) => {}
+        }
+        Vec::new()
     }
 }
 
@@ -170,5 +220,53 @@ mod tests {
         assert_eq!(endpoint.issuer(NAMESPACE, "ca").unwrap().crl(), &signed);
         drop(client);
         api.expect_no_more().await;
+    }
+
+    #[test]
+    fn a_relist_withdraws_the_crls_whose_configmap_it_no_longer_lists() {
+        let now = ts("2026-11-23T10:00:00Z");
+        let ca = parse_ca(
+            NAMESPACE,
+            &CaIssuer {
+                secret_name: "root-ca".into(),
+                ..CaIssuer::default()
+            },
+            Some(&root_ca(now)),
+        )
+        .unwrap();
+        let ca = std::sync::Arc::new(ca);
+        let signed = build_crl(&ca, &[], 1, now).unwrap();
+        let fingerprint = ca.certificate().fingerprint_sha256.clone();
+        let endpoint = PkiEndpoint::default();
+        for name in ["kept", "deleted"] {
+            endpoint.publish(
+                NAMESPACE,
+                name,
+                ServedIssuer::new(ca.clone(), vec![], signed.clone()),
+            );
+        }
+        let kept = crl::desired_configmap(NAMESPACE, "Issuer", "kept", "root-ca", &signed, &fingerprint);
+        let mut relist = Relist::default();
+        let mut follow =
+            |event: watcher::Event<ConfigMap>| relist.follow(&endpoint, &event, CLUSTER_RESOURCE_NAMESPACE);
+
+        // Outside a re-list, events withdraw nothing by themselves.
+        assert!(follow(watcher::Event::Apply(kept.clone())).is_empty());
+        // A 410, then the re-list: `deleted`'s ConfigMap went during the gap.
+        assert!(follow(watcher::Event::Init).is_empty());
+        assert!(follow(watcher::Event::InitApply(kept.clone())).is_empty());
+        // Published by the leader while the list ran: not the list's to judge.
+        endpoint.publish(
+            NAMESPACE,
+            "new",
+            ServedIssuer::new(ca.clone(), vec![], signed.clone()),
+        );
+        let gone = follow(watcher::Event::InitDone);
+        assert_eq!(gone, [(NAMESPACE.to_owned(), "deleted".to_owned())]);
+        assert!(endpoint.issuer(NAMESPACE, "deleted").is_none());
+        assert!(endpoint.issuer(NAMESPACE, "kept").is_some());
+        assert!(endpoint.issuer(NAMESPACE, "new").is_some());
+        // An InitDone with no re-list begun withdraws nothing.
+        assert!(follow(watcher::Event::InitDone).is_empty());
     }
 }
