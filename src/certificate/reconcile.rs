@@ -111,15 +111,8 @@ pub async fn reconcile(
         }
         Err(problem) => return without_issuer(&ctx, cert, &key, &spec, &problem, &previous, now).await,
     };
-    let records_namespace = match spec.issuer_ref.is_cluster() {
-        true => ctx.cluster_resource_namespace.clone(),
-        false => key.0.clone(),
-    };
-    let records = IssuerRecords {
-        kind: spec.issuer_ref.kind(),
-        name: &spec.issuer_ref.name,
-        namespace: &records_namespace,
-    };
+    let records_namespace = records_namespace(ctx.as_ref(), &spec, &key);
+    let records = issuer_records(&spec, &records_namespace);
     let revoked = records.revoked(&ctx.revocations, &mut Vec::new());
     let renew_request = renew_request(cert, &ctx).await;
     let revoke_request = revoke_request(cert, &ctx).await;
@@ -277,15 +270,8 @@ async fn without_issuer(
     // Read without a warning: an unreadable request is warned about when it can be acted on.
     let renew_request = annotation(cert, RENEW_REQUESTED_AT).and_then(|v| RenewRequest::parse(v).ok());
     let revoke_request = RevokeRequest::from_annotations(cert.annotations()).ok().flatten();
-    let records_namespace = match spec.issuer_ref.is_cluster() {
-        true => ctx.cluster_resource_namespace.clone(),
-        false => key.0.clone(),
-    };
-    let records = IssuerRecords {
-        kind: spec.issuer_ref.kind(),
-        name: &spec.issuer_ref.name,
-        namespace: &records_namespace,
-    };
+    let records_namespace = records_namespace(ctx, spec, key);
+    let records = issuer_records(spec, &records_namespace);
     let revoked = records.revoked(&ctx.revocations, &mut Vec::new());
     let certificate = format!("{}/{}", key.0, key.1);
     let revoke_recorded = revoke_request
@@ -386,6 +372,24 @@ async fn without_issuer(
     Ok(Action::requeue(
         requeue_after(now, &deadlines).min(problem.recheck_after()),
     ))
+}
+
+/// Where the revocation records of the Certificate's issuer live: the Certificate's namespace
+/// for an Issuer, the cluster-resource namespace for a ClusterIssuer.
+fn records_namespace(ctx: &Context, spec: &ValidatedSpec, key: &ObjectKey) -> String {
+    match spec.issuer_ref.is_cluster() {
+        true => ctx.cluster_resource_namespace.clone(),
+        false => key.0.clone(),
+    }
+}
+
+/// The revocation records of the Certificate's issuer, in `namespace`.
+fn issuer_records<'a>(spec: &'a ValidatedSpec, namespace: &'a str) -> IssuerRecords<'a> {
+    IssuerRecords {
+        kind: spec.issuer_ref.kind(),
+        name: &spec.issuer_ref.name,
+        namespace,
+    }
 }
 
 /// The revocation of the certificate a Secret holds, when the `Revoked` trigger fired for it.
