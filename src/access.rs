@@ -60,6 +60,12 @@ pub const API_ACCESS: &[ApiAccess] = &[
     // annotated Certificate's certificate (create when new).
     cluster("certkeeper.io", "certificaterevocations", "patch"),
     cluster("certkeeper.io", "certificaterevocations", "create"),
+    // runner/policies.rs follow: the CertificatePolicies, watched into the compiled policies
+    // every Certificate reconcile reads (namespaces list and watch, for matchLabels: below).
+    cluster("certkeeper.io", "certificatepolicies", "list"),
+    cluster("certkeeper.io", "certificatepolicies", "watch"),
+    // runner/policies.rs write_status: server-side apply of a policy's Ready condition.
+    cluster("certkeeper.io", "certificatepolicies/status", "patch"),
     // certificate/reconcile.rs write_status: server-side apply of the status.
     cluster("certkeeper.io", "certificates/status", "patch"),
     // issuer/reconcile.rs report_records: server-side apply of a revocation record's status

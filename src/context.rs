@@ -15,6 +15,7 @@ use crate::certificate::verdict::Verdict;
 use crate::cluster::WatchedCache;
 use crate::cluster::ca::CaKeyPairs;
 use crate::cluster::revocations::Revocations;
+use crate::issuance_policy::Policies;
 use crate::issuer::rotation::RotationSettings;
 use crate::revocation::PkiEndpoint;
 use crate::telemetry::metrics::{Caches, Metrics};
@@ -64,6 +65,9 @@ pub struct Context {
     pub warned_requests: crate::telemetry::events::WarnedRequests,
     /// Since when issuers have been waiting for their controller to judge their current spec.
     pub unjudged_issuers: crate::certificate::signer::UnjudgedIssuers,
+    /// The CertificatePolicies and namespace labels, from their watches. A context made
+    /// here has none, listed (nothing guarded); a leadership term gives it the watched ones.
+    pub policies: Policies,
 }
 
 impl Context {
@@ -119,6 +123,7 @@ impl Context {
             bundles: kube::runtime::reflector::store().0,
             warned_requests: Default::default(),
             unjudged_issuers: Default::default(),
+            policies: Policies::fixed(Vec::new(), Default::default(), false),
         }
     }
 

@@ -71,6 +71,7 @@ async fn start(server: &InMemoryApiServer) -> tokio::task::JoinHandle<()> {
         expiry_thresholds: crate::certificate::expiry::DEFAULT_THRESHOLDS.to_vec(),
         rotation: Default::default(),
         leader_election: None,
+        require_policy: false,
     };
     let endpoint = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let pki = TcpListener::bind("127.0.0.1:0").await.unwrap();

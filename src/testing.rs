@@ -400,6 +400,7 @@ pub fn self_signed_issuer(name: &str) -> Issuer {
         IssuerSpec {
             self_signed: Some(Default::default()),
             ca: None,
+            require_policy: None,
         },
     );
     issuer.metadata.namespace = Some(NAMESPACE.into());
@@ -415,6 +416,7 @@ pub fn ca_issuer(name: &str, secret: &str) -> Issuer {
                 secret_name: secret.into(),
                 ..Default::default()
             }),
+            require_policy: None,
         },
     );
     issuer.metadata.namespace = Some(NAMESPACE.into());
@@ -431,6 +433,7 @@ pub fn ca_cluster_issuer(name: &str, secret: &str) -> ClusterIssuer {
                     secret_name: secret.into(),
                     ..Default::default()
                 }),
+                require_policy: None,
             },
         },
     )

@@ -5,7 +5,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
 };
 use kube::CustomResourceExt;
 
-use super::{Bundle, Certificate, CertificateRevocation, ClusterIssuer, Issuer};
+use super::{Bundle, Certificate, CertificatePolicy, CertificateRevocation, ClusterIssuer, Issuer};
 
 /// Every CRD certkeeper serves, in a stable order.
 pub fn all_crds() -> Vec<CustomResourceDefinition> {
@@ -20,6 +20,7 @@ pub fn all_crds() -> Vec<CustomResourceDefinition> {
         ClusterIssuer::crd(),
         Bundle::crd(),
         CertificateRevocation::crd(),
+        CertificatePolicy::crd(),
     ];
     for crd in &mut crds {
         let is_issuer = issuer_kinds.contains(&crd.spec.names.kind);

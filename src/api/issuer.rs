@@ -37,6 +37,10 @@ pub struct IssuerSpec {
     /// Certificates are signed by the key pair in a kubernetes.io/tls Secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca: Option<CaIssuer>,
+    /// Sign only what a CertificatePolicy allows, even when no policy selects this issuer (so
+    /// that deleting the last policy denies instead of opening). Default false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub require_policy: Option<bool>,
 }
 
 /// A cluster-wide issuer: the same spec as `Issuer`, usable from every namespace. A CA

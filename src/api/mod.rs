@@ -1,11 +1,12 @@
-//! The `certkeeper.io/v1` API: Certificate, Issuer, ClusterIssuer, Bundle and
-//! CertificateRevocation, and the CRDs derived from them.
+//! The `certkeeper.io/v1` API: Certificate, Issuer, ClusterIssuer, Bundle,
+//! CertificateRevocation and CertificatePolicy, and the CRDs derived from them.
 
 mod bundle;
 mod certificate;
 mod condition;
 mod crd;
 mod issuer;
+mod policy;
 mod revocation;
 
 pub use bundle::{
@@ -22,6 +23,11 @@ pub use crd::{all_crds, crds_yaml};
 pub use issuer::{
     CaIssuer, ClusterIssuer, ClusterIssuerSpec, Issuer, IssuerSpec, IssuerStatus, Rotation, RotationPhase,
     SelfSignedIssuer, TrustAnchor, TrustAnchorRole,
+};
+pub use policy::{
+    AllowedRequest, AllowedSubject, AllowedValues, CertificatePolicy, CertificatePolicySpec,
+    CertificatePolicyStatus, KeyConstraints, NamespaceSelector, PolicyConstraints, PolicyIssuerRef,
+    PolicySelector, PolicyValidation,
 };
 pub use revocation::{
     CertificateRevocation, CertificateRevocationSpec, CertificateRevocationStatus, RevocationReasonName,

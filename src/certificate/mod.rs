@@ -18,6 +18,8 @@ pub mod verdict;
 #[cfg(test)]
 mod hostile_input_tests;
 #[cfg(test)]
+mod issuance_policy_tests;
+#[cfg(test)]
 mod policy_tests;
 #[cfg(test)]
 mod request_annotation_tests;

@@ -28,6 +28,7 @@ use crate::cluster::secrets::get_secret;
 use crate::cluster::watched::ReadToken;
 use crate::context::{Context, FIELD_MANAGER};
 use crate::error::Error;
+use crate::issuance_policy::{IssuerId, PolicyDecision, Request};
 use crate::issuer::reconcile::object_name;
 use crate::issuer::rotation::RotationGate;
 use crate::pki::{self, CertificateInfo, PkiError, PrivateKey};
@@ -111,6 +112,9 @@ pub async fn reconcile(
         }
         Err(problem) => return without_issuer(&ctx, cert, &key, &spec, &problem, &previous, now).await,
     };
+    if let Some(problem) = policy_problem(cert, &ctx, &spec, &key) {
+        return without_issuer(&ctx, cert, &key, &spec, &problem, &previous, now).await;
+    }
     let records_namespace = records_namespace(ctx.as_ref(), &spec, &key);
     let records = issuer_records(&spec, &records_namespace);
     let revoked = records.revoked(&ctx.revocations, &mut Vec::new());
@@ -267,6 +271,9 @@ async fn without_issuer(
     now: Timestamp,
 ) -> Result<Action, Error> {
     let (why, message) = (problem.reason(), problem.message());
+    if matches!(problem, SignerProblem::Denied(_)) && !already_said(previous, why, message) {
+        ctx.metrics.issuance_denied(spec.issuer_ref.kind());
+    }
     // Read without a warning: an unreadable request is warned about when it can be acted on.
     let renew_request = annotation(cert, RENEW_REQUESTED_AT).and_then(|v| RenewRequest::parse(v).ok());
     let revoke_request = RevokeRequest::from_annotations(cert.annotations()).ok().flatten();
@@ -372,6 +379,40 @@ async fn without_issuer(
     Ok(Action::requeue(
         requeue_after(now, &deadlines).min(problem.recheck_after()),
     ))
+}
+
+/// Whether the status already reports `why` with `message` (Ready or Issuing): a denial
+/// is counted once, not at every look.
+fn already_said(status: &CertificateStatus, why: &str, message: &str) -> bool {
+    [READY, ISSUING].iter().any(|kind| {
+        find_condition(&status.conditions, kind)
+            .is_some_and(|c| c.status == "False" && c.reason == why && c.message.starts_with(message))
+    })
+}
+
+/// Why the issuance policy does not let the Certificate's issuer sign what its spec asks for,
+/// if it does not. Read from the policy cache: no request.
+fn policy_problem(
+    cert: &Certificate,
+    ctx: &Context,
+    spec: &ValidatedSpec,
+    key: &ObjectKey,
+) -> Option<SignerProblem> {
+    let issuer = IssuerId {
+        kind: spec.issuer_ref.kind(),
+        name: &spec.issuer_ref.name,
+        require_policy: signer::requires_policy(cert, ctx),
+    };
+    let request = Request {
+        namespace: &key.0,
+        name: &key.1,
+        spec,
+    };
+    match ctx.policies.decide(&issuer, &request) {
+        PolicyDecision::Unguarded | PolicyDecision::Allowed(_) => None,
+        PolicyDecision::Denied(why) => Some(SignerProblem::Denied(why)),
+        PolicyDecision::Unavailable(why) => Some(SignerProblem::PolicyUnavailable(why)),
+    }
 }
 
 /// Where the revocation records of the Certificate's issuer live: the Certificate's namespace

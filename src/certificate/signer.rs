@@ -33,6 +33,12 @@ pub enum SignerProblem {
     /// wakes all its Certificates as it starts the issuer's own reconcile; reporting this would
     /// flip each of them and write twice, for nothing.
     Unjudged(String),
+    /// No CertificatePolicy that applies allows the request, or the CA's name constraints do
+    /// not: why. Looked at again when a policy, the namespace's labels or the Certificate change.
+    Denied(String),
+    /// The policies cannot be known (not listed yet, the CRD missing or forbidden): nothing is
+    /// signed by an issuer a policy could guard.
+    PolicyUnavailable(String),
 }
 
 /// How soon a Certificate is looked at again, without a watch event, when its issuer is
@@ -54,20 +60,29 @@ impl SignerProblem {
         match self {
             Self::NotFound(_) => reason::ISSUER_NOT_FOUND,
             Self::NotReady(_) | Self::StatusNotReady(_) | Self::Unjudged(_) => reason::ISSUER_NOT_READY,
+            Self::Denied(_) => reason::DENIED,
+            Self::PolicyUnavailable(_) => reason::POLICY_UNAVAILABLE,
         }
     }
 
     pub fn message(&self) -> &str {
         match self {
-            Self::NotFound(m) | Self::NotReady(m) | Self::StatusNotReady(m) | Self::Unjudged(m) => m,
+            Self::NotFound(m)
+            | Self::NotReady(m)
+            | Self::StatusNotReady(m)
+            | Self::Unjudged(m)
+            | Self::Denied(m)
+            | Self::PolicyUnavailable(m) => m,
         }
     }
 
     /// How long to wait, at most, before looking at the issuer again.
     pub fn recheck_after(&self) -> std::time::Duration {
         match self {
-            Self::StatusNotReady(_) | Self::Unjudged(_) => UNJUDGED_RECHECK,
-            Self::NotFound(_) | Self::NotReady(_) => ISSUER_RECHECK,
+            Self::StatusNotReady(_) | Self::Unjudged(_) | Self::PolicyUnavailable(_) => UNJUDGED_RECHECK,
+            // A denial is looked at again on a change (policy, namespace, Certificate), not
+            // on a backoff; this is only the slow safety net.
+            Self::NotFound(_) | Self::NotReady(_) | Self::Denied(_) => ISSUER_RECHECK,
         }
     }
 }
@@ -263,6 +278,12 @@ impl Trust {
             settling: gate == RotationGate::Hold || status.is_some_and(|s| s.rotation.is_some()),
         }
     }
+}
+
+/// Whether the issuer `cert` references sets `spec.requirePolicy` (false when not found: a
+/// missing issuer signs nothing anyway).
+pub fn requires_policy(cert: &Certificate, ctx: &Context) -> bool {
+    lookup(cert, ctx).is_ok_and(|found| found.spec.require_policy == Some(true))
 }
 
 /// The signer for `cert`: its issuer from the caches, and for a CA issuer the key pair of the

@@ -61,6 +61,12 @@ pub struct SpecError(pub String);
 pub const MAXIMUM_DURATION: SignedDuration = SignedDuration::from_hours(100 * 365 * 24);
 
 fn parse_duration(field: &str, value: &str) -> Result<SignedDuration, SpecError> {
+    parse_go_duration(value).map_err(|why| SpecError(format!("spec.{field} {why}")))
+}
+
+/// A Go duration (`24h`, `90m`), as Kubernetes reads it, not negative and at most 10 digits a
+/// number; the error says what is wrong with `value`.
+pub(crate) fn parse_go_duration(value: &str) -> Result<SignedDuration, String> {
     // kube's parser panics on a number too large for a std Duration; the schema's pattern lets
     // any number of digits through. No sane duration has a number of more than 10 digits.
     let longest_number = value
@@ -69,19 +75,33 @@ fn parse_duration(field: &str, value: &str) -> Result<SignedDuration, SpecError>
         .max()
         .unwrap_or(0);
     if longest_number > 10 {
-        return Err(SpecError(format!("spec.{field} {value:?} is too long")));
+        return Err(format!("{value:?} is too long"));
     }
-    let parsed = kube::core::Duration::from_str(value)
-        .map_err(|e| SpecError(format!("spec.{field} {value:?} is not a Go duration: {e}")))?;
+    let parsed =
+        kube::core::Duration::from_str(value).map_err(|e| format!("{value:?} is not a Go duration: {e}"))?;
     if parsed.is_negative() {
-        return Err(SpecError(format!("spec.{field} {value:?} must not be negative")));
+        return Err(format!("{value:?} must not be negative"));
     }
     let std: std::time::Duration = parsed.into();
-    SignedDuration::try_from(std).map_err(|_| SpecError(format!("spec.{field} {value:?} is too long")))
+    SignedDuration::try_from(std).map_err(|_| format!("{value:?} is too long"))
 }
 
 fn list(value: &Option<Vec<String>>) -> Vec<String> {
     value.clone().unwrap_or_default()
+}
+
+/// The usages of a Certificate that lists none (before `isCA` adds cert and CRL sign).
+pub fn default_usages(is_ca: bool, algorithm: KeyAlgorithm) -> BTreeSet<Usage> {
+    // A CA gets no TLS usages by default: verifiers such as Go's treat a CA's extended key
+    // usages as limits on everything below it.
+    if is_ca {
+        return BTreeSet::from([Usage::DigitalSignature]);
+    }
+    let mut usages = BTreeSet::from([Usage::DigitalSignature, Usage::ServerAuth, Usage::ClientAuth]);
+    if algorithm == KeyAlgorithm::Rsa {
+        usages.insert(Usage::KeyEncipherment);
+    }
+    usages
 }
 
 /// At most this many entries in each list of names (also the schema's maxItems).
@@ -264,16 +284,7 @@ pub fn validate(spec: &CertificateSpec) -> Result<ValidatedSpec, SpecError> {
     let mut usages: BTreeSet<Usage> = match &spec.usages {
         // cert-manager's aliases ("signing", "s/mime") are the same bits as their canonical names.
         Some(u) if !u.is_empty() => u.iter().map(|u| u.canonical()).collect(),
-        // A CA gets no TLS usages by default: verifiers such as Go's treat a CA's extended key
-        // usages as limits on everything below it.
-        _ if is_ca => BTreeSet::from([Usage::DigitalSignature]),
-        _ => {
-            let mut d = BTreeSet::from([Usage::DigitalSignature, Usage::ServerAuth, Usage::ClientAuth]);
-            if algorithm == KeyAlgorithm::Rsa {
-                d.insert(Usage::KeyEncipherment);
-            }
-            d
-        }
+        _ => default_usages(is_ca, algorithm),
     };
     if is_ca {
         usages.insert(Usage::CertSign);

@@ -18,6 +18,10 @@ pub mod reason {
     pub const ISSUER_NOT_READY: &str = "IssuerNotReady";
     pub const FAILED: &str = "Failed";
     pub const PENDING: &str = "Pending";
+    /// No CertificatePolicy that applies allows the request (or the CA's name constraints).
+    pub const DENIED: &str = "Denied";
+    /// The CertificatePolicies cannot be known: nothing is signed by an issuer one could guard.
+    pub const POLICY_UNAVAILABLE: &str = "PolicyUnavailable";
 }
 
 /// Facts of the certificate now in the Secret.

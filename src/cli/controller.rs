@@ -48,6 +48,11 @@ pub struct ControllerArgs {
     /// Name of the leader election Lease.
     #[arg(long, default_value = "certkeeper-controller")]
     pub leader_election_id: String,
+
+    /// Guard every issuer: a Certificate is signed only when a CertificatePolicy allows it,
+    /// and one that no policy selects is denied. Recommended for clusters shared by teams.
+    #[arg(long)]
+    pub require_policy: bool,
     /// During a CA rotation, how long every pod may take to see a written Secret or Bundle
     /// (kubelet sync plus application reload): waited after the new root is distributed and
     /// again before the old one is dropped (Go duration).
@@ -110,6 +115,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), CliError> {
                 namespace: args.leader_election_namespace,
                 lease_name: args.leader_election_id,
             }),
+            require_policy: args.require_policy,
         },
         endpoint,
         pki,

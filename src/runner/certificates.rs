@@ -44,6 +44,10 @@ pub(super) fn run(
     verdicts: Arc<WatchedCache<Verdict>>,
     records: UnboundedReceiver<ObjectRef<DeserializeGuard<Certificate>>>,
     issuers: UnboundedReceiver<IssuerChanged>,
+    (policy_wakes, policies_listed): (
+        UnboundedReceiver<ObjectRef<DeserializeGuard<Certificate>>>,
+        SyncFlag,
+    ),
     judged_against: Vec<SyncFlag>,
 ) -> impl std::future::Future<Output = ()> + use<> {
     let client = wiring.watches.client.clone();
@@ -58,6 +62,7 @@ pub(super) fn run(
     let certificates = certificates
         .reconcile_on(secret_changes.map(|(namespace, name)| ObjectRef::new(&name).within(&namespace)))
         .reconcile_on(records)
+        .reconcile_on(policy_wakes)
         .reconcile_on(issuers.flat_map(move |changed| {
             futures::stream::iter(certificates_for_issuer(
                 &by_issuer,
@@ -74,6 +79,13 @@ pub(super) fn run(
         if !wiring.synced(&judged_against).await {
             return;
         }
+        // Judged against the policies too, but a policy watch that cannot list (the CRD
+        // missing, forbidden) must not keep every Certificate silent: past the grace, those of
+        // issuers a policy could guard report PolicyUnavailable.
+        let listed = tokio::time::timeout(POLICY_LIST_GRACE, wiring.synced(&[policies_listed])).await;
+        if listed == Ok(false) {
+            return;
+        }
         info!("issuer caches synced; reconciling certificates");
         let run = certificates
             .run(reconcile, error_policy::<Certificate>, ctx)
@@ -81,6 +93,10 @@ pub(super) fn run(
         wiring.run_controller(own_cache, run).await;
     }
 }
+
+/// How long the certificate controller waits for the CertificatePolicies to be listed before it
+/// starts anyway (Certificates then report `PolicyUnavailable` until they are).
+const POLICY_LIST_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// An issuer added, changed, listed or deleted, as the issuer cache now holds it.
 #[derive(Debug)]

@@ -10,6 +10,7 @@ mod connect;
 mod issuers;
 mod leadership;
 mod pki;
+mod policies;
 mod reconciles;
 mod retry;
 mod revocations;
@@ -59,6 +60,9 @@ pub struct Settings {
     pub rotation: crate::issuer::rotation::RotationSettings,
     /// Reconcile only while holding this Lease; None runs at once (one replica, a laptop).
     pub leader_election: Option<LeaderElection>,
+    /// `--require-policy`: every issuer is guarded; a Certificate no CertificatePolicy
+    /// allows is denied.
+    pub require_policy: bool,
 }
 
 /// Where the leader election Lease lives.

@@ -25,6 +25,7 @@ fn settings(leader_election: bool) -> Settings {
             namespace: Some(CLUSTER_RESOURCE_NAMESPACE.into()),
             lease_name: LEASE.into(),
         }),
+        require_policy: false,
     }
 }
 

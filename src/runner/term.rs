@@ -15,11 +15,12 @@ use tracing::info;
 
 use super::reconciles::trim_for_cache;
 use super::watches::{Watches, controller};
-use super::{Settings, bundles, certificates, issuers, on_shutdown, revocations};
+use super::{Settings, bundles, certificates, issuers, on_shutdown, policies, revocations};
 use crate::api::{Bundle, Certificate, ClusterIssuer, Issuer};
 use crate::certificate::verdict::Verdict;
 use crate::cluster::WatchedCache;
 use crate::context::Context;
+use crate::issuance_policy::Policies;
 use crate::revocation::PkiEndpoint;
 use crate::telemetry::metrics::{Caches, Metrics};
 use crate::telemetry::server::{Readiness, SyncFlag};
@@ -155,6 +156,15 @@ impl Term {
         );
         let (bundles, bundles_synced) = controller(events, cache);
 
+        // CertificatePolicies, compiled as their watch delivers them, with the namespaces' labels.
+        let policy_index = Policies::unlisted(settings.require_policy);
+        let followed = policies::follow(
+            &watches,
+            policy_index.clone(),
+            certificates.store(),
+            self.shutdown.clone(),
+        );
+
         let mut ctx = Context::with_metrics(
             client.clone(),
             Caches {
@@ -173,6 +183,7 @@ impl Term {
         ctx.rotation = settings.rotation;
         ctx.pki = self.pki.clone();
         ctx.bundles = bundles.store();
+        ctx.policies = policy_index;
         let wiring = Wiring {
             watches,
             ctx: Arc::new(ctx),
@@ -198,16 +209,27 @@ impl Term {
             wakes.cluster_issuers,
             revocations_synced.clone(),
         );
-        // Certificates are judged against their issuers and the revoked serials.
+        let policies_listed = followed.controller.1.clone();
+        let policy_controller = policies::run(&wiring, followed.controller);
+        // Certificates are judged against their issuers, the revoked serials and the policies.
         let certificates = certificates::run(
             &wiring,
             (certificates, certificates_synced),
             verdicts,
             wakes.certificates,
             changed_issuers,
+            (followed.wakes, policies_listed),
             vec![issuers_synced, cluster_issuers_synced, revocations_synced],
         );
-        tokio::join!(issuers, cluster_issuers, certificates, bundles, records);
+        tokio::join!(
+            issuers,
+            cluster_issuers,
+            certificates,
+            bundles,
+            records,
+            policy_controller,
+            followed.namespaces
+        );
         info!("controllers stopped");
     }
 }

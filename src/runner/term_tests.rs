@@ -28,6 +28,7 @@ pub(super) fn test_term(client: Client, now: jiff::Timestamp) -> (Term, Arc<Read
             expiry_thresholds: crate::certificate::expiry::DEFAULT_THRESHOLDS.to_vec(),
             rotation: Default::default(),
             leader_election: None,
+            require_policy: false,
         },
         cluster_resource_namespace: CLUSTER_RESOURCE_NAMESPACE.into(),
         readiness: readiness.clone(),

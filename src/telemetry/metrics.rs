@@ -30,6 +30,7 @@ pub enum ControllerKind {
     Issuer,
     ClusterIssuer,
     Bundle,
+    CertificatePolicy,
 }
 
 impl ControllerKind {
@@ -39,6 +40,7 @@ impl ControllerKind {
             Self::Issuer => "issuer",
             Self::ClusterIssuer => "clusterissuer",
             Self::Bundle => "bundle",
+            Self::CertificatePolicy => "certificatepolicy",
         }
     }
 }
@@ -111,7 +113,7 @@ impl Metrics {
         let issuance = Family::<IssuanceLabels, Counter>::default();
         registry.register(
             "certkeeper_issuance",
-            "Certificate issuance attempts, by issuer kind and result (success, failure)",
+            "Certificate issuance attempts, by issuer kind and result (success, failure, denied)",
             issuance.clone(),
         );
         let issuance_duration = duration_histogram();
@@ -155,6 +157,7 @@ impl Metrics {
             ControllerKind::Issuer,
             ControllerKind::ClusterIssuer,
             ControllerKind::Bundle,
+            ControllerKind::CertificatePolicy,
         ] {
             for result in ["success", "error"] {
                 drop(reconciles.get_or_create(&ReconcileLabels {
@@ -193,6 +196,16 @@ impl Metrics {
         if success {
             self.issuance_duration.observe(elapsed.as_secs_f64());
         }
+    }
+
+    /// An issuance refused by the issuance policy (once per distinct denial of a Certificate).
+    pub fn issuance_denied(&self, issuer_kind: &str) {
+        self.issuance
+            .get_or_create(&IssuanceLabels {
+                issuer_kind: issuer_kind.to_owned(),
+                result: "denied",
+            })
+            .inc();
     }
 
     /// One reconcile of `controller` finished after `elapsed`.

@@ -1,0 +1,266 @@
+//! A Certificate under a guarded issuer, against the mocked API: every request the reconcile
+//! makes when a CertificatePolicy denies it, allows it after an edit, denies its renewal after
+//! a tightening, or cannot be read.
+
+use std::sync::Arc;
+
+use http::Method;
+use jiff::{SignedDuration, Timestamp};
+use kube::core::DeserializeGuard;
+use kube::runtime::controller::Action;
+use serde_json::{Value, json};
+
+use super::reconcile::reconcile;
+use crate::api::{Certificate, CertificatePolicy};
+use crate::context::Context;
+use crate::issuance_policy::{CompiledPolicy, Policies};
+use crate::testing::*;
+
+const NOW: &str = "2026-11-23T10:00:00Z";
+const CA_SECRET_PATH: &str = "/api/v1/namespaces/apps/secrets/root-ca";
+const SECRET_PATH: &str = "/api/v1/namespaces/apps/secrets/web-tls";
+const STATUS_PATH: &str = "/apis/certkeeper.io/v1/namespaces/apps/certificates/web/status";
+const EVENTS_PATH: &str = "/apis/events.k8s.io/v1/namespaces/apps/events";
+
+/// A policy guarding the Issuer `ca` that allows `dns_patterns` and nothing else.
+fn policy(dns_patterns: &[&str]) -> CompiledPolicy {
+    let spec = json!({
+        "selector": {"issuerRef": {"kind": "Issuer", "name": "ca"}},
+        "allowed": {"dnsNames": {"values": dns_patterns}},
+    });
+    CompiledPolicy::compile(&CertificatePolicy::new(
+        "team-names",
+        serde_json::from_value(spec).unwrap(),
+    ))
+}
+
+/// A context at `at` with the CA Issuer `ca` and `policies` (listed, no namespace labels).
+fn context_with(policies: Vec<CompiledPolicy>, at: Timestamp) -> (Arc<Context>, ApiServer) {
+    let (mut ctx, api) = context(vec![ca_issuer("ca", "root-ca")], vec![], at);
+    Arc::get_mut(&mut ctx).expect("a fresh context").policies =
+        Policies::fixed(policies, Default::default(), false);
+    (ctx, api)
+}
+
+fn spawn(
+    cert: &Certificate,
+    ctx: &Arc<Context>,
+) -> tokio::task::JoinHandle<Result<Action, crate::error::Error>> {
+    tokio::spawn(reconcile(
+        Arc::new(DeserializeGuard(Ok(cert.clone()))),
+        ctx.clone(),
+    ))
+}
+
+fn condition<'a>(status: &'a Value, type_: &str) -> &'a Value {
+    status["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == type_)
+        .unwrap()
+}
+
+fn with_status(cert: &Certificate, status: &Value) -> Certificate {
+    let mut cert = cert.clone();
+    cert.status = Some(serde_json::from_value(status.clone()).unwrap());
+    cert
+}
+
+async fn finish(
+    task: tokio::task::JoinHandle<Result<Action, crate::error::Error>>,
+    ctx: Arc<Context>,
+    api: ApiServer,
+) -> Action {
+    let action = task.await.unwrap().unwrap();
+    drop(ctx);
+    api.expect_no_more().await;
+    action
+}
+
+const DENIAL: &str = "denied by CertificatePolicy \"team-names\": spec.dnsNames \"web.apps.svc\" is not allowed \
+                      (allowed: *.other.svc)";
+
+#[tokio::test]
+async fn a_denied_certificate_gets_nothing_signed_and_says_why() {
+    let cert = certificate("web", "ca", &["web.apps.svc"]);
+    let (ctx, mut api) = context_with(vec![policy(&["*.other.svc"])], ts(NOW));
+    let task = spawn(&cert, &ctx);
+    api.expect(Method::GET, CA_SECRET_PATH)
+        .await
+        .ok(to_json(&root_ca(ts(NOW))));
+    // Nothing in the Secret to keep: Ready=False, Denied, one Warning; no Secret write.
+    api.expect(Method::GET, SECRET_PATH).await.not_found();
+    let status = answer_status(api.expect(Method::PATCH, STATUS_PATH).await, &cert);
+    let event = api.expect(Method::POST, EVENTS_PATH).await;
+    let said = format!("{DENIAL} (the Secret needs a new certificate: the Secret does not exist)");
+    assert_eq!(
+        (&event.body["type"], &event.body["reason"], &event.body["note"]),
+        (&json!("Warning"), &json!("Denied"), &json!(said))
+    );
+    event.echo();
+    let metrics = ctx.metrics.encode().unwrap();
+    finish(task, ctx, api).await;
+    let ready = condition(&status, "Ready");
+    assert_eq!(
+        (&ready["status"], &ready["reason"], &ready["message"]),
+        (&json!("False"), &json!("Denied"), &json!(said))
+    );
+    assert!(
+        metrics.contains(r#"certkeeper_issuance_total{issuer_kind="Issuer",result="denied"} 1"#),
+        "{metrics}"
+    );
+
+    // Looked at again, unchanged: no second status write, no second Warning.
+    let cert = with_status(&cert, &status);
+    let (ctx, mut api) = context_with(
+        vec![policy(&["*.other.svc"])],
+        ts(NOW) + SignedDuration::from_mins(1),
+    );
+    let task = spawn(&cert, &ctx);
+    api.expect(Method::GET, CA_SECRET_PATH)
+        .await
+        .ok(to_json(&root_ca(ts(NOW))));
+    api.expect(Method::GET, SECRET_PATH).await.not_found();
+    let metrics = ctx.metrics.encode().unwrap();
+    finish(task, ctx, api).await;
+    assert!(
+        !metrics.contains(r#"result="denied"} 1"#),
+        "counted twice: {metrics}"
+    );
+}
+
+#[tokio::test]
+async fn a_certificate_is_issued_once_the_policy_allows_it() {
+    let cert = certificate("web", "ca", &["web.apps.svc"]);
+    let (ctx, mut api) = context_with(vec![policy(&["*.other.svc", "*.{namespace}.svc"])], ts(NOW));
+    let task = spawn(&cert, &ctx);
+    api.expect(Method::GET, CA_SECRET_PATH)
+        .await
+        .ok(to_json(&root_ca(ts(NOW))));
+    api.expect(Method::GET, SECRET_PATH).await.not_found();
+    let apply = api.expect(Method::PATCH, SECRET_PATH).await;
+    apply.echo();
+    let status = answer_status(api.expect(Method::PATCH, STATUS_PATH).await, &cert);
+    let event = api.expect(Method::POST, EVENTS_PATH).await;
+    assert_eq!(event.body["reason"], "Issued");
+    event.echo();
+    finish(task, ctx, api).await;
+    assert_eq!(condition(&status, "Ready")["status"], "True");
+}
+
+#[tokio::test]
+async fn a_policy_tightened_after_issuance_denies_the_renewal_only() {
+    // Issued while nothing guarded the issuer.
+    let cert = certificate("web", "ca", &["web.apps.svc"]);
+    let (ctx, mut api) = context_with(vec![], ts(NOW));
+    let task = spawn(&cert, &ctx);
+    api.expect(Method::GET, CA_SECRET_PATH)
+        .await
+        .ok(to_json(&root_ca(ts(NOW))));
+    api.expect(Method::GET, SECRET_PATH).await.not_found();
+    let apply = api.expect(Method::PATCH, SECRET_PATH).await;
+    let secret = apply.body.clone();
+    apply.echo();
+    let status = answer_status(api.expect(Method::PATCH, STATUS_PATH).await, &cert);
+    api.expect(Method::POST, EVENTS_PATH).await.echo();
+    finish(task, ctx, api).await;
+    let cert = with_status(&cert, &status);
+
+    // An hour later a policy no longer allows its name: the certificate in place stays (Ready),
+    // Issuing=False says it could not be renewed, one Warning.
+    let (ctx, mut api) = context_with(
+        vec![policy(&["*.other.svc"])],
+        ts(NOW) + SignedDuration::from_hours(1),
+    );
+    let task = spawn(&cert, &ctx);
+    api.expect(Method::GET, CA_SECRET_PATH)
+        .await
+        .ok(to_json(&root_ca(ts(NOW))));
+    api.expect(Method::GET, SECRET_PATH).await.ok(secret.clone());
+    let status = answer_status(api.expect(Method::PATCH, STATUS_PATH).await, &cert);
+    let event = api.expect(Method::POST, EVENTS_PATH).await;
+    assert_eq!(
+        (&event.body["reason"], &event.body["note"]),
+        (&json!("Denied"), &json!(DENIAL))
+    );
+    event.echo();
+    finish(task, ctx, api).await;
+    assert_eq!(condition(&status, "Ready")["status"], "True");
+    let issuing = condition(&status, "Issuing");
+    assert_eq!(
+        (&issuing["status"], &issuing["reason"]),
+        (&json!("False"), &json!("Denied"))
+    );
+    let cert = with_status(&cert, &status);
+
+    // Due for renewal: denied, Ready=False; warned already, so no second Warning.
+    let (ctx, mut api) = context_with(
+        vec![policy(&["*.other.svc"])],
+        ts(NOW) + SignedDuration::from_hours(17),
+    );
+    let task = spawn(&cert, &ctx);
+    api.expect(Method::GET, CA_SECRET_PATH)
+        .await
+        .ok(to_json(&root_ca(ts(NOW))));
+    api.expect(Method::GET, SECRET_PATH).await.ok(secret);
+    let status = answer_status(api.expect(Method::PATCH, STATUS_PATH).await, &cert);
+    finish(task, ctx, api).await;
+    let ready = condition(&status, "Ready");
+    assert_eq!(
+        (&ready["status"], &ready["reason"]),
+        (&json!("False"), &json!("Denied"))
+    );
+    let message = ready["message"].as_str().unwrap();
+    assert!(
+        message.starts_with(DENIAL) && message.contains("renewal time"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn a_policy_that_does_not_parse_denies() {
+    let spec = json!({
+        "selector": {"issuerRef": {"kind": "Issuer", "name": "ca"}},
+        "allowed": {"dnsNames": {"values": ["*.{namespace}.svc"]}},
+        "constraints": {"minDuration": "48h", "maxDuration": "24h"},
+    });
+    let broken = CompiledPolicy::compile(&CertificatePolicy::new(
+        "broken",
+        serde_json::from_value(spec).unwrap(),
+    ));
+    let cert = certificate("web", "ca", &["web.apps.svc"]);
+    let (ctx, mut api) = context_with(vec![broken], ts(NOW));
+    let task = spawn(&cert, &ctx);
+    api.expect(Method::GET, CA_SECRET_PATH)
+        .await
+        .ok(to_json(&root_ca(ts(NOW))));
+    api.expect(Method::GET, SECRET_PATH).await.not_found();
+    let status = answer_status(api.expect(Method::PATCH, STATUS_PATH).await, &cert);
+    api.expect(Method::POST, EVENTS_PATH).await.echo();
+    finish(task, ctx, api).await;
+    let ready = condition(&status, "Ready");
+    assert_eq!(ready["reason"], "Denied");
+    let message = ready["message"].as_str().unwrap();
+    assert!(
+        message.contains("CertificatePolicy \"broken\" is not Ready") && message.contains("minDuration"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn nothing_is_signed_while_the_policies_are_not_listed() {
+    let cert = certificate("web", "ca", &["web.apps.svc"]);
+    let (mut ctx, mut api) = context(vec![ca_issuer("ca", "root-ca")], vec![], ts(NOW));
+    Arc::get_mut(&mut ctx).unwrap().policies = Policies::unlisted(false);
+    let task = spawn(&cert, &ctx);
+    api.expect(Method::GET, CA_SECRET_PATH)
+        .await
+        .ok(to_json(&root_ca(ts(NOW))));
+    api.expect(Method::GET, SECRET_PATH).await.not_found();
+    let status = answer_status(api.expect(Method::PATCH, STATUS_PATH).await, &cert);
+    api.expect(Method::POST, EVENTS_PATH).await.echo();
+    let action = finish(task, ctx, api).await;
+    assert_eq!(condition(&status, "Ready")["reason"], "PolicyUnavailable");
+    assert_eq!(action, Action::requeue(std::time::Duration::from_secs(5)));
+}
