@@ -16,13 +16,15 @@ use crate::api::{Certificate, CertificateSpec, GROUP, IssuerRef};
 
 /// The resources of certkeeper.io/v1, plural, as discovery lists them.
 /// A controller without the CertificateRevocation CRD never gets ready (its watch of records
-/// never lists), so that one is checked too.
-const RESOURCES: [&str; 5] = [
+/// never lists), and one without the CertificatePolicy CRD signs nothing (PolicyUnavailable),
+/// so those are checked too.
+const RESOURCES: [&str; 6] = [
     "certificates",
     "issuers",
     "clusterissuers",
     "bundles",
     "certificaterevocations",
+    "certificatepolicies",
 ];
 /// Between two attempts of `--wait`.
 const RETRY_EVERY: Duration = Duration::from_secs(2);

@@ -4,6 +4,7 @@
 //! files, `DIR/NAMESPACE/SECRETNAME/{tls.crt,tls.key,ca.crt}`. Everything that decides runs the
 //! controller's code: spec validation and defaults, CA loading, the trigger policies (so a
 //! re-run keeps what is still valid and matches), renewal times, signing and the Secret layout.
+//! CertificatePolicies among the manifests guard their issuers as they would in the cluster.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -16,6 +17,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 
 use super::manifests::{self, Document};
+use super::policy::PolicySet;
 use super::text::wrap;
 use super::{CliError, Outcome, convert};
 use crate::api::{
@@ -27,6 +29,7 @@ use crate::certificate::schedule;
 use crate::certificate::secret::{self, SecretState};
 use crate::certificate::spec::{self, ValidatedSpec};
 use crate::certificate::triggers::{self, Decision, PolicyInput, Signer};
+use crate::issuance_policy::PolicyDecision;
 use crate::issuer::ca::load_ca;
 
 /// Data keys holding private key material: written mode 0600.
@@ -99,6 +102,8 @@ enum Source {
 pub fn issue_all(documents: &[Document], settings: &Settings, now: Timestamp) -> Outcome {
     let mut outcome = Outcome::default();
     let objects = load(documents, settings, &mut outcome);
+    // The CertificatePolicies among the manifests guard their issuers here as in a cluster.
+    let policies = PolicySet::from_documents(documents, &settings.default_namespace, false, &mut outcome);
     let unreadable = outcome.failures.len();
     let certificates = &objects.certificates;
     let total = certificates.len();
@@ -131,6 +136,12 @@ pub fn issue_all(documents: &[Document], settings: &Settings, now: Timestamp) ->
         }
         let planned = spec::validate(&cert.spec)
             .map_err(|e| e.0)
+            .and_then(|spec| match policies.decide(cert, &spec) {
+                PolicyDecision::Denied(why) | PolicyDecision::Unavailable(why) => {
+                    Err(format!("Denied: {why}"))
+                }
+                PolicyDecision::Unguarded | PolicyDecision::Allowed(_) => Ok(spec),
+            })
             .and_then(|spec| Ok((spec, source(cert, &objects, &producers, settings)?)));
         match planned {
             Ok(plan) => {

@@ -1,6 +1,6 @@
 //! The command line: `controller` runs the operator, `crd` prints the CRDs, and the commands
-//! people on call and developers reach for: `status`, `renew`, `revoke`, `inspect`, `check`, `convert`
-//! and `issue` (no cluster needed). One file per command; each shares the controller's pure
+//! people on call and developers reach for: `status`, `renew`, `revoke`, `inspect`, `check`, `convert`,
+//! `policy check` and `issue` (no cluster needed). One file per command; each shares the controller's pure
 //! code (spec validation, triggers, pki) rather than a copy of it.
 //!
 //! The binary also works as a kubectl plugin: linked or installed as `kubectl-certkeeper`, it
@@ -13,6 +13,7 @@ pub mod inspect;
 pub mod issue;
 pub mod manifests;
 pub mod material;
+pub mod policy;
 pub mod renew;
 pub mod revoke;
 pub mod status;
@@ -69,6 +70,8 @@ pub enum Command {
     Convert(convert::ConvertArgs),
     /// Issue certificates from manifests into files, without a cluster.
     Issue(issue::IssueArgs),
+    /// Judge Certificates against the CertificatePolicies, as the controller would.
+    Policy(policy::PolicyArgs),
 }
 
 /// `-n/--namespace` and `-A`, as kubectl spells them.
@@ -351,5 +354,6 @@ pub async fn dispatch(cli: Cli) -> Result<(), CliError> {
         }
         Command::Convert(args) => convert::run(&args)?.finish(),
         Command::Issue(args) => issue::run(&args, now)?.finish(),
+        Command::Policy(args) => policy::run(&args).await?.finish(),
     }
 }

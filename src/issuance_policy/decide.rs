@@ -324,3 +324,44 @@ pub fn request_json(spec: &ValidatedSpec) -> serde_json::Value {
         },
     })
 }
+
+/// What one policy says of a request, for people (`certkeeper policy check`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Explained {
+    /// It does not guard the Certificate's issuer.
+    OtherIssuer,
+    /// It guards the issuer but does not select the Certificate's namespace.
+    OtherNamespace,
+    Allows,
+    Refuses(String),
+    /// It cannot be read: it allows nothing.
+    NotReady(String),
+}
+
+/// What each policy says of `request` for `issuer`, by name; `decide` gives the outcome.
+pub fn explain(
+    policies: &[Arc<CompiledPolicy>],
+    issuer: &IssuerId<'_>,
+    labels: Option<&BTreeMap<String, String>>,
+    request: &Request<'_>,
+) -> Vec<(String, Explained)> {
+    policies
+        .iter()
+        .map(|policy| {
+            let said = if !policy.selector.selects_issuer(issuer.kind, issuer.name) {
+                Explained::OtherIssuer
+            } else if policy.selector.selects_namespace(request.namespace, labels) == Some(false) {
+                Explained::OtherNamespace
+            } else {
+                match &policy.rules {
+                    Err(why) => Explained::NotReady(why.clone()),
+                    Ok(rules) => match judge(rules, request) {
+                        Ok(()) => Explained::Allows,
+                        Err(why) => Explained::Refuses(why),
+                    },
+                }
+            };
+            (policy.name.clone(), said)
+        })
+        .collect()
+}

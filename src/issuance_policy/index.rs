@@ -92,6 +92,17 @@ impl Policies {
         self.read().policies.iter().any(|p| p.selector.reads_labels())
     }
 
+    /// What each policy says of `request` for `issuer` (empty before the policies are listed).
+    pub fn explain(&self, issuer: &IssuerId<'_>, request: &Request<'_>) -> Vec<(String, super::Explained)> {
+        let state = self.read();
+        let labels = state
+            .namespaces
+            .get(request.namespace)
+            .cloned()
+            .unwrap_or_default();
+        super::explain(&state.policies, issuer, Some(&labels), request)
+    }
+
     /// Judges `request` for `issuer`.
     pub fn decide(&self, issuer: &IssuerId<'_>, request: &Request<'_>) -> PolicyDecision {
         let state = self.read();

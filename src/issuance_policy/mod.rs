@@ -13,5 +13,7 @@ pub mod patterns;
 mod tests;
 
 pub use compile::{CompiledPolicy, Selector};
-pub use decide::{IssuerId, PolicyDecision, Request, decide, go_duration, judge, request_json};
+pub use decide::{
+    Explained, IssuerId, PolicyDecision, Request, decide, explain, go_duration, judge, request_json,
+};
 pub use index::{Changed, Policies};
