@@ -7,6 +7,7 @@ mod cli;
 mod lifecycle;
 mod observability;
 mod operations;
+mod policy;
 mod revocation;
 mod rotation;
 mod support;

@@ -15,7 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use certkeeper::api::{Bundle, Certificate, ClusterIssuer, Issuer};
+use certkeeper::api::{Bundle, Certificate, CertificatePolicy, ClusterIssuer, Issuer};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -142,6 +142,7 @@ impl TestEnv {
             "Issuer" => (ApiResource::erase::<Issuer>(&()), true),
             "ClusterIssuer" => (ApiResource::erase::<ClusterIssuer>(&()), false),
             "Bundle" => (ApiResource::erase::<Bundle>(&()), false),
+            "CertificatePolicy" => (ApiResource::erase::<CertificatePolicy>(&()), false),
             other => panic!("the e2e suite does not apply {other} objects"),
         };
         let api: Api<DynamicObject> = if namespaced {

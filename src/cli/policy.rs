@@ -13,6 +13,7 @@ use kube::{Client, ResourceExt};
 use serde_json::Value;
 
 use super::manifests::{self, Document};
+use super::text::wrap;
 use super::{CliError, ClusterArgs, Outcome, convert, namespace_or_default};
 use crate::api::{Certificate, CertificatePolicy, ClusterIssuer, GROUP, Issuer};
 use crate::certificate::spec;
@@ -283,7 +284,7 @@ pub fn check_all(documents: &[Document], set: &PolicySet, default_namespace: &st
             PolicyDecision::Denied(why) => format!("denied: {why}"),
             PolicyDecision::Unavailable(why) => format!("cannot be judged: {why}"),
         };
-        outcome.line(format!("{described}: {verdict}"));
+        outcome.line(wrap(&format!("{described}:"), &verdict, 4));
         for (policy, said) in set.explain(&cert, &spec) {
             let line = match said {
                 Explained::OtherIssuer => continue,
@@ -292,7 +293,7 @@ pub fn check_all(documents: &[Document], set: &PolicySet, default_namespace: &st
                 Explained::Refuses(why) => format!("refuses: {why}"),
                 Explained::NotReady(why) => format!("is not Ready, allows nothing: {why}"),
             };
-            outcome.line(format!("  CertificatePolicy {policy:?} {line}"));
+            outcome.line(wrap(&format!("  CertificatePolicy {policy:?}"), &line, 6));
         }
         if matches!(
             decision,

@@ -27,7 +27,8 @@ fn discovery() -> Value {
                          resource("issuers", "Issuer", true),
                          resource("clusterissuers", "ClusterIssuer", false),
                          resource("bundles", "Bundle", false),
-                         resource("certificaterevocations", "CertificateRevocation", true)]})
+                         resource("certificaterevocations", "CertificateRevocation", true),
+                         resource("certificatepolicies", "CertificatePolicy", false)]})
 }
 
 fn crd(name: &str, established: &str) -> Value {
@@ -50,6 +51,7 @@ async fn answer_healthy(server: &mut ApiServer) {
         "clusterissuers",
         "bundles",
         "certificaterevocations",
+        "certificatepolicies",
     ] {
         let name = format!("{name}.certkeeper.io");
         let path = format!("/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}");
@@ -132,6 +134,7 @@ async fn a_refused_dry_run_fails_the_check() {
         "clusterissuers",
         "bundles",
         "certificaterevocations",
+        "certificatepolicies",
     ] {
         let name = format!("{name}.certkeeper.io");
         let path = format!("/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}");

@@ -7,6 +7,7 @@ mod convert;
 mod help;
 mod inspect;
 mod issue;
+mod policy;
 mod renew;
 mod revoke;
 mod status;
