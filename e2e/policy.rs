@@ -79,7 +79,10 @@ async fn each_namespace_gets_its_own_identity_from_a_shared_issuer_and_is_refuse
     .await;
     let policies: Api<CertificatePolicy> = Api::all(env.client.clone());
     env.eventually("CertificatePolicy Ready=True", TIMEOUT, async || {
-        let policy = policies.get(&policy_name).await.map_err(|e| format!("get: {e}"))?;
+        let policy = policies
+            .get(&policy_name)
+            .await
+            .map_err(|e| format!("get: {e}"))?;
         let conditions = policy.status.map(|s| s.conditions).unwrap_or_default();
         match conditions.iter().find(|c| c.type_ == "Ready") {
             Some(c) if c.status == "True" => Ok(()),
@@ -107,9 +110,11 @@ async fn each_namespace_gets_its_own_identity_from_a_shared_issuer_and_is_refuse
         async move { api.get(&name).await.map_err(|e| format!("get: {e}")) }
     };
     for (namespace, name) in [(&ns_a, "api"), (&ns_b, "web")] {
-        env.eventually(&format!("Certificate {namespace}/{name} Ready"), TIMEOUT, async || {
-            ready(&certificate_in(namespace, name).await?)
-        })
+        env.eventually(
+            &format!("Certificate {namespace}/{name} Ready"),
+            TIMEOUT,
+            async || ready(&certificate_in(namespace, name).await?),
+        )
         .await;
     }
     let denied = env
@@ -123,17 +128,25 @@ async fn each_namespace_gets_its_own_identity_from_a_shared_issuer_and_is_refuse
         })
         .await;
     assert!(
-        denied.contains(&format!("spiffe://cluster.local/ns/{ns_a}/sa/impostor")) && denied.contains(&policy_name),
+        denied.contains(&format!("spiffe://cluster.local/ns/{ns_a}/sa/impostor"))
+            && denied.contains(&policy_name),
         "the denial names the refused URI and the policy: {denied}"
     );
     let secrets: Api<Secret> = Api::namespaced(env.client.clone(), &ns_b);
     assert!(
-        secrets.get_opt("impostor-tls").await.expect("get Secret").is_none(),
+        secrets
+            .get_opt("impostor-tls")
+            .await
+            .expect("get Secret")
+            .is_none(),
         "a denied Certificate got a Secret"
     );
     let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(env.client.clone(), &ns_b);
     env.eventually("a Warning Event Denied on the impostor", TIMEOUT, async || {
-        let list = events.list(&Default::default()).await.map_err(|e| format!("list: {e}"))?;
+        let list = events
+            .list(&Default::default())
+            .await
+            .map_err(|e| format!("list: {e}"))?;
         list.items
             .iter()
             .find(|e| {
@@ -162,9 +175,11 @@ async fn each_namespace_gets_its_own_identity_from_a_shared_issuer_and_is_refuse
         },
     }))
     .await;
-    env.eventually("the impostor Ready after the policy edit", Duration::from_secs(20), async || {
-        ready(&certificate_in(&ns_b, "impostor").await?)
-    })
+    env.eventually(
+        "the impostor Ready after the policy edit",
+        Duration::from_secs(20),
+        async || ready(&certificate_in(&ns_b, "impostor").await?),
+    )
     .await;
 
     // Cluster-scoped objects and the second namespace go with the test.

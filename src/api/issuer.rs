@@ -188,6 +188,10 @@ pub struct Rotation {
     /// SHA-256 fingerprint of the CA certificate the rotation moves certificates to.
     #[serde(rename = "caFingerprintSHA256")]
     pub ca_fingerprint_sha256: String,
+    /// Certificates (`namespace/name`) that could not be re-issued within the re-issue window
+    /// (denied by a policy, failing) and were left under the previous CA.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub left_out: Vec<String>,
 }
 
 /// The phases of a CA rotation.

@@ -781,6 +781,7 @@ fn rotating_issuer(
             trust_distributed_at: None,
             previous_fingerprint_sha256: Some(old.fingerprint_sha256.clone()),
             ca_fingerprint_sha256: new.fingerprint_sha256.clone(),
+            left_out: Vec::new(),
         }),
         ..Default::default()
     });

@@ -20,6 +20,7 @@ use crate::api::{
 };
 use crate::bundle::sources::uses_issuer;
 use crate::bundle::status::distributes;
+use crate::certificate::status::ISSUING;
 use crate::cluster::revocations::{IssuerRecords, revoked_serial};
 use crate::context::{Context, FIELD_MANAGER};
 use crate::error::Error;
@@ -102,6 +103,7 @@ fn progress<K: IssuerObject>(
     let mut progress = Progress {
         trust_distributed: true,
         reissued: true,
+        blocked: Vec::new(),
     };
     // A Bundle leaves expired certificates out: an expired previous root is not waited for.
     let anchors: Vec<String> = previous
@@ -159,8 +161,19 @@ fn progress<K: IssuerObject>(
         };
         progress.trust_distributed &=
             verdict.ca_pem.as_ref().map(<[u8; 32]>::as_slice) == Some(expected_ca_pem.as_ref());
-        progress.reissued &= verdict.under_current_ca
+        let moved = verdict.under_current_ca
             && verdict.signer.as_ref().map(<[u8; 32]>::as_slice) == Some(ca_id.as_ref());
+        // Ready, but nothing can be issued for it now (a policy denies it, issuance fails).
+        let blocked = cert
+            .status
+            .as_ref()
+            .and_then(|s| find_condition(&s.conditions, ISSUING))
+            .is_some_and(|c| c.status == "False");
+        match (moved, blocked) {
+            (true, _) => {}
+            (false, true) => progress.blocked.push(format!("{}/{}", key.0, key.1)),
+            (false, false) => progress.reissued = false,
+        }
     }
     progress
 }

@@ -15,6 +15,8 @@ pub const TRUST_DISTRIBUTED: &str = "TrustDistributed";
 pub const ROTATION_COMPLETED: &str = "RotationCompleted";
 pub const EMERGENCY_ROTATION: &str = "EmergencyRotation";
 pub const NOTHING_TO_DISTRUST: &str = "NothingToDistrust";
+/// Certificates that could not be re-issued within the window were left under the old CA.
+pub const ROTATION_LEFT_OUT: &str = "RotationLeftOut";
 
 /// How long a distrust request made while nothing is to distrust waits for the CA change it
 /// is meant for; after that it is recorded as answered, so a later routine rotation is not
@@ -68,13 +70,20 @@ impl AnchorCertificate {
 
 /// How far an issuer's Certificates have got, from what the controller last found in their
 /// Secrets. Certificates that are failing for reasons of their own are not waited for.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Progress {
     /// Every Secret (and every Bundle sourcing the issuer) holds exactly the status's anchors.
     pub trust_distributed: bool,
-    /// Every Secret holds a certificate signed by the current CA.
+    /// Every Secret holds a certificate signed by the current CA, but for `blocked` ones.
     pub reissued: bool,
+    /// Certificates (`namespace/name`) still under the previous CA that cannot be re-issued
+    /// now (`Issuing=False`: denied by a policy, failing): waited for until the re-issue window
+    /// ends, then left out of the rotation.
+    pub blocked: Vec<String>,
 }
+
+/// How many left-out Certificates an issuer's status and Event name; the rest are counted.
+const LEFT_OUT_SHOWN: usize = 20;
 
 /// An issuer Event to publish.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -196,6 +205,7 @@ pub fn plan(
                 trust_distributed_at: None,
                 previous_fingerprint_sha256: Some(old.fingerprint_sha256.clone()),
                 ca_fingerprint_sha256: ca.fingerprint.clone(),
+                left_out: Vec::new(),
             });
             plan.events.push(event(
                 ROTATION_STARTED,
@@ -245,6 +255,7 @@ pub fn plan(
                         .and_then(|r| r.previous_fingerprint_sha256.clone())
                         .filter(|_| has_previous),
                     ca_fingerprint_sha256: ca.fingerprint.clone(),
+                    left_out: Vec::new(),
                 });
                 plan.events.push(event(
                     ROTATION_STARTED,
@@ -346,7 +357,29 @@ pub fn plan(
                 .trust_anchors
                 .iter()
                 .any(|a| a.role == TrustAnchorRole::Previous);
-            if progress.reissued {
+            let last_slot = rotation.phase_started_at.0 + settings.reissue_window;
+            // A Certificate that cannot be re-issued (denied, failing) does not hold the
+            // rotation forever: once the window is over it is left out, and said so.
+            let moved = progress.reissued && (progress.blocked.is_empty() || now >= last_slot);
+            if moved && !progress.blocked.is_empty() {
+                let mut named: Vec<String> = progress.blocked.iter().take(LEFT_OUT_SHOWN).cloned().collect();
+                if progress.blocked.len() > LEFT_OUT_SHOWN {
+                    named.push(format!("and {} more", progress.blocked.len() - LEFT_OUT_SHOWN));
+                }
+                rotation.left_out = named.clone();
+                plan.events.push(RotationEvent {
+                    reason: ROTATION_LEFT_OUT,
+                    note: format!(
+                        "{} Certificate(s) could not be re-issued within the {} window and keep a \
+                         certificate of the previous CA: {}",
+                        progress.blocked.len(),
+                        settings.reissue_window,
+                        named.join(", ")
+                    ),
+                    warning: true,
+                });
+            }
+            if moved {
                 if has_previous {
                     rotation.phase = RotationPhase::Retiring;
                     rotation.phase_started_at = Time(now);
@@ -359,7 +392,6 @@ pub fn plan(
                     ));
                 }
             } else {
-                let last_slot = rotation.phase_started_at.0 + settings.reissue_window;
                 plan.wake_at = Some(last_slot.max(now));
             }
         }
@@ -552,10 +584,12 @@ mod tests {
     const ALL: Progress = Progress {
         trust_distributed: true,
         reissued: true,
+        blocked: Vec::new(),
     };
     const NONE: Progress = Progress {
         trust_distributed: false,
         reissued: false,
+        blocked: Vec::new(),
     };
 
     #[test]
@@ -564,6 +598,40 @@ mod tests {
         assert_eq!(status.trust_anchors.len(), 1);
         assert_eq!(status.trust_anchors[0].role, TrustAnchorRole::Current);
         assert_eq!(status.rotation, None);
+    }
+
+    #[test]
+    fn a_certificate_that_cannot_be_reissued_is_left_out_after_the_window_and_named() {
+        let s = RotationSettings::default();
+        let mut status = settled("CA1", "R1");
+        let new = ca("CA2", "R2");
+        status = apply(&status, &plan(&status, &new, NONE, None, s, at(0)), "CA2");
+        status = apply(&status, &plan(&status, &new, ALL, None, s, at(2)), "CA2");
+        let p = plan(&status, &new, NONE, None, s, at(7));
+        assert_eq!(p.rotation.as_ref().unwrap().phase, RotationPhase::Reissuing);
+        status = apply(&status, &p, "CA2");
+
+        // Everything else moved; one Certificate is denied by a policy (Issuing=False).
+        let denied = Progress {
+            blocked: vec!["shop/impostor".into()],
+            ..ALL
+        };
+        // Within the window it is still waited for.
+        let p = plan(&status, &new, denied.clone(), None, s, at(12));
+        assert_eq!(p.rotation.as_ref().unwrap().phase, RotationPhase::Reissuing);
+        assert_eq!(p.wake_at, Some(at(17)));
+        assert!(p.events.is_empty());
+        // At the window's end it is left out: the rotation moves on, names it, and warns once.
+        let p = plan(&status, &new, denied.clone(), None, s, at(17));
+        let rotation = p.rotation.clone().unwrap();
+        assert_eq!(rotation.phase, RotationPhase::Retiring);
+        assert_eq!(rotation.left_out, ["shop/impostor"]);
+        assert_eq!(reasons(&p), [ROTATION_LEFT_OUT]);
+        assert!(p.events[0].warning);
+        assert!(p.events[0].note.contains("shop/impostor"), "{}", p.events[0].note);
+        status = apply(&status, &p, "CA2");
+        let p = plan(&status, &new, denied, None, s, at(18));
+        assert!(p.events.is_empty(), "warned twice: {:?}", p.events);
     }
 
     #[test]

@@ -727,6 +727,7 @@ mod rotation {
             trust_distributed_at: None,
             previous_fingerprint_sha256: None,
             ca_fingerprint_sha256: "AB".into(),
+            left_out: Vec::new(),
         });
         let (status, _, _) = reconcile_issuer(&issuer, &new, at, |ctx| {
             let (cert, verdict) = reissued();

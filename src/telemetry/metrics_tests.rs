@@ -841,6 +841,7 @@ fn rotation_phase_is_one_hot_for_each_ca_issuer_with_trust_anchors() {
             trust_distributed_at: None,
             previous_fingerprint_sha256: None,
             ca_fingerprint_sha256: "CD".into(),
+            left_out: Vec::new(),
         });
     }
     let mut settled = testing::ca_cluster_issuer("root", "root-ca");

@@ -2,9 +2,9 @@
 //! README's mesh example, judged by the controller's decision.
 
 use super::*;
+use crate::cli::Outcome;
 use crate::cli::manifests;
 use crate::cli::policy::{PolicySet, check_all};
-use crate::cli::Outcome;
 
 fn example(file: &str) -> Vec<manifests::Document> {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -71,24 +71,34 @@ fn a_namespace_outside_the_selector_is_told_so() {
     check_all(&certificate, &set, "default", &mut outcome);
     let text = outcome.output.split_whitespace().collect::<Vec<_>>().join(" ");
     assert!(
-        text.contains("denied: no CertificatePolicy selects namespace \"legacy\" for ClusterIssuer \"mesh-ca\""),
+        text.contains(
+            "denied: no CertificatePolicy selects namespace \"legacy\" for ClusterIssuer \"mesh-ca\""
+        ),
         "{}",
         outcome.output
     );
-    assert!(text.contains("CertificatePolicy \"mesh-identities\" does not select its namespace"), "{text}");
+    assert!(
+        text.contains("CertificatePolicy \"mesh-identities\" does not select its namespace"),
+        "{text}"
+    );
 }
 
 #[test]
 fn issue_refuses_what_a_policy_among_its_manifests_denies() {
     let dir = tempfile::tempdir().unwrap();
     // The directory holds impersonation.yaml too, as `issue -f manifests/examples/policy/` reads it.
-    let documents = manifests::read_all(&[std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("manifests/examples/policy")])
+    let documents = manifests::read_all(&[
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests/examples/policy")
+    ])
     .unwrap();
     let outcome = crate::cli::issue::issue_all(&documents, &issue_settings(dir.path()), now());
     assert_printable(&outcome.output);
     // The mesh CA and both workloads are issued; the impersonation is not, and says why.
-    assert!(outcome.output.contains("certkeeper-system/mesh-ca"), "{}", outcome.output);
+    assert!(
+        outcome.output.contains("certkeeper-system/mesh-ca"),
+        "{}",
+        outcome.output
+    );
     assert!(dir.path().join("payments/api-tls/tls.crt").exists());
     assert!(dir.path().join("shop/web-tls/tls.crt").exists());
     assert!(!dir.path().join("shop/not-payments-tls").exists());
