@@ -1,0 +1,3 @@
+//! Issuance policy (CertificatePolicy): which Certificates an issuer may sign.
+
+pub mod patterns;
