@@ -1,3 +1,4 @@
 //! Issuance policy (CertificatePolicy): which Certificates an issuer may sign.
 
+pub mod cel;
 pub mod patterns;
