@@ -433,6 +433,8 @@ fn email_matches(email: &str, constraint: &str) -> bool {
         return true;
     }
     match constraint.rsplit_once('@') {
+        // `@host` is the host (OpenSSL reads it so).
+        Some(("", want_host)) => host.eq_ignore_ascii_case(want_host),
         Some((want_local, want_host)) => local == want_local && host.eq_ignore_ascii_case(want_host),
         None => host_matches(host, constraint),
     }
@@ -563,7 +565,8 @@ impl Judge<'_> {
         }
         for email in &names.email_addresses {
             let (p, e) = (&permitted.email_addresses, &excluded.email_addresses);
-            if !email.contains('@') && !(p.is_empty() && e.is_empty()) {
+            let constrained = !p.is_empty() || !e.is_empty();
+            if constrained && !email.contains('@') {
                 return Err(self.unchecked("rfc822Name", email, "it has no @"));
             }
             self.judge("rfc822Name", email, "emailAddresses", p, e, |c| {
@@ -671,35 +674,24 @@ impl Judge<'_> {
     fn sub_ca(&self, child: &NameConstraints) -> Result<(), String> {
         let (permitted, excluded) = (&self.constraints.permitted, &self.constraints.excluded);
         let asked = &child.permitted;
-        let sides: [(&str, &[String], &[String], &[String], fn(&str, &str) -> bool); 3] = [
-            (
-                "dnsDomains",
-                &asked.dns_domains,
-                &permitted.dns_domains,
-                &excluded.dns_domains,
-                dns_within,
-            ),
-            (
-                "emailAddresses",
-                &asked.email_addresses,
-                &permitted.email_addresses,
-                &excluded.email_addresses,
-                email_within,
-            ),
-            (
-                "uriDomains",
-                &asked.uri_domains,
-                &permitted.uri_domains,
-                &excluded.uri_domains,
-                uri_within,
-            ),
-        ];
-        for (field, asked, permitted, excluded, within) in sides {
-            for entry in asked {
-                let kind = format!("nameConstraints.permitted.{field} entry");
-                self.judge(&kind, entry, field, permitted, excluded, |c| within(entry, c))?;
-            }
-        }
+        self.sub_ca_side(
+            "dnsDomains",
+            &asked.dns_domains,
+            (&permitted.dns_domains, &excluded.dns_domains),
+            dns_within,
+        )?;
+        self.sub_ca_side(
+            "emailAddresses",
+            &asked.email_addresses,
+            (&permitted.email_addresses, &excluded.email_addresses),
+            email_within,
+        )?;
+        self.sub_ca_side(
+            "uriDomains",
+            &asked.uri_domains,
+            (&permitted.uri_domains, &excluded.uri_domains),
+            uri_within,
+        )?;
         for range in &asked.ip_ranges {
             let shown = range.to_string();
             let kind = "nameConstraints.permitted.ipRanges entry";
@@ -712,6 +704,21 @@ impl Judge<'_> {
                 &excluded.ip_ranges,
                 |c| range.within(c),
             )?;
+        }
+        Ok(())
+    }
+
+    /// A sub-CA's permitted entries of one type against this CA's (permitted, excluded).
+    fn sub_ca_side(
+        &self,
+        field: &str,
+        asked: &[String],
+        (permitted, excluded): (&[String], &[String]),
+        within: fn(&str, &str) -> bool,
+    ) -> Result<(), String> {
+        let kind = format!("nameConstraints.permitted.{field} entry");
+        for entry in asked {
+            self.judge(&kind, entry, field, permitted, excluded, |c| within(entry, c))?;
         }
         Ok(())
     }
@@ -840,6 +847,14 @@ mod tests {
         assert!(!hostname_like("a..b"));
         assert!(!hostname_like("-a.b"));
         assert!(!hostname_like("a-.b"));
+    }
+
+    #[test]
+    fn email_constraints_read_as_openssl_reads_them() {
+        assert!(email_matches("ops@team.svc", "@Team.svc"));
+        assert!(email_matches("ops@TEAM.svc", "ops@team.svc"));
+        assert!(!email_matches("OPS@team.svc", "ops@team.svc"));
+        assert!(!email_matches("no-at-sign", "team.svc"));
     }
 
     #[test]
