@@ -37,6 +37,7 @@ pub(crate) const GO_DURATION_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|
 )]
 #[x_kube(
     validation = Rule::new("!has(self.renewBefore) || !has(self.renewBeforePercentage)").message("renewBefore and renewBeforePercentage are mutually exclusive"),
+    validation = Rule::new("!has(self.nameConstraints) || (has(self.isCA) && self.isCA)").message("nameConstraints is only allowed with isCA: true"),
     validation = Rule::new("has(self.commonName) || (has(self.dnsNames) && size(self.dnsNames) > 0) || (has(self.ipAddresses) && size(self.ipAddresses) > 0) || (has(self.uris) && size(self.uris) > 0) || (has(self.emailAddresses) && size(self.emailAddresses) > 0)").message("at least one of commonName, dnsNames, ipAddresses, uris or emailAddresses must be set"),
 )]
 #[serde(rename_all = "camelCase")]
@@ -96,6 +97,11 @@ pub struct CertificateSpec {
     /// Issue a CA certificate (basicConstraints CA:TRUE, cert sign, CRL sign).
     #[serde(default, rename = "isCA", skip_serializing_if = "Option::is_none")]
     pub is_ca: Option<bool>,
+
+    /// X.509 name constraints written into the CA certificate (only with isCA): the names the
+    /// certificates it signs may (permitted) and may not (excluded) carry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name_constraints: Option<NameConstraintsSpec>,
 
     /// Key usages and extended key usages. Default: digital signature, key encipherment (RSA
     /// only), server auth and client auth.
@@ -185,6 +191,43 @@ pub struct Subject {
     pub postal_codes: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub serial_number: Option<String>,
+}
+
+/// Name constraints of a CA certificate (cert-manager's `spec.nameConstraints`).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NameConstraintsSpec {
+    /// Mark the extension critical (RFC 5280 asks for it; some older clients refuse it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub critical: Option<bool>,
+    /// Names the certificates below this CA may carry: for each type listed, one of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub permitted: Option<NameConstraintItem>,
+    /// Names the certificates below this CA may not carry; checked before permitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub excluded: Option<NameConstraintItem>,
+}
+
+/// One side of the name constraints, by name type.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NameConstraintItem {
+    /// DNS domains: `team.svc` is the domain and its subdomains, `.team.svc` only subdomains.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1000), inner(length(min = 1, max = 253)))]
+    pub dns_domains: Option<Vec<String>>,
+    /// IP ranges in CIDR notation (`10.0.0.0/8`, `fd00::/8`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1000), inner(length(min = 1, max = 49)))]
+    pub ip_ranges: Option<Vec<String>>,
+    /// Email: a mailbox (`ops@team.svc`), a host (`team.svc`) or `.team.svc` (its subdomains).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1000), inner(length(min = 1, max = 254)))]
+    pub email_addresses: Option<Vec<String>>,
+    /// URI hosts: `team.svc` that host, `.team.svc` its subdomains.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1000), inner(length(min = 1, max = 253)))]
+    pub uri_domains: Option<Vec<String>>,
 }
 
 /// Private key options (cert-manager's `spec.privateKey`).

@@ -172,6 +172,21 @@ mod tests {
         assert!(!with_key(json!({"algorithm": "ECDSA", "size": 2048})));
     }
 
+    #[test]
+    fn schema_refuses_name_constraints_without_is_ca() {
+        let with = |is_ca: Option<bool>| {
+            let mut spec = json!({"secretName": "s", "issuerRef": {"name": "i"}, "commonName": "Team CA",
+                                  "nameConstraints": {"permitted": {"dnsDomains": ["team.svc"]}}});
+            if let Some(is_ca) = is_ca {
+                spec["isCA"] = json!(is_ca);
+            }
+            certificate_rules_pass(spec)
+        };
+        assert!(with(Some(true)));
+        assert!(!with(Some(false)));
+        assert!(!with(None));
+    }
+
     /// The openAPIV3Schema of the CRD of `kind`, as JSON.
     fn schema_of(kind: &str) -> serde_json::Value {
         let crd = all_crds()

@@ -15,8 +15,8 @@ pub use bundle::{
 };
 pub use certificate::{
     AdditionalOutputFormat, Certificate, CertificateSpec, CertificateStatus, ExpiryWarningStatus, IssuerRef,
-    OutputFormatType, PrivateKeyRotationPolicy, PrivateKeySpec, SecretDeletionPolicy, SecretTemplate,
-    Subject,
+    NameConstraintItem, NameConstraintsSpec, OutputFormatType, PrivateKeyRotationPolicy, PrivateKeySpec,
+    SecretDeletionPolicy, SecretTemplate, Subject,
 };
 pub use condition::{ConditionStatus, condition, find_condition, set_condition};
 pub use crd::{all_crds, crds_yaml};

@@ -230,6 +230,53 @@ fn spec_mismatch_names_what_differs() {
 }
 
 #[test]
+fn a_ca_certificate_whose_name_constraints_differ_from_the_spec_is_reissued() {
+    let mut cert = certificate("team-ca", "self", &[]);
+    cert.spec.dns_names = None;
+    cert.spec.common_name = Some("Team CA".into());
+    cert.spec.is_ca = Some(true);
+    let team = |domains: serde_json::Value| {
+        Some(
+            serde_json::from_value(
+                serde_json::json!({"critical": true, "permitted": {"dnsDomains": domains}}),
+            )
+            .unwrap(),
+        )
+    };
+    cert.spec.name_constraints = team(serde_json::json!(["team.svc", "cluster.local"]));
+    let (current, _) = issued(&cert);
+    let mismatch = |c: &Certificate| {
+        let spec = spec::validate(&c.spec).unwrap();
+        triggers::spec_mismatch(&spec, &Signer::SelfSigned, &current).map(|t| t.message)
+    };
+    assert_eq!(mismatch(&cert), None);
+    // The order of the entries does not matter.
+    let mut reordered = cert.clone();
+    reordered.spec.name_constraints = team(serde_json::json!(["cluster.local", "team.svc"]));
+    assert_eq!(mismatch(&reordered), None);
+
+    let expected = Some("the certificate differs from the spec in: nameConstraints".to_owned());
+    let mut narrowed = cert.clone();
+    narrowed.spec.name_constraints = team(serde_json::json!(["team.svc"]));
+    assert_eq!(mismatch(&narrowed), expected);
+    let mut not_critical = cert.clone();
+    if let Some(nc) = not_critical.spec.name_constraints.as_mut() {
+        nc.critical = None;
+    }
+    assert_eq!(mismatch(&not_critical), expected);
+    let mut dropped = cert.clone();
+    dropped.spec.name_constraints = None;
+    assert_eq!(mismatch(&dropped), expected);
+
+    // A CA certificate issued before the spec asked for constraints lacks them.
+    let (unconstrained, _) = issued(&dropped);
+    let spec = spec::validate(&cert.spec).unwrap();
+    let trigger = triggers::spec_mismatch(&spec, &Signer::SelfSigned, &unconstrained).unwrap();
+    assert_eq!(trigger.reason, TriggerReason::SpecMismatch);
+    assert_eq!(Some(trigger.message), expected);
+}
+
+#[test]
 fn renewal_request_after_issuance_triggers_once_and_future_requests_wait() {
     let cert = certificate("web", "self", &["web"]);
     let (current, _) = issued(&cert);

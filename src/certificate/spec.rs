@@ -8,9 +8,13 @@ use std::str::FromStr;
 use jiff::SignedDuration;
 
 use crate::api::{
-    CertificateSpec, IssuerRef, OutputFormatType, PrivateKeyRotationPolicy, SecretDeletionPolicy,
+    CertificateSpec, IssuerRef, NameConstraintItem, NameConstraintsSpec, OutputFormatType,
+    PrivateKeyRotationPolicy, SecretDeletionPolicy,
 };
-use crate::pki::{CertificateTemplate, KeyAlgorithm, KeyEncoding, KeySpec, SubjectFields, Usage};
+use crate::pki::{
+    CertificateTemplate, IpRange, KeyAlgorithm, KeyEncoding, KeySpec, NameConstraints, NameSubtrees,
+    SubjectFields, Usage,
+};
 
 /// Default lifetime: 90 days, as cert-manager.
 pub const DEFAULT_DURATION: SignedDuration = SignedDuration::from_hours(2160);
@@ -31,6 +35,8 @@ pub struct ValidatedSpec {
     pub duration: SignedDuration,
     pub renew_before: RenewBefore,
     pub is_ca: bool,
+    /// The NameConstraints extension of a CA certificate; None when the spec lists nothing.
+    pub name_constraints: Option<NameConstraints>,
     /// The usages the certificate must carry, defaults applied (`isCA` adds cert and CRL sign).
     pub usages: BTreeSet<Usage>,
     pub key: KeySpec,
@@ -173,6 +179,92 @@ fn check_names(spec: &CertificateSpec) -> Result<(), SpecError> {
     Ok(())
 }
 
+/// `spec.nameConstraints` checked entry by entry; None when it lists nothing, since RFC 5280
+/// forbids an empty extension (cert-manager then writes none either).
+fn name_constraints(spec: &NameConstraintsSpec) -> Result<Option<NameConstraints>, SpecError> {
+    let constraints = NameConstraints {
+        critical: spec.critical.unwrap_or(false),
+        permitted: name_subtrees("permitted", spec.permitted.as_ref())?,
+        excluded: name_subtrees("excluded", spec.excluded.as_ref())?,
+    };
+    Ok((!constraints.is_empty()).then_some(constraints))
+}
+
+fn name_subtrees(side: &str, item: Option<&NameConstraintItem>) -> Result<NameSubtrees, SpecError> {
+    let Some(item) = item else {
+        return Ok(NameSubtrees::default());
+    };
+    let entries = |field: &str, values: &Option<Vec<String>>| -> Result<Vec<String>, SpecError> {
+        let values = list(values);
+        if values.len() > MAX_NAMES {
+            return Err(SpecError(format!(
+                "spec.nameConstraints.{side}.{field} has {} entries; at most {MAX_NAMES} are allowed",
+                values.len()
+            )));
+        }
+        Ok(values)
+    };
+    let refused = |field: &str, value: &str, why: &str| {
+        SpecError(format!(
+            "spec.nameConstraints.{side}.{field}: {} {why}",
+            shown(value)
+        ))
+    };
+    let dns_domains = entries("dnsDomains", &item.dns_domains)?;
+    for domain in &dns_domains {
+        constraint_domain(domain).map_err(|why| refused("dnsDomains", domain, why))?;
+    }
+    let uri_domains = entries("uriDomains", &item.uri_domains)?;
+    for domain in &uri_domains {
+        constraint_domain(domain).map_err(|why| refused("uriDomains", domain, why))?;
+    }
+    let email_addresses = entries("emailAddresses", &item.email_addresses)?;
+    for email in &email_addresses {
+        let checked = match email.split_once('@') {
+            Some((local, host)) if is_ia5_token(local) && !host.starts_with('.') => constraint_domain(host),
+            Some(_) => Err("is not a mailbox (local@host), a host or a .domain"),
+            None => constraint_domain(email),
+        };
+        checked.map_err(|why| refused("emailAddresses", email, why))?;
+    }
+    let ip_ranges = entries("ipRanges", &item.ip_ranges)?
+        .iter()
+        .map(|range| {
+            IpRange::from_cidr(range)
+                .map_err(|why| SpecError(format!("spec.nameConstraints.{side}.ipRanges: {why}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(NameSubtrees {
+        dns_domains,
+        ip_ranges,
+        email_addresses,
+        uri_domains,
+        ..Default::default()
+    })
+}
+
+/// A domain as a name constraint: ASCII labels of letters, digits, `-` and `_`, optionally
+/// after one leading `.` (subdomains only). Patterns are not constraints: `*` is refused.
+fn constraint_domain(domain: &str) -> Result<(), &'static str> {
+    if domain.contains('*') {
+        return Err(
+            "is a pattern; a constraint is a domain: team.svc (itself and its subdomains) or .team.svc (subdomains only)",
+        );
+    }
+    let labels = domain.strip_prefix('.').unwrap_or(domain);
+    let label_ok = |label: &str| {
+        !label.is_empty()
+            && label.len() <= 63
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    if domain.len() > 253 || !labels.split('.').all(label_ok) {
+        return Err("is not a domain (ASCII labels separated by dots, an optional leading dot)");
+    }
+    Ok(())
+}
+
 /// Validates and defaults a Certificate spec.
 pub fn validate(spec: &CertificateSpec) -> Result<ValidatedSpec, SpecError> {
     let duration = match &spec.duration {
@@ -291,6 +383,16 @@ pub fn validate(spec: &CertificateSpec) -> Result<ValidatedSpec, SpecError> {
         usages.insert(Usage::CrlSign);
     }
 
+    let name_constraints = match &spec.name_constraints {
+        Some(_) if !is_ca => {
+            return Err(SpecError(
+                "spec.nameConstraints is only allowed with spec.isCA: true".into(),
+            ));
+        }
+        Some(constraints) => name_constraints(constraints)?,
+        None => None,
+    };
+
     let s = spec.subject.clone().unwrap_or_default();
     let formats = spec.additional_output_formats.clone().unwrap_or_default();
     Ok(ValidatedSpec {
@@ -314,6 +416,7 @@ pub fn validate(spec: &CertificateSpec) -> Result<ValidatedSpec, SpecError> {
         duration,
         renew_before,
         is_ca,
+        name_constraints,
         usages,
         key: KeySpec { algorithm, size },
         key_encoding,
@@ -339,6 +442,7 @@ impl ValidatedSpec {
             not_after: not_before.saturating_add(self.duration).unwrap_or(not_before),
             is_ca: self.is_ca,
             usages: self.usages.iter().copied().collect(),
+            name_constraints: self.name_constraints.clone(),
         }
     }
 }
@@ -346,4 +450,103 @@ impl ValidatedSpec {
 /// X.509 validity has second precision; so do our timestamps.
 pub fn truncate_to_second(t: jiff::Timestamp) -> jiff::Timestamp {
     jiff::Timestamp::from_second(t.as_second()).unwrap_or(t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::certificate;
+
+    fn ca_spec(constraints: serde_json::Value) -> CertificateSpec {
+        let mut spec = certificate("team-ca", "root", &[]).spec;
+        spec.dns_names = None;
+        spec.common_name = Some("Team CA".into());
+        spec.is_ca = Some(true);
+        spec.name_constraints = Some(serde_json::from_value(constraints).unwrap());
+        spec
+    }
+
+    #[test]
+    fn name_constraints_become_the_template_of_the_ca_certificate() {
+        let spec = validate(&ca_spec(serde_json::json!({
+            "critical": true,
+            "permitted": {"dnsDomains": ["team.svc", ".cluster.local"], "ipRanges": ["10.1.2.3/8", "fd00::/8"],
+                          "emailAddresses": ["ops@team.svc", "team.svc", ".team.svc"], "uriDomains": ["cluster.local"]},
+            "excluded": {"dnsDomains": ["secret.team.svc"]}
+        })))
+        .unwrap();
+        let constraints = spec.name_constraints.clone().unwrap();
+        assert!(constraints.critical);
+        assert_eq!(constraints.permitted.dns_domains, ["team.svc", ".cluster.local"]);
+        // Host bits are cleared, as cert-manager (Go's net.ParseCIDR) does.
+        assert_eq!(
+            constraints
+                .permitted
+                .ip_ranges
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>(),
+            ["10.0.0.0/8", "fd00::/8"]
+        );
+        assert_eq!(constraints.excluded.dns_domains, ["secret.team.svc"]);
+        assert_eq!(
+            spec.template(jiff::Timestamp::UNIX_EPOCH).name_constraints,
+            Some(constraints)
+        );
+    }
+
+    #[test]
+    fn name_constraints_are_refused_on_a_certificate_that_is_not_a_ca() {
+        let mut spec = ca_spec(serde_json::json!({"permitted": {"dnsDomains": ["team.svc"]}}));
+        spec.is_ca = None;
+        spec.dns_names = Some(vec!["api.team.svc".into()]);
+        assert_eq!(
+            validate(&spec).unwrap_err().0,
+            "spec.nameConstraints is only allowed with spec.isCA: true"
+        );
+        spec.is_ca = Some(false);
+        assert!(validate(&spec).is_err());
+    }
+
+    #[test]
+    fn name_constraints_listing_nothing_write_no_extension() {
+        for empty in [
+            serde_json::json!({}),
+            serde_json::json!({"critical": true, "permitted": {}, "excluded": {"dnsDomains": []}}),
+        ] {
+            assert_eq!(validate(&ca_spec(empty)).unwrap().name_constraints, None);
+        }
+    }
+
+    #[test]
+    fn bad_name_constraint_entries_are_refused_naming_the_field() {
+        let refused = |constraints: serde_json::Value| validate(&ca_spec(constraints)).unwrap_err().0;
+        assert_eq!(
+            refused(serde_json::json!({"permitted": {"ipRanges": ["10.0.0.0"]}})),
+            "spec.nameConstraints.permitted.ipRanges: \"10.0.0.0\" is not a CIDR range (address/prefix length, e.g. 10.0.0.0/8)"
+        );
+        assert_eq!(
+            refused(serde_json::json!({"excluded": {"ipRanges": ["10.0.0.0/40"]}})),
+            "spec.nameConstraints.excluded.ipRanges: \"10.0.0.0/40\": the prefix length is at most 32"
+        );
+        assert!(
+            refused(serde_json::json!({"permitted": {"dnsDomains": ["*.team.svc"]}}))
+                .starts_with("spec.nameConstraints.permitted.dnsDomains: \"*.team.svc\" is a pattern")
+        );
+        for (field, bad) in [
+            ("dnsDomains", "team..svc"),
+            ("dnsDomains", "team.svc."),
+            ("dnsDomains", "tëam.svc"),
+            ("uriDomains", "https://team.svc"),
+            ("emailAddresses", "a@b@team.svc"),
+            ("emailAddresses", "ops@.team.svc"),
+            ("emailAddresses", "@team.svc"),
+        ] {
+            let message = refused(serde_json::json!({"permitted": {field: [bad]}}));
+            assert!(
+                message.starts_with(&format!("spec.nameConstraints.permitted.{field}: {bad:?}")),
+                "{field} {bad}: {message}"
+            );
+        }
+    }
 }

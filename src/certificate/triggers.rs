@@ -255,8 +255,8 @@ fn set<T: Ord + Clone>(v: &[T]) -> BTreeSet<T> {
     v.iter().cloned().collect()
 }
 
-/// The certificate no longer says what the spec asks for: names, subject, usages, isCA, key
-/// type or size, or lifetime.
+/// The certificate no longer says what the spec asks for: names, subject, usages, isCA, name
+/// constraints, key type or size, or lifetime.
 pub fn spec_mismatch(spec: &ValidatedSpec, signer: &Signer, current: &CurrentKeyPair) -> Option<Trigger> {
     let leaf = current.leaf();
     // A CA issuer caps a certificate at its own notAfter; that is not a mismatch. The CA that
@@ -316,6 +316,13 @@ fn differences(spec: &ValidatedSpec, current: &CurrentKeyPair, capped: bool) -> 
     }
     if spec.usages != leaf.usages {
         differs.push("usages");
+    }
+    let same_constraints = match (&spec.name_constraints, &leaf.name_constraints) {
+        (Some(want), Some(have)) => want.equivalent(have),
+        (want, have) => want.is_none() && have.is_none(),
+    };
+    if !same_constraints {
+        differs.push("nameConstraints");
     }
     if spec.key != leaf.key_spec {
         differs.push("privateKey");

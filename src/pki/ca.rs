@@ -2,7 +2,7 @@
 
 use super::cert::{key_identifier, subject_key_id_of};
 use super::parse::parse_der;
-use super::{CertificateInfo, PkiError, PrivateKey, parse_certificate_chain};
+use super::{CertificateInfo, PkiError, PrivateKey, RequestedNames, parse_certificate_chain};
 
 /// URLs a CA issuer writes into the certificates it signs.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -81,6 +81,13 @@ impl CaKeyPair {
             Some(top) => top,
             None => self.certificate(),
         }
+    }
+
+    /// Why this CA must not sign a certificate with `names`: which name lies outside the name
+    /// constraints of which CA, this one or one above it (the root of `ca.crt` included).
+    /// None when every CA known allows every name.
+    pub fn name_constraints_refusal(&self, names: &RequestedNames) -> Option<String> {
+        super::name_constraints::check_chain(self.chain.iter().chain(self.root.iter()), names).err()
     }
 
     /// The CA's subject DN and key identifier. The key identifier is the CA certificate's

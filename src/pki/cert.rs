@@ -29,7 +29,7 @@ use super::asn1::{self, encoding};
 use super::key::{encode_pem, public_key_bits, same_public_key};
 use super::parse::serial_hex;
 use super::usage::{KU_CRL_SIGN, KU_KEY_CERT_SIGN, UsageEncoding};
-use super::{CaKeyPair, IssuerUrls, PkiError, PrivateKey, Usage};
+use super::{CaKeyPair, IssuerUrls, NameConstraints, PkiError, PrivateKey, Usage};
 
 /// Subject DN parts beyond the common name (cert-manager's `spec.subject`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -58,6 +58,8 @@ pub struct CertificateTemplate {
     pub is_ca: bool,
     /// Key usages and extended key usages; `is_ca` adds cert sign and CRL sign.
     pub usages: Vec<Usage>,
+    /// The NameConstraints extension of a CA certificate.
+    pub name_constraints: Option<NameConstraints>,
 }
 
 /// A freshly signed certificate with the PEM the Secret needs.
@@ -278,7 +280,7 @@ fn subject_is_empty(template: &CertificateTemplate) -> bool {
 
 /// The subject DN in the order Go's `pkix.Name` writes it, one attribute per RDN, so a
 /// certificate re-issued here for a cert-manager user has the same subject bytes.
-fn subject_name(template: &CertificateTemplate) -> Result<Vec<u8>, PkiError> {
+pub(super) fn subject_name(template: &CertificateTemplate) -> Result<Vec<u8>, PkiError> {
     let s = &template.subject;
     let attributes: [(ObjectIdentifier, Vec<&String>); 9] = [
         (OID_COUNTRY, s.countries.iter().collect()),
@@ -350,6 +352,15 @@ fn extensions(draft: &Draft<'_>) -> Result<Extensions, PkiError> {
         path_len_constraint: None,
     };
     out.push(asn1::extension(&basic_constraints, true)?);
+    if let Some(constraints) = &template.name_constraints {
+        // RFC 5280 §4.2.1.10: only a CA certificate may constrain what is signed below it.
+        if !template.is_ca && !constraints.is_empty() {
+            return Err(PkiError::InvalidCertificate(
+                "name constraints belong only in a CA certificate".into(),
+            ));
+        }
+        out.extend(constraints.to_extension()?);
+    }
     out.push(asn1::extension(
         &SubjectKeyIdentifier(octets(draft.subject_key_id)?),
         false,

@@ -1,5 +1,6 @@
 //! X.509 work with no Kubernetes in it: key generation and encoding, certificate signing,
-//! parsing of existing certificates and keys, chain assembly and CA validation.
+//! parsing of existing certificates and keys, chain assembly, CA validation and the name
+//! constraints a CA puts on what it signs.
 //!
 //! Everything here is pure and synchronous. Key generation (RSA above all, ~90 ms per key)
 //! is CPU-bound: callers on an async runtime run it under `tokio::task::spawn_blocking`.
@@ -8,6 +9,7 @@ pub(crate) mod asn1;
 mod ca;
 mod cert;
 mod key;
+mod name_constraints;
 mod parse;
 mod usage;
 
@@ -18,6 +20,7 @@ pub use ca::{CaFacts, CaKeyPair, IssuerUrls};
 pub use cert::{CertificateTemplate, IssuedCertificate, SubjectFields, sign_self_signed, sign_with_ca};
 pub use key::{KeyAlgorithm, KeyEncoding, KeySpec, PrivateKey};
 pub(crate) use key::{encode_pem, public_key_bits};
+pub use name_constraints::{IpRange, NameConstraints, NameSubtrees, RequestedNames, check_name_constraints};
 pub(crate) use parse::serial_hex;
 pub use parse::{CertificateInfo, parse_certificate_chain, parse_pem_certificates};
 pub use usage::Usage;

@@ -13,7 +13,7 @@ use super::cert::{
     OID_PROVINCE, OID_SERIAL_NUMBER, OID_STREET_ADDRESS,
 };
 use super::key::{key_spec_from_spki, same_public_key};
-use super::{KeySpec, PkiError, PrivateKey, SubjectFields, Usage};
+use super::{KeySpec, NameConstraints, PkiError, PrivateKey, SubjectFields, Usage};
 
 /// The facts of one parsed certificate that renewal decisions need.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -31,6 +31,8 @@ pub struct CertificateInfo {
     pub uris: Vec<String>,
     pub email_addresses: Vec<String>,
     pub is_ca: bool,
+    /// The NameConstraints extension, if any.
+    pub name_constraints: Option<NameConstraints>,
     /// Key usages and extended key usages together.
     pub usages: BTreeSet<Usage>,
     /// Algorithm and size of the certified public key.
@@ -124,6 +126,10 @@ impl CertificateInfo {
             .basic_constraints()
             .map_err(|e| invalid("basicConstraints", e))?
             .is_some_and(|bc| bc.value.ca);
+        let name_constraints = cert
+            .name_constraints()
+            .map_err(|e| invalid("nameConstraints", e))?
+            .map(|ext| NameConstraints::from_parsed(ext.critical, ext.value));
 
         let mut usages = BTreeSet::new();
         if let Some(ku) = cert.key_usage().map_err(|e| invalid("keyUsage", e))? {
@@ -167,6 +173,7 @@ impl CertificateInfo {
             uris,
             email_addresses,
             is_ca,
+            name_constraints,
             usages,
             key_spec: key_spec_from_spki(&public_key_der)?,
             public_key_der,

@@ -195,3 +195,48 @@ spec: {rules: []}
     );
     assert_eq!(outcome.output, "");
 }
+
+#[test]
+fn name_constraints_of_a_ca_certificate_are_carried_over_unchanged() {
+    let documents = manifests::parse(
+        "stdin",
+        r#"
+apiVersion: cert-manager.io/v1
+kind: Certificate
+metadata: {name: team-ca, namespace: sandbox}
+spec:
+  secretName: team-ca
+  commonName: Team CA
+  isCA: true
+  issuerRef: {name: root, kind: ClusterIssuer}
+  nameConstraints:
+    critical: true
+    permitted:
+      dnsDomains: [team.svc, .cluster.local]
+      ipRanges: [10.0.0.0/8, "fd00::/8"]
+      emailAddresses: [.team.svc]
+      uriDomains: [cluster.local]
+    excluded:
+      dnsDomains: [secret.team.svc]
+"#,
+    )
+    .unwrap();
+    let outcome = convert_all(&documents).unwrap();
+    assert!(outcome.failures.is_empty(), "{:?}", outcome.failures);
+    let [after] = manifests::parse("output", &outcome.output)
+        .unwrap()
+        .into_iter()
+        .map(|d| d.object)
+        .collect::<Vec<_>>()
+        .try_into()
+        .unwrap();
+    assert_eq!(
+        after["spec"]["nameConstraints"],
+        documents[0].object["spec"]["nameConstraints"]
+    );
+    let typed: Certificate = serde_json::from_value(after).unwrap();
+    let spec = crate::certificate::spec::validate(&typed.spec).unwrap();
+    let constraints = spec.name_constraints.unwrap();
+    assert!(constraints.critical);
+    assert_eq!(constraints.excluded.dns_domains, ["secret.team.svc"]);
+}

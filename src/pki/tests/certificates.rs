@@ -34,6 +34,7 @@ fn full_template(from: jiff::Timestamp) -> CertificateTemplate {
             Usage::ServerAuth,
             Usage::ClientAuth,
         ],
+        name_constraints: None,
     }
 }
 

@@ -8,6 +8,7 @@ mod certificates;
 mod chains;
 mod keys;
 pub(crate) mod mtls;
+mod name_constraints;
 pub(crate) mod openssl;
 
 use std::net::IpAddr;
