@@ -264,3 +264,82 @@ async fn nothing_is_signed_while_the_policies_are_not_listed() {
     assert_eq!(condition(&status, "Ready")["reason"], "PolicyUnavailable");
     assert_eq!(action, Action::requeue(std::time::Duration::from_secs(5)));
 }
+
+/// The CA Secret `root-ca` holding a root whose name constraints permit only `team.svc`.
+fn constrained_root() -> k8s_openapi::api::core::v1::Secret {
+    use crate::pki::{
+        CertificateTemplate, KeyAlgorithm, KeyEncoding, KeySpec, NameConstraints, NameSubtrees, PrivateKey,
+        Usage, sign_self_signed,
+    };
+    let key = PrivateKey::generate(KeySpec {
+        algorithm: KeyAlgorithm::Ecdsa,
+        size: 256,
+    })
+    .unwrap();
+    let not_before = ts(NOW) - SignedDuration::from_hours(24);
+    let template = CertificateTemplate {
+        common_name: Some("team-ca".into()),
+        not_before,
+        not_after: not_before + SignedDuration::from_hours(24 * 365),
+        is_ca: true,
+        usages: vec![Usage::DigitalSignature, Usage::CertSign, Usage::CrlSign],
+        name_constraints: Some(NameConstraints {
+            critical: true,
+            permitted: NameSubtrees {
+                dns_domains: vec!["team.svc".into()],
+                ..Default::default()
+            },
+            excluded: NameSubtrees::default(),
+        }),
+        ..Default::default()
+    };
+    let issued = sign_self_signed(&template, &key).unwrap();
+    let key_pem = key.to_pem(KeyEncoding::Pkcs8).unwrap();
+    serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+        "metadata": {"name": "root-ca", "namespace": NAMESPACE, "resourceVersion": "1"},
+        "data": {
+            "tls.crt": b64(issued.chain_pem.as_bytes()),
+            "tls.key": b64(key_pem.as_bytes()),
+            "ca.crt": b64(issued.ca_pem.as_bytes()),
+        },
+    }))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_ca_issuer_refuses_a_name_outside_its_cas_name_constraints() {
+    // No policy at all: the CA's own constraints are enough to refuse.
+    let cert = certificate("web", "ca", &["web.apps.svc"]);
+    let (ctx, mut api) = context_with(vec![], ts(NOW));
+    let task = spawn(&cert, &ctx);
+    api.expect(Method::GET, CA_SECRET_PATH)
+        .await
+        .ok(to_json(&constrained_root()));
+    api.expect(Method::GET, SECRET_PATH).await.not_found();
+    let status = answer_status(api.expect(Method::PATCH, STATUS_PATH).await, &cert);
+    let event = api.expect(Method::POST, EVENTS_PATH).await;
+    assert_eq!(event.body["reason"], "Denied");
+    event.echo();
+    finish(task, ctx, api).await;
+    let ready = condition(&status, "Ready");
+    assert_eq!(ready["reason"], "Denied");
+    let message = ready["message"].as_str().unwrap();
+    assert!(
+        message.contains("\"web.apps.svc\" is outside the name constraints of CA \"team-ca\""),
+        "{message}"
+    );
+
+    // Inside them: issued.
+    let inside = certificate("web", "ca", &["web.team.svc"]);
+    let (ctx, mut api) = context_with(vec![], ts(NOW));
+    let task = spawn(&inside, &ctx);
+    api.expect(Method::GET, CA_SECRET_PATH)
+        .await
+        .ok(to_json(&constrained_root()));
+    api.expect(Method::GET, SECRET_PATH).await.not_found();
+    api.expect(Method::PATCH, SECRET_PATH).await.echo();
+    answer_status(api.expect(Method::PATCH, STATUS_PATH).await, &inside);
+    api.expect(Method::POST, EVENTS_PATH).await.echo();
+    finish(task, ctx, api).await;
+}

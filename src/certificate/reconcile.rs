@@ -112,7 +112,7 @@ pub async fn reconcile(
         }
         Err(problem) => return without_issuer(&ctx, cert, &key, &spec, &problem, &previous, now).await,
     };
-    if let Some(problem) = policy_problem(cert, &ctx, &spec, &key) {
+    if let Some(problem) = policy_problem(cert, &ctx, &spec, &key, &signer, now) {
         return without_issuer(&ctx, cert, &key, &spec, &problem, &previous, now).await;
     }
     let records_namespace = records_namespace(ctx.as_ref(), &spec, &key);
@@ -391,13 +391,23 @@ fn already_said(status: &CertificateStatus, why: &str, message: &str) -> bool {
 }
 
 /// Why the issuance policy does not let the Certificate's issuer sign what its spec asks for,
-/// if it does not. Read from the policy cache: no request.
+/// or the CA's name constraints, if it does not. Read from memory: no request.
 fn policy_problem(
     cert: &Certificate,
     ctx: &Context,
     spec: &ValidatedSpec,
     key: &ObjectKey,
+    signer: &Signer,
+    now: Timestamp,
 ) -> Option<SignerProblem> {
+    // A CA issuer never signs what its CA's name constraints (or those above it) forbid:
+    // every client would reject it.
+    if let Signer::Ca(ca) = signer {
+        let names = pki::RequestedNames::from(&spec.template(now));
+        if let Some(why) = ca.name_constraints_refusal(&names) {
+            return Some(SignerProblem::Denied(why));
+        }
+    }
     let issuer = IssuerId {
         kind: spec.issuer_ref.kind(),
         name: &spec.issuer_ref.name,
