@@ -101,16 +101,16 @@ impl PolicySet {
                     }
                     Err(e) => failed(outcome, &e),
                 },
-                ("Issuer", _) | ("ClusterIssuer", _) => {
-                    if object.pointer("/spec/requirePolicy") == Some(&Value::Bool(true)) {
-                        let kind = document.kind().to_owned();
-                        let namespace = match kind.as_str() {
-                            "Issuer" => document.str("/metadata/namespace").unwrap_or(default_namespace),
-                            _ => "",
-                        };
-                        let name = document.str("/metadata/name").unwrap_or_default();
-                        requiring.insert((kind, namespace.to_owned(), name.to_owned()));
-                    }
+                ("Issuer", _) | ("ClusterIssuer", _)
+                    if object.pointer("/spec/requirePolicy") == Some(&Value::Bool(true)) =>
+                {
+                    let kind = document.kind().to_owned();
+                    let namespace = match kind.as_str() {
+                        "Issuer" => document.str("/metadata/namespace").unwrap_or(default_namespace),
+                        _ => "",
+                    };
+                    let name = document.str("/metadata/name").unwrap_or_default();
+                    requiring.insert((kind, namespace.to_owned(), name.to_owned()));
                 }
                 _ => {}
             }

@@ -8,7 +8,7 @@ use jiff::SignedDuration;
 
 use super::cel::Rule;
 use super::patterns::{FieldKind, Pattern};
-use crate::api::{AllowedValues, CertificatePolicy, CertificatePolicySpec, KeyConstraints};
+use crate::api::{AllowedValues, CertificatePolicy, CertificatePolicySpec};
 use crate::pki::{KeyAlgorithm, Usage};
 
 /// One policy, ready to judge requests.
@@ -258,7 +258,7 @@ fn compile_rules(spec: &CertificatePolicySpec) -> Result<Rules, String> {
             "spec.constraints.minDuration is longer than maxDuration: nothing could be allowed".into(),
         );
     }
-    let key = constraints.private_key.unwrap_or(KeyConstraints::default());
+    let key = constraints.private_key.unwrap_or_default();
     let key_min_size = key_size("minSize", key.min_size)?;
     let key_max_size = key_size("maxSize", key.max_size)?;
     if let (Some(min), Some(max)) = (key_min_size, key_max_size)

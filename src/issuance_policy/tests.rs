@@ -256,7 +256,7 @@ fn usages_are_the_defaults_unless_the_policy_lists_more() {
     );
     let defaults = request_spec(json!({"dnsNames": ["a.payments.svc"]}));
     assert_eq!(
-        decide_in(&[names_only.clone()], "payments", None, &defaults),
+        decide_in(std::slice::from_ref(&names_only), "payments", None, &defaults),
         PolicyDecision::Allowed("names".into())
     );
     let signing = request_spec(json!({"dnsNames": ["a.payments.svc"], "usages": ["code signing"]}));
@@ -329,7 +329,7 @@ fn a_cel_rule_says_what_patterns_cannot() {
     );
     let own = request_spec(json!({"dnsNames": ["a.payments.svc"]}));
     assert_eq!(
-        decide_in(&[ruled.clone()], "payments", None, &own),
+        decide_in(std::slice::from_ref(&ruled), "payments", None, &own),
         PolicyDecision::Allowed("ruled".into())
     );
     let foreign = request_spec(json!({"dnsNames": ["a.shop.svc"]}));
