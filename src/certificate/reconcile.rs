@@ -402,7 +402,9 @@ fn policy_problem(
 ) -> Option<SignerProblem> {
     // A CA issuer never signs what its CA's name constraints (or those above it) forbid:
     // every client would reject it.
-    if let Signer::Ca(ca) = signer {
+    if let Signer::Ca(ca) = signer
+        && ca.has_name_constraints()
+    {
         let names = pki::RequestedNames::from(&spec.template(now));
         if let Some(why) = ca.name_constraints_refusal(&names) {
             return Some(SignerProblem::Denied(why));

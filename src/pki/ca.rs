@@ -83,6 +83,15 @@ impl CaKeyPair {
         }
     }
 
+    /// Whether this CA, or one above it known here, carries name constraints: only then is
+    /// there anything to check (most CAs have none, and the check sits on every reconcile).
+    pub fn has_name_constraints(&self) -> bool {
+        self.chain
+            .iter()
+            .chain(self.root.iter())
+            .any(|ca| ca.name_constraints.is_some())
+    }
+
     /// Why this CA must not sign a certificate with `names`: which name lies outside the name
     /// constraints of which CA, this one or one above it (the root of `ca.crt` included).
     /// None when every CA known allows every name.
