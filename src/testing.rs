@@ -608,3 +608,32 @@ pub fn mock_client() -> (Client, Handle) {
     let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     (Client::new(service, "default"), handle)
 }
+
+/// A Certificate reconcile running in the background while the test plays the API server.
+pub type Reconciling =
+    tokio::task::JoinHandle<Result<kube::runtime::controller::Action, crate::error::Error>>;
+
+/// Starts reconciling `cert` with `ctx`.
+pub fn spawn_reconcile(cert: &Certificate, ctx: &Arc<Context>) -> Reconciling {
+    let guard = Arc::new(DeserializeGuard(Ok(cert.clone())));
+    tokio::spawn(crate::certificate::reconcile::reconcile(guard, ctx.clone()))
+}
+
+/// Waits for the reconcile `task` to end and checks it made no request beyond those answered.
+pub async fn finish_reconcile(
+    task: Reconciling,
+    ctx: Arc<Context>,
+    api: ApiServer,
+) -> kube::runtime::controller::Action {
+    let action = task.await.unwrap().unwrap();
+    drop(ctx);
+    api.expect_no_more().await;
+    action
+}
+
+/// `cert` with the status `status` (as JSON the reconcile wrote).
+pub fn with_status(cert: &Certificate, status: &Value) -> Certificate {
+    let mut cert = cert.clone();
+    cert.status = Some(serde_json::from_value(status.clone()).unwrap());
+    cert
+}

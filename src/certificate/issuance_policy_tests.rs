@@ -6,12 +6,10 @@ use std::sync::Arc;
 
 use http::Method;
 use jiff::{SignedDuration, Timestamp};
-use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
 use serde_json::{Value, json};
 
-use super::reconcile::reconcile;
-use crate::api::{Certificate, CertificatePolicy};
+use crate::api::CertificatePolicy;
 use crate::context::Context;
 use crate::issuance_policy::{CompiledPolicy, Policies};
 use crate::testing::*;
@@ -42,16 +40,6 @@ fn context_with(policies: Vec<CompiledPolicy>, at: Timestamp) -> (Arc<Context>, 
     (ctx, api)
 }
 
-fn spawn(
-    cert: &Certificate,
-    ctx: &Arc<Context>,
-) -> tokio::task::JoinHandle<Result<Action, crate::error::Error>> {
-    tokio::spawn(reconcile(
-        Arc::new(DeserializeGuard(Ok(cert.clone()))),
-        ctx.clone(),
-    ))
-}
-
 fn condition<'a>(status: &'a Value, type_: &str) -> &'a Value {
     status["conditions"]
         .as_array()
@@ -61,23 +49,6 @@ fn condition<'a>(status: &'a Value, type_: &str) -> &'a Value {
         .unwrap()
 }
 
-fn with_status(cert: &Certificate, status: &Value) -> Certificate {
-    let mut cert = cert.clone();
-    cert.status = Some(serde_json::from_value(status.clone()).unwrap());
-    cert
-}
-
-async fn finish(
-    task: tokio::task::JoinHandle<Result<Action, crate::error::Error>>,
-    ctx: Arc<Context>,
-    api: ApiServer,
-) -> Action {
-    let action = task.await.unwrap().unwrap();
-    drop(ctx);
-    api.expect_no_more().await;
-    action
-}
-
 const DENIAL: &str = "denied by CertificatePolicy \"team-names\": spec.dnsNames \"web.apps.svc\" is not allowed \
                       (allowed: *.other.svc)";
 
@@ -85,7 +56,7 @@ const DENIAL: &str = "denied by CertificatePolicy \"team-names\": spec.dnsNames 
 async fn a_denied_certificate_gets_nothing_signed_and_says_why() {
     let cert = certificate("web", "ca", &["web.apps.svc"]);
     let (ctx, mut api) = context_with(vec![policy(&["*.other.svc"])], ts(NOW));
-    let task = spawn(&cert, &ctx);
+    let task = spawn_reconcile(&cert, &ctx);
     api.expect(Method::GET, CA_SECRET_PATH)
         .await
         .ok(to_json(&root_ca(ts(NOW))));
@@ -100,7 +71,7 @@ async fn a_denied_certificate_gets_nothing_signed_and_says_why() {
     );
     event.echo();
     let metrics = ctx.metrics.encode().unwrap();
-    finish(task, ctx, api).await;
+    finish_reconcile(task, ctx, api).await;
     let ready = condition(&status, "Ready");
     assert_eq!(
         (&ready["status"], &ready["reason"], &ready["message"]),
@@ -117,13 +88,13 @@ async fn a_denied_certificate_gets_nothing_signed_and_says_why() {
         vec![policy(&["*.other.svc"])],
         ts(NOW) + SignedDuration::from_mins(1),
     );
-    let task = spawn(&cert, &ctx);
+    let task = spawn_reconcile(&cert, &ctx);
     api.expect(Method::GET, CA_SECRET_PATH)
         .await
         .ok(to_json(&root_ca(ts(NOW))));
     api.expect(Method::GET, SECRET_PATH).await.not_found();
     let metrics = ctx.metrics.encode().unwrap();
-    finish(task, ctx, api).await;
+    finish_reconcile(task, ctx, api).await;
     assert!(
         !metrics.contains(r#"result="denied"} 1"#),
         "counted twice: {metrics}"
@@ -134,7 +105,7 @@ async fn a_denied_certificate_gets_nothing_signed_and_says_why() {
 async fn a_certificate_is_issued_once_the_policy_allows_it() {
     let cert = certificate("web", "ca", &["web.apps.svc"]);
     let (ctx, mut api) = context_with(vec![policy(&["*.other.svc", "*.{namespace}.svc"])], ts(NOW));
-    let task = spawn(&cert, &ctx);
+    let task = spawn_reconcile(&cert, &ctx);
     api.expect(Method::GET, CA_SECRET_PATH)
         .await
         .ok(to_json(&root_ca(ts(NOW))));
@@ -145,7 +116,7 @@ async fn a_certificate_is_issued_once_the_policy_allows_it() {
     let event = api.expect(Method::POST, EVENTS_PATH).await;
     assert_eq!(event.body["reason"], "Issued");
     event.echo();
-    finish(task, ctx, api).await;
+    finish_reconcile(task, ctx, api).await;
     assert_eq!(condition(&status, "Ready")["status"], "True");
 }
 
@@ -154,7 +125,7 @@ async fn a_policy_tightened_after_issuance_denies_the_renewal_only() {
     // Issued while nothing guarded the issuer.
     let cert = certificate("web", "ca", &["web.apps.svc"]);
     let (ctx, mut api) = context_with(vec![], ts(NOW));
-    let task = spawn(&cert, &ctx);
+    let task = spawn_reconcile(&cert, &ctx);
     api.expect(Method::GET, CA_SECRET_PATH)
         .await
         .ok(to_json(&root_ca(ts(NOW))));
@@ -164,7 +135,7 @@ async fn a_policy_tightened_after_issuance_denies_the_renewal_only() {
     apply.echo();
     let status = answer_status(api.expect(Method::PATCH, STATUS_PATH).await, &cert);
     api.expect(Method::POST, EVENTS_PATH).await.echo();
-    finish(task, ctx, api).await;
+    finish_reconcile(task, ctx, api).await;
     let cert = with_status(&cert, &status);
 
     // An hour later a policy no longer allows its name: the certificate in place stays (Ready),
@@ -173,7 +144,7 @@ async fn a_policy_tightened_after_issuance_denies_the_renewal_only() {
         vec![policy(&["*.other.svc"])],
         ts(NOW) + SignedDuration::from_hours(1),
     );
-    let task = spawn(&cert, &ctx);
+    let task = spawn_reconcile(&cert, &ctx);
     api.expect(Method::GET, CA_SECRET_PATH)
         .await
         .ok(to_json(&root_ca(ts(NOW))));
@@ -185,7 +156,7 @@ async fn a_policy_tightened_after_issuance_denies_the_renewal_only() {
         (&json!("Denied"), &json!(DENIAL))
     );
     event.echo();
-    finish(task, ctx, api).await;
+    finish_reconcile(task, ctx, api).await;
     assert_eq!(condition(&status, "Ready")["status"], "True");
     let issuing = condition(&status, "Issuing");
     assert_eq!(
@@ -199,13 +170,13 @@ async fn a_policy_tightened_after_issuance_denies_the_renewal_only() {
         vec![policy(&["*.other.svc"])],
         ts(NOW) + SignedDuration::from_hours(17),
     );
-    let task = spawn(&cert, &ctx);
+    let task = spawn_reconcile(&cert, &ctx);
     api.expect(Method::GET, CA_SECRET_PATH)
         .await
         .ok(to_json(&root_ca(ts(NOW))));
     api.expect(Method::GET, SECRET_PATH).await.ok(secret);
     let status = answer_status(api.expect(Method::PATCH, STATUS_PATH).await, &cert);
-    finish(task, ctx, api).await;
+    finish_reconcile(task, ctx, api).await;
     let ready = condition(&status, "Ready");
     assert_eq!(
         (&ready["status"], &ready["reason"]),
@@ -231,14 +202,14 @@ async fn a_policy_that_does_not_parse_denies() {
     ));
     let cert = certificate("web", "ca", &["web.apps.svc"]);
     let (ctx, mut api) = context_with(vec![broken], ts(NOW));
-    let task = spawn(&cert, &ctx);
+    let task = spawn_reconcile(&cert, &ctx);
     api.expect(Method::GET, CA_SECRET_PATH)
         .await
         .ok(to_json(&root_ca(ts(NOW))));
     api.expect(Method::GET, SECRET_PATH).await.not_found();
     let status = answer_status(api.expect(Method::PATCH, STATUS_PATH).await, &cert);
     api.expect(Method::POST, EVENTS_PATH).await.echo();
-    finish(task, ctx, api).await;
+    finish_reconcile(task, ctx, api).await;
     let ready = condition(&status, "Ready");
     assert_eq!(ready["reason"], "Denied");
     let message = ready["message"].as_str().unwrap();
@@ -253,14 +224,14 @@ async fn nothing_is_signed_while_the_policies_are_not_listed() {
     let cert = certificate("web", "ca", &["web.apps.svc"]);
     let (mut ctx, mut api) = context(vec![ca_issuer("ca", "root-ca")], vec![], ts(NOW));
     Arc::get_mut(&mut ctx).unwrap().policies = Policies::unlisted(false);
-    let task = spawn(&cert, &ctx);
+    let task = spawn_reconcile(&cert, &ctx);
     api.expect(Method::GET, CA_SECRET_PATH)
         .await
         .ok(to_json(&root_ca(ts(NOW))));
     api.expect(Method::GET, SECRET_PATH).await.not_found();
     let status = answer_status(api.expect(Method::PATCH, STATUS_PATH).await, &cert);
     api.expect(Method::POST, EVENTS_PATH).await.echo();
-    let action = finish(task, ctx, api).await;
+    let action = finish_reconcile(task, ctx, api).await;
     assert_eq!(condition(&status, "Ready")["reason"], "PolicyUnavailable");
     assert_eq!(action, Action::requeue(std::time::Duration::from_secs(5)));
 }
@@ -312,7 +283,7 @@ async fn a_ca_issuer_refuses_a_name_outside_its_cas_name_constraints() {
     // No policy at all: the CA's own constraints are enough to refuse.
     let cert = certificate("web", "ca", &["web.apps.svc"]);
     let (ctx, mut api) = context_with(vec![], ts(NOW));
-    let task = spawn(&cert, &ctx);
+    let task = spawn_reconcile(&cert, &ctx);
     api.expect(Method::GET, CA_SECRET_PATH)
         .await
         .ok(to_json(&constrained_root()));
@@ -321,7 +292,7 @@ async fn a_ca_issuer_refuses_a_name_outside_its_cas_name_constraints() {
     let event = api.expect(Method::POST, EVENTS_PATH).await;
     assert_eq!(event.body["reason"], "Denied");
     event.echo();
-    finish(task, ctx, api).await;
+    finish_reconcile(task, ctx, api).await;
     let ready = condition(&status, "Ready");
     assert_eq!(ready["reason"], "Denied");
     let message = ready["message"].as_str().unwrap();
@@ -333,7 +304,7 @@ async fn a_ca_issuer_refuses_a_name_outside_its_cas_name_constraints() {
     // Inside them: issued.
     let inside = certificate("web", "ca", &["web.team.svc"]);
     let (ctx, mut api) = context_with(vec![], ts(NOW));
-    let task = spawn(&inside, &ctx);
+    let task = spawn_reconcile(&inside, &ctx);
     api.expect(Method::GET, CA_SECRET_PATH)
         .await
         .ok(to_json(&constrained_root()));
@@ -341,5 +312,5 @@ async fn a_ca_issuer_refuses_a_name_outside_its_cas_name_constraints() {
     api.expect(Method::PATCH, SECRET_PATH).await.echo();
     answer_status(api.expect(Method::PATCH, STATUS_PATH).await, &inside);
     api.expect(Method::POST, EVENTS_PATH).await.echo();
-    finish(task, ctx, api).await;
+    finish_reconcile(task, ctx, api).await;
 }

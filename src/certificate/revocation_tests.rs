@@ -103,17 +103,6 @@ fn annotated(cert: &Certificate, at: &str, reason: Option<&str>) -> Certificate 
     cert
 }
 
-async fn run_to_end(
-    task: tokio::task::JoinHandle<Result<Action, crate::error::Error>>,
-    ctx: Arc<Context>,
-    api: ApiServer,
-) -> Action {
-    let action = task.await.unwrap().unwrap();
-    drop(ctx);
-    api.expect_no_more().await;
-    action
-}
-
 #[tokio::test]
 async fn revoke_annotation_records_the_serial_first_then_reissues_with_a_new_key() {
     let ca = root_ca(ts(NOW));
@@ -160,7 +149,7 @@ async fn revoke_annotation_records_the_serial_first_then_reissues_with_a_new_key
         })
     );
     let (again, status, events) = expect_issuance(&mut api, &cert, 2).await;
-    run_to_end(task, ctx, api).await;
+    finish_reconcile(task, ctx, api).await;
 
     let new = leaf_of(&again);
     assert_ne!(new.serial_hex, old.serial_hex);
@@ -223,7 +212,7 @@ async fn a_declarative_record_for_the_serial_in_the_secret_reissues_it() {
     api.expect(Method::GET, SECRET_PATH).await.ok(secret.clone());
     // No record to write: the Secret is re-issued at once.
     let (again, _, events) = expect_issuance(&mut api, &cert, 2).await;
-    run_to_end(task, ctx, api).await;
+    finish_reconcile(task, ctx, api).await;
     assert_ne!(leaf_of(&again).serial_hex, old.serial_hex);
     assert_ne!(secret_data(&again, "tls.key"), secret_data(&secret, "tls.key"));
     assert_eq!(events[0]["reason"], "Revoked");
@@ -255,7 +244,7 @@ async fn after_a_restart_an_answered_request_revokes_nothing_more() {
     let written: CertificateRevocation = serde_json::from_value(record.body.clone()).unwrap();
     record.echo();
     let (again, status, _) = expect_issuance(&mut api, &cert, 2).await;
-    run_to_end(task, ctx, api).await;
+    finish_reconcile(task, ctx, api).await;
 
     // A fresh controller (its watch lists the record) at a later instant: the Secret holds the
     // re-issued certificate and the request is answered; nothing is written.
@@ -269,7 +258,7 @@ async fn after_a_restart_an_answered_request_revokes_nothing_more() {
     ));
     api.expect(Method::GET, CA_SECRET_PATH).await.ok(to_json(&ca));
     api.expect(Method::GET, SECRET_PATH).await.ok(again.clone());
-    run_to_end(task, ctx, api).await;
+    finish_reconcile(task, ctx, api).await;
 }
 
 #[tokio::test]
@@ -287,7 +276,7 @@ async fn a_revoke_request_in_the_future_waits_for_its_time() {
     ));
     api.expect(Method::GET, CA_SECRET_PATH).await.ok(to_json(&ca));
     api.expect(Method::GET, SECRET_PATH).await.ok(secret.clone());
-    let action = run_to_end(task, ctx, api).await;
+    let action = finish_reconcile(task, ctx, api).await;
     assert_eq!(action, Action::requeue(std::time::Duration::from_secs(3601)));
 }
 
@@ -315,7 +304,7 @@ async fn a_cluster_issuers_record_lives_in_the_cluster_resource_namespace() {
     api.expect(Method::GET, ca_path).await.ok(to_json(&ca));
     api.expect(Method::GET, SECRET_PATH).await.not_found();
     let (secret, _, _) = expect_issuance(&mut api, &cert, 1).await;
-    run_to_end(task, ctx, api).await;
+    finish_reconcile(task, ctx, api).await;
     let serial = leaf_of(&secret).serial_hex;
 
     let cert = annotated(&cert, REQUESTED, Some("superseded"));
@@ -344,7 +333,7 @@ async fn a_cluster_issuers_record_lives_in_the_cluster_resource_namespace() {
     );
     record.echo();
     expect_issuance(&mut api, &cert, 2).await;
-    run_to_end(task, ctx, api).await;
+    finish_reconcile(task, ctx, api).await;
 }
 
 #[tokio::test]
@@ -365,5 +354,5 @@ async fn an_unreadable_revoke_request_revokes_nothing_and_says_why() {
     assert!(event.body["note"].as_str().unwrap().contains("yesterday"));
     event.echo();
     api.expect(Method::GET, SECRET_PATH).await.ok(secret);
-    run_to_end(task, ctx, api).await;
+    finish_reconcile(task, ctx, api).await;
 }

@@ -4,11 +4,9 @@ use std::sync::Arc;
 
 use http::{Method, StatusCode};
 use jiff::{SignedDuration, Timestamp};
-use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
 use serde_json::{Value, json};
 
-use super::reconcile::reconcile;
 use crate::api::{Certificate, ClusterIssuer, Issuer, IssuerStatus};
 use crate::context::Context;
 use crate::pki::parse_certificate_chain;
@@ -19,17 +17,6 @@ const CA_SECRET_PATH: &str = "/api/v1/namespaces/apps/secrets/root-ca";
 const SECRET_PATH: &str = "/api/v1/namespaces/apps/secrets/web-tls";
 const STATUS_PATH: &str = "/apis/certkeeper.io/v1/namespaces/apps/certificates/web/status";
 const EVENTS_PATH: &str = "/apis/events.k8s.io/v1/namespaces/apps/events";
-
-fn guard(cert: &Certificate) -> Arc<DeserializeGuard<Certificate>> {
-    Arc::new(DeserializeGuard(Ok(cert.clone())))
-}
-
-fn spawn(
-    cert: &Certificate,
-    ctx: &Arc<Context>,
-) -> tokio::task::JoinHandle<Result<Action, crate::error::Error>> {
-    tokio::spawn(reconcile(guard(cert), ctx.clone()))
-}
 
 /// What one issuance wrote.
 struct Written {
@@ -67,27 +54,10 @@ fn ready(status: &Value) -> (String, String) {
     )
 }
 
-fn with_status(cert: &Certificate, status: &Value) -> Certificate {
-    let mut cert = cert.clone();
-    cert.status = Some(serde_json::from_value(status.clone()).unwrap());
-    cert
-}
-
 fn leaf_of(secret: &Value) -> crate::pki::CertificateInfo {
     parse_certificate_chain(&secret_data(secret, "tls.crt"))
         .unwrap()
         .remove(0)
-}
-
-async fn finish(
-    task: tokio::task::JoinHandle<Result<Action, crate::error::Error>>,
-    ctx: Arc<Context>,
-    api: ApiServer,
-) -> Action {
-    let action = task.await.unwrap().unwrap();
-    drop(ctx);
-    api.expect_no_more().await;
-    action
 }
 
 /// Starts reconciling `cert` at `at` with the CA Issuer `ca` cached, and answers the read of
@@ -102,7 +72,7 @@ async fn start_under_ca(
     ApiServer,
 ) {
     let (ctx, mut api) = context(vec![ca_issuer("ca", "root-ca")], vec![], at);
-    let task = spawn(cert, &ctx);
+    let task = spawn_reconcile(cert, &ctx);
     api.expect(Method::GET, CA_SECRET_PATH)
         .await
         .ok(to_json(ca_secret));
@@ -112,11 +82,11 @@ async fn start_under_ca(
 /// Issues `web` under the CA Issuer `ca` at NOW and returns what was written.
 async fn first_issuance(cert: &Certificate, ca: &k8s_openapi::api::core::v1::Secret) -> Written {
     let (ctx, mut api) = context(vec![ca_issuer("ca", "root-ca")], vec![], ts(NOW));
-    let task = spawn(cert, &ctx);
+    let task = spawn_reconcile(cert, &ctx);
     api.expect(Method::GET, CA_SECRET_PATH).await.ok(to_json(ca));
     api.expect(Method::GET, SECRET_PATH).await.not_found();
     let written = expect_writes(&mut api, cert).await;
-    finish(task, ctx, api).await;
+    finish_reconcile(task, ctx, api).await;
     written
 }
 
@@ -127,7 +97,7 @@ async fn first_issuance_writes_secret_then_status_then_issued_event() {
     let (task, ctx, mut api) = start_under_ca(&cert, &ca, ts(NOW)).await;
     api.expect(Method::GET, SECRET_PATH).await.not_found();
     let written = expect_writes(&mut api, &cert).await;
-    let action = finish(task, ctx, api).await;
+    let action = finish_reconcile(task, ctx, api).await;
 
     // The Secret: one apply with every key, the SPEC labels and annotations.
     let s = &written.secret;
@@ -193,7 +163,7 @@ async fn nothing_to_do_makes_no_write() {
     api.expect(Method::GET, SECRET_PATH)
         .await
         .ok(written.secret.clone());
-    finish(task, ctx, api).await;
+    finish_reconcile(task, ctx, api).await;
 }
 
 #[tokio::test]
@@ -206,7 +176,7 @@ async fn secret_deleted_is_reissued_with_next_revision() {
     let (task, ctx, mut api) = start_under_ca(&cert, &ca, ts(NOW) + SignedDuration::from_hours(1)).await;
     api.expect(Method::GET, SECRET_PATH).await.not_found();
     let again = expect_writes(&mut api, &cert).await;
-    finish(task, ctx, api).await;
+    finish_reconcile(task, ctx, api).await;
     assert_eq!(again.status["revision"], 2);
     assert_eq!(
         again.secret["metadata"]["annotations"]["certkeeper.io/revision"],
@@ -230,7 +200,7 @@ async fn spec_change_reissues_with_the_new_names() {
         .await
         .ok(written.secret.clone());
     let again = expect_writes(&mut api, &cert).await;
-    finish(task, ctx, api).await;
+    finish_reconcile(task, ctx, api).await;
     assert_eq!(
         leaf_of(&again.secret).dns_names,
         vec!["web.apps.svc".to_string(), "web.example.com".to_string()]
@@ -252,7 +222,7 @@ async fn renewal_due_reissues_at_the_renewal_time() {
     api.expect(Method::GET, SECRET_PATH)
         .await
         .ok(written.secret.clone());
-    let action = finish(task, ctx, api).await;
+    let action = finish_reconcile(task, ctx, api).await;
     assert_eq!(action, Action::requeue(std::time::Duration::from_secs(2)));
 
     // At the renewal time: a new certificate with a new key.
@@ -261,7 +231,7 @@ async fn renewal_due_reissues_at_the_renewal_time() {
         .await
         .ok(written.secret.clone());
     let again = expect_writes(&mut api, &cert).await;
-    finish(task, ctx, api).await;
+    finish_reconcile(task, ctx, api).await;
     assert!(again.event["note"].as_str().unwrap().contains("Renewing"));
     assert_eq!(leaf_of(&again.secret).not_before, renewal);
     assert_ne!(
@@ -293,7 +263,7 @@ async fn rotation_policy_never_keeps_the_key() {
         .await
         .ok(written.secret.clone());
     let again = expect_writes(&mut api, &cert).await;
-    finish(task, ctx, api).await;
+    finish_reconcile(task, ctx, api).await;
     assert!(
         again.event["note"]
             .as_str()
@@ -323,7 +293,7 @@ async fn ca_rotation_reissues_leaves() {
         vec![],
         ts(NOW) + SignedDuration::from_hours(1),
     );
-    let task = spawn(&cert, &ctx);
+    let task = spawn_reconcile(&cert, &ctx);
     api.expect(Method::GET, CA_SECRET_PATH)
         .await
         .ok(to_json(&rotated));
@@ -331,7 +301,7 @@ async fn ca_rotation_reissues_leaves() {
         .await
         .ok(written.secret.clone());
     let again = expect_writes(&mut api, &cert).await;
-    finish(task, ctx, api).await;
+    finish_reconcile(task, ctx, api).await;
     assert!(again.event["note"].as_str().unwrap().contains("CARotated"));
     let new_ca = parse_certificate_chain(&secret_data(&to_json(&rotated), "tls.crt"))
         .unwrap()
@@ -347,7 +317,7 @@ async fn ca_rotation_reissues_leaves() {
 async fn issuer_missing_sets_ready_false_and_warns_once() {
     let cert = certificate("web", "nowhere", &["web.apps.svc"]);
     let (ctx, mut api) = context(vec![], vec![], ts(NOW));
-    let task = spawn(&cert, &ctx);
+    let task = spawn_reconcile(&cert, &ctx);
     // No Secret to keep: not Ready, for the issuer's reason.
     api.expect(Method::GET, SECRET_PATH).await.not_found();
     let status = answer_status(api.expect(Method::PATCH, STATUS_PATH).await, &cert);
@@ -355,7 +325,7 @@ async fn issuer_missing_sets_ready_false_and_warns_once() {
     assert_eq!(event.body["type"], "Warning");
     assert_eq!(event.body["reason"], "IssuerNotFound");
     event.echo();
-    finish(task, ctx, api).await;
+    finish_reconcile(task, ctx, api).await;
     assert_eq!(ready(&status), ("False".into(), "IssuerNotFound".into()));
     assert!(
         status["conditions"][0]["message"]
@@ -367,9 +337,9 @@ async fn issuer_missing_sets_ready_false_and_warns_once() {
     // Reconciled again with that status: nothing to write, no second Warning.
     let cert = with_status(&cert, &status);
     let (ctx, mut api) = context(vec![], vec![], ts(NOW) + SignedDuration::from_mins(1));
-    let task = spawn(&cert, &ctx);
+    let task = spawn_reconcile(&cert, &ctx);
     api.expect(Method::GET, SECRET_PATH).await.not_found();
-    finish(task, ctx, api).await;
+    finish_reconcile(task, ctx, api).await;
 }
 
 /// The issuer `ca` with its CA Secret `root-ca`, whose own status says `Ready=False`
@@ -397,14 +367,14 @@ async fn nothing_is_signed_under_an_issuer_whose_own_status_is_not_ready() {
     let cert = certificate("web", "ca", &["web.apps.svc"]);
     let ca = root_ca(ts(NOW));
     let (ctx, mut api) = context(vec![issuer_still_judged_without_its_secret()], vec![], ts(NOW));
-    let task = spawn(&cert, &ctx);
+    let task = spawn_reconcile(&cert, &ctx);
     api.expect(Method::GET, CA_SECRET_PATH).await.ok(to_json(&ca));
     api.expect(Method::GET, SECRET_PATH).await.not_found();
     let status = answer_status(api.expect(Method::PATCH, STATUS_PATH).await, &cert);
     let event = api.expect(Method::POST, EVENTS_PATH).await;
     assert_eq!(event.body["reason"], "IssuerNotReady");
     event.echo();
-    let action = finish(task, ctx, api).await;
+    let action = finish_reconcile(task, ctx, api).await;
     assert_eq!(ready(&status), ("False".into(), "IssuerNotReady".into()));
     let message = status["conditions"][0]["message"].as_str().unwrap();
     assert!(message.contains("SecretNotFound"), "{message}");
@@ -419,8 +389,8 @@ async fn nothing_is_signed_under_an_issuer_whose_own_status_is_not_ready() {
         issuer.metadata.generation = Some(2);
         issuer.status = status;
         let (ctx, api) = context(vec![issuer], vec![], ts(NOW));
-        let task = spawn(&cert, &ctx);
-        let action = finish(task, ctx, api).await;
+        let task = spawn_reconcile(&cert, &ctx);
+        let action = finish_reconcile(task, ctx, api).await;
         assert_eq!(action, Action::requeue(std::time::Duration::from_secs(5)));
     }
 }
@@ -430,12 +400,12 @@ async fn invalid_spec_sets_ready_false_without_issuing() {
     let mut cert = certificate("web", "ca", &["web.apps.svc"]);
     cert.spec.duration = Some("30m".into());
     let (ctx, mut api) = context(vec![ca_issuer("ca", "root-ca")], vec![], ts(NOW));
-    let task = spawn(&cert, &ctx);
+    let task = spawn_reconcile(&cert, &ctx);
     let status = answer_status(api.expect(Method::PATCH, STATUS_PATH).await, &cert);
     let event = api.expect(Method::POST, EVENTS_PATH).await;
     assert_eq!(event.body["reason"], "InvalidSpec");
     event.echo();
-    let action = finish(task, ctx, api).await;
+    let action = finish_reconcile(task, ctx, api).await;
     assert_eq!(action, Action::await_change());
     assert_eq!(ready(&status), ("False".into(), "InvalidSpec".into()));
 }
@@ -454,7 +424,7 @@ async fn cluster_issuer_reads_its_ca_only_from_the_cluster_resource_namespace() 
     let issuers: Vec<Issuer> = vec![];
     let cluster: Vec<ClusterIssuer> = vec![ca_cluster_issuer("cluster-ca", "root-ca")];
     let (ctx, mut api) = context(issuers, cluster, ts(NOW));
-    let task = spawn(&cert, &ctx);
+    let task = spawn_reconcile(&cert, &ctx);
     api.expect(
         Method::GET,
         "/api/v1/namespaces/certkeeper-system/secrets/root-ca",
@@ -463,7 +433,7 @@ async fn cluster_issuer_reads_its_ca_only_from_the_cluster_resource_namespace() 
     .ok(to_json(&ca));
     api.expect(Method::GET, SECRET_PATH).await.not_found();
     let written = expect_writes(&mut api, &cert).await;
-    finish(task, ctx, api).await;
+    finish_reconcile(task, ctx, api).await;
     assert_eq!(
         written.secret["metadata"]["annotations"]["certkeeper.io/issuer-kind"],
         "ClusterIssuer"
@@ -475,10 +445,10 @@ async fn self_signed_issuer_writes_the_certificate_as_its_own_ca() {
     let mut cert = certificate("web", "self", &["web.apps.svc"]);
     cert.spec.secret_deletion_policy = Some(crate::api::SecretDeletionPolicy::Delete);
     let (ctx, mut api) = context(vec![self_signed_issuer("self")], vec![], ts(NOW));
-    let task = spawn(&cert, &ctx);
+    let task = spawn_reconcile(&cert, &ctx);
     api.expect(Method::GET, SECRET_PATH).await.not_found();
     let written = expect_writes(&mut api, &cert).await;
-    finish(task, ctx, api).await;
+    finish_reconcile(task, ctx, api).await;
     assert_eq!(
         secret_data(&written.secret, "ca.crt"),
         secret_data(&written.secret, "tls.crt")
@@ -517,7 +487,7 @@ async fn failed_issuance_backs_off_and_a_spec_change_retries_at_once() {
             .contains("2026-11-23T10:00:10Z")
     );
     event.echo();
-    let action = finish(task, ctx, api).await;
+    let action = finish_reconcile(task, ctx, api).await;
     assert_eq!(action, Action::requeue(std::time::Duration::from_secs(11)));
     assert_eq!(status["failedIssuanceAttempts"], 1);
     assert_eq!(status["lastFailureTime"], NOW);
@@ -534,7 +504,7 @@ async fn failed_issuance_backs_off_and_a_spec_change_retries_at_once() {
     let cert = with_status(&cert, &status);
     let (task, ctx, mut api) = start_under_ca(&cert, &ca, ts(NOW) + SignedDuration::from_secs(5)).await;
     api.expect(Method::GET, SECRET_PATH).await.not_found();
-    let action = finish(task, ctx, api).await;
+    let action = finish_reconcile(task, ctx, api).await;
     assert_eq!(action, Action::requeue(std::time::Duration::from_secs(6)));
 
     // A spec change retries at once.
@@ -543,7 +513,7 @@ async fn failed_issuance_backs_off_and_a_spec_change_retries_at_once() {
     let (task, ctx, mut api) = start_under_ca(&changed, &ca, ts(NOW) + SignedDuration::from_secs(5)).await;
     api.expect(Method::GET, SECRET_PATH).await.not_found();
     let written = expect_writes(&mut api, &changed).await;
-    finish(task, ctx, api).await;
+    finish_reconcile(task, ctx, api).await;
     assert_eq!(written.status.get("failedIssuanceAttempts"), None);
     assert_eq!(written.event["reason"], "Issued");
 }
@@ -557,13 +527,13 @@ async fn issued_then_orphaned() -> (Certificate, Value) {
     let cert = with_status(&cert, &written.status);
     // The issuer is gone and the renewal is due: every later reconcile reports IssuerNotFound.
     let (ctx, mut api) = context(vec![], vec![], ts(NOW) + SignedDuration::from_hours(17));
-    let task = spawn(&cert, &ctx);
+    let task = spawn_reconcile(&cert, &ctx);
     api.expect(Method::GET, SECRET_PATH)
         .await
         .ok(written.secret.clone());
     let status = answer_status(api.expect(Method::PATCH, STATUS_PATH).await, &cert);
     api.expect(Method::POST, EVENTS_PATH).await.echo();
-    finish(task, ctx, api).await;
+    finish_reconcile(task, ctx, api).await;
     assert_eq!(ready(&status), ("False".into(), "IssuerNotFound".into()));
     (with_status(&cert, &status), written.secret)
 }
@@ -578,7 +548,7 @@ fn orphaned_at(
     ApiServer,
 ) {
     let (ctx, api) = context(vec![], vec![], at);
-    (spawn(cert, &ctx), ctx, api)
+    (spawn_reconcile(cert, &ctx), ctx, api)
 }
 
 #[tokio::test]
@@ -601,7 +571,7 @@ async fn a_valid_certificate_stays_ready_without_its_issuer_until_it_is_due() {
         (&json!("Warning"), &json!("IssuerNotFound"))
     );
     event.echo();
-    let action = finish(task, ctx, api).await;
+    let action = finish_reconcile(task, ctx, api).await;
     assert_eq!(ready(&status), ("True".into(), "Ready".into()));
     let issuing = status["conditions"]
         .as_array()
@@ -624,7 +594,7 @@ async fn a_valid_certificate_stays_ready_without_its_issuer_until_it_is_due() {
         .await
         .ok(written.secret.clone());
     let status = answer_status(api.expect(Method::PATCH, STATUS_PATH).await, &cert);
-    finish(task, ctx, api).await;
+    finish_reconcile(task, ctx, api).await;
     assert_eq!(ready(&status), ("False".into(), "IssuerNotFound".into()));
     let message = status["conditions"][0]["message"].as_str().unwrap();
     assert!(message.contains("renewal time"), "{message}");
@@ -644,7 +614,7 @@ async fn expiring_soon_is_warned_at_the_threshold_and_not_again_after_a_restart(
     // exactly at the threshold (rounded up to the next second).
     let (task, ctx, mut api) = orphaned_at(&cert, threshold - SignedDuration::from_mins(1));
     api.expect(Method::GET, SECRET_PATH).await.ok(secret.clone());
-    let action = finish(task, ctx, api).await;
+    let action = finish_reconcile(task, ctx, api).await;
     assert_eq!(action, Action::requeue(std::time::Duration::from_secs(61)));
 
     // At the threshold: the marker in the status first, then the Warning.
@@ -658,7 +628,7 @@ async fn expiring_soon_is_warned_at_the_threshold_and_not_again_after_a_restart(
     );
     let note = event_note(&event.body).to_owned();
     event.echo();
-    finish(task, ctx, api).await;
+    finish_reconcile(task, ctx, api).await;
     assert!(note.contains("less than 4h0m0s"), "{note}");
     assert!(note.contains("renewal was due at"), "{note}");
     assert_eq!(
@@ -671,7 +641,7 @@ async fn expiring_soon_is_warned_at_the_threshold_and_not_again_after_a_restart(
     let cert = with_status(&cert, &status);
     let (task, ctx, mut api) = orphaned_at(&cert, threshold + SignedDuration::from_mins(10));
     api.expect(Method::GET, SECRET_PATH).await.ok(secret);
-    let action = finish(task, ctx, api).await;
+    let action = finish_reconcile(task, ctx, api).await;
     // The issuer recheck comes before the expiry at notAfter.
     assert_eq!(action, Action::requeue(std::time::Duration::from_secs(300)));
 }
@@ -688,7 +658,7 @@ async fn ready_turns_false_with_reason_expired_at_not_after_and_warns_once() {
     assert_eq!(event.body["reason"], "Expired");
     assert!(event_note(&event.body).contains("2026-11-24T10:00:00Z"));
     event.echo();
-    finish(task, ctx, api).await;
+    finish_reconcile(task, ctx, api).await;
     assert_eq!(ready(&status), ("False".into(), "Expired".into()));
     // Several thresholds passed unseen are not replayed: Expired says it all.
     assert_eq!(status["lastExpiryWarning"]["reason"], "Expired");
@@ -696,7 +666,7 @@ async fn ready_turns_false_with_reason_expired_at_not_after_and_warns_once() {
     let cert = with_status(&cert, &status);
     let (task, ctx, mut api) = orphaned_at(&cert, not_after + SignedDuration::from_hours(1));
     api.expect(Method::GET, SECRET_PATH).await.ok(secret);
-    finish(task, ctx, api).await;
+    finish_reconcile(task, ctx, api).await;
 }
 
 #[tokio::test]
@@ -720,7 +690,7 @@ async fn expiry_during_failure_backoff_is_reported_without_waiting_for_the_retry
     let event = api.expect(Method::POST, EVENTS_PATH).await;
     assert_eq!(event.body["reason"], "Expired");
     event.echo();
-    let action = finish(task, ctx, api).await;
+    let action = finish_reconcile(task, ctx, api).await;
     assert_eq!(ready(&status), ("False".into(), "Expired".into()));
     assert_eq!(action, Action::requeue(std::time::Duration::from_secs(6)));
 }
@@ -738,7 +708,7 @@ async fn a_new_revision_forgets_the_previous_expiry_warning() {
     let (task, ctx, mut api) = start_under_ca(&cert, &ca, ts(NOW) + SignedDuration::from_hours(21)).await;
     api.expect(Method::GET, SECRET_PATH).await.not_found();
     let again = expect_writes(&mut api, &cert).await;
-    finish(task, ctx, api).await;
+    finish_reconcile(task, ctx, api).await;
     assert_eq!(again.status["revision"], 2);
     assert_eq!(again.status.get("lastExpiryWarning"), None);
 }
@@ -827,7 +797,7 @@ async fn distribute_without_reissue(cert: Certificate, old_ca: k8s_openapi::api:
     let issuer = rotating_issuer(&old_ca, &new_ca, crate::api::RotationPhase::Distributing, later);
 
     let (ctx, mut api) = context(vec![issuer], vec![], later);
-    let task = spawn(&cert, &ctx);
+    let task = spawn_reconcile(&cert, &ctx);
     api.expect(Method::GET, CA_SECRET_PATH).await.ok(to_json(&new_ca));
     api.expect(Method::GET, SECRET_PATH)
         .await
@@ -838,7 +808,7 @@ async fn distribute_without_reissue(cert: Certificate, old_ca: k8s_openapi::api:
     // The status shows the renewal held back until the new root is everywhere; no Event:
     // nothing was issued.
     let status = answer_status(api.expect(Method::PATCH, STATUS_PATH).await, &cert);
-    let action = finish(task, ctx, api).await;
+    let action = finish_reconcile(task, ctx, api).await;
     // Looked at again within seconds while the issuer rotates: its cache may have lagged.
     assert_eq!(action, Action::requeue(std::time::Duration::from_secs(11)));
     let held: Timestamp = status["renewalTime"].as_str().unwrap().parse().unwrap();
@@ -895,20 +865,20 @@ async fn while_reissuing_a_certificate_waits_for_its_slot_then_is_reissued_once(
 
     // Before its slot: read, nothing written, woken at the slot.
     let (ctx, mut api) = context(vec![issuer.clone()], vec![], from);
-    let task = spawn(&cert, &ctx);
+    let task = spawn_reconcile(&cert, &ctx);
     api.expect(Method::GET, CA_SECRET_PATH).await.ok(to_json(&new_ca));
     api.expect(Method::GET, SECRET_PATH).await.ok(secret.clone());
-    let action = finish(task, ctx, api).await;
+    let action = finish_reconcile(task, ctx, api).await;
     let wait = slot.duration_since(from).as_secs() as u64;
     assert_eq!(action, Action::requeue(std::time::Duration::from_secs(wait + 1)));
 
     // At its slot: re-issued under the new CA, both roots still trusted.
     let (ctx, mut api) = context(vec![issuer], vec![], slot);
-    let task = spawn(&cert, &ctx);
+    let task = spawn_reconcile(&cert, &ctx);
     api.expect(Method::GET, CA_SECRET_PATH).await.ok(to_json(&new_ca));
     api.expect(Method::GET, SECRET_PATH).await.ok(secret);
     let again = expect_writes(&mut api, &cert).await;
-    finish(task, ctx, api).await;
+    finish_reconcile(task, ctx, api).await;
     assert!(again.event["note"].as_str().unwrap().contains("CARotated"));
     let new_root = parse_certificate_chain(&secret_data(&to_json(&new_ca), "tls.crt"))
         .unwrap()
