@@ -25,9 +25,9 @@ pub use issuer::{
     SelfSignedIssuer, TrustAnchor, TrustAnchorRole,
 };
 pub use policy::{
-    AllowedRequest, AllowedSubject, AllowedValues, CertificatePolicy, CertificatePolicySpec,
-    CertificatePolicyStatus, KeyConstraints, NamespaceSelector, PolicyConstraints, PolicyIssuerRef,
-    PolicySelector, PolicyValidation,
+    AllowedNameConstraints, AllowedRequest, AllowedSubject, AllowedSubtrees, AllowedValues,
+    CertificatePolicy, CertificatePolicySpec, CertificatePolicyStatus, KeyConstraints, NamespaceSelector,
+    PolicyConstraints, PolicyIssuerRef, PolicySelector, PolicyValidation,
 };
 pub use revocation::{
     CertificateRevocation, CertificateRevocationSpec, CertificateRevocationStatus, RevocationReasonName,

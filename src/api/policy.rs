@@ -121,6 +121,44 @@ pub struct AllowedRequest {
     /// Subject DN parts; free text, `*` matches any run of characters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subject: Option<Box<AllowedSubject>>,
+    /// For CA requests: the domains and ranges the CA's own `spec.nameConstraints` must stay
+    /// within. Absent: a request may carry no name constraints.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name_constraints: Option<AllowedNameConstraints>,
+}
+
+/// What a CA asked for may sign, as its X.509 name constraints say.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AllowedNameConstraints {
+    /// Per name type, where the CA's permitted subtrees may lie. A type listed here must be
+    /// constrained by the request (at least one permitted entry, each within one of these); a
+    /// type not listed may not be permitted. Excluded entries only narrow and are always allowed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub permitted: Option<AllowedSubtrees>,
+}
+
+/// Bounds for a CA's permitted subtrees. Domains may hold `{namespace}` and `{name}` as whole
+/// labels; a requested entry is within `team.svc` when it is `team.svc`, `.team.svc` or a
+/// subdomain of it.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AllowedSubtrees {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 100), inner(length(min = 1, max = 253)))]
+    pub dns_domains: Option<Vec<String>>,
+    /// CIDRs; a requested range must lie inside one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 100), inner(length(min = 1, max = 64)))]
+    pub ip_ranges: Option<Vec<String>>,
+    /// Mailboxes, hosts or `.domains`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 100), inner(length(min = 1, max = 320)))]
+    pub email_addresses: Option<Vec<String>>,
+    /// URI hosts or `.domains`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 100), inner(length(min = 1, max = 253)))]
+    pub uri_domains: Option<Vec<String>>,
 }
 
 /// The patterns a field's values must each match, and whether the field must be set.

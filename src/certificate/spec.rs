@@ -220,12 +220,7 @@ fn name_subtrees(side: &str, item: Option<&NameConstraintItem>) -> Result<NameSu
     }
     let email_addresses = entries("emailAddresses", &item.email_addresses)?;
     for email in &email_addresses {
-        let checked = match email.split_once('@') {
-            Some((local, host)) if is_ia5_token(local) && !host.starts_with('.') => constraint_domain(host),
-            Some(_) => Err("is not a mailbox (local@host), a host or a .domain"),
-            None => constraint_domain(email),
-        };
-        checked.map_err(|why| refused("emailAddresses", email, why))?;
+        constraint_email(email).map_err(|why| refused("emailAddresses", email, why))?;
     }
     let ip_ranges = entries("ipRanges", &item.ip_ranges)?
         .iter()
@@ -243,9 +238,18 @@ fn name_subtrees(side: &str, item: Option<&NameConstraintItem>) -> Result<NameSu
     })
 }
 
+/// An rfc822Name constraint: a mailbox (`local@host`), a host or a `.domain`.
+pub(crate) fn constraint_email(email: &str) -> Result<(), &'static str> {
+    match email.split_once('@') {
+        Some((local, host)) if is_ia5_token(local) && !host.starts_with('.') => constraint_domain(host),
+        Some(_) => Err("is not a mailbox (local@host), a host or a .domain"),
+        None => constraint_domain(email),
+    }
+}
+
 /// A domain as a name constraint: ASCII labels of letters, digits, `-` and `_`, optionally
 /// after one leading `.` (subdomains only). Patterns are not constraints: `*` is refused.
-fn constraint_domain(domain: &str) -> Result<(), &'static str> {
+pub(crate) fn constraint_domain(domain: &str) -> Result<(), &'static str> {
     if domain.contains('*') {
         return Err(
             "is a pattern; a constraint is a domain: team.svc (itself and its subdomains) or .team.svc (subdomains only)",

@@ -8,8 +8,9 @@ use jiff::SignedDuration;
 
 use super::cel::Rule;
 use super::patterns::{FieldKind, Pattern};
-use crate::api::{AllowedValues, CertificatePolicy, CertificatePolicySpec};
-use crate::pki::{KeyAlgorithm, Usage};
+use crate::api::{AllowedNameConstraints, AllowedValues, CertificatePolicy, CertificatePolicySpec};
+use crate::certificate::spec::{constraint_domain, constraint_email};
+use crate::pki::{IpRange, KeyAlgorithm, Usage};
 
 /// One policy, ready to judge requests.
 pub struct CompiledPolicy {
@@ -92,6 +93,23 @@ pub struct Rules {
     pub key_max_size: Option<u32>,
     /// CEL rules with the message a denial shows.
     pub validations: Vec<(Rule, String)>,
+    /// `allowed.nameConstraints`; `None`: a request may carry none.
+    pub name_constraints: Option<NameConstraintRules>,
+}
+
+/// Where a CA's permitted subtrees may lie, per name type; `None` for a type not listed. The
+/// domains may hold `{namespace}` and `{name}` (see [`fill`]).
+#[derive(Debug, Default)]
+pub struct NameConstraintRules {
+    pub dns_domains: Option<Vec<String>>,
+    pub ip_ranges: Option<Vec<IpRange>>,
+    pub email_addresses: Option<Vec<String>>,
+    pub uri_domains: Option<Vec<String>>,
+}
+
+/// A domain of `allowed.nameConstraints` for the Certificate `name` in `namespace`.
+pub fn fill(domain: &str, namespace: &str, name: &str) -> String {
+    domain.replace("{namespace}", namespace).replace("{name}", name)
 }
 
 /// The spec paths of the subject fields, in `SubjectFields` order.
@@ -304,5 +322,68 @@ fn compile_rules(spec: &CertificatePolicySpec) -> Result<Rules, String> {
         key_min_size,
         key_max_size,
         validations,
+        name_constraints: allowed
+            .name_constraints
+            .as_ref()
+            .map(compile_name_constraints)
+            .transpose()?,
     })
+}
+
+fn compile_name_constraints(allowed: &AllowedNameConstraints) -> Result<NameConstraintRules, String> {
+    let Some(permitted) = &allowed.permitted else {
+        return Ok(NameConstraintRules::default());
+    };
+    let path = "spec.allowed.nameConstraints.permitted";
+    let listed = |field: &str, values: &Option<Vec<String>>| -> Result<Option<Vec<String>>, String> {
+        match values {
+            Some(values) if values.is_empty() => Err(format!(
+                "{path}.{field} lists nothing, so no CA could be allowed; leave {field} out to allow no {field}"
+            )),
+            other => Ok(other.clone()),
+        }
+    };
+    let domains = |field: &str, values: &Option<Vec<String>>, email: bool| {
+        let values = listed(field, values)?;
+        for value in values.iter().flatten() {
+            constraint_template(value, email).map_err(|why| format!("{path}.{field}: {value:?} {why}"))?;
+        }
+        Ok::<_, String>(values)
+    };
+    let ip_ranges = listed("ipRanges", &permitted.ip_ranges)?
+        .map(|ranges| {
+            ranges
+                .iter()
+                .map(|range| IpRange::from_cidr(range).map_err(|why| format!("{path}.ipRanges: {why}")))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .transpose()?;
+    Ok(NameConstraintRules {
+        dns_domains: domains("dnsDomains", &permitted.dns_domains, false)?,
+        ip_ranges,
+        email_addresses: domains("emailAddresses", &permitted.email_addresses, true)?,
+        uri_domains: domains("uriDomains", &permitted.uri_domains, false)?,
+    })
+}
+
+/// A name constraint domain (or, for `email`, a mailbox, host or `.domain`) whose labels may be
+/// `{namespace}` or `{name}`, whole.
+fn constraint_template(value: &str, email: bool) -> Result<(), &'static str> {
+    if value.contains('*') {
+        return Err(
+            "is a pattern; write a domain: its subdomains are within it (team.svc covers a.team.svc)",
+        );
+    }
+    let whole = value
+        .split(['.', '@'])
+        .filter(|part| part.contains(['{', '}']))
+        .all(|part| part == "{namespace}" || part == "{name}");
+    if !whole {
+        return Err("holds a placeholder that is not a whole label ({namespace} or {name})");
+    }
+    let sample = fill(value, "ns", "name");
+    match email {
+        true => constraint_email(&sample),
+        false => constraint_domain(&sample),
+    }
 }

@@ -4,9 +4,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use super::compile::{CompiledPolicy, Field, Rules};
+use super::compile::{CompiledPolicy, Field, Rules, fill};
 use crate::certificate::spec::{ValidatedSpec, default_usages};
-use crate::pki::{KeyAlgorithm, Usage};
+use crate::pki::{DomainSubtree, IpRange, KeyAlgorithm, NameConstraints, Usage, subtree_within};
 
 /// What will be signed for the Certificate `name` in `namespace`: its spec after defaulting.
 pub struct Request<'a> {
@@ -123,6 +123,7 @@ pub fn judge(rules: &Rules, request: &Request<'_>) -> Result<(), String> {
     if spec.is_ca && !rules.is_ca {
         return Err("spec.isCA: a CA certificate is not allowed".into());
     }
+    check_name_constraints(rules, request)?;
     check_usages(rules, spec)?;
     if let Some(min) = rules.min_duration
         && spec.duration < min
@@ -205,6 +206,101 @@ fn check_field(
     }
 }
 
+/// A CA's own name constraints against `allowed.nameConstraints`: every name type the policy
+/// lists must be constrained, within the policy's domains; a type it does not list may not be
+/// permitted. Excluded subtrees only narrow what the CA signs and are not judged.
+fn check_name_constraints(rules: &Rules, request: &Request<'_>) -> Result<(), String> {
+    let asked = request.spec.name_constraints.as_ref();
+    let Some(bounds) = &rules.name_constraints else {
+        return match asked {
+            None => Ok(()),
+            Some(_) => {
+                Err("spec.nameConstraints is not allowed (the policy allows no nameConstraints)".into())
+            }
+        };
+    };
+    if !request.spec.is_ca {
+        return Ok(());
+    }
+    let none = NameConstraints::default();
+    let asked = &asked.unwrap_or(&none).permitted;
+    let (ns, name) = (request.namespace, request.name);
+    let domains = [
+        (
+            "dnsDomains",
+            DomainSubtree::Dns,
+            &asked.dns_domains,
+            &bounds.dns_domains,
+        ),
+        (
+            "emailAddresses",
+            DomainSubtree::Email,
+            &asked.email_addresses,
+            &bounds.email_addresses,
+        ),
+        (
+            "uriDomains",
+            DomainSubtree::Uri,
+            &asked.uri_domains,
+            &bounds.uri_domains,
+        ),
+    ];
+    for (field, kind, asked, allowed) in domains {
+        let allowed: Option<Vec<String>> = allowed
+            .as_ref()
+            .map(|domains| domains.iter().map(|d| fill(d, ns, name)).collect());
+        subtrees_within(
+            field,
+            asked,
+            allowed.as_deref(),
+            |entry: &String, bound: &String| subtree_within(kind, entry, bound),
+        )?;
+    }
+    subtrees_within(
+        "ipRanges",
+        &asked.ip_ranges,
+        bounds.ip_ranges.as_deref(),
+        |range: &IpRange, bound: &IpRange| range.within(bound),
+    )
+}
+
+/// One name type's permitted entries, `asked`, against the bounds the policy lists for it.
+fn subtrees_within<A: std::fmt::Display, B: std::fmt::Display>(
+    field: &str,
+    asked: &[A],
+    allowed: Option<&[B]>,
+    within: impl Fn(&A, &B) -> bool,
+) -> Result<(), String> {
+    let path = format!("spec.nameConstraints.permitted.{field}");
+    let Some(allowed) = allowed else {
+        return match asked.first() {
+            None => Ok(()),
+            Some(entry) => Err(format!(
+                "{path} {} is not allowed (the policy allows no {field})",
+                shown(&entry.to_string())
+            )),
+        };
+    };
+    let bounds: Vec<String> = allowed.iter().map(ToString::to_string).collect();
+    if asked.is_empty() {
+        return Err(format!(
+            "{path} is required: a CA without it could sign any name of that type (allowed: within {})",
+            bounds.join(", ")
+        ));
+    }
+    match asked
+        .iter()
+        .find(|entry| !allowed.iter().any(|b| within(entry, b)))
+    {
+        None => Ok(()),
+        Some(entry) => Err(format!(
+            "{path} {} is not within {}",
+            shown(&entry.to_string()),
+            bounds.join(", ")
+        )),
+    }
+}
+
 fn check_usages(rules: &Rules, spec: &ValidatedSpec) -> Result<(), String> {
     // A CA's cert sign and CRL sign come with isCA, judged above.
     let implied: BTreeSet<Usage> = match spec.is_ca {
@@ -250,6 +346,8 @@ fn algorithm_name(algorithm: KeyAlgorithm) -> &'static str {
     }
 }
 
+/// The key judged is the spec's. Under `rotationPolicy: Never` the Secret's key is reused only
+/// when its algorithm and size are the spec's (`certificate/reconcile.rs`), so it is the same.
 fn check_key(rules: &Rules, spec: &ValidatedSpec) -> Result<(), String> {
     let key = &spec.key;
     if let Some(algorithm) = rules.key_algorithm
@@ -322,6 +420,20 @@ pub fn request_json(spec: &ValidatedSpec) -> serde_json::Value {
             "kind": spec.issuer_ref.kind(),
             "name": spec.issuer_ref.name,
         },
+        "nameConstraints": spec.name_constraints.as_ref().map(|c| serde_json::json!({
+            "critical": c.critical,
+            "permitted": subtrees_json(&c.permitted),
+            "excluded": subtrees_json(&c.excluded),
+        })),
+    })
+}
+
+fn subtrees_json(subtrees: &crate::pki::NameSubtrees) -> serde_json::Value {
+    serde_json::json!({
+        "dnsDomains": subtrees.dns_domains,
+        "ipRanges": subtrees.ip_ranges.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "emailAddresses": subtrees.email_addresses,
+        "uriDomains": subtrees.uri_domains,
     })
 }
 

@@ -10,6 +10,8 @@ mod index;
 pub mod patterns;
 
 #[cfg(test)]
+mod name_constraint_tests;
+#[cfg(test)]
 mod tests;
 
 pub use compile::{CompiledPolicy, Selector};

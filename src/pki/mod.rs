@@ -20,7 +20,10 @@ pub use ca::{CaFacts, CaKeyPair, IssuerUrls};
 pub use cert::{CertificateTemplate, IssuedCertificate, SubjectFields, sign_self_signed, sign_with_ca};
 pub use key::{KeyAlgorithm, KeyEncoding, KeySpec, PrivateKey};
 pub(crate) use key::{encode_pem, public_key_bits};
-pub use name_constraints::{IpRange, NameConstraints, NameSubtrees, RequestedNames, check_name_constraints};
+pub use name_constraints::{
+    DomainSubtree, IpRange, NameConstraints, NameSubtrees, RequestedNames, check_name_constraints,
+    subtree_within,
+};
 pub(crate) use parse::serial_hex;
 pub use parse::{CertificateInfo, parse_certificate_chain, parse_pem_certificates};
 pub use usage::Usage;

@@ -354,7 +354,7 @@ impl IpRange {
     }
 
     /// Whether every address of `self` is in `parent`.
-    fn within(&self, parent: &IpRange) -> bool {
+    pub fn within(&self, parent: &IpRange) -> bool {
         let (mask, parent_mask) = (octets_of(self.mask), octets_of(parent.mask));
         // Every bit the parent fixes, the child fixes too, and to the same value.
         mask.len() == parent_mask.len()
@@ -474,6 +474,24 @@ fn hostname_like(cn: &str) -> bool {
         return false;
     }
     dotted
+}
+
+/// The name types whose subtrees are domains.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DomainSubtree {
+    Dns,
+    Uri,
+    Email,
+}
+
+/// Whether the subtree `child` of `kind` lies entirely within the subtree `parent`: every name
+/// `child` permits, `parent` permits too.
+pub fn subtree_within(kind: DomainSubtree, child: &str, parent: &str) -> bool {
+    match kind {
+        DomainSubtree::Dns => dns_within(child, parent),
+        DomainSubtree::Uri => uri_within(child, parent),
+        DomainSubtree::Email => email_within(child, parent),
+    }
 }
 
 /// dNSName subtree `child` entirely within `parent`.

@@ -109,3 +109,32 @@ fn issue_refuses_what_a_policy_among_its_manifests_denies() {
         outcome.failures
     );
 }
+
+#[test]
+fn a_team_ca_is_allowed_within_its_own_domain_and_denied_beyond_it() {
+    let mut outcome = Outcome::default();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests/examples/policy");
+    let documents = manifests::read_all(&[root.clone(), root.join("team-ca")]).unwrap();
+    let set = PolicySet::from_documents(&documents, "default", false, &mut outcome);
+    let certificates = manifests::read_all(&[root.join("team-ca/certificates.yaml")]).unwrap();
+    check_all(&certificates, &set, "default", &mut outcome);
+    assert_printable(&outcome.output);
+    let text = outcome.output.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        text.contains(
+            "Certificate payments/payments-ca (ClusterIssuer \"mesh-ca\"): allowed by CertificatePolicy \"team-cas\""
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "CertificatePolicy \"team-cas\" refuses: spec.nameConstraints.permitted.dnsDomains \"svc\" is not \
+             within shop.svc, shop.svc.cluster.local"
+        ),
+        "{text}"
+    );
+    assert_eq!(
+        outcome.failures,
+        ["Certificate shop/shop-ca (ClusterIssuer \"mesh-ca\") would be denied"]
+    );
+}
