@@ -87,6 +87,7 @@ impl TestEnv {
         let client = Client::try_default()
             .await
             .expect("a Kubernetes client from KUBECONFIG (or ~/.kube/config)");
+        wait_for_api_server(&client).await;
         install_crds(&client).await;
 
         let namespace = format!("certkeeper-e2e-{}", random_suffix());
@@ -201,15 +202,24 @@ impl TestEnv {
         timeout: Duration,
         mut probe: impl AsyncFnMut() -> Result<T, String>,
     ) -> T {
-        let deadline = Instant::now() + timeout;
+        let mut deadline = Instant::now() + timeout;
+        let mut paused = Duration::ZERO;
         loop {
             if !self.controller_killed {
                 self.controller.assert_running();
             }
+            let started = Instant::now();
             let last = match probe().await {
                 Ok(found) => return found,
                 Err(last) => last,
             };
+            // The time the API server is away (a restart in the middle of the suite) is not
+            // the controller's: the deadline moves by it, up to OUTAGE_ALLOWANCE in all.
+            if paused < OUTAGE_ALLOWANCE && !api_server_answers(&self.client).await {
+                let away = started.elapsed() + POLL;
+                paused += away;
+                deadline += away;
+            }
             if Instant::now() >= deadline {
                 panic!(
                     "timed out after {}s waiting for {what}\nlast observed: {last}\n{}",
@@ -579,6 +589,30 @@ fn read_yaml_documents(path: &Path, namespace: Option<&str>) -> Vec<Value> {
         .map(|doc| Value::deserialize(doc).unwrap_or_else(|e| panic!("parse {}: {e}", path.display())))
         .filter(|doc| !doc.is_null())
         .collect()
+}
+
+/// How much API-server absence a test's waits tolerate in all (see [`TestEnv::eventually`]).
+const OUTAGE_ALLOWANCE: Duration = Duration::from_secs(180);
+
+/// Whether the API server answers at all (its version), whatever it says.
+async fn api_server_answers(client: &Client) -> bool {
+    tokio::time::timeout(Duration::from_secs(5), client.apiserver_version())
+        .await
+        .is_ok_and(|answer| answer.is_ok())
+}
+
+/// Waits up to OUTAGE_ALLOWANCE for the API server to answer: a test that starts while it
+/// restarts begins once it is back.
+async fn wait_for_api_server(client: &Client) {
+    let deadline = Instant::now() + OUTAGE_ALLOWANCE;
+    while !api_server_answers(client).await {
+        assert!(
+            Instant::now() < deadline,
+            "the API server did not answer within {}s",
+            OUTAGE_ALLOWANCE.as_secs()
+        );
+        tokio::time::sleep(POLL).await;
+    }
 }
 
 /// Installs (or updates) the CRDs from `crds/certkeeper.yaml` with server-side apply and waits
