@@ -15,6 +15,7 @@ pub mod error;
 mod fault_tests;
 pub mod issuance_policy;
 pub mod issuer;
+pub mod keystore;
 pub mod pki;
 #[cfg(test)]
 mod quickstart_tests;

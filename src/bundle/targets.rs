@@ -28,7 +28,7 @@ pub struct Content {
 }
 
 impl Content {
-    pub fn new(bundle: &Bundle, assembled: &Assembled) -> Result<Self, der::Error> {
+    pub fn new(bundle: &Bundle, assembled: &Assembled) -> Result<Self, crate::keystore::KeystoreError> {
         let target = &bundle.spec.target;
         let pem = assembled.pem();
         let pkcs12 = match &target.pkcs12 {
