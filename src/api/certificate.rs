@@ -120,6 +120,11 @@ pub struct CertificateSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub additional_output_formats: Option<Vec<AdditionalOutputFormat>>,
 
+    /// Keystores written into the Secret beside the PEM keys (cert-manager's field): PKCS#12
+    /// (`keystore.p12`, `truststore.p12`) and JKS (`keystore.jks`, `truststore.jks`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keystores: Option<Box<CertificateKeystores>>,
+
     /// What happens to the Secret when the Certificate is deleted. Default Orphan.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_deletion_policy: Option<SecretDeletionPolicy>,
@@ -265,6 +270,80 @@ pub struct SecretTemplate {
     pub labels: Option<BTreeMap<String, String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub annotations: Option<BTreeMap<String, String>>,
+}
+
+/// The keystores of a Certificate.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CertificateKeystores {
+    /// `keystore.p12` (the key, its chain and the CAs) and `truststore.p12` (the CAs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pkcs12: Option<Pkcs12Keystore>,
+    /// `keystore.jks` (the key with its chain under `alias`, the CAs) and `truststore.jks`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jks: Option<JksKeystore>,
+}
+
+/// A PKCS#12 keystore and truststore, encrypted with one password.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.password) != has(self.passwordSecretRef)").message("exactly one of password and passwordSecretRef must be set"))]
+pub struct Pkcs12Keystore {
+    /// Write the stores. False: they are not written (and removed if they were).
+    pub create: bool,
+    /// The key of a Secret in the Certificate's namespace that holds the password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_secret_ref: Option<SecretKeySelector>,
+    /// The password itself, in the Certificate (anyone who can read it can read the key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 1024))]
+    pub password: Option<String>,
+    /// Encryption and MAC: `LegacyRC2` (default, as cert-manager), `LegacyDES` or
+    /// `Modern2023` (AES-256-CBC, PBKDF2-HMAC-SHA-256, SHA-256 MAC; OpenSSL 3, Java 12+).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<Pkcs12Profile>,
+}
+
+/// A JKS keystore and truststore.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.password) != has(self.passwordSecretRef)").message("exactly one of password and passwordSecretRef must be set"))]
+pub struct JksKeystore {
+    /// Write the stores. False: they are not written (and removed if they were).
+    pub create: bool,
+    /// The key of a Secret in the Certificate's namespace that holds the password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_secret_ref: Option<SecretKeySelector>,
+    /// The password itself, in the Certificate (anyone who can read it can read the key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 1024))]
+    pub password: Option<String>,
+    /// The alias of the key entry. Default `certificate`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 255))]
+    pub alias: Option<String>,
+}
+
+/// A key of a Secret in the same namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretKeySelector {
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// The key in the Secret's data.
+    #[schemars(length(min = 1, max = 253))]
+    pub key: String,
+}
+
+/// cert-manager's PKCS#12 profiles.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, schemars::JsonSchema)]
+pub enum Pkcs12Profile {
+    #[default]
+    #[serde(rename = "LegacyRC2")]
+    LegacyRc2,
+    #[serde(rename = "LegacyDES")]
+    LegacyDes,
+    Modern2023,
 }
 
 /// An extra output written into the Secret.

@@ -14,9 +14,10 @@ pub use bundle::{
     TargetKey,
 };
 pub use certificate::{
-    AdditionalOutputFormat, Certificate, CertificateSpec, CertificateStatus, ExpiryWarningStatus, IssuerRef,
-    NameConstraintItem, NameConstraintsSpec, OutputFormatType, PrivateKeyRotationPolicy, PrivateKeySpec,
-    SecretDeletionPolicy, SecretTemplate, Subject,
+    AdditionalOutputFormat, Certificate, CertificateKeystores, CertificateSpec, CertificateStatus,
+    ExpiryWarningStatus, IssuerRef, JksKeystore, NameConstraintItem, NameConstraintsSpec, OutputFormatType,
+    Pkcs12Keystore, Pkcs12Profile, PrivateKeyRotationPolicy, PrivateKeySpec, SecretDeletionPolicy,
+    SecretKeySelector, SecretTemplate, Subject,
 };
 pub use condition::{ConditionStatus, condition, find_condition, set_condition};
 pub use crd::{all_crds, crds_yaml};

@@ -5,6 +5,7 @@
 //! to the API. `signer` resolves the issuer reference.
 
 pub mod expiry;
+pub mod keystores;
 pub mod reconcile;
 pub mod requests;
 pub mod schedule;
@@ -19,6 +20,8 @@ pub mod verdict;
 mod hostile_input_tests;
 #[cfg(test)]
 mod issuance_policy_tests;
+#[cfg(test)]
+mod keystore_tests;
 #[cfg(test)]
 mod policy_tests;
 #[cfg(test)]

@@ -24,6 +24,8 @@ fn issued(cert: &Certificate) -> (CurrentKeyPair, SecretMaterial) {
         key_pem: key.to_pem(spec.key_encoding).unwrap(),
         key_der: None,
         ca_pem: certificate.ca_pem.clone(),
+        key_pkcs8: key.to_der(crate::pki::KeyEncoding::Pkcs8).unwrap(),
+        stores: Default::default(),
     };
     let current = CurrentKeyPair {
         chain: parse_certificate_chain(certificate.chain_pem.as_bytes()).unwrap(),

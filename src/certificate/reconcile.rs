@@ -13,6 +13,7 @@ use kube::{Resource, ResourceExt};
 use tracing::{debug, info, warn};
 
 use super::expiry::{self, Warning};
+use super::keystores::{self, Passwords};
 use super::requests::{Answered, Pending, RenewRequest};
 use super::schedule::{self, backoff, requeue_after};
 use super::secret::{self, CurrentKeyPair, SecretMaterial, SecretState};
@@ -56,7 +57,13 @@ struct Observed<'a> {
     records_namespace: String,
     previous: CertificateStatus,
     now: Timestamp,
+    /// The keystores' passwords, read.
+    passwords: Passwords,
 }
+
+/// How soon a Certificate whose keystore password is read from a Secret reads it again (a
+/// missing one, or a changed one).
+const PASSWORD_RECHECK: std::time::Duration = std::time::Duration::from_secs(30);
 
 pub async fn reconcile(
     guard: Arc<DeserializeGuard<Certificate>>,
@@ -115,6 +122,18 @@ pub async fn reconcile(
     if let Some(problem) = policy_problem(cert, &ctx, &spec, &key, &signer, now) {
         return without_issuer(&ctx, cert, &key, &spec, &problem, &previous, now).await;
     }
+    let passwords = match read_passwords(&ctx, &key.0, &spec.keystores).await? {
+        Ok(passwords) => passwords,
+        Err(message) => {
+            // Nothing is written: the Secret keeps what it holds until the password is back.
+            ctx.verdicts.invalidate(&key);
+            let why = reason::KEYSTORE_PASSWORD_UNAVAILABLE;
+            let mut deadlines =
+                report_not_ready(cert, &ctx, &previous, why, &message, spec.renew_before, now).await?;
+            deadlines.push(now + PASSWORD_RECHECK);
+            return Ok(Action::requeue(requeue_after(now, &deadlines)));
+        }
+    };
     let records_namespace = records_namespace(ctx.as_ref(), &spec, &key);
     let records = issuer_records(&spec, &records_namespace);
     let revoked = records.revoked(&ctx.revocations, &mut Vec::new());
@@ -137,6 +156,7 @@ pub async fn reconcile(
         records_namespace,
         previous,
         now,
+        passwords,
     };
 
     // Judged before and nothing changed since: no need to read the Secret.
@@ -153,7 +173,10 @@ pub async fn reconcile(
         gate: observed.trust.gate,
         now,
     };
-    if let Some((_, verdict)) = ctx.verdicts.get(&observed.key)
+    // A password read from a Secret may have changed since: such Certificates are judged anew.
+    let reads_passwords = observed.spec.keystores.password_secrets().next().is_some();
+    if !reads_passwords
+        && let Some((_, verdict)) = ctx.verdicts.get(&observed.key)
         && verdict.holds(&current)
         && revocation_of_serial(&observed.revoked, &verdict.facts.serial_hex).is_none()
     {
@@ -634,7 +657,7 @@ async fn keep(
     let revision = observed.previous.revision.max(current.revision).unwrap_or(1);
     let mut version = current_secret.and_then(|s| s.metadata.resource_version.clone());
     if let Some(existing) = current_secret {
-        match material_from_secret(existing, current, spec, &observed.trust) {
+        match material_from_secret(existing, current, observed) {
             Ok(material) => {
                 let desired = secret::desired_secret(cert, spec, leaf, &material, revision);
                 if !secret::secret_up_to_date(existing, &desired, cert) {
@@ -674,6 +697,11 @@ async fn report_ready(
     deadlines.extend(waits.reissue_at);
     deadlines.extend(waits.requests_due_at);
     deadlines.extend(observed.trust.recheck_at(*now));
+    // A password read from a Secret is looked at again within PASSWORD_RECHECK: no watch
+    // tells of its change (one GET per such Certificate and period).
+    if observed.spec.keystores.password_secrets().next().is_some() {
+        deadlines.push(*now + PASSWORD_RECHECK);
+    }
     Ok(Action::requeue(requeue_after(*now, &deadlines)))
 }
 
@@ -682,9 +710,9 @@ async fn report_ready(
 fn material_from_secret(
     existing: &Secret,
     current: &CurrentKeyPair,
-    spec: &ValidatedSpec,
-    trust: &Trust,
-) -> Result<SecretMaterial, PkiError> {
+    observed: &Observed<'_>,
+) -> Result<SecretMaterial, MaterialError> {
+    let (spec, trust) = (&observed.spec, &observed.trust);
     let text = |key: &str| secret::data(existing, key).map(|b| String::from_utf8_lossy(b).into_owned());
     let chain_pem = text(secret::TLS_CRT).unwrap_or_default();
     let ca_pem = match (&trust.ca_pem, text(secret::CA_CRT)) {
@@ -696,7 +724,7 @@ fn material_from_secret(
             .map(CertificateInfo::to_pem)
             .unwrap_or_default(),
     };
-    Ok(SecretMaterial {
+    let material = SecretMaterial {
         chain_pem,
         key_pem: current.key.to_pem(spec.key_encoding)?,
         key_der: if spec.der_key {
@@ -705,7 +733,65 @@ fn material_from_secret(
             None
         },
         ca_pem,
-    })
+        key_pkcs8: current.key.to_der(pki::KeyEncoding::Pkcs8)?,
+        stores: Default::default(),
+    };
+    Ok(with_stores(
+        material,
+        spec,
+        &observed.passwords,
+        Some(existing),
+        observed.now,
+    )?)
+}
+
+/// Why the Secret's material could not be put together.
+#[derive(Debug, thiserror::Error)]
+enum MaterialError {
+    #[error(transparent)]
+    Pki(#[from] PkiError),
+    #[error("cannot write the keystores: {0}")]
+    Keystore(#[from] crate::keystore::KeystoreError),
+}
+
+/// `material` with the keystores the spec asks for, keeping those of `existing` that still
+/// hold it.
+fn with_stores(
+    mut material: SecretMaterial,
+    spec: &ValidatedSpec,
+    passwords: &Passwords,
+    existing: Option<&Secret>,
+    now: Timestamp,
+) -> Result<SecretMaterial, crate::keystore::KeystoreError> {
+    material.stores = keystores::stores(
+        &spec.keystores,
+        passwords,
+        &material.key_pkcs8,
+        &material.chain_pem,
+        &material.ca_pem,
+        existing,
+        u64::try_from(now.as_millisecond()).unwrap_or_default(),
+    )?;
+    Ok(material)
+}
+
+/// The keystores' passwords: from the spec, or read from their Secrets. Err(message) when a
+/// Secret or its key is missing.
+async fn read_passwords(
+    ctx: &Context,
+    namespace: &str,
+    spec: &keystores::KeystoreSpec,
+) -> Result<Result<Passwords, String>, Error> {
+    let mut secrets = std::collections::BTreeMap::new();
+    for name in spec.password_secrets() {
+        if !secrets.contains_key(name) {
+            let secret = get_secret(&ctx.client, namespace, name).await?;
+            secrets.insert(name.to_owned(), secret);
+        }
+    }
+    Ok(keystores::passwords(spec, namespace, |name| {
+        secrets.get(name).and_then(Option::as_ref)
+    }))
 }
 
 /// When the next attempt may run after failures, unless something changed that deserves an
@@ -761,6 +847,8 @@ pub(crate) fn sign(
                 None
             },
             ca_pem: certificate.ca_pem,
+            key_pkcs8: key.to_der(pki::KeyEncoding::Pkcs8)?,
+            stores: Default::default(),
         },
     })
 }
@@ -896,6 +984,12 @@ async fn issue(
     };
     if let Some(trusted) = &observed.trust.ca_pem {
         issued.material.ca_pem = trusted.clone();
+    }
+    if !spec.keystores.is_empty() {
+        issued.material = match with_stores(issued.material, spec, &observed.passwords, None, now) {
+            Ok(material) => material,
+            Err(e) => return failed(format!("cannot write the keystores: {e}")).await,
+        };
     }
     let revision = current_revision.unwrap_or(0) + 1;
     let desired = secret::desired_secret(cert, spec, &issued.leaf, &issued.material, revision);

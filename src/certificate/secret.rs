@@ -130,6 +130,10 @@ pub struct SecretMaterial {
     pub key_der: Option<Vec<u8>>,
     /// ca.crt.
     pub ca_pem: String,
+    /// The key as PKCS#8 DER, for the keystores.
+    pub key_pkcs8: Vec<u8>,
+    /// The keystores (`keystore.p12`, ...), by Secret key.
+    pub stores: BTreeMap<String, Vec<u8>>,
 }
 
 /// The owner reference that makes Kubernetes delete the Secret with its Certificate.
@@ -193,6 +197,9 @@ pub fn desired_secret(
     if let Some(der) = &material.key_der {
         data.insert(KEY_DER.to_owned(), ByteString(der.clone()));
     }
+    for (key, store) in &material.stores {
+        data.insert(key.clone(), ByteString(store.clone()));
+    }
 
     let owner_references = match spec.deletion_policy {
         SecretDeletionPolicy::Delete => owner_reference(cert).map(|o| vec![o]),
@@ -227,6 +234,7 @@ pub fn secret_up_to_date(current: &Secret, desired: &Secret, cert: &Certificate)
     let data_ok = want_data.iter().all(|(k, v)| have_data.get(k) == Some(v))
         && [COMBINED_PEM, KEY_DER]
             .iter()
+            .chain(&super::keystores::STORE_KEYS)
             .all(|k| want_data.contains_key(*k) || !have_data.contains_key(*k));
     let uid = cert.metadata.uid.as_deref();
     let has_our_owner = current

@@ -44,6 +44,8 @@ pub struct ValidatedSpec {
     pub rotation_policy: PrivateKeyRotationPolicy,
     pub combined_pem: bool,
     pub der_key: bool,
+    /// The keystores to write (`spec.keystores`, `create: true`).
+    pub keystores: super::keystores::KeystoreSpec,
     pub deletion_policy: SecretDeletionPolicy,
 }
 
@@ -427,6 +429,7 @@ pub fn validate(spec: &CertificateSpec) -> Result<ValidatedSpec, SpecError> {
         rotation_policy: pk.rotation_policy.unwrap_or_default(),
         combined_pem: formats.iter().any(|f| f.type_ == OutputFormatType::CombinedPem),
         der_key: formats.iter().any(|f| f.type_ == OutputFormatType::Der),
+        keystores: super::keystores::validate(spec.keystores.as_deref()).map_err(SpecError)?,
         deletion_policy: spec.secret_deletion_policy.unwrap_or_default(),
     })
 }

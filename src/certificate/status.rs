@@ -22,6 +22,9 @@ pub mod reason {
     pub const DENIED: &str = "Denied";
     /// The CertificatePolicies cannot be known: nothing is signed by an issuer one could guard.
     pub const POLICY_UNAVAILABLE: &str = "PolicyUnavailable";
+    /// A keystore's password Secret is missing, lacks its key or holds no text: the Secret is
+    /// left as it is.
+    pub const KEYSTORE_PASSWORD_UNAVAILABLE: &str = "KeystorePasswordUnavailable";
 }
 
 /// Facts of the certificate now in the Secret.

@@ -23,6 +23,7 @@ use super::{CliError, Outcome, convert};
 use crate::api::{
     Certificate, ClusterIssuer, GROUP, Issuer, IssuerSpec, PrivateKeyRotationPolicy, RENEW_REQUESTED_AT,
 };
+use crate::certificate::keystores;
 use crate::certificate::reconcile::sign;
 use crate::certificate::requests::{Pending, RenewRequest};
 use crate::certificate::schedule;
@@ -33,7 +34,15 @@ use crate::issuance_policy::PolicyDecision;
 use crate::issuer::ca::load_ca;
 
 /// Data keys holding private key material: written mode 0600.
-const KEY_FILES: [&str; 3] = [secret::TLS_KEY, secret::KEY_DER, secret::COMBINED_PEM];
+const KEY_FILES: [&str; 7] = [
+    secret::TLS_KEY,
+    secret::KEY_DER,
+    secret::COMBINED_PEM,
+    keystores::KEYSTORE_P12,
+    keystores::TRUSTSTORE_P12,
+    keystores::KEYSTORE_JKS,
+    keystores::TRUSTSTORE_JKS,
+];
 
 #[derive(Debug, Args)]
 #[command(
@@ -80,6 +89,8 @@ struct Objects {
     issuers: BTreeMap<(String, String), Issuer>,
     cluster_issuers: BTreeMap<String, ClusterIssuer>,
     certificates: Vec<Certificate>,
+    /// Secrets among the manifests: the keystores' passwords.
+    secrets: BTreeMap<SecretKey, Secret>,
 }
 
 /// The namespace and name of a Secret.
@@ -176,7 +187,7 @@ pub fn issue_all(documents: &[Document], settings: &Settings, now: Timestamp) ->
             );
             continue;
         }
-        match issue_one(cert, spec, source, settings, now) {
+        match issue_one(cert, spec, source, settings, &objects.secrets, now) {
             Ok(line) => {
                 outcome.line(line);
                 results.insert(i, Ok(()));
@@ -228,6 +239,20 @@ fn load(documents: &[Document], settings: &Settings, outcome: &mut Outcome) -> O
                 }
             },
             Some((GROUP, "v1")) => document.object.clone(),
+            None if document.api_version() == "v1" && document.kind() == "Secret" => {
+                match serde_json::from_value::<Secret>(document.object.clone()) {
+                    Ok(secret) => {
+                        let ns = secret.metadata.namespace.clone();
+                        let key = (
+                            ns.unwrap_or(settings.default_namespace.clone()),
+                            secret.metadata.name.clone().unwrap_or_default(),
+                        );
+                        objects.secrets.insert(key, secret);
+                    }
+                    Err(e) => outcome.fail(format!("{} ({}): {e}", document.describe(), document.source)),
+                }
+                continue;
+            }
             _ => continue,
         };
         let failed = |outcome: &mut Outcome, e: &dyn std::fmt::Display| {
@@ -445,8 +470,14 @@ fn issue_one(
     spec: &ValidatedSpec,
     source: &Source,
     settings: &Settings,
+    secrets: &BTreeMap<SecretKey, Secret>,
     now: Timestamp,
 ) -> Result<String, String> {
+    // As the controller: a password that cannot be read stops the Certificate, files untouched.
+    let namespace = cert.namespace().unwrap_or_default();
+    let passwords = keystores::passwords(&spec.keystores, &namespace, |name| {
+        secrets.get(&(namespace.clone(), name.to_owned()))
+    })?;
     let signer = match source {
         Source::SelfSigned => Signer::SelfSigned,
         Source::Ca {
@@ -461,10 +492,9 @@ fn issue_one(
             Signer::Ca(Arc::new(pair))
         }
     };
-    let namespace = cert.namespace().unwrap_or_default();
     let dir = secret_dir(settings, &(namespace.clone(), spec.secret_name.clone()));
-    let current = read_secret_dir(&dir, Some(spec))?;
-    let state = secret::read(current.as_ref());
+    let current_files = read_secret_dir(&dir, Some(spec))?;
+    let state = secret::read(current_files.as_ref());
     // Offline there is no UID: the jitter is keyed on the object's name instead.
     let uid = cert
         .metadata
@@ -511,6 +541,16 @@ fn issue_one(
     };
     let trigger = match triggers::evaluate(&input, &state) {
         Decision::UpToDate(current) => {
+            if !spec.keystores.is_empty() {
+                write_stores(
+                    &dir,
+                    spec,
+                    &passwords,
+                    current,
+                    current_secret_with_stores(&dir, current_files.clone().unwrap_or_default())?,
+                    now,
+                )?;
+            }
             let at = renewal_time.unwrap_or(current.leaf().not_after);
             let text = format!(
                 "{namespace}/{}: valid until {}, renewal at {at}",
@@ -530,7 +570,9 @@ fn issue_one(
         }
         _ => None,
     };
-    let issued = sign(spec, &signer, reuse, now).map_err(|e| format!("signing failed: {e}"))?;
+    let mut issued = sign(spec, &signer, reuse, now).map_err(|e| format!("signing failed: {e}"))?;
+    let material = &mut issued.material;
+    material.stores = stores(spec, &passwords, material, None, now)?;
     let desired = secret::desired_secret(cert, spec, &issued.leaf, &issued.material, 1);
     write_secret_dir(&dir, &desired)?;
     let text = format!(
@@ -557,9 +599,94 @@ fn write_secret_dir(dir: &Path, desired: &Secret) -> Result<(), String> {
     }
     // An output the spec no longer asks for would leave a stale copy of a private key.
     let wanted = desired.data.as_ref();
-    for key in [secret::COMBINED_PEM, secret::KEY_DER] {
+    for key in [secret::COMBINED_PEM, secret::KEY_DER]
+        .into_iter()
+        .chain(keystores::STORE_KEYS)
+    {
         let path = dir.join(key);
         if !wanted.is_some_and(|d| d.contains_key(key)) && path.exists() {
+            std::fs::remove_file(&path).map_err(|e| format!("cannot remove {}: {e}", path.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// The keystores for `material`, keeping those of `existing` that still hold it.
+fn stores(
+    spec: &ValidatedSpec,
+    passwords: &keystores::Passwords,
+    material: &secret::SecretMaterial,
+    existing: Option<&Secret>,
+    now: Timestamp,
+) -> Result<BTreeMap<String, Vec<u8>>, String> {
+    keystores::stores(
+        &spec.keystores,
+        passwords,
+        &material.key_pkcs8,
+        &material.chain_pem,
+        &material.ca_pem,
+        existing,
+        u64::try_from(now.as_millisecond()).unwrap_or_default(),
+    )
+    .map_err(|e| format!("cannot write the keystores: {e}"))
+}
+
+/// The Secret directory with its store files, as `keystores::stores` compares them.
+fn current_secret_with_stores(dir: &Path, mut secret: Secret) -> Result<Secret, String> {
+    let data = secret.data.get_or_insert_with(BTreeMap::new);
+    for key in keystores::STORE_KEYS {
+        let path = dir.join(key);
+        if path.exists() {
+            let bytes = std::fs::read(&path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            data.insert(key.to_owned(), ByteString(bytes));
+        }
+    }
+    Ok(secret)
+}
+
+/// A valid certificate kept: its keystores written where missing, stale (a new password, a
+/// new `ca.crt`) or damaged, without a new certificate.
+fn write_stores(
+    dir: &Path,
+    spec: &ValidatedSpec,
+    passwords: &keystores::Passwords,
+    current: &secret::CurrentKeyPair,
+    existing: Secret,
+    now: Timestamp,
+) -> Result<(), String> {
+    let text = |key: &str| {
+        existing
+            .data
+            .as_ref()
+            .and_then(|d| d.get(key))
+            .map(|v| String::from_utf8_lossy(&v.0).into_owned())
+            .unwrap_or_default()
+    };
+    let material = secret::SecretMaterial {
+        chain_pem: text(secret::TLS_CRT),
+        key_pem: String::new(),
+        key_der: None,
+        ca_pem: text(secret::CA_CRT),
+        key_pkcs8: current
+            .key
+            .to_der(crate::pki::KeyEncoding::Pkcs8)
+            .map_err(|e| format!("cannot read the key: {e}"))?,
+        stores: BTreeMap::new(),
+    };
+    let wanted = stores(spec, passwords, &material, Some(&existing), now)?;
+    let have = existing.data.unwrap_or_default();
+    for (key, bytes) in &wanted {
+        if have.get(key).map(|v| &v.0) != Some(bytes) {
+            let path = dir.join(key);
+            let temporary = dir.join(format!(".{key}.tmp"));
+            write_file(&temporary, bytes, true)
+                .and_then(|()| std::fs::rename(&temporary, &path))
+                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        }
+    }
+    for key in keystores::STORE_KEYS {
+        let path = dir.join(key);
+        if !wanted.contains_key(key) && path.exists() {
             std::fs::remove_file(&path).map_err(|e| format!("cannot remove {}: {e}", path.display()))?;
         }
     }

@@ -79,13 +79,13 @@ fn a_certificate_keeps_every_field_and_changes_group_and_annotations() {
 }
 
 #[test]
-fn acme_vault_external_issuers_and_keystores_are_named_per_object() {
+fn acme_vault_and_external_issuers_are_named_per_object_and_keystores_convert() {
     let outcome = run(&ConvertArgs {
         files: vec![testdata("")],
     })
     .unwrap();
     let failures = outcome.failures.join("\n");
-    assert_eq!(outcome.failures.len(), 4, "{failures}");
+    assert_eq!(outcome.failures.len(), 3, "{failures}");
     for expected in [
         "ClusterIssuer letsencrypt-staging (",
         "04-acme-clusterissuer.yaml): ACME issuers are not served by certkeeper (only selfSigned and ca)",
@@ -93,8 +93,6 @@ fn acme_vault_external_issuers_and_keystores_are_named_per_object() {
         "05-vault-issuer.yaml): Vault issuers are not served by certkeeper",
         "Certificate sandbox/pca-cert (",
         "spec.issuerRef.group awspca.cert-manager.io is an external issuer, which certkeeper cannot serve",
-        "Certificate sandbox/java-app (",
-        "07-keystores-certificate.yaml): not supported by certkeeper: spec.keystores",
     ] {
         assert!(
             failures.contains(expected),
@@ -103,10 +101,23 @@ fn acme_vault_external_issuers_and_keystores_are_named_per_object() {
     }
     assert_eq!(
         outcome.summary,
-        "4 of 7 objects cannot be converted; nothing was left out silently"
+        "3 of 7 objects cannot be converted; nothing was left out silently"
     );
-    // The three that convert are still printed.
-    assert_eq!(manifests::parse("output", &outcome.output).unwrap().len(), 3);
+    // The four that convert are still printed, the keystores and output formats unchanged.
+    let converted = manifests::parse("output", &outcome.output).unwrap();
+    assert_eq!(converted.len(), 4);
+    let java = converted
+        .iter()
+        .find(|d| d.object["metadata"]["name"] == "java-app")
+        .expect("java-app converted");
+    let spec = &java.object["spec"];
+    assert_eq!(spec["keystores"]["pkcs12"]["profile"], "Modern2023");
+    assert_eq!(spec["keystores"]["jks"]["alias"], "java-app");
+    assert_eq!(
+        spec["keystores"]["jks"]["passwordSecretRef"],
+        serde_json::json!({"name": "java-app-keystore-password", "key": "password"})
+    );
+    assert_eq!(spec["additionalOutputFormats"][1]["type"], "CombinedPEM");
 }
 
 #[test]

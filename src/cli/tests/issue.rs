@@ -454,3 +454,77 @@ spec: {dnsName: [web.default.svc], commonName: web, secretName: web-tls, issuerR
     );
     assert!(!out.path().join("default/web-tls").exists());
 }
+
+/// A self-signed CA and a Certificate with both keystores, the PKCS#12 password in a Secret
+/// among the manifests (`password` is its value; `None`: no such Secret).
+fn keystore_manifests(password: Option<&str>) -> Vec<Document> {
+    let secret = match password {
+        Some(password) => format!(
+            "---\napiVersion: v1\nkind: Secret\nmetadata: {{name: app-keystore, namespace: apps}}\n\
+             stringData: {{password: {password}}}\n"
+        ),
+        None => String::new(),
+    };
+    yaml(&format!(
+        "apiVersion: certkeeper.io/v1\nkind: Issuer\nmetadata: {{name: selfsigned, namespace: apps}}\n\
+         spec: {{selfSigned: {{}}}}\n\
+         ---\napiVersion: certkeeper.io/v1\nkind: Certificate\nmetadata: {{name: app, namespace: apps}}\n\
+         spec:\n  secretName: app-tls\n  dnsNames: [app.apps.svc]\n  issuerRef: {{name: selfsigned}}\n\
+         \x20 keystores:\n\
+         \x20   pkcs12: {{create: true, profile: LegacyDES, passwordSecretRef: {{name: app-keystore, key: password}}}}\n\
+         \x20   jks: {{create: true, password: jks-pass}}\n\
+         {secret}"
+    ))
+}
+
+#[test]
+fn issue_writes_the_keystores_and_rewrites_them_for_a_new_password_only() {
+    use crate::keystore;
+    let out = tempfile::tempdir().unwrap();
+    let outcome = issue(&keystore_manifests(Some("first")), out.path(), now());
+    assert!(outcome.failures.is_empty(), "{:?}", outcome.failures);
+    let dir = out.path().join("apps/app-tls");
+    let bytes = |file: &str| std::fs::read(dir.join(file)).unwrap();
+    for file in ["keystore.p12", "truststore.p12", "keystore.jks", "truststore.jks"] {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(dir.join(file)).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "{file}");
+        }
+        assert!(!bytes(file).is_empty(), "{file}");
+    }
+    let p12 = keystore::pkcs12::read(&bytes("keystore.p12"), Some("first")).unwrap();
+    assert_eq!(p12.keys.len(), 1);
+    assert_eq!(
+        keystore::jks::read(&bytes("keystore.jks"), "jks-pass")
+            .unwrap()
+            .keys
+            .len(),
+        1
+    );
+    let (crt, p12_before, jks_before) = (bytes("tls.crt"), bytes("keystore.p12"), bytes("keystore.jks"));
+
+    // Run again: kept, nothing rewritten.
+    let outcome = issue(&keystore_manifests(Some("first")), out.path(), now());
+    assert!(outcome.output.contains("kept"), "{}", outcome.output);
+    assert_eq!(bytes("keystore.p12"), p12_before);
+
+    // A new password: the PKCS#12 stores are rewritten, the certificate and JKS stay.
+    let outcome = issue(&keystore_manifests(Some("second")), out.path(), now());
+    assert!(outcome.failures.is_empty(), "{:?}", outcome.failures);
+    assert_eq!(bytes("tls.crt"), crt);
+    assert_eq!(bytes("keystore.jks"), jks_before);
+    assert!(keystore::pkcs12::read(&bytes("keystore.p12"), Some("second")).is_ok());
+    assert!(keystore::pkcs12::read(&bytes("truststore.p12"), Some("second")).is_ok());
+
+    // No password Secret: the Certificate fails and its files stay as they are.
+    let outcome = issue(&keystore_manifests(None), out.path(), now());
+    assert_eq!(
+        outcome.failures,
+        [
+            "Certificate apps/app: spec.keystores.pkcs12.passwordSecretRef: Secret \"apps/app-keystore\" not found"
+        ]
+    );
+    assert!(keystore::pkcs12::read(&bytes("keystore.p12"), Some("second")).is_ok());
+}
