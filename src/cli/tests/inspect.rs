@@ -23,7 +23,12 @@ fn issued() -> tempfile::TempDir {
 fn file(path: PathBuf, ca: Option<PathBuf>, output: Option<OutputFormat>) -> InspectArgs {
     InspectArgs {
         cluster: Default::default(),
-        target: Target::File { path, ca, output },
+        target: Target::File {
+            path,
+            ca,
+            output,
+            password: Default::default(),
+        },
     }
 }
 
@@ -128,6 +133,7 @@ async fn inspect_secret_reads_the_secret_of_the_namespace() {
         let args = InspectArgs {
             cluster: Default::default(),
             target: Target::Secret {
+                password: Default::default(),
                 name: "web-tls".into(),
                 namespace: NamespaceArgs {
                     namespace: Some("shop".into()),
@@ -159,6 +165,7 @@ async fn inspect_of_a_missing_secret_is_one_error() {
         let args = InspectArgs {
             cluster: Default::default(),
             target: Target::Secret {
+                password: Default::default(),
                 name: "nope".into(),
                 namespace: NamespaceArgs { namespace: None },
                 output: None,
@@ -183,5 +190,63 @@ async fn inspect_of_a_missing_file_is_one_error() {
     assert!(
         error.to_string().starts_with("cannot read /nonexistent.pem: "),
         "{error}"
+    );
+}
+
+#[tokio::test]
+async fn keystores_are_listed_beside_the_pem_and_opened_with_the_password() {
+    use crate::cli::inspect::PasswordArgs;
+    let out = tempfile::tempdir().unwrap();
+    let documents = crate::cli::manifests::parse(
+        "test.yaml",
+        "apiVersion: certkeeper.io/v1\nkind: Issuer\nmetadata: {name: root, namespace: apps}\n\
+         spec: {selfSigned: {}}\n---\napiVersion: certkeeper.io/v1\nkind: Certificate\n\
+         metadata: {name: app, namespace: apps}\nspec:\n  secretName: app-tls\n  commonName: app.apps.svc\n\
+         \x20 issuerRef: {name: root}\n  keystores:\n\
+         \x20   pkcs12: {create: true, profile: Modern2023, password: changeit}\n\
+         \x20   jks: {create: true, password: changeit, alias: app}\n",
+    )
+    .unwrap();
+    let outcome = issue_all(&documents, &issue_settings(out.path()), now());
+    assert!(outcome.failures.is_empty(), "{:?}", outcome.failures);
+    let dir = out.path().join("apps/app-tls");
+    let with_password = |path: PathBuf, password: Option<&str>| InspectArgs {
+        cluster: Default::default(),
+        target: Target::File {
+            path,
+            ca: None,
+            output: None,
+            password: PasswordArgs {
+                password: password.map(str::to_owned),
+                password_file: None,
+            },
+        },
+    };
+    let text = inspect(with_password(dir.clone(), Some("changeit")), now()).await;
+    for expected in [
+        "keystore.p12 (PKCS#12)",
+        "\"certificate\": private key with 1 certificate(s)",
+        "truststore.jks (JKS)",
+        "\"app\": private key with 1 certificate(s)",
+        "\"ca\": trusted certificate CN=app.apps.svc",
+    ] {
+        assert!(text.contains(expected), "{expected:?} not in:\n{text}");
+    }
+    // A keystore file on its own: its key and chain, described as tls.crt and tls.key are.
+    let text = inspect(with_password(dir.join("keystore.jks"), Some("changeit")), now()).await;
+    assert!(
+        text.contains("private key: ECDSA P-256, matches the certificate"),
+        "{text}"
+    );
+    assert!(text.contains("chain verified: yes"), "{text}");
+    let text = inspect(with_password(dir.join("keystore.p12"), Some("wrong")), now()).await;
+    assert!(
+        text.contains("cannot open: the password does not open the store"),
+        "{text}"
+    );
+    let text = inspect(with_password(dir.join("keystore.jks"), None), now()).await;
+    assert!(
+        text.contains("protected: give --password or --password-file"),
+        "{text}"
     );
 }
