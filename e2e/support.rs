@@ -128,7 +128,8 @@ impl TestEnv {
         Api::namespaced(self.client.clone(), &self.namespace)
     }
 
-    /// Server-side applies one certkeeper object (`Issuer`, `Certificate`, `ClusterIssuer` or `Bundle`)
+    /// Server-side applies one certkeeper object (`Issuer`, `Certificate`, `ClusterIssuer`,
+    /// `Bundle`, `CertificatePolicy`) or a `Secret`
     /// given as the JSON a user would write; a namespaced one goes into the test namespace.
     /// Strict field validation makes the API server refuse a misspelled field instead of
     /// silently dropping it.
@@ -144,6 +145,7 @@ impl TestEnv {
             "ClusterIssuer" => (ApiResource::erase::<ClusterIssuer>(&()), false),
             "Bundle" => (ApiResource::erase::<Bundle>(&()), false),
             "CertificatePolicy" => (ApiResource::erase::<CertificatePolicy>(&()), false),
+            "Secret" => (ApiResource::erase::<Secret>(&()), true),
             other => panic!("the e2e suite does not apply {other} objects"),
         };
         let api: Api<DynamicObject> = if namespaced {
