@@ -34,6 +34,8 @@ async fn keystores_are_written_opened_and_rewritten_for_a_new_password() {
         "java",
         "selfsigned",
         json!({
+            // Java refuses a certificate whose issuer DN is empty: a self-signed one needs a name.
+            "commonName": "java",
             "keystores": {
                 "pkcs12": {
                     "create": true,
