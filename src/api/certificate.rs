@@ -354,13 +354,17 @@ pub struct AdditionalOutputFormat {
     pub type_: OutputFormatType,
 }
 
-/// `CombinedPEM` writes `tls-combined.pem` (key then chain); `DER` writes `key.der`.
+/// `CombinedPEM` writes `tls-combined.pem` (key then chain); `DER` writes `key.der`;
+/// `IstioCACerts` (certkeeper's) writes the plug-in CA keys older istiod reads from `cacerts`:
+/// `ca-cert.pem`, `ca-key.pem`, `cert-chain.pem`, `root-cert.pem`.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, schemars::JsonSchema)]
 pub enum OutputFormatType {
     #[serde(rename = "CombinedPEM")]
     CombinedPem,
     #[serde(rename = "DER")]
     Der,
+    #[serde(rename = "IstioCACerts")]
+    IstioCaCerts,
 }
 
 /// Orphan (default) leaves the Secret behind when the Certificate is deleted; Delete gives the

@@ -16,6 +16,12 @@ pub const TLS_CRT: &str = "tls.crt";
 pub const TLS_KEY: &str = "tls.key";
 pub const CA_CRT: &str = "ca.crt";
 pub const COMBINED_PEM: &str = "tls-combined.pem";
+/// Istio's plug-in CA keys, as `istioctl` and Istio's docs name them in the `cacerts` Secret.
+pub const ISTIO_CA_CERT: &str = "ca-cert.pem";
+pub const ISTIO_CA_KEY: &str = "ca-key.pem";
+pub const ISTIO_CERT_CHAIN: &str = "cert-chain.pem";
+pub const ISTIO_ROOT_CERT: &str = "root-cert.pem";
+pub const ISTIO_KEYS: [&str; 4] = [ISTIO_CA_CERT, ISTIO_CA_KEY, ISTIO_CERT_CHAIN, ISTIO_ROOT_CERT];
 pub const KEY_DER: &str = "key.der";
 pub const SECRET_TYPE_TLS: &str = "kubernetes.io/tls";
 
@@ -194,6 +200,34 @@ pub fn desired_secret(
         let combined = format!("{}\n{}", material.key_pem.trim_end(), material.chain_pem);
         data.insert(COMBINED_PEM.to_owned(), ByteString(combined.into_bytes()));
     }
+    if spec.istio_ca_certs {
+        // ca-cert.pem the CA's own certificate, cert-chain.pem it and its issuers up to and
+        // including the root, root-cert.pem the roots istiod distributes (ca.crt: both during
+        // a rotation).
+        let own = crate::pki::parse_pem_certificates(material.chain_pem.as_bytes())
+            .ok()
+            .and_then(|c| c.into_iter().next())
+            .map(|der| pem::encode(&pem::Pem::new("CERTIFICATE", der)))
+            .unwrap_or_default();
+        let mut chain = material.chain_pem.trim_end().to_owned();
+        if let Some(root) = crate::pki::parse_pem_certificates(material.ca_pem.as_bytes())
+            .ok()
+            .and_then(|c| c.into_iter().next())
+        {
+            let root = pem::encode(&pem::Pem::new("CERTIFICATE", root));
+            if !chain.contains(root.trim()) {
+                chain = format!("{chain}\n{}", root.trim_end());
+            }
+        }
+        for (key, value) in [
+            (ISTIO_CA_CERT, own),
+            (ISTIO_CA_KEY, material.key_pem.clone()),
+            (ISTIO_CERT_CHAIN, format!("{chain}\n")),
+            (ISTIO_ROOT_CERT, material.ca_pem.clone()),
+        ] {
+            data.insert(key.to_owned(), ByteString(value.into_bytes()));
+        }
+    }
     if let Some(der) = &material.key_der {
         data.insert(KEY_DER.to_owned(), ByteString(der.clone()));
     }
@@ -235,6 +269,7 @@ pub fn secret_up_to_date(current: &Secret, desired: &Secret, cert: &Certificate)
         && [COMBINED_PEM, KEY_DER]
             .iter()
             .chain(&super::keystores::STORE_KEYS)
+            .chain(&ISTIO_KEYS)
             .all(|k| want_data.contains_key(*k) || !have_data.contains_key(*k));
     let uid = cert.metadata.uid.as_deref();
     let has_our_owner = current

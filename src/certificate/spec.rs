@@ -44,6 +44,8 @@ pub struct ValidatedSpec {
     pub rotation_policy: PrivateKeyRotationPolicy,
     pub combined_pem: bool,
     pub der_key: bool,
+    /// Istio's plug-in CA keys (`ca-cert.pem`, `ca-key.pem`, `cert-chain.pem`, `root-cert.pem`).
+    pub istio_ca_certs: bool,
     /// The keystores to write (`spec.keystores`, `create: true`).
     pub keystores: super::keystores::KeystoreSpec,
     pub deletion_policy: SecretDeletionPolicy,
@@ -429,6 +431,7 @@ pub fn validate(spec: &CertificateSpec) -> Result<ValidatedSpec, SpecError> {
         rotation_policy: pk.rotation_policy.unwrap_or_default(),
         combined_pem: formats.iter().any(|f| f.type_ == OutputFormatType::CombinedPem),
         der_key: formats.iter().any(|f| f.type_ == OutputFormatType::Der),
+        istio_ca_certs: formats.iter().any(|f| f.type_ == OutputFormatType::IstioCaCerts),
         keystores: super::keystores::validate(spec.keystores.as_deref()).map_err(SpecError)?,
         deletion_policy: spec.secret_deletion_policy.unwrap_or_default(),
     })

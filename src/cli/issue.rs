@@ -34,8 +34,9 @@ use crate::issuance_policy::PolicyDecision;
 use crate::issuer::ca::load_ca;
 
 /// Data keys holding private key material: written mode 0600.
-const KEY_FILES: [&str; 7] = [
+const KEY_FILES: [&str; 8] = [
     secret::TLS_KEY,
+    secret::ISTIO_CA_KEY,
     secret::KEY_DER,
     secret::COMBINED_PEM,
     keystores::KEYSTORE_P12,
@@ -602,6 +603,7 @@ fn write_secret_dir(dir: &Path, desired: &Secret) -> Result<(), String> {
     for key in [secret::COMBINED_PEM, secret::KEY_DER]
         .into_iter()
         .chain(keystores::STORE_KEYS)
+        .chain(secret::ISTIO_KEYS)
     {
         let path = dir.join(key);
         if !wanted.is_some_and(|d| d.contains_key(key)) && path.exists() {

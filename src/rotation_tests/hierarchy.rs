@@ -38,6 +38,7 @@ async fn run(
     steps: usize,
     lag: SignedDuration,
     report: &mut Report,
+    mesh_trust: Option<&str>,
 ) {
     for _ in 0..steps {
         controller.step(cluster).await;
@@ -50,6 +51,28 @@ async fn run(
                         c.mounted(&format!("{server}-tls"), c.now - server_age),
                     ) else {
                         continue;
+                    };
+                    // In a mesh, a workload trusts the roots the mesh CA's Secret lists (Istio's
+                    // root-cert.pem, which istiod hands out), as of its copy's age.
+                    let (client_view, server_view) = match mesh_trust {
+                        None => (client_view, server_view),
+                        Some(secret) => {
+                            let trust = |view: Arc<Mounted>, age: SignedDuration| {
+                                c.mounted(secret, c.now - age).map(|mesh| {
+                                    Arc::new(Mounted {
+                                        tls_crt: view.tls_crt.clone(),
+                                        tls_key: view.tls_key.clone(),
+                                        ca_crt: mesh.ca_crt.clone(),
+                                    })
+                                })
+                            };
+                            let (Some(client), Some(server)) =
+                                (trust(client_view, client_age), trust(server_view, server_age))
+                            else {
+                                continue;
+                            };
+                            (client, server)
+                        }
                     };
                     report.handshakes += 1;
                     if let Err(why) = handshake(&client_view, &server_view, server) {
@@ -73,8 +96,26 @@ fn root_secret(not_before: Timestamp) -> Secret {
 #[tokio::test]
 async fn a_root_rotation_through_an_intermediate_reissues_each_certificate_once_and_never_fails_a_handshake()
 {
+    rotate_through_an_intermediate(false).await;
+}
+
+/// Istio's plug-in CA layout (manifests/examples/istio/): the intermediate also writes
+/// ca-cert.pem, ca-key.pem, cert-chain.pem and root-cert.pem (checked at every write), and the
+/// workloads trust the root-cert.pem istiod hands out, not their own ca.crt.
+#[tokio::test]
+async fn istios_plug_in_ca_keys_follow_a_root_rotation_and_no_handshake_fails() {
+    rotate_through_an_intermediate(true).await;
+}
+
+async fn rotate_through_an_intermediate(istio: bool) {
     let start = simulated_start();
+    let mesh_trust = istio.then_some(INTERMEDIATE);
     let mut intermediate = certificate(INTERMEDIATE, "root-ca", &[]);
+    if istio {
+        intermediate.spec.additional_output_formats = Some(vec![crate::api::AdditionalOutputFormat {
+            type_: crate::api::OutputFormatType::IstioCaCerts,
+        }]);
+    }
     intermediate.spec.secret_name = INTERMEDIATE.into();
     intermediate.spec.dns_names = None;
     intermediate.spec.is_ca = Some(true);
@@ -96,7 +137,7 @@ async fn a_root_rotation_through_an_intermediate_reissues_each_certificate_once_
     // A copy just younger than the propagation delay: the slowest kubelet the delay allows.
     let lag = SETTINGS.propagation_delay - STEP;
     let mut report = Report::default();
-    run(&mut controller, &cluster, 12, lag, &mut report).await;
+    run(&mut controller, &cluster, 12, lag, &mut report, mesh_trust).await;
     let old_root = {
         let c = cluster.lock().unwrap();
         for name in ISSUERS {
@@ -119,7 +160,7 @@ async fn a_root_rotation_through_an_intermediate_reissues_each_certificate_once_
         c.store_secret(renewed);
     }
     // Two rotations of at most 20 + 30 + 20 s each, one after the other, and a margin.
-    run(&mut controller, &cluster, 60, lag, &mut report).await;
+    run(&mut controller, &cluster, 60, lag, &mut report, mesh_trust).await;
     let Report { failures, handshakes } = report;
 
     assert!(handshakes > 200, "{handshakes} handshakes");
@@ -130,6 +171,12 @@ async fn a_root_rotation_through_an_intermediate_reissues_each_certificate_once_
         failures.join("\n")
     );
     let c = cluster.lock().unwrap();
+    if istio {
+        let data = c.secrets[INTERMEDIATE].data.clone().unwrap_or_default();
+        for key in ["ca-cert.pem", "ca-key.pem", "cert-chain.pem", "root-cert.pem"] {
+            assert!(data.contains_key(key), "the mesh CA's Secret has {key}");
+        }
+    }
     let new_root = c.issuers["root-ca"].status.clone().unwrap().trust_anchors[0]
         .fingerprint_sha256
         .clone();

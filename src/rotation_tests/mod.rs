@@ -131,6 +131,26 @@ impl Cluster {
         }));
         if name != ROOT_SECRET {
             let text = |key: &str| String::from_utf8(secret_data(&to_json(&secret), key)).unwrap();
+            // Istio's plug-in CA keys, where asked for, follow the rotation write by write.
+            let has = |key: &str| secret.data.as_ref().is_some_and(|d| d.contains_key(key));
+            if has("root-cert.pem") {
+                assert_eq!(
+                    text("root-cert.pem"),
+                    text("ca.crt"),
+                    "{name}: root-cert.pem is ca.crt"
+                );
+                let chain = parse_certificate_chain(text("cert-chain.pem").as_bytes()).unwrap();
+                let own = parse_certificate_chain(text("ca-cert.pem").as_bytes()).unwrap();
+                let tls = parse_certificate_chain(text("tls.crt").as_bytes()).unwrap();
+                assert_eq!(
+                    own[0].der, tls[0].der,
+                    "{name}: ca-cert.pem is the CA's own certificate"
+                );
+                assert_eq!(chain[0].der, tls[0].der, "{name}: cert-chain.pem begins with it");
+                let root = chain.last().unwrap();
+                assert!(root.is_signed_by(root), "{name}: cert-chain.pem ends at a root");
+                assert_eq!(text("ca-key.pem"), text("tls.key"), "{name}: ca-key.pem");
+            }
             let mounted = Mounted {
                 tls_crt: text("tls.crt"),
                 tls_key: text("tls.key"),

@@ -528,3 +528,49 @@ fn issue_writes_the_keystores_and_rewrites_them_for_a_new_password_only() {
     );
     assert!(keystore::pkcs12::read(&bytes("keystore.p12"), Some("second")).is_ok());
 }
+
+#[test]
+fn the_mesh_examples_issue_istios_plug_in_ca_and_linkerds_identity_issuer() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests/examples");
+    let out = tempfile::tempdir().unwrap();
+    let documents = manifests::read_all(&[root.join("istio")]).unwrap();
+    let outcome = issue(&documents, out.path(), now());
+    assert!(outcome.failures.is_empty(), "{:?}", outcome.failures);
+    let cacerts = out.path().join("istio-system/cacerts");
+    for file in [
+        "tls.crt",
+        "tls.key",
+        "ca.crt",
+        "ca-cert.pem",
+        "ca-key.pem",
+        "cert-chain.pem",
+        "root-cert.pem",
+    ] {
+        assert!(cacerts.join(file).is_file(), "cacerts/{file}");
+    }
+    assert_eq!(read(cacerts.join("root-cert.pem")), read(cacerts.join("ca.crt")));
+    assert_eq!(
+        read(cacerts.join("cert-chain.pem"))
+            .matches("BEGIN CERTIFICATE")
+            .count(),
+        2
+    );
+
+    let documents = manifests::read_all(&[root.join("linkerd")]).unwrap();
+    let outcome = issue(&documents, out.path(), now());
+    assert!(outcome.failures.is_empty(), "{:?}", outcome.failures);
+    let issuer = crate::pki::parse_certificate_chain(
+        read(out.path().join("linkerd/linkerd-identity-issuer/tls.crt")).as_bytes(),
+    )
+    .unwrap()
+    .remove(0);
+    assert!(issuer.is_ca);
+    assert_eq!(
+        issuer.not_after.duration_since(issuer.not_before),
+        SignedDuration::from_hours(48)
+    );
+    assert_eq!(
+        issuer.common_name.as_deref(),
+        Some("identity.linkerd.cluster.local")
+    );
+}
