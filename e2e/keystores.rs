@@ -103,7 +103,7 @@ async fn keystores_are_written_opened_and_rewritten_for_a_new_password() {
     }
     let tls_crt = store(&secret, "tls.crt");
 
-    // A new password: the PKCS#12 stores follow within the 30 s recheck, the certificate stays.
+    // A new password: the password Secret's watch wakes the Certificate; the certificate stays.
     env.apply(password_secret("second-pass")).await;
     env.eventually(
         "keystore.p12 under the new password",

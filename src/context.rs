@@ -68,6 +68,8 @@ pub struct Context {
     /// The CertificatePolicies and namespace labels, from their watches. A context made
     /// here has none, listed (nothing guarded); a leadership term gives it the watched ones.
     pub policies: Policies,
+    /// Which Certificates read keystore passwords from which Secrets.
+    pub password_refs: Arc<crate::certificate::keystores::PasswordRefs>,
 }
 
 impl Context {
@@ -124,6 +126,7 @@ impl Context {
             warned_requests: Default::default(),
             unjudged_issuers: Default::default(),
             policies: Policies::fixed(Vec::new(), Default::default(), false),
+            password_refs: Arc::default(),
         }
     }
 

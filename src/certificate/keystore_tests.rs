@@ -134,12 +134,14 @@ async fn stores_that_still_hold_the_certificate_are_not_written_again() {
     )
     .await;
     api.expect(Method::GET, SECRET_PATH).await.ok(secret);
+    let refs = ctx.password_refs.clone();
     let action = finish_reconcile(task, ctx, api).await;
-    // No watch tells of a password change: the password is read again within 30 s.
-    assert_eq!(
+    // The password Secret's watch tells of a change: no polling.
+    assert_ne!(
         action,
         kube::runtime::controller::Action::requeue(std::time::Duration::from_secs(31))
     );
+    assert_eq!(refs.readers("apps", "web-keystore"), ["web"]);
 }
 
 #[tokio::test]

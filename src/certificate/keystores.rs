@@ -263,3 +263,83 @@ pub fn stores(
     }
     Ok(out)
 }
+
+/// Which Certificates read their keystore passwords from which Secrets: what a change of such
+/// a Secret wakes. Filled by the reconciles (a Certificate's references as its spec last
+/// said), read by the password Secrets' watch; Certificates without keystores take no room.
+#[derive(Debug, Default)]
+pub struct PasswordRefs(std::sync::Mutex<PasswordIndex>);
+
+#[derive(Debug, Default)]
+struct PasswordIndex {
+    /// (namespace, Secret) → Certificates.
+    by_secret: std::collections::HashMap<(String, String), std::collections::BTreeSet<String>>,
+    /// (namespace, Certificate) → Secrets.
+    by_certificate: std::collections::HashMap<(String, String), Vec<String>>,
+}
+
+impl PasswordRefs {
+    /// Records that Certificate `certificate` of `namespace` reads `secrets` (replacing what it
+    /// read before; none forgets it).
+    pub fn set<'a>(&self, namespace: &str, certificate: &str, secrets: impl Iterator<Item = &'a str>) {
+        let mut secrets: Vec<String> = secrets.map(str::to_owned).collect();
+        secrets.sort();
+        secrets.dedup();
+        let mut index = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let key = (namespace.to_owned(), certificate.to_owned());
+        if index.by_certificate.get(&key).is_some_and(|had| *had == secrets)
+            || (secrets.is_empty() && !index.by_certificate.contains_key(&key))
+        {
+            return;
+        }
+        for old in index.by_certificate.remove(&key).unwrap_or_default() {
+            let secret = (namespace.to_owned(), old);
+            if let Some(readers) = index.by_secret.get_mut(&secret) {
+                readers.remove(certificate);
+                if readers.is_empty() {
+                    index.by_secret.remove(&secret);
+                }
+            }
+        }
+        for secret in &secrets {
+            index
+                .by_secret
+                .entry((namespace.to_owned(), secret.clone()))
+                .or_default()
+                .insert(certificate.to_owned());
+        }
+        if !secrets.is_empty() {
+            index.by_certificate.insert(key, secrets);
+        }
+    }
+
+    /// The Certificates of `namespace` that read Secret `secret`.
+    pub fn readers(&self, namespace: &str, secret: &str) -> Vec<String> {
+        let index = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        index
+            .by_secret
+            .get(&(namespace.to_owned(), secret.to_owned()))
+            .map(|readers| readers.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn password_references_follow_the_spec_and_are_forgotten() {
+        let refs = PasswordRefs::default();
+        refs.set("apps", "web", ["pw", "pw"].into_iter());
+        refs.set("apps", "api", ["pw", "other"].into_iter());
+        assert_eq!(refs.readers("apps", "pw"), ["api", "web"]);
+        assert_eq!(refs.readers("shop", "pw"), Vec::<String>::new());
+        refs.set("apps", "web", ["new"].into_iter());
+        assert_eq!(refs.readers("apps", "pw"), ["api"]);
+        assert_eq!(refs.readers("apps", "new"), ["web"]);
+        refs.set("apps", "api", std::iter::empty());
+        assert!(refs.readers("apps", "pw").is_empty() && refs.readers("apps", "other").is_empty());
+        assert_eq!(refs.0.lock().unwrap().by_secret.len(), 1);
+    }
+}

@@ -61,8 +61,8 @@ struct Observed<'a> {
     passwords: Passwords,
 }
 
-/// How soon a Certificate whose keystore password is read from a Secret reads it again (a
-/// missing one, or a changed one).
+/// How soon a Certificate whose keystore password Secret is missing or unusable looks again,
+/// besides the wake of the password Secrets' watch.
 const PASSWORD_RECHECK: std::time::Duration = std::time::Duration::from_secs(30);
 
 pub async fn reconcile(
@@ -122,6 +122,9 @@ pub async fn reconcile(
     if let Some(problem) = policy_problem(cert, &ctx, &spec, &key, &signer, now) {
         return without_issuer(&ctx, cert, &key, &spec, &problem, &previous, now).await;
     }
+    // The password Secrets' watch wakes the Certificates that read them.
+    ctx.password_refs
+        .set(&key.0, &key.1, spec.keystores.password_secrets());
     let passwords = match read_passwords(&ctx, &key.0, &spec.keystores).await? {
         Ok(passwords) => passwords,
         Err(message) => {
@@ -697,11 +700,6 @@ async fn report_ready(
     deadlines.extend(waits.reissue_at);
     deadlines.extend(waits.requests_due_at);
     deadlines.extend(observed.trust.recheck_at(*now));
-    // A password read from a Secret is looked at again within PASSWORD_RECHECK: no watch
-    // tells of its change (one GET per such Certificate and period).
-    if observed.spec.keystores.password_secrets().next().is_some() {
-        deadlines.push(*now + PASSWORD_RECHECK);
-    }
     Ok(Action::requeue(requeue_after(*now, &deadlines)))
 }
 

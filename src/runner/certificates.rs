@@ -1,5 +1,6 @@
 //! The certificate controller's wiring: what wakes a Certificate. Its own watch (the shared
-//! Certificate cache), its Secret (label-selected, metadata only), the issuer it references
+//! Certificate cache), its Secret (label-selected, metadata only), the Secrets its keystore
+//! passwords are read from (every Secret's metadata, mapped through `PasswordRefs`), the issuer it references
 //! (told by the issuer caches' own watches, after the cache holds the change), and a
 //! revocation record revoking its certificate. It starts
 //! once the issuer and record caches are full: a Certificate is judged against them.
@@ -58,9 +59,19 @@ pub(super) fn run(
         watcher::Config::default().labels(LABEL_CERTIFICATE_NAME),
     );
     let secret_changes = to_look_at(secrets, move |event| verdicts.observe(event, certificate_of));
+    // Keystore passwords live in Secrets of the users' own (no label): every Secret's metadata
+    // is watched, and a change wakes the Certificates that read it.
+    let refs = wiring.ctx.password_refs.clone();
+    let passwords = wiring.watches.watch(
+        "keystore password secrets",
+        Api::<PartialObjectMeta<Secret>>::all(client.clone()),
+        watcher::Config::default(),
+    );
+    let password_changes = to_look_at(passwords, move |event| password_readers(&refs, event));
     let by_issuer = store;
     let certificates = certificates
         .reconcile_on(secret_changes.map(|(namespace, name)| ObjectRef::new(&name).within(&namespace)))
+        .reconcile_on(password_changes.map(|(namespace, name)| ObjectRef::new(&name).within(&namespace)))
         .reconcile_on(records)
         .reconcile_on(policy_wakes)
         .reconcile_on(issuers.flat_map(move |changed| {
@@ -92,6 +103,23 @@ pub(super) fn run(
             .for_each(|_| async {});
         wiring.run_controller(own_cache, run).await;
     }
+}
+
+/// The Certificates that read the keystore password Secret an event is about.
+fn password_readers(
+    refs: &crate::certificate::keystores::PasswordRefs,
+    event: &watcher::Event<PartialObjectMeta<Secret>>,
+) -> Vec<crate::cluster::ObjectKey> {
+    let (watcher::Event::Apply(secret) | watcher::Event::InitApply(secret) | watcher::Event::Delete(secret)) =
+        event
+    else {
+        return Vec::new();
+    };
+    let namespace = secret.namespace().unwrap_or_default();
+    refs.readers(&namespace, &secret.name_any())
+        .into_iter()
+        .map(|certificate| (namespace.clone(), certificate))
+        .collect()
 }
 
 /// How long the certificate controller waits for the CertificatePolicies to be listed before it
