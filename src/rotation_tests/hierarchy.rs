@@ -32,17 +32,53 @@ const SETTINGS: RotationSettings = RotationSettings {
 
 /// Runs `steps` steps, each followed by mutual TLS between the workloads both ways, each
 /// side's copy fresh or `lag` old.
+/// Where the workloads of a simulation take the roots they trust from.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Trust {
+    /// Their own Secret's ca.crt (the quickstart).
+    OwnSecret,
+    /// The mesh CA's Secret's ca.crt / root-cert.pem, which istiod hands out (Istio).
+    MeshCaSecret,
+    /// The root issuer's trust anchors, as a Bundle copies them into a ConfigMap (Linkerd's
+    /// linkerd-identity-trust-roots).
+    RootAnchors,
+}
+
+/// What the simulated workloads trust over time: the root issuer's anchors (PEM) after each
+/// step.
+#[derive(Default)]
+struct AnchorHistory(Vec<(Timestamp, String)>);
+
+impl AnchorHistory {
+    fn at(&self, at: Timestamp) -> Option<String> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(t, _)| *t <= at)
+            .map(|(_, pem)| pem.clone())
+    }
+}
+
 async fn run(
     controller: &mut Controller,
     cluster: &Arc<Mutex<Cluster>>,
     steps: usize,
     lag: SignedDuration,
     report: &mut Report,
-    mesh_trust: Option<&str>,
+    (mesh_trust, anchors): (Trust, &mut AnchorHistory),
 ) {
     for _ in 0..steps {
         controller.step(cluster).await;
         let mut c = cluster.lock().unwrap();
+        let root_anchors: String = c
+            .issuer_status("root-ca")
+            .trust_anchors
+            .iter()
+            .map(|a| a.certificate.clone())
+            .collect();
+        if !root_anchors.is_empty() {
+            anchors.0.push((c.now, root_anchors));
+        }
         for (client, server) in [("frontend", "backend"), ("backend", "frontend")] {
             for client_age in [SignedDuration::ZERO, lag] {
                 for server_age in [SignedDuration::ZERO, lag] {
@@ -55,14 +91,18 @@ async fn run(
                     // In a mesh, a workload trusts the roots the mesh CA's Secret lists (Istio's
                     // root-cert.pem, which istiod hands out), as of its copy's age.
                     let (client_view, server_view) = match mesh_trust {
-                        None => (client_view, server_view),
-                        Some(secret) => {
+                        Trust::OwnSecret => (client_view, server_view),
+                        Trust::MeshCaSecret | Trust::RootAnchors => {
                             let trust = |view: Arc<Mounted>, age: SignedDuration| {
-                                c.mounted(secret, c.now - age).map(|mesh| {
+                                let roots = match mesh_trust {
+                                    Trust::RootAnchors => anchors.at(c.now - age),
+                                    _ => c.mounted(INTERMEDIATE, c.now - age).map(|m| m.ca_crt.clone()),
+                                };
+                                roots.map(|ca_crt| {
                                     Arc::new(Mounted {
                                         tls_crt: view.tls_crt.clone(),
                                         tls_key: view.tls_key.clone(),
-                                        ca_crt: mesh.ca_crt.clone(),
+                                        ca_crt,
                                     })
                                 })
                             };
@@ -96,7 +136,15 @@ fn root_secret(not_before: Timestamp) -> Secret {
 #[tokio::test]
 async fn a_root_rotation_through_an_intermediate_reissues_each_certificate_once_and_never_fails_a_handshake()
 {
-    rotate_through_an_intermediate(false).await;
+    rotate_through_an_intermediate(Trust::OwnSecret).await;
+}
+
+/// Linkerd's layout (manifests/examples/linkerd/): the proxies trust the trust anchors a Bundle
+/// copies from the root issuer's status (linkerd-identity-trust-roots), as a lagging copy
+/// shows them, and are signed by the identity issuer (the intermediate).
+#[tokio::test]
+async fn linkerds_trust_roots_keep_both_anchors_through_a_rotation_and_no_handshake_fails() {
+    rotate_through_an_intermediate(Trust::RootAnchors).await;
 }
 
 /// Istio's plug-in CA layout (manifests/examples/istio/): the intermediate also writes
@@ -104,12 +152,13 @@ async fn a_root_rotation_through_an_intermediate_reissues_each_certificate_once_
 /// workloads trust the root-cert.pem istiod hands out, not their own ca.crt.
 #[tokio::test]
 async fn istios_plug_in_ca_keys_follow_a_root_rotation_and_no_handshake_fails() {
-    rotate_through_an_intermediate(true).await;
+    rotate_through_an_intermediate(Trust::MeshCaSecret).await;
 }
 
-async fn rotate_through_an_intermediate(istio: bool) {
+async fn rotate_through_an_intermediate(mesh_trust: Trust) {
     let start = simulated_start();
-    let mesh_trust = istio.then_some(INTERMEDIATE);
+    let istio = mesh_trust == Trust::MeshCaSecret;
+    let mut anchors = AnchorHistory::default();
     let mut intermediate = certificate(INTERMEDIATE, "root-ca", &[]);
     if istio {
         intermediate.spec.additional_output_formats = Some(vec![crate::api::AdditionalOutputFormat {
@@ -124,7 +173,20 @@ async fn rotate_through_an_intermediate(istio: bool) {
     // The intermediate first, then the workloads: the order a controller step reconciles them.
     let mut certificates = vec![intermediate];
     for name in WORKLOADS {
-        certificates.push(certificate(name, INTERMEDIATE, &[&format!("{name}.apps.svc")]));
+        let mut workload = certificate(name, INTERMEDIATE, &[&format!("{name}.apps.svc")]);
+        // In the mesh variant the workloads keep a PKCS#12 truststore too, checked at every
+        // write (super::Cluster::store_secret).
+        if istio {
+            workload.spec.keystores = Some(Box::new(
+                serde_json::from_value(serde_json::json!({"pkcs12": {
+                    "create": true,
+                    "password": super::SIMULATION_PASSWORD,
+                    "profile": "Modern2023",
+                }}))
+                .unwrap(),
+            ));
+        }
+        certificates.push(workload);
     }
     let issuers = ISSUERS.iter().map(|name| ca_issuer(name, name)).collect();
     let cluster = Cluster::new(
@@ -137,7 +199,15 @@ async fn rotate_through_an_intermediate(istio: bool) {
     // A copy just younger than the propagation delay: the slowest kubelet the delay allows.
     let lag = SETTINGS.propagation_delay - STEP;
     let mut report = Report::default();
-    run(&mut controller, &cluster, 12, lag, &mut report, mesh_trust).await;
+    run(
+        &mut controller,
+        &cluster,
+        12,
+        lag,
+        &mut report,
+        (mesh_trust, &mut anchors),
+    )
+    .await;
     let old_root = {
         let c = cluster.lock().unwrap();
         for name in ISSUERS {
@@ -160,7 +230,15 @@ async fn rotate_through_an_intermediate(istio: bool) {
         c.store_secret(renewed);
     }
     // Two rotations of at most 20 + 30 + 20 s each, one after the other, and a margin.
-    run(&mut controller, &cluster, 60, lag, &mut report, mesh_trust).await;
+    run(
+        &mut controller,
+        &cluster,
+        60,
+        lag,
+        &mut report,
+        (mesh_trust, &mut anchors),
+    )
+    .await;
     let Report { failures, handshakes } = report;
 
     assert!(handshakes > 200, "{handshakes} handshakes");
@@ -170,8 +248,31 @@ async fn rotate_through_an_intermediate(istio: bool) {
         failures.len(),
         failures.join("\n")
     );
+    if mesh_trust == Trust::RootAnchors {
+        let both = anchors
+            .0
+            .iter()
+            .filter(|(_, pem)| pem.matches("BEGIN CERTIFICATE").count() == 2);
+        assert!(
+            both.count() >= 4,
+            "the trust roots held both anchors through the overlap"
+        );
+        let last = &anchors.0.last().unwrap().1;
+        assert_eq!(
+            last.matches("BEGIN CERTIFICATE").count(),
+            1,
+            "and the new one alone at the end"
+        );
+    }
     let c = cluster.lock().unwrap();
     if istio {
+        for name in WORKLOADS {
+            let data = c.secrets[&format!("{name}-tls")].data.clone().unwrap_or_default();
+            assert!(
+                data.contains_key("truststore.p12"),
+                "{name}-tls has truststore.p12"
+            );
+        }
         let data = c.secrets[INTERMEDIATE].data.clone().unwrap_or_default();
         for key in ["ca-cert.pem", "ca-key.pem", "cert-chain.pem", "root-cert.pem"] {
             assert!(data.contains_key(key), "the mesh CA's Secret has {key}");

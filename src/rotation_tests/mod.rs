@@ -37,6 +37,9 @@ use crate::testing::*;
 /// kept in [`Cluster::history`].
 const ROOT_SECRET: &str = "root-ca";
 
+/// The keystore password of the simulations' workloads that ask for keystores.
+const SIMULATION_PASSWORD: &str = "changeit";
+
 /// The Event reasons of an issuer's rotation.
 const ROTATION_EVENTS: [&str; 4] = [
     "RotationStarted",
@@ -133,6 +136,21 @@ impl Cluster {
             let text = |key: &str| String::from_utf8(secret_data(&to_json(&secret), key)).unwrap();
             // Istio's plug-in CA keys, where asked for, follow the rotation write by write.
             let has = |key: &str| secret.data.as_ref().is_some_and(|d| d.contains_key(key));
+            // A truststore, where asked for, holds exactly ca.crt's roots at every write:
+            // both during a rotation's overlap.
+            if has("truststore.p12") {
+                let bytes = secret_data(&to_json(&secret), "truststore.p12");
+                let store = crate::keystore::pkcs12::read(&bytes, Some(SIMULATION_PASSWORD)).unwrap();
+                let mut trusted: Vec<Vec<u8>> = store.certificates.into_iter().map(|c| c.der).collect();
+                let mut roots: Vec<Vec<u8>> = parse_certificate_chain(text("ca.crt").as_bytes())
+                    .unwrap()
+                    .into_iter()
+                    .map(|c| c.der)
+                    .collect();
+                trusted.sort();
+                roots.sort();
+                assert_eq!(trusted, roots, "{name}: truststore.p12 holds ca.crt's roots");
+            }
             if has("root-cert.pem") {
                 assert_eq!(
                     text("root-cert.pem"),
