@@ -108,6 +108,18 @@ async fn issued(cert: &Certificate, ca: &Secret, first: &str) -> (Value, Value) 
     (secret, status)
 }
 
+/// Reconciles `cert` an hour after NOW over `secret`, with the PKCS#12 password `password`:
+/// the Secret it writes again, with no new certificate (no status write, no Event).
+async fn rewritten(cert: &Certificate, ca: &Secret, secret: &Value, password: &str) -> Value {
+    let (task, ctx, mut api) = start(cert, ca, ts(NOW) + SignedDuration::from_hours(1), Some(password)).await;
+    api.expect(Method::GET, SECRET_PATH).await.ok(secret.clone());
+    let apply = api.expect(Method::PATCH, SECRET_PATH).await;
+    let rewritten = apply.body.clone();
+    apply.echo();
+    finish_reconcile(task, ctx, api).await;
+    rewritten
+}
+
 #[tokio::test]
 async fn the_stores_are_written_with_the_certificate() {
     let cert = keystore_certificate();
@@ -150,18 +162,7 @@ async fn a_changed_password_rewrites_the_stores_without_a_new_certificate() {
     let ca = root_ca(ts(NOW));
     let (secret, status) = issued(&cert, &ca, "p12-secret").await;
     let cert = with_status(&cert, &status);
-    let (task, ctx, mut api) = start(
-        &cert,
-        &ca,
-        ts(NOW) + SignedDuration::from_hours(1),
-        Some("rotated"),
-    )
-    .await;
-    api.expect(Method::GET, SECRET_PATH).await.ok(secret.clone());
-    let apply = api.expect(Method::PATCH, SECRET_PATH).await;
-    let rewritten = apply.body.clone();
-    apply.echo();
-    finish_reconcile(task, ctx, api).await;
+    let rewritten = rewritten(&cert, &ca, &secret, "rotated").await;
     check_stores(&rewritten, "rotated");
     assert_eq!(
         data(&rewritten, "tls.crt"),
@@ -181,18 +182,7 @@ async fn a_tampered_store_is_written_again() {
     let (mut secret, status) = issued(&cert, &ca, "p12-secret").await;
     let cert = with_status(&cert, &status);
     secret["data"]["keystore.jks"] = json!(b64(b"garbage"));
-    let (task, ctx, mut api) = start(
-        &cert,
-        &ca,
-        ts(NOW) + SignedDuration::from_hours(1),
-        Some("p12-secret"),
-    )
-    .await;
-    api.expect(Method::GET, SECRET_PATH).await.ok(secret.clone());
-    let apply = api.expect(Method::PATCH, SECRET_PATH).await;
-    let rewritten = apply.body.clone();
-    apply.echo();
-    finish_reconcile(task, ctx, api).await;
+    let rewritten = rewritten(&cert, &ca, &secret, "p12-secret").await;
     check_stores(&rewritten, "p12-secret");
     assert_eq!(data(&rewritten, "keystore.p12"), data(&secret, "keystore.p12"));
 }

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Secret;
 
+use super::secret::SecretMaterial;
 use crate::api::{CertificateKeystores, Pkcs12Profile, SecretKeySelector};
 use crate::keystore::{self, KeystoreError, Profile, Protection, StoreMaterial};
 
@@ -197,19 +198,18 @@ fn ders(pem: &str) -> Vec<Vec<u8>> {
 pub fn stores(
     spec: &KeystoreSpec,
     passwords: &Passwords,
-    key_pkcs8: &[u8],
-    chain_pem: &str,
-    ca_pem: &str,
+    secret_material: &SecretMaterial,
     existing: Option<&Secret>,
-    created_ms: u64,
+    now: jiff::Timestamp,
 ) -> Result<BTreeMap<String, Vec<u8>>, KeystoreError> {
     let mut out = BTreeMap::new();
     if spec.is_empty() {
         return Ok(out);
     }
-    let (chain, cas) = (ders(chain_pem), ders(ca_pem));
+    let created_ms = u64::try_from(now.as_millisecond()).unwrap_or_default();
+    let (chain, cas) = (ders(&secret_material.chain_pem), ders(&secret_material.ca_pem));
     let material = StoreMaterial {
-        key_pkcs8,
+        key_pkcs8: &secret_material.key_pkcs8,
         chain: &chain,
         cas: &cas,
     };

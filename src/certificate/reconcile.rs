@@ -761,15 +761,7 @@ fn with_stores(
     existing: Option<&Secret>,
     now: Timestamp,
 ) -> Result<SecretMaterial, crate::keystore::KeystoreError> {
-    material.stores = keystores::stores(
-        &spec.keystores,
-        passwords,
-        &material.key_pkcs8,
-        &material.chain_pem,
-        &material.ca_pem,
-        existing,
-        u64::try_from(now.as_millisecond()).unwrap_or_default(),
-    )?;
+    material.stores = keystores::stores(&spec.keystores, passwords, &material, existing, now)?;
     Ok(material)
 }
 

@@ -621,16 +621,8 @@ fn stores(
     existing: Option<&Secret>,
     now: Timestamp,
 ) -> Result<BTreeMap<String, Vec<u8>>, String> {
-    keystores::stores(
-        &spec.keystores,
-        passwords,
-        &material.key_pkcs8,
-        &material.chain_pem,
-        &material.ca_pem,
-        existing,
-        u64::try_from(now.as_millisecond()).unwrap_or_default(),
-    )
-    .map_err(|e| format!("cannot write the keystores: {e}"))
+    keystores::stores(&spec.keystores, passwords, material, existing, now)
+        .map_err(|e| format!("cannot write the keystores: {e}"))
 }
 
 /// The Secret directory with its store files, as `keystores::stores` compares them.
