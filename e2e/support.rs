@@ -617,6 +617,28 @@ async fn wait_for_api_server(client: &Client) {
     }
 }
 
+/// Runs `request`, again after the API server comes back if the server did not answer it (a
+/// restart in the middle of the suite); an answer refusing it fails the test with `what`.
+async fn while_away<T>(
+    client: &Client,
+    what: &str,
+    mut request: impl AsyncFnMut() -> Result<T, kube::Error>,
+) -> T {
+    let deadline = Instant::now() + OUTAGE_ALLOWANCE;
+    loop {
+        match request().await {
+            Ok(done) => return done,
+            // No answer from the server (refused, reset): it is away, or going.
+            Err(e) if Instant::now() < deadline && !matches!(e, kube::Error::Api(_)) => {
+                eprintln!("e2e: {what}: {e}; waiting for the API server");
+                tokio::time::sleep(POLL).await;
+                wait_for_api_server(client).await;
+            }
+            Err(e) => panic!("{what}: {e}"),
+        }
+    }
+}
+
 /// Installs (or updates) the CRDs from `crds/certkeeper.yaml` with server-side apply and waits
 /// until the API server serves them.
 async fn install_crds(client: &Client) {
@@ -630,9 +652,11 @@ async fn install_crds(client: &Client) {
         let crd: CustomResourceDefinition = serde_json::from_value(doc)
             .unwrap_or_else(|e| panic!("{} holds a CRD that does not parse: {e}", path.display()));
         let name = crd.metadata.name.clone().expect("CRD has a name");
-        api.patch(&name, &params, &Patch::Apply(&crd))
-            .await
-            .unwrap_or_else(|e| panic!("install CRD {name} (cluster-admin needed): {e}"));
+        let what = format!("install CRD {name} (cluster-admin needed)");
+        while_away(client, &what, async || {
+            api.patch(&name, &params, &Patch::Apply(&crd)).await
+        })
+        .await;
         names.push(name);
     }
     for kind in [
@@ -692,10 +716,15 @@ impl NamespaceGuard {
             },
             ..Namespace::default()
         };
-        Api::<Namespace>::all(client.clone())
-            .create(&PostParams::default(), &namespace)
-            .await
-            .unwrap_or_else(|e| panic!("create namespace {name}: {e}"));
+        let api = Api::<Namespace>::all(client.clone());
+        while_away(client, &format!("create namespace {name}"), async || {
+            match api.create(&PostParams::default(), &namespace).await {
+                // A create that reached the server before it went away.
+                Err(kube::Error::Api(e)) if e.code == 409 => Ok(namespace.clone()),
+                other => other,
+            }
+        })
+        .await;
         Self {
             name: name.to_owned(),
         }
