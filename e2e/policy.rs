@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use certkeeper::api::{Certificate, CertificatePolicy};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
-use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 
-use crate::support::{TestEnv, ready, ready_condition};
+use crate::support::{Leftovers, TestEnv, ready, ready_condition};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -37,6 +37,13 @@ async fn each_namespace_gets_its_own_identity_from_a_shared_issuer_and_is_refuse
     // Cluster-scoped objects are named after the test namespace.
     let (root, mesh, policy_name) = (format!("{ns_a}-root"), format!("{ns_a}-mesh"), ns_a.clone());
     let label = "certkeeper.io/e2e-mesh";
+    // They go with the test, passed or failed.
+    let _leftovers = Leftovers(vec![
+        ("certificatepolicy", policy_name.clone()),
+        ("clusterissuer", mesh.clone()),
+        ("clusterissuer", root.clone()),
+        ("namespace", ns_b.clone()),
+    ]);
 
     // The shared CA: a self-signed root in the cluster-resource namespace (the test's own),
     // and the ClusterIssuer every team references.
@@ -181,12 +188,4 @@ async fn each_namespace_gets_its_own_identity_from_a_shared_issuer_and_is_refuse
         async || ready(&certificate_in(&ns_b, "impostor").await?),
     )
     .await;
-
-    // Cluster-scoped objects and the second namespace go with the test.
-    let _ = policies.delete(&policy_name, &DeleteParams::default()).await;
-    let cluster_issuers: Api<certkeeper::api::ClusterIssuer> = Api::all(env.client.clone());
-    for name in [&mesh, &root] {
-        let _ = cluster_issuers.delete(name, &DeleteParams::default()).await;
-    }
-    let _ = namespaces.delete(&ns_b, &DeleteParams::default()).await;
 }

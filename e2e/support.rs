@@ -757,6 +757,28 @@ impl Drop for NamespaceGuard {
     }
 }
 
+/// Objects outside the test namespace (cluster-scoped ones, a second namespace) that go with
+/// the test, whether it passes or fails: `kubectl delete` in Drop, as [`NamespaceGuard`].
+pub struct Leftovers(pub Vec<(&'static str, String)>);
+
+impl Drop for Leftovers {
+    fn drop(&mut self) {
+        if std::env::var("CERTKEEPER_E2E_KEEP").is_ok_and(|v| v == "1") {
+            return;
+        }
+        for (resource, name) in &self.0 {
+            let deleted = Command::new("kubectl")
+                .args(["delete", resource, name, "--wait=false", "--ignore-not-found"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+            if !deleted.is_ok_and(|s| s.success()) {
+                eprintln!("e2e: could not delete {resource} {name}; delete it by hand");
+            }
+        }
+    }
+}
+
 /// `certkeeper controller`, the binary cargo built for this test target, running against the
 /// same kubeconfig; its stdout and stderr go to a log file. Stopped on drop.
 pub struct ControllerProcess {

@@ -52,6 +52,8 @@ async fn a_bundle_from_an_issuer_reaches_a_labelled_namespace_and_leaves_it_when
         .expect("label the test namespace");
     // Named after the test namespace: Bundles are cluster-scoped.
     let name = env.namespace.clone();
+    // The Bundle is cluster-scoped: it goes with the test, passed or failed.
+    let _leftovers = crate::support::Leftovers(vec![("bundle", name.clone())]);
     env.apply(json!({
         "apiVersion": "certkeeper.io/v1", "kind": "Bundle",
         "metadata": {"name": name},
