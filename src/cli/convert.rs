@@ -69,6 +69,22 @@ pub fn convert_all(documents: &[Document]) -> Result<Outcome, CliError> {
     Ok(outcome)
 }
 
+/// `document` as a certkeeper.io object: itself, or a cert-manager.io one converted. `None`
+/// for any other group, and for a conversion that fails, which `outcome` is told.
+pub fn certkeeper_object(document: &Document, outcome: &mut Outcome) -> Option<Value> {
+    match document.api_version().split_once('/') {
+        Some(("cert-manager.io", _)) => match convert(document) {
+            Ok(object) => Some(object),
+            Err(why) => {
+                outcome.fail(format!("{} ({}): {why}", document.describe(), document.source));
+                None
+            }
+        },
+        Some((GROUP, _)) => Some(document.object.clone()),
+        _ => None,
+    }
+}
+
 /// One object converted, or why it cannot be.
 pub fn convert(document: &Document) -> Result<Value, String> {
     let api_version = document.api_version();

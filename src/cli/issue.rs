@@ -231,30 +231,30 @@ fn name(cert: &Certificate) -> String {
 fn load(documents: &[Document], settings: &Settings, outcome: &mut Outcome) -> Objects {
     let mut objects = Objects::default();
     for document in documents {
-        let object = match document.api_version().split_once('/') {
-            Some(("cert-manager.io", _)) => match convert::convert(document) {
-                Ok(object) => object,
-                Err(why) => {
-                    outcome.fail(format!("{} ({}): {why}", document.describe(), document.source));
-                    continue;
+        if document.api_version() == "v1" && document.kind() == "Secret" {
+            match serde_json::from_value::<Secret>(document.object.clone()) {
+                Ok(secret) => {
+                    let ns = secret.metadata.namespace.clone();
+                    let key = (
+                        ns.unwrap_or(settings.default_namespace.clone()),
+                        secret.metadata.name.clone().unwrap_or_default(),
+                    );
+                    objects.secrets.insert(key, secret);
                 }
-            },
-            Some((GROUP, "v1")) => document.object.clone(),
-            None if document.api_version() == "v1" && document.kind() == "Secret" => {
-                match serde_json::from_value::<Secret>(document.object.clone()) {
-                    Ok(secret) => {
-                        let ns = secret.metadata.namespace.clone();
-                        let key = (
-                            ns.unwrap_or(settings.default_namespace.clone()),
-                            secret.metadata.name.clone().unwrap_or_default(),
-                        );
-                        objects.secrets.insert(key, secret);
-                    }
-                    Err(e) => outcome.fail(format!("{} ({}): {e}", document.describe(), document.source)),
-                }
-                continue;
+                Err(e) => outcome.fail(format!("{} ({}): {e}", document.describe(), document.source)),
             }
-            _ => continue,
+            continue;
+        }
+        // certkeeper.io objects of the version the API serves only.
+        if document
+            .api_version()
+            .split_once('/')
+            .is_some_and(|(group, v)| group == GROUP && v != "v1")
+        {
+            continue;
+        }
+        let Some(object) = convert::certkeeper_object(document, outcome) else {
+            continue;
         };
         let failed = |outcome: &mut Outcome, e: &dyn std::fmt::Display| {
             outcome.fail(format!("{} ({}): {e}", document.describe(), document.source))

@@ -240,16 +240,8 @@ pub fn check_all(documents: &[Document], set: &PolicySet, default_namespace: &st
     let mut judged = 0;
     let mut denied = 0;
     for document in documents.iter().filter(|d| d.kind() == "Certificate") {
-        let object = match document.api_version().split_once('/') {
-            Some(("cert-manager.io", _)) => match convert::convert(document) {
-                Ok(object) => object,
-                Err(why) => {
-                    outcome.fail(format!("{} ({}): {why}", document.describe(), document.source));
-                    continue;
-                }
-            },
-            Some((GROUP, _)) => document.object.clone(),
-            _ => continue,
+        let Some(object) = convert::certkeeper_object(document, outcome) else {
+            continue;
         };
         let mut cert = match serde_json::from_value::<Certificate>(object) {
             Ok(cert) => cert,
