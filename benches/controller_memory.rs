@@ -29,7 +29,8 @@
 //! `timeoutSeconds`.
 //!
 //! Run: `cargo bench --bench controller_memory` (prints figures; bytes, not criterion times).
-//! `COUNT=1000` runs a smaller fleet.
+//! `COUNT=1000` runs a smaller fleet; `HOLD_SECONDS=N` holds the restarted controller N s
+//! before measuring it (time to attach a profiler or `gdb`).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -89,6 +90,7 @@ enum Resource {
     ClusterIssuers,
     CertificateRevocations,
     Bundles,
+    CertificatePolicies,
     Secrets,
     ConfigMaps,
     Namespaces,
@@ -103,6 +105,7 @@ impl Resource {
             "clusterissuers" => Self::ClusterIssuers,
             "certificaterevocations" => Self::CertificateRevocations,
             "bundles" => Self::Bundles,
+            "certificatepolicies" => Self::CertificatePolicies,
             "secrets" => Self::Secrets,
             "configmaps" => Self::ConfigMaps,
             "namespaces" => Self::Namespaces,
@@ -119,6 +122,7 @@ impl Resource {
             Self::ClusterIssuers => ("certkeeper.io/v1", "ClusterIssuer"),
             Self::CertificateRevocations => ("certkeeper.io/v1", "CertificateRevocation"),
             Self::Bundles => ("certkeeper.io/v1", "Bundle"),
+            Self::CertificatePolicies => ("certkeeper.io/v1", "CertificatePolicy"),
             Self::Secrets => ("v1", "Secret"),
             Self::ConfigMaps => ("v1", "ConfigMap"),
             Self::Namespaces => ("v1", "Namespace"),
@@ -133,6 +137,7 @@ impl Resource {
             Self::ClusterIssuers => "clusterissuers",
             Self::CertificateRevocations => "certificaterevocations",
             Self::Bundles => "bundles",
+            Self::CertificatePolicies => "certificatepolicies",
             Self::Secrets => "secrets",
             Self::ConfigMaps => "configmaps",
             Self::Namespaces => "namespaces",
@@ -1070,6 +1075,10 @@ async fn bench() {
         counts.get("PATCH secrets")
     );
     report_counts(&counts, n);
+    if let Some(hold) = std::env::var("HOLD_SECONDS").ok().and_then(|s| s.parse().ok()) {
+        println!("  holding {hold} s (pid {})", controller.child.id());
+        tokio::time::sleep(Duration::from_secs(hold)).await;
+    }
     let settled = controller.status("VmRSS:");
     let peak = controller.status("VmHWM:");
     let text = scrape(controller.metrics_port).await;

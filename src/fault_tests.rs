@@ -544,22 +544,6 @@ proptest! {
     }
 }
 
-/// The wait an `Action` asks for (kube offers no getter; its Debug shows the Duration).
-fn requeue_of(action: &kube::runtime::controller::Action) -> Option<std::time::Duration> {
-    let text = format!("{action:?}");
-    let inner = text.split("Some(").nth(1)?.split(')').next()?;
-    let (number, unit) = inner.split_at(inner.find(|c: char| c.is_ascii_alphabetic() || c == 'µ')?);
-    let value: f64 = number.parse().ok()?;
-    let seconds = match unit {
-        "s" => value,
-        "ms" => value / 1e3,
-        "µs" => value / 1e6,
-        "ns" => value / 1e9,
-        _ => return None,
-    };
-    Some(std::time::Duration::from_secs_f64(seconds))
-}
-
 fn resident_bytes() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -674,7 +658,9 @@ async fn soak_renewals_under_random_faults_are_never_missed_nor_early() {
         let wait = match &result {
             Ok(action) => {
                 errors[i] = 0;
-                requeue_of(action).unwrap_or(std::time::Duration::from_secs(3600))
+                action
+                    .requeue_after()
+                    .unwrap_or(std::time::Duration::from_secs(3600))
             }
             Err(e) => {
                 errors[i] += 1;

@@ -611,7 +611,7 @@ pub fn mock_client() -> (Client, Handle) {
 
 /// A Certificate reconcile running in the background while the test plays the API server.
 pub type Reconciling =
-    tokio::task::JoinHandle<Result<kube::runtime::controller::Action, crate::error::Error>>;
+    tokio::task::JoinHandle<Result<crate::certificate::schedule::Next, crate::error::Error>>;
 
 /// Starts reconciling `cert` with `ctx`.
 pub fn spawn_reconcile(cert: &Certificate, ctx: &Arc<Context>) -> Reconciling {
@@ -624,7 +624,7 @@ pub async fn finish_reconcile(
     task: Reconciling,
     ctx: Arc<Context>,
     api: ApiServer,
-) -> kube::runtime::controller::Action {
+) -> crate::certificate::schedule::Next {
     let action = task.await.unwrap().unwrap();
     drop(ctx);
     api.expect_no_more().await;

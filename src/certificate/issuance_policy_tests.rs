@@ -4,9 +4,9 @@
 
 use std::sync::Arc;
 
+use super::schedule::Next;
 use http::Method;
 use jiff::{SignedDuration, Timestamp};
-use kube::runtime::controller::Action;
 use serde_json::{Value, json};
 
 use crate::api::CertificatePolicy;
@@ -233,7 +233,7 @@ async fn nothing_is_signed_while_the_policies_are_not_listed() {
     api.expect(Method::POST, EVENTS_PATH).await.echo();
     let action = finish_reconcile(task, ctx, api).await;
     assert_eq!(condition(&status, "Ready")["reason"], "PolicyUnavailable");
-    assert_eq!(action, Action::requeue(std::time::Duration::from_secs(5)));
+    assert_eq!(action, Next::requeue(std::time::Duration::from_secs(5)));
 }
 
 /// The CA Secret `root-ca` holding a root whose name constraints permit only `team.svc`.

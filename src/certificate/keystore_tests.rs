@@ -54,7 +54,7 @@ async fn start(
     at: Timestamp,
     password: Option<&str>,
 ) -> (
-    tokio::task::JoinHandle<Result<kube::runtime::controller::Action, crate::error::Error>>,
+    tokio::task::JoinHandle<Result<super::schedule::Next, crate::error::Error>>,
     std::sync::Arc<crate::context::Context>,
     ApiServer,
 ) {
@@ -151,7 +151,7 @@ async fn stores_that_still_hold_the_certificate_are_not_written_again() {
     // The password Secret's watch tells of a change: no polling.
     assert_ne!(
         action,
-        kube::runtime::controller::Action::requeue(std::time::Duration::from_secs(31))
+        super::schedule::Next::requeue(std::time::Duration::from_secs(31))
     );
     assert_eq!(refs.readers("apps", "web-keystore"), ["web"]);
 }
@@ -249,7 +249,7 @@ async fn a_missing_password_secret_leaves_the_secret_alone_and_says_why() {
     assert_eq!(body["reason"], "KeystorePasswordUnavailable");
     assert_eq!(
         action,
-        kube::runtime::controller::Action::requeue(std::time::Duration::from_secs(31))
+        super::schedule::Next::requeue(std::time::Duration::from_secs(31))
     );
 }
 

@@ -4,11 +4,11 @@
 
 use std::sync::Arc;
 
+use super::schedule::Next;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{ObjectReference, Secret};
 use kube::api::{Api, Patch, PatchParams};
 use kube::core::DeserializeGuard;
-use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 use tracing::{debug, info, warn};
 
@@ -65,10 +65,7 @@ struct Observed<'a> {
 /// besides the wake of the password Secrets' watch.
 const PASSWORD_RECHECK: std::time::Duration = std::time::Duration::from_secs(30);
 
-pub async fn reconcile(
-    guard: Arc<DeserializeGuard<Certificate>>,
-    ctx: Arc<Context>,
-) -> Result<Action, Error> {
+pub async fn reconcile(guard: Arc<DeserializeGuard<Certificate>>, ctx: Arc<Context>) -> Result<Next, Error> {
     let cert = match &guard.0 {
         Ok(cert) => cert,
         Err(invalid) => {
@@ -88,7 +85,7 @@ pub async fn reconcile(
                 &regarding,
             )
             .await;
-            return Ok(Action::await_change());
+            return Ok(Next::await_change());
         }
     };
     let now = ctx.now();
@@ -104,9 +101,9 @@ pub async fn reconcile(
                 report_not_ready(cert, &ctx, &previous, reason::INVALID_SPEC, &e.0, policy, now).await?;
             // Only a change can fix the spec; until then only expiry deadlines matter.
             return Ok(if deadlines.iter().any(|d| *d > now) {
-                Action::requeue(requeue_after(now, &deadlines))
+                Next::requeue(requeue_after(now, &deadlines))
             } else {
-                Action::await_change()
+                Next::await_change()
             });
         }
     };
@@ -115,7 +112,7 @@ pub async fn reconcile(
         // Its issuer is being judged: its status write wakes the Certificate; nothing to say.
         Err(problem @ SignerProblem::Unjudged(_)) => {
             debug!(certificate = %object_name(cert), reason = problem.message(), "waiting for the issuer to be judged");
-            return Ok(Action::requeue(problem.recheck_after()));
+            return Ok(Next::requeue(problem.recheck_after()));
         }
         Err(problem) => return without_issuer(&ctx, cert, &key, &spec, &problem, &previous, now).await,
     };
@@ -134,7 +131,7 @@ pub async fn reconcile(
             let mut deadlines =
                 report_not_ready(cert, &ctx, &previous, why, &message, spec.renew_before, now).await?;
             deadlines.push(now + PASSWORD_RECHECK);
-            return Ok(Action::requeue(requeue_after(now, &deadlines)));
+            return Ok(Next::requeue(requeue_after(now, &deadlines)));
         }
     };
     let records_namespace = records_namespace(ctx.as_ref(), &spec, &key);
@@ -191,7 +188,7 @@ pub async fn reconcile(
             deadlines.extend(verdict.reissue_at);
             deadlines.extend(verdict.requests_due_at);
             deadlines.extend(observed.trust.recheck_at(now));
-            return Ok(Action::requeue(requeue_after(now, &deadlines)));
+            return Ok(Next::requeue(requeue_after(now, &deadlines)));
         }
         let waits = Waits {
             reissue_at: verdict.reissue_at,
@@ -295,7 +292,7 @@ async fn without_issuer(
     problem: &SignerProblem,
     previous: &CertificateStatus,
     now: Timestamp,
-) -> Result<Action, Error> {
+) -> Result<Next, Error> {
     let (why, message) = (problem.reason(), problem.message());
     if matches!(problem, SignerProblem::Denied(_)) && !already_said(previous, why, message) {
         ctx.metrics.issuance_denied(spec.issuer_ref.kind());
@@ -384,7 +381,7 @@ async fn without_issuer(
                 }
                 false => report_not_ready(cert, ctx, previous, why, &message, spec.renew_before, now).await?,
             };
-            return Ok(Action::requeue(
+            return Ok(Next::requeue(
                 requeue_after(now, &deadlines).min(problem.recheck_after()),
             ));
         }
@@ -402,7 +399,7 @@ async fn without_issuer(
     }
     deadlines.extend([facts.renewal_time, facts.not_after]);
     deadlines.extend(pending(facts.not_before).next_due(now));
-    Ok(Action::requeue(
+    Ok(Next::requeue(
         requeue_after(now, &deadlines).min(problem.recheck_after()),
     ))
 }
@@ -653,7 +650,7 @@ async fn keep(
     current_secret: Option<&Secret>,
     renewal_time: Timestamp,
     rotation: RotationWait,
-) -> Result<Action, Error> {
+) -> Result<Next, Error> {
     let Observed { cert, spec, .. } = observed;
     let leaf = current.leaf();
     // The larger of the two: a reconcile may read a status older than the Secret it sees.
@@ -690,7 +687,7 @@ async fn report_ready(
     observed: &Observed<'_>,
     facts: IssuedFacts,
     waits: Waits,
-) -> Result<Action, Error> {
+) -> Result<Next, Error> {
     let Observed {
         cert, previous, now, ..
     } = observed;
@@ -700,7 +697,7 @@ async fn report_ready(
     deadlines.extend(waits.reissue_at);
     deadlines.extend(waits.requests_due_at);
     deadlines.extend(observed.trust.recheck_at(*now));
-    Ok(Action::requeue(requeue_after(*now, &deadlines)))
+    Ok(Next::requeue(requeue_after(*now, &deadlines)))
 }
 
 /// The Secret's current material, re-encoded as the spec now asks, with the `ca.crt` the
@@ -859,7 +856,7 @@ async fn issue(
     observed: &Observed<'_>,
     token: ReadToken,
     issuance: Issuance,
-) -> Result<Action, Error> {
+) -> Result<Next, Error> {
     let Issuance {
         trigger,
         state,
@@ -909,7 +906,7 @@ async fn issue(
         let (_, mut deadlines) = settle(cert, ctx, previous, status, spec.renew_before, now).await?;
         deadlines.push(at);
         deadlines.extend(pending.next_due(now));
-        return Ok(Action::requeue(requeue_after(now, &deadlines)));
+        return Ok(Next::requeue(requeue_after(now, &deadlines)));
     }
 
     let (current_facts, current_revision, reuse) = match state {
@@ -1038,7 +1035,7 @@ async fn issue(
     deadlines.extend([renewal_time, leaf.not_after]);
     deadlines.extend(pending.next_due(now));
     deadlines.extend(observed.trust.recheck_at(now));
-    Ok(Action::requeue(requeue_after(now, &deadlines)))
+    Ok(Next::requeue(requeue_after(now, &deadlines)))
 }
 
 /// An issuance attempt failed: record it in the status, warn, and back off. `base` is the
@@ -1054,7 +1051,7 @@ async fn fail(
     cause: &str,
     policy: RenewBefore,
     now: Timestamp,
-) -> Result<Action, Error> {
+) -> Result<Next, Error> {
     warn!(certificate = %object_name(cert), reason = trigger.reason.as_str(), error = %cause, "issuance failed");
     let status = status::issuance_failed(
         base,
@@ -1070,7 +1067,7 @@ async fn fail(
     let (_, mut deadlines) = settle(cert, ctx, previous, status, policy, now).await?;
     events::publish(ctx, events::issuance_failed(cause, retry), &cert.object_ref(&())).await;
     deadlines.push(retry);
-    Ok(Action::requeue(requeue_after(now, &deadlines)))
+    Ok(Next::requeue(requeue_after(now, &deadlines)))
 }
 
 /// The Certificate cannot be acted on: Ready=False and, when that is news, a Warning Event.

@@ -8,10 +8,10 @@
 
 use std::sync::{Arc, Mutex};
 
+use super::schedule::Next;
 use http::Method;
 use jiff::{SignedDuration, Timestamp};
 use kube::core::DeserializeGuard;
-use kube::runtime::controller::Action;
 use serde_json::Value;
 
 use super::reconcile::reconcile;
@@ -70,7 +70,7 @@ impl Controller {
         *self.clock.lock().unwrap()
     }
 
-    fn spawn(&self, cert: &Certificate) -> tokio::task::JoinHandle<Result<Action, Error>> {
+    fn spawn(&self, cert: &Certificate) -> tokio::task::JoinHandle<Result<Next, Error>> {
         tokio::spawn(reconcile(
             Arc::new(DeserializeGuard(Ok(cert.clone()))),
             self.ctx.clone(),
@@ -91,7 +91,7 @@ async fn issued() -> Controller {
 
 /// Reconciles `cert` and asserts it makes no request (an unexpected one fails the test rather
 /// than waiting for an answer forever).
-async fn quiet(ctx: &Arc<Context>, api: &mut ApiServer, cert: &Certificate) -> Action {
+async fn quiet(ctx: &Arc<Context>, api: &mut ApiServer, cert: &Certificate) -> Next {
     let task = tokio::spawn(reconcile(
         Arc::new(DeserializeGuard(Ok(cert.clone()))),
         ctx.clone(),
@@ -218,7 +218,7 @@ async fn answered_once(mut c: Controller, ask: Ask, cert: Certificate, arrives: 
         let action = task.await.unwrap().unwrap();
         c.api.assert_idle();
         let wait = requeue_after(arrives, &[at]);
-        assert_eq!(action, Action::requeue(wait), "{case}: woken at its time");
+        assert_eq!(action, Next::requeue(wait), "{case}: woken at its time");
         // The requeue comes due: the same Certificate, the request now due.
         c.set_clock(arrives + SignedDuration::try_from(wait).unwrap());
         task = c.spawn(&cert);
@@ -339,7 +339,7 @@ async fn a_request_older_than_the_certificate_is_not_acted_on_after_an_upgrade()
             .ok(c.web.secret.clone());
         let action = task.await.unwrap().unwrap();
         c.api.assert_idle();
-        assert_ne!(action, Action::requeue(std::time::Duration::from_secs(1)));
+        assert_ne!(action, Next::requeue(std::time::Duration::from_secs(1)));
         quiet(&c.ctx, &mut c.api, &cert).await;
         c.web.cert = cert;
     }

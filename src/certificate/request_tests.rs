@@ -6,11 +6,11 @@
 
 use std::sync::{Arc, Mutex};
 
+use super::schedule::Next;
 use http::Method;
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::core::v1::Secret;
 use kube::core::{DeserializeGuard, PartialObjectMeta};
-use kube::runtime::controller::Action;
 use kube::runtime::watcher::Event;
 use serde_json::Value;
 
@@ -54,7 +54,7 @@ pub(super) fn web() -> Certificate {
     cert
 }
 
-pub(super) async fn run(cert: &Certificate, ctx: &Arc<Context>) -> Action {
+pub(super) async fn run(cert: &Certificate, ctx: &Arc<Context>) -> Next {
     reconcile(Arc::new(DeserializeGuard(Ok(cert.clone()))), ctx.clone())
         .await
         .unwrap()
@@ -149,7 +149,7 @@ async fn an_issuance_reads_once_writes_three_times_and_its_echoes_make_no_reques
     *now.lock().unwrap() = ts(NOW) + SignedDuration::from_hours(5);
     let action = run(&issued.cert, &ctx).await;
     api.assert_idle();
-    assert_ne!(action, Action::await_change(), "requeued at its next deadline");
+    assert_ne!(action, Next::await_change(), "requeued at its next deadline");
 }
 
 #[tokio::test]
@@ -518,7 +518,7 @@ async fn an_issuer_edit_not_yet_judged_costs_its_certificates_no_request() {
     // Certificate looks again soon, and the issuer's status echo wakes it anyway.
     *now.lock().unwrap() = ts(NOW) + SignedDuration::from_hours(1);
     let (ctx, mut api) = after_an_issuer_edit(&ctx, &now);
-    let recheck = Action::requeue(std::time::Duration::from_secs(5));
+    let recheck = Next::requeue(std::time::Duration::from_secs(5));
     assert_eq!(run(&issued.cert, &ctx).await, recheck);
     api.assert_idle();
     // A Certificate new beside it, no Secret yet: it waits too, without a request.

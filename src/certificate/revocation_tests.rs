@@ -4,11 +4,11 @@
 
 use std::sync::Arc;
 
+use super::schedule::Next;
 use http::Method;
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::core::v1::Secret;
 use kube::core::DeserializeGuard;
-use kube::runtime::controller::Action;
 use kube::runtime::reflector::store::Writer;
 use kube::runtime::watcher;
 use serde_json::Value;
@@ -277,7 +277,7 @@ async fn a_revoke_request_in_the_future_waits_for_its_time() {
     api.expect(Method::GET, CA_SECRET_PATH).await.ok(to_json(&ca));
     api.expect(Method::GET, SECRET_PATH).await.ok(secret.clone());
     let action = finish_reconcile(task, ctx, api).await;
-    assert_eq!(action, Action::requeue(std::time::Duration::from_secs(3601)));
+    assert_eq!(action, Next::requeue(std::time::Duration::from_secs(3601)));
 }
 
 #[tokio::test]

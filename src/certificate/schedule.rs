@@ -68,6 +68,48 @@ pub fn backoff(attempts: u32) -> SignedDuration {
     SignedDuration::from_secs(secs).min(BACKOFF_CAP)
 }
 
+/// What a reconcile of a Certificate asks for next: to be looked at again after a wait, or
+/// only when something changes. The runner keeps the wait in its own compact schedule
+/// (`runner/deadlines.rs`) rather than as a requeue in kube's scheduler; `From` gives kube's
+/// `Action` for the rest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Next(Option<std::time::Duration>);
+
+impl Next {
+    /// Look again after `wait`.
+    pub const fn requeue(wait: std::time::Duration) -> Self {
+        Self(Some(wait))
+    }
+
+    /// Look again only on a change.
+    pub const fn await_change() -> Self {
+        Self(None)
+    }
+
+    /// The wait asked for, if any.
+    pub const fn requeue_after(&self) -> Option<std::time::Duration> {
+        self.0
+    }
+}
+
+impl From<Next> for kube::runtime::controller::Action {
+    fn from(next: Next) -> Self {
+        match next.0 {
+            Some(wait) => Self::requeue(wait),
+            None => Self::await_change(),
+        }
+    }
+}
+
+impl PartialEq<kube::runtime::controller::Action> for Next {
+    // kube's Action offers no getter, so the comparison goes through one (an Option<Duration>:
+    // nothing is allocated).
+    #[allow(clippy::cmp_owned)]
+    fn eq(&self, other: &kube::runtime::controller::Action) -> bool {
+        kube::runtime::controller::Action::from(*self) == *other
+    }
+}
+
 /// How long to sleep until the earliest of `deadlines` still in the future, capped at
 /// `MAX_REQUEUE`. Rounds up to whole seconds plus one, so the
 /// controller wakes at or just after the instant (status times have second precision).

@@ -2,9 +2,9 @@
 
 use std::sync::Arc;
 
+use super::schedule::Next;
 use http::{Method, StatusCode};
 use jiff::{SignedDuration, Timestamp};
-use kube::runtime::controller::Action;
 use serde_json::{Value, json};
 
 use crate::api::{Certificate, ClusterIssuer, Issuer, IssuerStatus};
@@ -67,7 +67,7 @@ async fn start_under_ca(
     ca_secret: &k8s_openapi::api::core::v1::Secret,
     at: Timestamp,
 ) -> (
-    tokio::task::JoinHandle<Result<Action, crate::error::Error>>,
+    tokio::task::JoinHandle<Result<Next, crate::error::Error>>,
     Arc<Context>,
     ApiServer,
 ) {
@@ -148,7 +148,7 @@ async fn first_issuance_writes_secret_then_status_then_issued_event() {
 
     // Requeued at the renewal time.
     let wait = renewal.duration_since(ts(NOW)).as_secs() as u64;
-    assert_eq!(action, Action::requeue(std::time::Duration::from_secs(wait + 1)));
+    assert_eq!(action, Next::requeue(std::time::Duration::from_secs(wait + 1)));
 }
 
 #[tokio::test]
@@ -223,7 +223,7 @@ async fn renewal_due_reissues_at_the_renewal_time() {
         .await
         .ok(written.secret.clone());
     let action = finish_reconcile(task, ctx, api).await;
-    assert_eq!(action, Action::requeue(std::time::Duration::from_secs(2)));
+    assert_eq!(action, Next::requeue(std::time::Duration::from_secs(2)));
 
     // At the renewal time: a new certificate with a new key.
     let (task, ctx, mut api) = start_under_ca(&cert, &ca, renewal).await;
@@ -378,7 +378,7 @@ async fn nothing_is_signed_under_an_issuer_whose_own_status_is_not_ready() {
     assert_eq!(ready(&status), ("False".into(), "IssuerNotReady".into()));
     let message = status["conditions"][0]["message"].as_str().unwrap();
     assert!(message.contains("SecretNotFound"), "{message}");
-    assert_eq!(action, Action::requeue(std::time::Duration::from_secs(5)));
+    assert_eq!(action, Next::requeue(std::time::Duration::from_secs(5)));
 
     // Ready, but judged for an older spec of the issuer (just edited), or not judged at all
     // (just created): its controller is about to judge it, so the Certificate waits without a
@@ -391,7 +391,7 @@ async fn nothing_is_signed_under_an_issuer_whose_own_status_is_not_ready() {
         let (ctx, api) = context(vec![issuer], vec![], ts(NOW));
         let task = spawn_reconcile(&cert, &ctx);
         let action = finish_reconcile(task, ctx, api).await;
-        assert_eq!(action, Action::requeue(std::time::Duration::from_secs(5)));
+        assert_eq!(action, Next::requeue(std::time::Duration::from_secs(5)));
     }
 }
 
@@ -406,7 +406,7 @@ async fn invalid_spec_sets_ready_false_without_issuing() {
     assert_eq!(event.body["reason"], "InvalidSpec");
     event.echo();
     let action = finish_reconcile(task, ctx, api).await;
-    assert_eq!(action, Action::await_change());
+    assert_eq!(action, Next::await_change());
     assert_eq!(ready(&status), ("False".into(), "InvalidSpec".into()));
 }
 
@@ -488,7 +488,7 @@ async fn failed_issuance_backs_off_and_a_spec_change_retries_at_once() {
     );
     event.echo();
     let action = finish_reconcile(task, ctx, api).await;
-    assert_eq!(action, Action::requeue(std::time::Duration::from_secs(11)));
+    assert_eq!(action, Next::requeue(std::time::Duration::from_secs(11)));
     assert_eq!(status["failedIssuanceAttempts"], 1);
     assert_eq!(status["lastFailureTime"], NOW);
     assert_eq!(ready(&status), ("False".into(), "DoesNotExist".into()));
@@ -505,7 +505,7 @@ async fn failed_issuance_backs_off_and_a_spec_change_retries_at_once() {
     let (task, ctx, mut api) = start_under_ca(&cert, &ca, ts(NOW) + SignedDuration::from_secs(5)).await;
     api.expect(Method::GET, SECRET_PATH).await.not_found();
     let action = finish_reconcile(task, ctx, api).await;
-    assert_eq!(action, Action::requeue(std::time::Duration::from_secs(6)));
+    assert_eq!(action, Next::requeue(std::time::Duration::from_secs(6)));
 
     // A spec change retries at once.
     let mut changed = cert.clone();
@@ -543,7 +543,7 @@ fn orphaned_at(
     cert: &Certificate,
     at: Timestamp,
 ) -> (
-    tokio::task::JoinHandle<Result<Action, crate::error::Error>>,
+    tokio::task::JoinHandle<Result<Next, crate::error::Error>>,
     Arc<Context>,
     ApiServer,
 ) {
@@ -584,7 +584,7 @@ async fn a_valid_certificate_stays_ready_without_its_issuer_until_it_is_due() {
         (&json!("False"), &json!("IssuerNotFound"))
     );
     // Looked at again at the issuer recheck, well before the renewal time.
-    assert_eq!(action, Action::requeue(std::time::Duration::from_secs(300)));
+    assert_eq!(action, Next::requeue(std::time::Duration::from_secs(300)));
 
     // Due for renewal with the issuer still gone: Ready=False with the issuer's reason, and
     // the message says what the Secret needs. Warned about already: no second Warning.
@@ -615,7 +615,7 @@ async fn expiring_soon_is_warned_at_the_threshold_and_not_again_after_a_restart(
     let (task, ctx, mut api) = orphaned_at(&cert, threshold - SignedDuration::from_mins(1));
     api.expect(Method::GET, SECRET_PATH).await.ok(secret.clone());
     let action = finish_reconcile(task, ctx, api).await;
-    assert_eq!(action, Action::requeue(std::time::Duration::from_secs(61)));
+    assert_eq!(action, Next::requeue(std::time::Duration::from_secs(61)));
 
     // At the threshold: the marker in the status first, then the Warning.
     let (task, ctx, mut api) = orphaned_at(&cert, threshold);
@@ -643,7 +643,7 @@ async fn expiring_soon_is_warned_at_the_threshold_and_not_again_after_a_restart(
     api.expect(Method::GET, SECRET_PATH).await.ok(secret);
     let action = finish_reconcile(task, ctx, api).await;
     // The issuer recheck comes before the expiry at notAfter.
-    assert_eq!(action, Action::requeue(std::time::Duration::from_secs(300)));
+    assert_eq!(action, Next::requeue(std::time::Duration::from_secs(300)));
 }
 
 #[tokio::test]
@@ -692,7 +692,7 @@ async fn expiry_during_failure_backoff_is_reported_without_waiting_for_the_retry
     event.echo();
     let action = finish_reconcile(task, ctx, api).await;
     assert_eq!(ready(&status), ("False".into(), "Expired".into()));
-    assert_eq!(action, Action::requeue(std::time::Duration::from_secs(6)));
+    assert_eq!(action, Next::requeue(std::time::Duration::from_secs(6)));
 }
 
 #[tokio::test]
@@ -810,7 +810,7 @@ async fn distribute_without_reissue(cert: Certificate, old_ca: k8s_openapi::api:
     let status = answer_status(api.expect(Method::PATCH, STATUS_PATH).await, &cert);
     let action = finish_reconcile(task, ctx, api).await;
     // Looked at again within seconds while the issuer rotates: its cache may have lagged.
-    assert_eq!(action, Action::requeue(std::time::Duration::from_secs(11)));
+    assert_eq!(action, Next::requeue(std::time::Duration::from_secs(11)));
     let held: Timestamp = status["renewalTime"].as_str().unwrap().parse().unwrap();
     let planned: Timestamp = written.status["renewalTime"].as_str().unwrap().parse().unwrap();
     assert!(held > planned, "{held} > {planned}");
@@ -870,7 +870,7 @@ async fn while_reissuing_a_certificate_waits_for_its_slot_then_is_reissued_once(
     api.expect(Method::GET, SECRET_PATH).await.ok(secret.clone());
     let action = finish_reconcile(task, ctx, api).await;
     let wait = slot.duration_since(from).as_secs() as u64;
-    assert_eq!(action, Action::requeue(std::time::Duration::from_secs(wait + 1)));
+    assert_eq!(action, Next::requeue(std::time::Duration::from_secs(wait + 1)));
 
     // At its slot: re-issued under the new CA, both roots still trusted.
     let (ctx, mut api) = context(vec![issuer], vec![], slot);

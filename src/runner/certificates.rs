@@ -19,6 +19,7 @@ use kube::{Resource, ResourceExt};
 use tracing::info;
 
 use super::Wiring;
+use super::deadlines::Deadlines;
 use super::reconciles::{error_policy, object_ref, observed};
 use super::watches::to_look_at;
 use crate::api::Certificate;
@@ -30,9 +31,21 @@ use crate::error::Error;
 use crate::telemetry::metrics::ControllerKind;
 use crate::telemetry::server::SyncFlag;
 
-async fn reconcile(obj: Arc<DeserializeGuard<Certificate>>, ctx: Arc<Context>) -> Result<Action, Error> {
+/// Reconciles one Certificate; the wait it asks for goes to `deadlines`, not to kube's
+/// scheduler (see `deadlines.rs`).
+async fn reconcile(
+    obj: Arc<DeserializeGuard<Certificate>>,
+    ctx: Arc<Context>,
+    deadlines: Arc<Deadlines>,
+) -> Result<Action, Error> {
     let run = crate::certificate::reconcile::reconcile(obj.clone(), ctx.clone());
-    observed(ControllerKind::Certificate, obj.as_ref(), &ctx, run).await
+    let next = observed(ControllerKind::Certificate, obj.as_ref(), &ctx, run).await?;
+    let (namespace, name) = (obj.namespace().unwrap_or_default(), obj.name_any());
+    let at = next
+        .requeue_after()
+        .map(|wait| tokio::time::Instant::now() + wait);
+    deadlines.set((&namespace, &name), at);
+    Ok(Action::await_change())
 }
 
 /// Runs the certificate controller `certificates` (over the shared Certificate watch) until
@@ -69,11 +82,18 @@ pub(super) fn run(
     );
     let password_changes = to_look_at(passwords, move |event| password_readers(&refs, event));
     let by_issuer = store;
+    let deadlines = Arc::new(Deadlines::default());
     let certificates = certificates
         .reconcile_on(secret_changes.map(|(namespace, name)| ObjectRef::new(&name).within(&namespace)))
         .reconcile_on(password_changes.map(|(namespace, name)| ObjectRef::new(&name).within(&namespace)))
         .reconcile_on(records)
         .reconcile_on(policy_wakes)
+        .reconcile_on(
+            deadlines
+                .clone()
+                .due()
+                .map(|(namespace, name)| ObjectRef::new(&name).within(&namespace)),
+        )
         .reconcile_on(issuers.flat_map(move |changed| {
             futures::stream::iter(certificates_for_issuer(
                 &by_issuer,
@@ -99,7 +119,11 @@ pub(super) fn run(
         }
         info!("issuer caches synced; reconciling certificates");
         let run = certificates
-            .run(reconcile, error_policy::<Certificate>, ctx)
+            .run(
+                move |obj, ctx| reconcile(obj, ctx, deadlines.clone()),
+                error_policy::<Certificate>,
+                ctx,
+            )
             .for_each(|_| async {});
         wiring.run_controller(own_cache, run).await;
     }
@@ -175,6 +199,41 @@ pub fn certificates_for_issuer(
 mod tests {
     use super::*;
     use crate::testing::{certificate, store};
+
+    /// The wait a reconcile asks for goes to the runner's schedule, not to kube's: kube is
+    /// told to wait for a change, and the Certificate comes due from `deadlines` when the wait
+    /// is over (here the 300 s recheck of a missing issuer).
+    #[tokio::test(start_paused = true)]
+    async fn the_wait_a_reconcile_asks_for_is_kept_by_the_deadlines() {
+        use crate::testing::{answer_status, context, ts};
+        use http::Method;
+        let cert = certificate("web", "nowhere", &["web.apps.svc"]);
+        let (ctx, mut api) = context(vec![], vec![], ts("2026-11-23T10:00:00Z"));
+        let deadlines = Arc::new(Deadlines::default());
+        let start = tokio::time::Instant::now();
+        let task = tokio::spawn(reconcile(
+            Arc::new(DeserializeGuard(Ok(cert.clone()))),
+            ctx.clone(),
+            deadlines.clone(),
+        ));
+        api.expect(Method::GET, "/api/v1/namespaces/apps/secrets/web-tls")
+            .await
+            .not_found();
+        answer_status(
+            api.expect(
+                Method::PATCH,
+                "/apis/certkeeper.io/v1/namespaces/apps/certificates/web/status",
+            )
+            .await,
+            &cert,
+        );
+        api.expect_event("apps").await.echo();
+        let action = task.await.unwrap().unwrap();
+        assert_eq!(action, Action::await_change());
+        let due = Box::pin(deadlines.due()).next().await;
+        assert_eq!(due, Some(("apps".to_owned(), "web".to_owned())));
+        assert_eq!(start.elapsed().as_secs(), 300);
+    }
 
     #[test]
     fn issuer_change_wakes_exactly_the_certificates_that_reference_it() {

@@ -7,6 +7,7 @@
 mod bundles;
 mod certificates;
 mod connect;
+mod deadlines;
 mod issuers;
 mod leadership;
 mod pki;

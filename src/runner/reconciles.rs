@@ -45,12 +45,12 @@ pub(super) fn error_policy<K: Resource<DynamicType = ()>>(
 
 /// Runs one reconcile inside a span naming the object, counts and times it, and forgets the
 /// object's error streak when it succeeds.
-pub(super) async fn observed<K: Resource<DynamicType = ()>>(
+pub(super) async fn observed<K: Resource<DynamicType = ()>, T>(
     controller: ControllerKind,
     obj: &K,
     ctx: &Context,
-    reconcile: impl std::future::Future<Output = Result<Action, Error>>,
-) -> Result<Action, Error> {
+    reconcile: impl std::future::Future<Output = Result<T, Error>>,
+) -> Result<T, Error> {
     // `object` is namespace/name (just the name for cluster-scoped kinds); not `name`, which
     // JSON logs already use for the span's own name.
     let namespace = obj.namespace();
