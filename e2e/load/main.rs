@@ -13,6 +13,7 @@
 //! Run: `cargo run --release --bin certkeeper-load -- --count 1000`
 //! (laptop-run controller: add `--metrics-url http://127.0.0.1:9402/metrics`).
 
+mod ceiling;
 mod cluster;
 mod memory;
 mod report;
@@ -86,8 +87,15 @@ struct Args {
     /// Latency mode: create the Certificates one at a time, each only once the one before is
     /// Ready, and report the time from each create to its Ready (p50, p90, p99, max) instead of
     /// the throughput.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "ceiling")]
     latency: bool,
+
+    /// Ceiling mode, with no controller running: the tool makes the writes of each issuance
+    /// itself (create the Certificate, apply its Secret, apply its status, create its Event),
+    /// `--create-concurrency` Certificates at a time, and reports the API server's rate for
+    /// them: the most any controller could reach on this server.
+    #[arg(long)]
+    ceiling: bool,
 }
 
 /// The key algorithms a load run offers, spelled as `privateKey.algorithm` spells them.
@@ -229,6 +237,11 @@ async fn run(args: Args) -> Result<(), LoadError> {
     let server = report::server_version(&version);
     let creates = if args.latency {
         "one at a time".to_owned()
+    } else if args.ceiling {
+        format!(
+            "ceiling: the writes of {} issuances at once, no controller",
+            args.create_concurrency
+        )
     } else {
         format!("{} concurrent creates", args.create_concurrency)
     };
@@ -240,6 +253,19 @@ async fn run(args: Args) -> Result<(), LoadError> {
     );
 
     // From here on the namespace exists: every way out goes through the cleanup below.
+    if args.ceiling {
+        let measured = tokio::select! {
+            outcome = ceiling(&client, &namespace, &args) => outcome,
+            Ok(()) = tokio::signal::ctrl_c() => Err(LoadError::Interrupted),
+        };
+        if let Ok(line) = &measured {
+            println!("{line}");
+            println!("cluster {server}; {creates}, namespace {namespace}");
+        }
+        let cleaned = cleanup(&client, &namespace, args.keep).await;
+        measured?;
+        return cleaned;
+    }
     let measured = tokio::select! {
         outcome = measure(&client, &namespace, &args) => outcome,
         Ok(()) = tokio::signal::ctrl_c() => Err(LoadError::Interrupted),
@@ -265,6 +291,27 @@ async fn run(args: Args) -> Result<(), LoadError> {
     let cleaned = cleanup(&client, &namespace, args.keep).await;
     measured?;
     cleaned
+}
+
+/// Ceiling mode (see `ceiling.rs`): the summary line, with a warning when a controller acted
+/// on the Certificates meanwhile.
+async fn ceiling(client: &Client, namespace: &str, args: &Args) -> Result<String, LoadError> {
+    let elapsed = ceiling::measure(
+        client,
+        namespace,
+        args.count,
+        args.create_concurrency,
+        args.key_algorithm.algorithm(),
+    )
+    .await?;
+    let mut line = report::ceiling_line(args.count, elapsed);
+    let touched = ceiling::touched_by_a_controller(client, namespace).await?;
+    if touched > 0 {
+        line.push_str(&format!(
+            "; warning: a controller wrote the status of {touched} of them, so this is below the ceiling (stop the controller for a ceiling run)"
+        ));
+    }
+    Ok(line)
 }
 
 /// Deletes the namespace (unless `keep`) and waits for it, bounded; a second Ctrl-C stops the
