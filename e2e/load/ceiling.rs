@@ -201,7 +201,8 @@ async fn issue(
         .map_err(kube_failed(format!("apply the status of Certificate {name}")))?;
     let event = Event {
         metadata: ObjectMeta {
-            generate_name: Some(format!("{name}.")),
+            // As kube's recorder names them: the object's name and a unique suffix.
+            name: Some(format!("{name}.{:x}", jiff::Timestamp::now().as_nanosecond())),
             namespace: Some(namespace.to_owned()),
             ..ObjectMeta::default()
         },
