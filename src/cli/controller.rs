@@ -19,7 +19,11 @@ pub struct ControllerArgs {
     #[arg(long)]
     pub cluster_resource_namespace: Option<String>,
     /// How many objects are reconciled at once per controller.
-    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
+    // A reconcile mostly waits for the API server (three writes on a first issuance), so the
+    // rate is about this many over one reconcile's time: 8 kept the controller at 77 % of the
+    // API server's ceiling for the same writes on the local kube-apiserver, 32 reached it
+    // (`certkeeper-load --ceiling`, README "Load test against a cluster").
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub concurrency: u16,
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
