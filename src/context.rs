@@ -10,7 +10,7 @@ use kube::core::DeserializeGuard;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::Store;
 
-use crate::api::{Bundle, Certificate, ClusterIssuer, Issuer};
+use crate::api::{Bundle, ClusterIssuer, Issuer};
 use crate::certificate::verdict::Verdict;
 use crate::cluster::WatchedCache;
 use crate::cluster::ca::CaKeyPairs;
@@ -56,7 +56,7 @@ pub struct Context {
     /// What each Certificate's Secret was last found to hold, while it is unchanged.
     pub verdicts: Arc<WatchedCache<Verdict>>,
     /// Every Certificate, for the issuers that follow their progress through a rotation.
-    pub certificates: Store<DeserializeGuard<Certificate>>,
+    pub certificates: Store<crate::certificate::cached::CachedCertificate>,
     /// The waits of CA rotations.
     pub rotation: RotationSettings,
     /// Every Bundle, for the issuers whose rotation waits for the Bundles that source them.

@@ -314,7 +314,7 @@ pub fn context_with_records(
         i
     });
     let caches = Caches {
-        certificates: store(Vec::new()),
+        certificates: cached_store(Vec::new()),
         issuers: store(issuers.collect()),
         cluster_issuers: store(cluster_issuers.collect()),
         revocations: records,
@@ -369,13 +369,22 @@ pub fn metrics(
     cluster_issuers: Vec<ClusterIssuer>,
 ) -> Metrics {
     Metrics::new(Caches {
-        certificates: store(certificates),
+        certificates: cached_store(certificates),
         issuers: store(issuers),
         cluster_issuers: store(cluster_issuers),
         revocations: store(Vec::new()),
         cluster_resource_namespace: CLUSTER_RESOURCE_NAMESPACE.into(),
         clock: Arc::new(|| ts("2026-11-23T12:00:00Z")),
     })
+}
+
+/// The certificate controller's cache holding these Certificates.
+pub fn cached_store(certificates: Vec<Certificate>) -> Store<crate::certificate::cached::CachedCertificate> {
+    let mut writer = reflector::store::Writer::<crate::certificate::cached::CachedCertificate>::default();
+    for certificate in certificates {
+        writer.apply_watcher_event(&watcher::Event::Apply(certificate.into()));
+    }
+    writer.as_reader()
 }
 
 pub fn store<K>(objects: Vec<K>) -> Store<DeserializeGuard<K>>

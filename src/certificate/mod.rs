@@ -4,6 +4,7 @@
 //! to be answered, `status` says what to report, and `reconcile` is the one place that talks
 //! to the API. `signer` resolves the issuer reference.
 
+pub mod cached;
 pub mod expiry;
 pub mod keystores;
 pub mod reconcile;

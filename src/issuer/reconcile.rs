@@ -20,7 +20,6 @@ use crate::api::{
 };
 use crate::bundle::sources::uses_issuer;
 use crate::bundle::status::distributes;
-use crate::certificate::status::ISSUING;
 use crate::cluster::revocations::{IssuerRecords, revoked_serial};
 use crate::context::{Context, FIELD_MANAGER};
 use crate::error::Error;
@@ -143,16 +142,13 @@ fn progress<K: IssuerObject>(
             progress.reissued = false;
         }
     }
-    for guard in ctx.certificates.state() {
-        let Ok(cert) = &guard.0 else { continue };
-        let ours = cert.references(K::KIND, &name, namespace.as_deref())
-            && cert.spec.issuer_ref.group() == crate::api::GROUP;
-        let ready = cert
-            .status
-            .as_ref()
-            .and_then(|s| find_condition(&s.conditions, READY))
-            .is_some_and(|c| c.status == "True");
-        if !ours || !ready {
+    for cert in ctx.certificates.state() {
+        let (Some(issuer_ref), Some(summary)) = (cert.issuer_ref(), cert.summary()) else {
+            continue;
+        };
+        let ours =
+            cert.references(K::KIND, &name, namespace.as_deref()) && issuer_ref.group() == crate::api::GROUP;
+        if !ours || summary.ready != "True" {
             continue;
         }
         let key = (cert.namespace().unwrap_or_default(), cert.name_any());
@@ -164,11 +160,7 @@ fn progress<K: IssuerObject>(
         let moved = verdict.under_current_ca
             && verdict.signer.as_ref().map(<[u8; 32]>::as_slice) == Some(ca_id.as_ref());
         // Ready, but nothing can be issued for it now (a policy denies it, issuance fails).
-        let blocked = cert
-            .status
-            .as_ref()
-            .and_then(|s| find_condition(&s.conditions, ISSUING))
-            .is_some_and(|c| c.status == "False");
+        let blocked = summary.issuing_false;
         match (moved, blocked) {
             (true, _) => {}
             (false, true) => progress.blocked.push(format!("{}/{}", key.0, key.1)),

@@ -523,7 +523,7 @@ mod rotation {
         let key = (NAMESPACE.to_owned(), "web".to_owned());
         let token = ctx.verdicts.begin(&key);
         assert!(ctx.verdicts.insert(&key, token, "7", verdict));
-        ctx.certificates = store(vec![cert]);
+        ctx.certificates = crate::testing::cached_store(vec![cert]);
     }
 
     #[tokio::test]
@@ -565,7 +565,7 @@ mod rotation {
         // A Ready Certificate not looked at since a restart: wait, write nothing.
         let (cert, _) = ready_web(&both, false);
         let (status, events, _) = reconcile_issuer(&issuer, &new, at, |ctx| {
-            ctx.certificates = store(vec![cert]);
+            ctx.certificates = crate::testing::cached_store(vec![cert]);
         })
         .await;
         assert_eq!((status, events.len()), (None, 0));
@@ -656,7 +656,7 @@ mod rotation {
         let (cert, _) = ready_web(&both, false);
         let at = ts(NOW) + SignedDuration::from_hours(3);
         let (status, events, action) = reconcile_issuer(&issuer, &new, at, |ctx| {
-            ctx.certificates = store(vec![cert]);
+            ctx.certificates = crate::testing::cached_store(vec![cert]);
         })
         .await;
         assert_eq!((status, events.len()), (None, 0));

@@ -330,7 +330,7 @@ fn serve(mut handle: Handle, cluster: Arc<Mutex<Cluster>>) {
 struct Controller {
     ctx: Arc<Context>,
     issuers: reflector::store::Writer<DeserializeGuard<Issuer>>,
-    certificates: reflector::store::Writer<DeserializeGuard<Certificate>>,
+    certificates: reflector::store::Writer<crate::certificate::cached::CachedCertificate>,
 }
 
 impl Controller {
@@ -338,7 +338,8 @@ impl Controller {
         let (client, handle) = mock_client();
         serve(handle, cluster.clone());
         let (issuer_store, issuers) = reflector::store::<DeserializeGuard<Issuer>>();
-        let (certificate_store, certificates) = reflector::store::<DeserializeGuard<Certificate>>();
+        let (certificate_store, certificates) =
+            reflector::store::<crate::certificate::cached::CachedCertificate>();
         let clock_source = cluster.clone();
         let cluster_issuers: Store<DeserializeGuard<ClusterIssuer>> = store(Vec::new());
         let mut ctx = Context::new(
@@ -398,7 +399,7 @@ impl Controller {
         }
         for cert in c.certificates.values() {
             self.certificates
-                .apply_watcher_event(&watcher::Event::Apply(DeserializeGuard(Ok(cert.clone()))));
+                .apply_watcher_event(&watcher::Event::Apply(cert.clone().into()));
         }
     }
 }

@@ -12,7 +12,7 @@ use futures::StreamExt;
 use futures::channel::mpsc::{UnboundedReceiver, UnboundedSender};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
-use kube::core::{DeserializeGuard, PartialObjectMeta};
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
@@ -21,9 +21,9 @@ use tracing::info;
 
 use super::Wiring;
 use super::deadlines::Deadlines;
-use super::reconciles::{error_policy, object_ref, observed};
+use super::reconciles::{error_policy, observed};
 use super::watches::to_look_at;
-use crate::api::Certificate;
+use crate::certificate::cached::CachedCertificate;
 use crate::certificate::secret::certificate_of;
 use crate::certificate::verdict::Verdict;
 use crate::cluster::WatchedCache;
@@ -35,11 +35,12 @@ use crate::telemetry::server::SyncFlag;
 /// Reconciles one Certificate; the wait it asks for goes to `deadlines`, not to kube's
 /// scheduler (see `deadlines.rs`).
 async fn reconcile(
-    obj: Arc<DeserializeGuard<Certificate>>,
+    obj: Arc<CachedCertificate>,
     ctx: Arc<Context>,
     deadlines: Arc<Deadlines>,
 ) -> Result<Action, Error> {
-    let run = crate::certificate::reconcile::reconcile(obj.clone(), ctx.clone());
+    // Decoded for this reconcile only: the cache keeps the compact form.
+    let run = crate::certificate::reconcile::reconcile(Arc::new(obj.guard()), ctx.clone());
     let next = observed(ControllerKind::Certificate, obj.as_ref(), &ctx, run).await?;
     let (namespace, name) = (obj.namespace().unwrap_or_default(), obj.name_any());
     let at = next
@@ -55,14 +56,11 @@ async fn reconcile(
 /// echo of the controller's own apply) wakes nobody.
 pub(super) fn run(
     wiring: &Wiring,
-    (certificates, own_cache): (Controller<DeserializeGuard<Certificate>>, SyncFlag),
+    (certificates, own_cache): (Controller<CachedCertificate>, SyncFlag),
     verdicts: Arc<WatchedCache<Verdict>>,
-    records: UnboundedReceiver<ObjectRef<DeserializeGuard<Certificate>>>,
+    records: UnboundedReceiver<ObjectRef<CachedCertificate>>,
     issuers: UnboundedReceiver<IssuerChanged>,
-    (policy_wakes, policies_listed): (
-        UnboundedReceiver<ObjectRef<DeserializeGuard<Certificate>>>,
-        SyncFlag,
-    ),
+    (policy_wakes, policies_listed): (UnboundedReceiver<ObjectRef<CachedCertificate>>, SyncFlag),
     judged_against: Vec<SyncFlag>,
 ) -> impl std::future::Future<Output = ()> + use<> {
     let client = wiring.watches.client.clone();
@@ -124,7 +122,7 @@ pub(super) fn run(
         let run = certificates
             .run(
                 move |obj, ctx| reconcile(obj, ctx, deadlines.clone()),
-                error_policy::<Certificate>,
+                |obj: Arc<CachedCertificate>, error, ctx| error_policy(Arc::new(obj.guard()), error, ctx),
                 ctx,
             )
             .for_each(|_| async {});
@@ -184,24 +182,28 @@ pub(super) fn announce<K: Resource>(
 /// The Certificates that reference an issuer of `kind` named `name` (in `namespace` for an
 /// Issuer): the ones to wake when the issuer changes.
 pub fn certificates_for_issuer(
-    certificates: &Store<DeserializeGuard<Certificate>>,
+    certificates: &Store<CachedCertificate>,
     kind: &str,
     name: &str,
     namespace: Option<&str>,
-) -> Vec<ObjectRef<DeserializeGuard<Certificate>>> {
+) -> Vec<ObjectRef<CachedCertificate>> {
     certificates
         .state()
         .iter()
-        .filter_map(|guard| guard.0.as_ref().ok())
         .filter(|cert| cert.references(kind, name, namespace))
-        .map(object_ref)
+        .map(|cert| cached_ref(cert))
         .collect()
+}
+
+/// The cache key of a Certificate in the certificate controller.
+pub(super) fn cached_ref(cert: &CachedCertificate) -> ObjectRef<CachedCertificate> {
+    ObjectRef::new(&cert.name_any()).within(&cert.namespace().unwrap_or_default())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{certificate, store};
+    use crate::testing::{cached_store, certificate};
 
     /// The wait a reconcile asks for goes to the runner's schedule, not to kube's: kube is
     /// told to wait for a change, and the Certificate comes due from `deadlines` when the wait
@@ -215,7 +217,7 @@ mod tests {
         let deadlines = Arc::new(Deadlines::default());
         let start = tokio::time::Instant::now();
         let task = tokio::spawn(reconcile(
-            Arc::new(DeserializeGuard(Ok(cert.clone()))),
+            Arc::new(CachedCertificate::from(cert.clone())),
             ctx.clone(),
             deadlines.clone(),
         ));
@@ -244,7 +246,7 @@ mod tests {
         other_ns.metadata.namespace = Some("elsewhere".into());
         let mut cluster = certificate("d", "ca", &["d"]);
         cluster.spec.issuer_ref.kind = Some("ClusterIssuer".into());
-        let certs = store(vec![
+        let certs = cached_store(vec![
             certificate("a", "ca", &["a"]),
             certificate("b", "self", &["b"]),
             other_ns,

@@ -19,7 +19,8 @@ use tracing::{info, warn};
 use super::Wiring;
 use super::reconciles::{error_policy, observed};
 use super::watches::{Watches, controller};
-use crate::api::{Certificate, CertificatePolicy, ConditionStatus, condition, find_condition};
+use crate::api::{CertificatePolicy, ConditionStatus, condition, find_condition};
+use crate::certificate::cached::CachedCertificate;
 use crate::context::{Context, FIELD_MANAGER};
 use crate::error::Error;
 use crate::issuance_policy::{Changed, Policies};
@@ -36,7 +37,7 @@ pub mod reason {
 }
 
 /// The Certificates to wake for policy and namespace changes.
-pub(super) type CertificateWakes = UnboundedReceiver<ObjectRef<DeserializeGuard<Certificate>>>;
+pub(super) type CertificateWakes = UnboundedReceiver<ObjectRef<CachedCertificate>>;
 
 /// What `follow` wires: the policy controller, the flag set once the policies are listed, the
 /// Certificates to wake, and the task following the namespaces.
@@ -50,7 +51,7 @@ pub(super) struct Followed<F> {
 pub(super) fn follow(
     watches: &Watches,
     policies: Policies,
-    certificates: Store<DeserializeGuard<Certificate>>,
+    certificates: Store<CachedCertificate>,
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> Followed<impl std::future::Future<Output = ()> + Send + 'static> {
     let (wake, wakes) = unbounded();
@@ -78,10 +79,12 @@ pub(super) fn follow(
             let changed = policies.observe_namespace(&event);
             if !changed.is_empty() && policies.reads_labels() {
                 for cert in certificates.state().iter() {
-                    if let Ok(c) = &cert.0
-                        && changed.iter().any(|n| c.metadata.namespace.as_deref() == Some(n))
+                    if cert.issuer_ref().is_some()
+                        && changed
+                            .iter()
+                            .any(|n| cert.meta().namespace.as_deref() == Some(n))
                     {
-                        let _ = wake.unbounded_send(super::reconciles::object_ref(c));
+                        let _ = wake.unbounded_send(super::certificates::cached_ref(cert));
                     }
                 }
             }
@@ -96,24 +99,23 @@ pub(super) fn follow(
 
 /// Wakes the Certificates whose issuer a changed policy (as it was, or as it is) guards.
 fn wake_for_policies(
-    wake: &UnboundedSender<ObjectRef<DeserializeGuard<Certificate>>>,
-    certificates: &Store<DeserializeGuard<Certificate>>,
+    wake: &UnboundedSender<ObjectRef<CachedCertificate>>,
+    certificates: &Store<CachedCertificate>,
     changed: &Changed,
 ) {
     if changed.0.is_empty() {
         return;
     }
-    for guard in certificates.state().iter() {
-        let Ok(cert) = &guard.0 else { continue };
-        let issuer = &cert.spec.issuer_ref;
-        let namespace = cert.metadata.namespace.as_deref().unwrap_or_default();
+    for cert in certificates.state().iter() {
+        let Some(issuer) = cert.issuer_ref() else { continue };
+        let namespace = cert.meta().namespace.as_deref().unwrap_or_default();
         let concerned = changed.0.iter().any(|p| {
             p.selector.selects_issuer(issuer.kind(), &issuer.name)
                 && p.selector.selects_namespace(namespace, None) != Some(false)
         });
         if concerned {
             // The controller may be gone (shutdown): nobody left to wake.
-            let _ = wake.unbounded_send(super::reconciles::object_ref(cert));
+            let _ = wake.unbounded_send(super::certificates::cached_ref(cert));
         }
     }
 }

@@ -13,7 +13,8 @@ use super::certificates::certificates_for_issuer;
 use super::on_shutdown;
 use super::reconciles::trim_for_cache;
 use super::watches::Watches;
-use crate::api::{Certificate, CertificateRevocation, ClusterIssuer, GROUP, Issuer};
+use crate::api::{CertificateRevocation, ClusterIssuer, GROUP, Issuer};
+use crate::certificate::cached::CachedCertificate;
 use crate::cluster::revocations::Revocations;
 use crate::pki::serial_hex;
 use crate::revocation::parse_serial;
@@ -21,7 +22,7 @@ use crate::telemetry::server::SyncFlag;
 
 /// What the records wake, each a controller's extra trigger.
 pub(super) struct RecordWakes {
-    pub(super) certificates: UnboundedReceiver<ObjectRef<DeserializeGuard<Certificate>>>,
+    pub(super) certificates: UnboundedReceiver<ObjectRef<CachedCertificate>>,
     pub(super) issuers: UnboundedReceiver<ObjectRef<DeserializeGuard<Issuer>>>,
     pub(super) cluster_issuers: UnboundedReceiver<ObjectRef<DeserializeGuard<ClusterIssuer>>>,
 }
@@ -30,7 +31,7 @@ pub(super) struct RecordWakes {
 /// until shutdown.
 pub(super) fn follow(
     watches: &Watches,
-    certificates: Store<DeserializeGuard<Certificate>>,
+    certificates: Store<CachedCertificate>,
     cluster_resource_namespace: String,
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> (
@@ -77,10 +78,10 @@ pub(super) fn follow(
 /// The Certificates whose certificate (as their status reports it) a revocation record
 /// revokes: the ones to wake when the record appears, so their Secret is re-issued.
 pub fn certificates_for_revocation(
-    certificates: &Store<DeserializeGuard<Certificate>>,
+    certificates: &Store<CachedCertificate>,
     record: &CertificateRevocation,
     cluster_resource_namespace: &str,
-) -> Vec<ObjectRef<DeserializeGuard<Certificate>>> {
+) -> Vec<ObjectRef<CachedCertificate>> {
     let issuer = &record.spec.issuer_ref;
     let Ok(serial) = parse_serial(&record.spec.serial_number) else {
         return Vec::new();
@@ -97,13 +98,10 @@ pub fn certificates_for_revocation(
     certificates_for_issuer(certificates, issuer.kind(), &issuer.name, namespace)
         .into_iter()
         .filter(|r| {
-            certificates.get(r).is_some_and(|guard| {
-                guard.0.as_ref().is_ok_and(|cert| {
-                    cert.status
-                        .as_ref()
-                        .and_then(|s| s.serial_number.as_deref())
-                        .is_some_and(|s| s == serial)
-                })
+            certificates.get(r).is_some_and(|cert| {
+                cert.summary()
+                    .and_then(|s| s.serial_number.as_deref())
+                    .is_some_and(|s| s == serial)
             })
         })
         .collect()

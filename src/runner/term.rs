@@ -16,7 +16,8 @@ use tracing::info;
 use super::reconciles::trim_for_cache;
 use super::watches::{Watches, controller};
 use super::{Settings, bundles, certificates, issuers, on_shutdown, policies, revocations};
-use crate::api::{Bundle, Certificate, ClusterIssuer, Issuer};
+use crate::api::{Bundle, ClusterIssuer, Issuer};
+use crate::certificate::cached::CachedCertificate;
 use crate::certificate::verdict::Verdict;
 use crate::cluster::WatchedCache;
 use crate::context::Context;
@@ -132,7 +133,7 @@ impl Term {
         let forget = verdicts.clone();
         let (cache, events) = watches.cached(
             "certificates",
-            Api::<DeserializeGuard<Certificate>>::all(client.clone()),
+            Api::<CachedCertificate>::all(client.clone()),
             any.clone(),
             trim_for_cache,
         );

@@ -17,8 +17,10 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::api::{Certificate, ClusterIssuer, Issuer, IssuerStatus, RotationPhase, find_condition};
+use crate::api::{ClusterIssuer, Issuer, IssuerStatus, RotationPhase, find_condition};
+use crate::certificate::cached::Summary;
 use crate::context::Clock;
+use kube::Resource;
 
 /// Content type of the OpenMetrics text format that `encode` produces.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -98,7 +100,7 @@ impl fmt::Debug for Metrics {
 /// The caches the per-object gauges are read from.
 #[derive(Clone)]
 pub struct Caches {
-    pub certificates: Store<DeserializeGuard<Certificate>>,
+    pub certificates: Store<crate::certificate::cached::CachedCertificate>,
     pub issuers: Store<DeserializeGuard<Issuer>>,
     pub cluster_issuers: Store<DeserializeGuard<ClusterIssuer>>,
     /// The CertificateRevocation records, and the namespace a ClusterIssuer's live in.
@@ -300,12 +302,20 @@ struct IssuerRow<'a> {
     ca: bool,
 }
 
-fn cert_labels(c: &Certificate) -> Vec<(&str, &str)> {
+/// A readable Certificate, as the metrics read it from the cache.
+struct Row<'a> {
+    namespace: &'a str,
+    name: &'a str,
+    issuer: &'a crate::api::IssuerRef,
+    summary: &'a Summary,
+}
+
+fn cert_labels<'a>(c: &Row<'a>) -> Vec<(&'a str, &'a str)> {
     vec![
-        ("namespace", c.metadata.namespace.as_deref().unwrap_or_default()),
-        ("name", c.metadata.name.as_deref().unwrap_or_default()),
-        ("issuer_name", c.spec.issuer_ref.name.as_str()),
-        ("issuer_kind", c.spec.issuer_ref.kind()),
+        ("namespace", c.namespace),
+        ("name", c.name),
+        ("issuer_name", c.issuer.name.as_str()),
+        ("issuer_kind", c.issuer.kind()),
     ]
 }
 
@@ -318,38 +328,47 @@ impl Collector for ObjectGauges {
         let caches = self.0.read().unwrap_or_else(|p| p.into_inner()).clone();
         let caches = &caches;
         let cached = caches.certificates.state();
-        let certificates: Vec<&Certificate> = cached.iter().filter_map(|g| g.0.as_ref().ok()).collect();
+        // What the cache projects of each readable Certificate: its issuer and status times.
+        let certificates: Vec<Row> = cached
+            .iter()
+            .filter_map(|c| {
+                Some(Row {
+                    namespace: c.meta().namespace.as_deref().unwrap_or_default(),
+                    name: c.meta().name.as_deref().unwrap_or_default(),
+                    issuer: c.issuer_ref()?,
+                    summary: c.summary()?,
+                })
+            })
+            .collect();
         // A Certificate the controller cannot read is not Ready; its issuer is unknown.
-        let unreadable = cached.iter().filter_map(|g| g.0.as_ref().err()).map(|invalid| {
+        let unreadable = cached.iter().filter(|c| c.invalid().is_some()).map(|invalid| {
             vec![
                 (
                     "namespace",
-                    invalid.metadata.namespace.as_deref().unwrap_or_default(),
+                    invalid.meta().namespace.as_deref().unwrap_or_default(),
                 ),
-                ("name", invalid.metadata.name.as_deref().unwrap_or_default()),
+                ("name", invalid.meta().name.as_deref().unwrap_or_default()),
                 ("issuer_name", ""),
                 ("issuer_kind", ""),
             ]
         });
         let unit = Some(&Unit::Seconds);
-        type Pick = fn(
-            &crate::api::CertificateStatus,
-        ) -> Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>;
+        type Pick = fn(&Summary) -> Option<jiff::Timestamp>;
         let times: [(&str, &str, Pick); 3] = [
             (
                 "certkeeper_certificate_expiration_timestamp",
                 "notAfter of the certificate in the Secret, as a Unix time",
-                |s| s.not_after.as_ref(),
+                |s| s.not_after,
             ),
             (
                 "certkeeper_certificate_not_before_timestamp",
                 "notBefore of the certificate in the Secret, as a Unix time",
-                |s| s.not_before.as_ref(),
+                |s| s.not_before,
             ),
             (
                 "certkeeper_certificate_renewal_timestamp",
                 "When the controller renews the certificate, as a Unix time",
-                |s| s.renewal_time.as_ref(),
+                |s| s.renewal_time,
             ),
         ];
         for (name, help, pick) in times {
@@ -359,8 +378,8 @@ impl Collector for ObjectGauges {
                 help,
                 unit,
                 certificates.iter().filter_map(|c| {
-                    let at = c.status.as_ref().and_then(pick)?;
-                    Some((cert_labels(c), at.0.as_second()))
+                    let at = pick(c.summary)?;
+                    Some((cert_labels(c), at.as_second()))
                 }),
             )?;
         }
@@ -371,10 +390,7 @@ impl Collector for ObjectGauges {
             None,
             certificates
                 .iter()
-                .map(|c| {
-                    let current = c.status.as_ref().map_or("Unknown", |s| ready_of(&s.conditions));
-                    (cert_labels(c), current)
-                })
+                .map(|c| (cert_labels(c), c.summary.ready))
                 .chain(unreadable.map(|labels| (labels, "False")))
                 .flat_map(|(labels, current)| {
                     CONDITIONS.into_iter().map(move |condition| {

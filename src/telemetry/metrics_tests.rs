@@ -14,6 +14,7 @@ use kube::runtime::watcher;
 
 use super::metrics::{Caches, ControllerKind, Metrics};
 use crate::api::{Certificate, CertificateStatus, ConditionStatus, IssuerStatus, condition};
+use crate::certificate::cached::CachedCertificate;
 use crate::testing::{self, NAMESPACE, ts};
 
 /// The fixture clock of `testing::metrics`.
@@ -645,9 +646,18 @@ where
     writer.apply_watcher_event(&watcher::Event::Delete(DeserializeGuard(Ok(object))));
 }
 
+/// Feeds the certificate controller's cache as its watcher would.
+fn apply_certificate(writer: &mut Writer<CachedCertificate>, certificate: Certificate) {
+    writer.apply_watcher_event(&watcher::Event::Apply(certificate.into()));
+}
+
+fn delete_certificate(writer: &mut Writer<CachedCertificate>, certificate: Certificate) {
+    writer.apply_watcher_event(&watcher::Event::Delete(certificate.into()));
+}
+
 /// Metrics reading caches that the returned writers fill.
 struct WatchedCaches {
-    certificates: Writer<DeserializeGuard<Certificate>>,
+    certificates: Writer<CachedCertificate>,
     issuers: Writer<DeserializeGuard<crate::api::Issuer>>,
     cluster_issuers: Writer<DeserializeGuard<crate::api::ClusterIssuer>>,
     metrics: Metrics,
@@ -687,12 +697,12 @@ fn series_of_a_deleted_certificate_disappear() {
     let mut watched = watched_caches();
     let web = ready_web();
     let other = testing::certificate("other", "ca", &["other.apps.svc"]);
-    apply(&mut watched.certificates, web.clone());
-    apply(&mut watched.certificates, other);
+    apply_certificate(&mut watched.certificates, web.clone());
+    apply_certificate(&mut watched.certificates, other);
     // Three times and three Ready conditions.
     assert_eq!(series_of(&scrape(&watched.metrics), "web").len(), 6);
 
-    delete(&mut watched.certificates, web);
+    delete_certificate(&mut watched.certificates, web);
     let exposition = scrape(&watched.metrics);
     assert_eq!(series_of(&exposition, "web"), Vec::<String>::new());
     assert_eq!(
@@ -747,7 +757,7 @@ fn an_unreadable_certificate_counts_as_not_ready() {
     assert!(invalid.0.is_err());
     caches
         .certificates
-        .apply_watcher_event(&watcher::Event::Apply(invalid));
+        .apply_watcher_event(&watcher::Event::Apply(CachedCertificate::from(invalid)));
     let exposition = scrape(&caches.metrics);
     let object = [
         ("namespace", "apps"),
@@ -783,7 +793,7 @@ fn revoked_certificates_counts_each_ca_issuers_distinct_revoked_serials() {
         r
     };
     let metrics = Metrics::new(Caches {
-        certificates: testing::store(Vec::new()),
+        certificates: testing::cached_store(Vec::new()),
         issuers: testing::store(vec![
             testing::ca_issuer("ca", "ca-key-pair"),
             testing::self_signed_issuer("self"),

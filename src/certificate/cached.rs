@@ -1,0 +1,287 @@
+//! A Certificate as the controller caches it. kube's typed store keeps each Certificate as its
+//! Rust struct: every optional field of the spec and status takes its room whether set or not
+//! (1.2 KB per Certificate before a single string, `cargo bench --bench controller_memory`).
+//! Here the metadata stays typed (the store and the controller key on it), the few fields read
+//! across every Certificate at once (its issuer, the times and conditions the metrics and the
+//! issuers' rotation progress read) are projected, and spec and status are kept as the compact
+//! JSON they came in, decoded for the one Certificate a reconcile works on.
+
+use std::borrow::Cow;
+
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::Resource;
+use kube::core::{DeserializeGuard, NamespaceResourceScope, error_boundary::InvalidObject};
+use serde::{Deserialize, Serialize};
+
+use crate::api::{Certificate, CertificateSpec, CertificateStatus, IssuerRef, find_condition};
+use crate::certificate::status::{ISSUING, READY};
+
+/// A Certificate in the controller's cache (see the module).
+#[derive(Clone, Debug)]
+pub struct CachedCertificate {
+    metadata: ObjectMeta,
+    body: Result<Projected, Box<str>>,
+}
+
+/// What a readable Certificate keeps.
+#[derive(Clone, Debug)]
+struct Projected {
+    issuer_ref: IssuerRef,
+    summary: Summary,
+    /// `{"spec": …, "status": …}` as JSON.
+    json: Box<str>,
+}
+
+/// The status fields read across every Certificate at once.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Summary {
+    pub not_before: Option<Timestamp>,
+    pub not_after: Option<Timestamp>,
+    pub renewal_time: Option<Timestamp>,
+    /// The Ready condition's status: "True", "False" or "Unknown" (none).
+    pub ready: &'static str,
+    /// Whether the Issuing condition says False (nothing can be issued for it now).
+    pub issuing_false: bool,
+    pub serial_number: Option<Box<str>>,
+}
+
+#[derive(Serialize)]
+struct BodyRef<'a> {
+    spec: &'a CertificateSpec,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: &'a Option<CertificateStatus>,
+}
+
+#[derive(Deserialize)]
+struct Body {
+    spec: CertificateSpec,
+    #[serde(default)]
+    status: Option<CertificateStatus>,
+}
+
+fn summary(status: Option<&CertificateStatus>) -> Summary {
+    let Some(status) = status else {
+        return Summary {
+            ready: "Unknown",
+            ..Summary::default()
+        };
+    };
+    let ready = match find_condition(&status.conditions, READY).map(|c| c.status.as_str()) {
+        Some("True") => "True",
+        Some("False") => "False",
+        _ => "Unknown",
+    };
+    Summary {
+        not_before: status.not_before.as_ref().map(|t| t.0),
+        not_after: status.not_after.as_ref().map(|t| t.0),
+        renewal_time: status.renewal_time.as_ref().map(|t| t.0),
+        ready,
+        issuing_false: find_condition(&status.conditions, ISSUING).is_some_and(|c| c.status == "False"),
+        serial_number: status.serial_number.as_deref().map(Box::from),
+    }
+}
+
+impl From<DeserializeGuard<Certificate>> for CachedCertificate {
+    fn from(guard: DeserializeGuard<Certificate>) -> Self {
+        match guard.0 {
+            Ok(cert) => Self::from(cert),
+            Err(invalid) => Self {
+                metadata: invalid.metadata,
+                body: Err(invalid.error.into()),
+            },
+        }
+    }
+}
+
+impl From<Certificate> for CachedCertificate {
+    fn from(cert: Certificate) -> Self {
+        let body = BodyRef {
+            spec: &cert.spec,
+            status: &cert.status,
+        };
+        match serde_json::to_string(&body) {
+            Ok(json) => Self {
+                body: Ok(Projected {
+                    issuer_ref: cert.spec.issuer_ref.clone(),
+                    summary: summary(cert.status.as_ref()),
+                    json: json.into(),
+                }),
+                metadata: cert.metadata,
+            },
+            // A struct of strings, numbers and maps always serializes; kept readable anyway.
+            Err(e) => Self {
+                metadata: cert.metadata,
+                body: Err(format!("cannot keep the Certificate: {e}").into()),
+            },
+        }
+    }
+}
+
+impl CachedCertificate {
+    /// The Certificate itself, decoded; the error a Certificate that cannot be read has.
+    pub fn guard(&self) -> DeserializeGuard<Certificate> {
+        let invalid = |error: String| InvalidObject {
+            error,
+            metadata: self.metadata.clone(),
+        };
+        let decoded = match &self.body {
+            Ok(projected) => serde_json::from_str::<Body>(&projected.json)
+                .map(|body| Certificate {
+                    metadata: self.metadata.clone(),
+                    spec: body.spec,
+                    status: body.status,
+                })
+                .map_err(|e| invalid(e.to_string())),
+            Err(error) => Err(invalid(error.to_string())),
+        };
+        DeserializeGuard(decoded)
+    }
+
+    /// The Certificate, when it can be read.
+    pub fn certificate(&self) -> Option<Certificate> {
+        self.guard().0.ok()
+    }
+
+    /// Why it cannot be read.
+    pub fn invalid(&self) -> Option<&str> {
+        self.body.as_ref().err().map(|e| &**e)
+    }
+
+    /// The issuer it references, when it can be read.
+    pub fn issuer_ref(&self) -> Option<&IssuerRef> {
+        self.body.as_ref().ok().map(|p| &p.issuer_ref)
+    }
+
+    /// Its status fields read across Certificates, when it can be read.
+    pub fn summary(&self) -> Option<&Summary> {
+        self.body.as_ref().ok().map(|p| &p.summary)
+    }
+
+    /// Whether it references the issuer of `kind` named `name` (in `namespace` for an Issuer).
+    pub fn references(&self, kind: &str, name: &str, namespace: Option<&str>) -> bool {
+        self.issuer_ref().is_some_and(|issuer_ref| {
+            issuer_ref.kind() == kind
+                && issuer_ref.name == name
+                && (namespace.is_none() || self.metadata.namespace.as_deref() == namespace)
+        })
+    }
+}
+
+impl Resource for CachedCertificate {
+    type DynamicType = ();
+    type Scope = NamespaceResourceScope;
+
+    fn kind(dt: &()) -> Cow<'_, str> {
+        Certificate::kind(dt)
+    }
+
+    fn group(dt: &()) -> Cow<'_, str> {
+        Certificate::group(dt)
+    }
+
+    fn version(dt: &()) -> Cow<'_, str> {
+        Certificate::version(dt)
+    }
+
+    fn plural(dt: &()) -> Cow<'_, str> {
+        Certificate::plural(dt)
+    }
+
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
+
+impl<'de> Deserialize<'de> for CachedCertificate {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        DeserializeGuard::<Certificate>::deserialize(deserializer).map(Self::from)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::certificate;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+    fn issued() -> Certificate {
+        let mut cert = certificate("web", "ca", &["web.apps.svc"]);
+        cert.metadata.resource_version = Some("42".into());
+        cert.spec.duration = Some("24h".into());
+        cert.status = Some(CertificateStatus {
+            conditions: vec![Condition {
+                type_: READY.into(),
+                status: "True".into(),
+                reason: "Ready".into(),
+                message: "Certificate is up to date and has not expired".into(),
+                last_transition_time: Time("2026-11-23T10:00:00Z".parse().unwrap()),
+                observed_generation: Some(1),
+            }],
+            not_after: Some(Time("2026-11-24T10:00:00Z".parse().unwrap())),
+            serial_number: Some("0a1b".into()),
+            revision: Some(1),
+            ..CertificateStatus::default()
+        });
+        cert
+    }
+
+    /// What the cache keeps decodes to the very Certificate the API server sent.
+    #[test]
+    fn a_cached_certificate_decodes_to_the_certificate_it_was_made_from() {
+        let cert = issued();
+        let json = serde_json::to_string(&cert).unwrap();
+        let cached: CachedCertificate = serde_json::from_str(&json).unwrap();
+        let json_of = |c: Option<Certificate>| serde_json::to_value(c).unwrap();
+        assert_eq!(json_of(cached.certificate()), json_of(Some(cert.clone())));
+        assert_eq!(cached.meta().resource_version.as_deref(), Some("42"));
+        assert!(cached.references("Issuer", "ca", Some("apps")));
+        assert!(!cached.references("Issuer", "ca", Some("other")));
+        assert!(!cached.references("ClusterIssuer", "ca", None));
+        let summary = cached.summary().unwrap();
+        assert_eq!(summary.ready, "True");
+        assert_eq!(summary.not_after, Some("2026-11-24T10:00:00Z".parse().unwrap()));
+        assert_eq!(summary.serial_number.as_deref(), Some("0a1b"));
+        assert!(!summary.issuing_false);
+
+        let mut bare = cert;
+        bare.status = None;
+        let cached = CachedCertificate::from(bare.clone());
+        assert_eq!(json_of(cached.certificate()), json_of(Some(bare)));
+        assert_eq!(cached.summary().unwrap().ready, "Unknown");
+    }
+
+    /// A Certificate that cannot be read stays in the cache with its error and metadata, as
+    /// kube's `DeserializeGuard` keeps it: its reconcile reports it.
+    #[test]
+    fn an_unreadable_certificate_keeps_its_error_and_metadata() {
+        let json = serde_json::json!({
+            "apiVersion": "certkeeper.io/v1", "kind": "Certificate",
+            "metadata": {"name": "bad", "namespace": "apps"},
+            "spec": {"secretName": 7},
+        });
+        let cached: CachedCertificate = serde_json::from_value(json.clone()).unwrap();
+        let guarded: DeserializeGuard<Certificate> = serde_json::from_value(json).unwrap();
+        assert!(cached.invalid().is_some());
+        assert!(cached.issuer_ref().is_none());
+        let guard = cached.guard();
+        let invalid = guard.0.unwrap_err();
+        assert_eq!(invalid.metadata.name.as_deref(), Some("bad"));
+        assert_eq!(invalid.error, guarded.0.unwrap_err().error);
+    }
+
+    /// The point of it: far smaller than the typed Certificate it stands for.
+    #[test]
+    fn the_cached_form_is_a_fraction_of_the_typed_one() {
+        assert!(
+            std::mem::size_of::<CachedCertificate>() * 2 < std::mem::size_of::<Certificate>(),
+            "{} vs {}",
+            std::mem::size_of::<CachedCertificate>(),
+            std::mem::size_of::<Certificate>()
+        );
+    }
+}
