@@ -70,10 +70,6 @@ pub struct Context {
     pub policies: Policies,
     /// Which Certificates read keystore passwords from which Secrets.
     pub password_refs: Arc<crate::certificate::keystores::PasswordRefs>,
-    /// Which Secrets exist, from the watch of every Secret's metadata: a Certificate whose
-    /// Secret it shows missing is issued without reading it first. Empty and never listed in
-    /// a context made here (every Secret is read); a leadership term follows the watch.
-    pub secret_names: Arc<crate::cluster::secrets::SecretNames>,
 }
 
 impl Context {
@@ -131,7 +127,6 @@ impl Context {
             unjudged_issuers: Default::default(),
             policies: Policies::fixed(Vec::new(), Default::default(), false),
             password_refs: Arc::default(),
-            secret_names: Arc::default(),
         }
     }
 

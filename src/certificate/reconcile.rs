@@ -25,7 +25,7 @@ use super::verdict::{self, Verdict, ca_pem_identity, signer_identity};
 use crate::api::{Certificate, CertificateRevocation, CertificateStatus, RENEW_REQUESTED_AT, find_condition};
 use crate::cluster::ObjectKey;
 use crate::cluster::revocations::{IssuerRecords, desired_record};
-use crate::cluster::secrets::{get_secret, get_secret_unless_absent};
+use crate::cluster::secrets::get_secret;
 use crate::cluster::watched::ReadToken;
 use crate::context::{Context, FIELD_MANAGER};
 use crate::error::Error;
@@ -199,13 +199,7 @@ pub async fn reconcile(guard: Arc<DeserializeGuard<Certificate>>, ctx: Arc<Conte
 
     let token = ctx.verdicts.begin(&observed.key);
     let namespace = &observed.key.0;
-    let current_secret = get_secret_unless_absent(
-        &ctx.client,
-        &ctx.secret_names,
-        namespace,
-        &observed.spec.secret_name,
-    )
-    .await?;
+    let current_secret = get_secret(&ctx.client, namespace, &observed.spec.secret_name).await?;
     let state = secret::read(current_secret.as_ref());
     // While the issuer distributes a new root, renewals wait too (see `held_renewal_time`).
     let renewal_time = match &state {
@@ -342,9 +336,7 @@ async fn without_issuer(
             Ok(verdict.facts)
         }
         _ => {
-            let found =
-                get_secret_unless_absent(&ctx.client, &ctx.secret_names, &key.0, &spec.secret_name).await?;
-            let state = secret::read(found.as_ref());
+            let state = secret::read(get_secret(&ctx.client, &key.0, &spec.secret_name).await?.as_ref());
             triggers::usable(&state).and_then(|current| {
                 let leaf = current.leaf();
                 let renewal_time =
@@ -1151,17 +1143,13 @@ async fn settle(
 async fn apply_secret(ctx: &Context, desired: &Secret) -> Result<Option<String>, Error> {
     let namespace = desired.metadata.namespace.clone().unwrap_or_default();
     let name = desired.metadata.name.clone().unwrap_or_default();
-    let written = Api::<Secret>::namespaced(ctx.client.clone(), &namespace)
+    Api::<Secret>::namespaced(ctx.client.clone(), &namespace)
         .patch(
             &name,
             &PatchParams::apply(FIELD_MANAGER).force(),
             &Patch::Apply(desired),
         )
-        .await;
-    if written.is_ok() {
-        ctx.secret_names.written(&namespace, &name);
-    }
-    written
+        .await
         .map(|written| written.metadata.resource_version)
         .map_err(|source| Error::ApplySecret {
             namespace,

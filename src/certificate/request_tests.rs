@@ -1,6 +1,6 @@
 //! How many API requests a Certificate costs, against the mocked API server with one context
-//! kept across reconciles as the controller keeps it: an issuance reads once (the Secret;
-//! not at all when the watch of every Secret shows it missing) and writes three times (Secret, status, Event); the echoes of those writes and a steady-state
+//! kept across reconciles as the controller keeps it: an issuance reads once (the Secret) and
+//! writes three times (Secret, status, Event); the echoes of those writes and a steady-state
 //! reconcile make no request at all; a CA Secret is read once per resourceVersion; revocation
 //! records come from their watch's cache, never a request.
 
@@ -150,66 +150,6 @@ async fn an_issuance_reads_once_writes_three_times_and_its_echoes_make_no_reques
     let action = run(&issued.cert, &ctx).await;
     api.assert_idle();
     assert_ne!(action, Next::await_change(), "requeued at its next deadline");
-}
-
-/// Once the watch of every Secret has listed, a Certificate whose Secret it does not show is
-/// issued with three writes and no read; a Secret it shows (made by someone else before the
-/// Certificate) is read first, as is every Secret before that watch has listed.
-#[tokio::test]
-async fn a_secret_the_watch_of_every_secret_shows_missing_is_not_read() {
-    let (ctx, mut api, _now) = setup();
-    cache_the_ca(&ctx, &mut api, &root_ca(ts(NOW))).await;
-    let other = metadata_of(&serde_json::json!({
-        "apiVersion": "v1", "kind": "Secret",
-        "metadata": {"name": "db-tls", "namespace": NAMESPACE, "resourceVersion": "7"},
-    }));
-    ctx.secret_names
-        .observe(&Event::<PartialObjectMeta<Secret>>::Init);
-    ctx.secret_names.observe(&Event::InitApply(other.clone()));
-    ctx.secret_names
-        .observe(&Event::<PartialObjectMeta<Secret>>::InitDone);
-
-    let cert = web();
-    let task = tokio::spawn(reconcile(
-        Arc::new(DeserializeGuard(Ok(cert.clone()))),
-        ctx.clone(),
-    ));
-    let apply = api.expect(Method::PATCH, SECRET_PATH).await;
-    let mut secret = apply.body.clone();
-    secret["metadata"]["resourceVersion"] = SECRET_VERSION.into();
-    apply.ok(secret);
-    let patch = api.expect(Method::PATCH, STATUS_PATH).await;
-    let mut after = to_json(&cert);
-    after["status"] = patch.body["status"].clone();
-    patch.ok(after);
-    api.expect(Method::POST, EVENTS_PATH).await.echo();
-    task.await.unwrap().unwrap();
-    api.assert_idle();
-    // What the controller wrote counts as present before its watch event arrives.
-    assert!(!ctx.secret_names.known_absent(NAMESPACE, "web-tls"));
-
-    // A Certificate for the Secret the watch shows: read first.
-    let mut db = certificate("db", "ca", &["db.apps.svc"]);
-    db.spec.secret_name = "db-tls".into();
-    let task = tokio::spawn(reconcile(Arc::new(DeserializeGuard(Ok(db))), ctx.clone()));
-    api.expect(Method::GET, "/api/v1/namespaces/apps/secrets/db-tls")
-        .await
-        .not_found();
-    api.expect(Method::PATCH, "/api/v1/namespaces/apps/secrets/db-tls")
-        .await
-        .echo();
-    let patch = api
-        .expect(
-            Method::PATCH,
-            "/apis/certkeeper.io/v1/namespaces/apps/certificates/db/status",
-        )
-        .await;
-    let mut after = to_json(&certificate("db", "ca", &["db.apps.svc"]));
-    after["status"] = patch.body["status"].clone();
-    patch.ok(after);
-    api.expect(Method::POST, EVENTS_PATH).await.echo();
-    task.await.unwrap().unwrap();
-    api.assert_idle();
 }
 
 #[tokio::test]

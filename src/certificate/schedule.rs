@@ -12,8 +12,8 @@ pub const BACKOFF_CAP: SignedDuration = SignedDuration::from_mins(5);
 /// Jitter spreads renewals over at most this fraction of the shorter of renewBefore and
 /// (lifetime - renewBefore).
 const JITTER_FRACTION: f64 = 0.10;
-/// The controller never sleeps longer than this on one object (the runtime's delay queue has a
-/// bounded horizon); waking early simply finds nothing to do.
+/// The controller never sleeps longer than this on one object (a change it missed is caught up
+/// within a day); waking early simply finds nothing to do.
 pub const MAX_REQUEUE: SignedDuration = SignedDuration::from_hours(24);
 
 /// How long before notAfter the certificate with this lifetime renews. A renewBefore that

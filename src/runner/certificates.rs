@@ -1,9 +1,8 @@
 //! The certificate controller's wiring: what wakes a Certificate. Its own watch (the shared
-//! Certificate cache); one watch of every Secret's metadata, for its own Secret (labelled with
-//! its name) and the Secrets its keystore passwords are read from (mapped through
-//! `PasswordRefs`), which also tells `SecretNames` which Secrets exist; the issuer it
-//! references (told by the issuer caches' own watches, after the cache holds the change); and
-//! a revocation record revoking its certificate. It starts
+//! Certificate cache), its Secret (label-selected, metadata only), the Secrets its keystore
+//! passwords are read from (every Secret's metadata, mapped through `PasswordRefs`), the issuer it references
+//! (told by the issuer caches' own watches, after the cache holds the change), and a
+//! revocation record revoking its certificate. It starts
 //! once the issuer and record caches are full: a Certificate is judged against them.
 
 use std::sync::Arc;
@@ -24,7 +23,7 @@ use super::deadlines::Deadlines;
 use super::reconciles::{error_policy, observed};
 use super::watches::to_look_at;
 use crate::certificate::cached::CachedCertificate;
-use crate::certificate::secret::certificate_of;
+use crate::certificate::secret::{LABEL_CERTIFICATE_NAME, certificate_of};
 use crate::certificate::verdict::Verdict;
 use crate::cluster::WatchedCache;
 use crate::context::Context;
@@ -65,28 +64,26 @@ pub(super) fn run(
 ) -> impl std::future::Future<Output = ()> + use<> {
     let client = wiring.watches.client.clone();
     let store = certificates.store();
-    // One watch of every Secret's metadata: a Certificate's own Secret (labelled with its
-    // name) changed or deleted, its verdict dropped first unless the event is the echo of its
-    // own apply; which Secrets exist (a Certificate whose Secret is missing is issued without
-    // reading it first); and the keystore passwords, which live in Secrets of the users' own
-    // (no label): a change wakes the Certificates that read it.
-    let refs = wiring.ctx.password_refs.clone();
-    let names = wiring.ctx.secret_names.clone();
     let secrets = wiring.watches.watch(
-        "secrets",
+        "certificate secrets",
+        Api::<PartialObjectMeta<Secret>>::all(client.clone()),
+        watcher::Config::default().labels(LABEL_CERTIFICATE_NAME),
+    );
+    let secret_changes = to_look_at(secrets, move |event| verdicts.observe(event, certificate_of));
+    // Keystore passwords live in Secrets of the users' own (no label): every Secret's metadata
+    // is watched, and a change wakes the Certificates that read it.
+    let refs = wiring.ctx.password_refs.clone();
+    let passwords = wiring.watches.watch(
+        "keystore password secrets",
         Api::<PartialObjectMeta<Secret>>::all(client.clone()),
         watcher::Config::default(),
     );
-    let secret_changes = to_look_at(secrets, move |event| {
-        names.observe(event);
-        let mut woken = verdicts.observe(event, certificate_of);
-        woken.extend(password_readers(&refs, event));
-        woken
-    });
+    let password_changes = to_look_at(passwords, move |event| password_readers(&refs, event));
     let by_issuer = store;
     let deadlines = Arc::new(Deadlines::default());
     let certificates = certificates
         .reconcile_on(secret_changes.map(|(namespace, name)| ObjectRef::new(&name).within(&namespace)))
+        .reconcile_on(password_changes.map(|(namespace, name)| ObjectRef::new(&name).within(&namespace)))
         .reconcile_on(records)
         .reconcile_on(policy_wakes)
         .reconcile_on(
