@@ -65,6 +65,8 @@ pub struct TestEnv {
     controller_args: Vec<String>,
     /// Set once a test killed the controller on purpose.
     controller_killed: bool,
+    /// How long waits found the API server away (a restart in the middle of the suite).
+    away: std::sync::Mutex<Duration>,
     _namespace: NamespaceGuard,
     _turn: MutexGuard<'static, ()>,
 }
@@ -111,6 +113,7 @@ impl TestEnv {
             controller,
             controller_args,
             controller_killed: false,
+            away: std::sync::Mutex::new(Duration::ZERO),
             _namespace: ns_guard,
             _turn: turn,
         })
@@ -221,6 +224,7 @@ impl TestEnv {
                 let away = started.elapsed() + POLL;
                 paused += away;
                 deadline += away;
+                *self.away.lock().unwrap_or_else(|p| p.into_inner()) += away;
             }
             if Instant::now() >= deadline {
                 panic!(
@@ -231,6 +235,12 @@ impl TestEnv {
             }
             tokio::time::sleep(POLL).await;
         }
+    }
+
+    /// How long the waits so far found the API server away: what a timing check allows more
+    /// when the server restarted in the middle of it.
+    pub fn api_server_away(&self) -> Duration {
+        *self.away.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Waits until Certificate `name` satisfies `check` (Err: why not yet).
