@@ -119,7 +119,7 @@ pub(super) fn run(
         let run = certificates
             .run(
                 move |obj, ctx| reconcile(obj, ctx, deadlines.clone()),
-                |obj: Arc<CachedCertificate>, error, ctx| error_policy(Arc::new(obj.guard()), error, ctx),
+                error_policy::<CachedCertificate>,
                 ctx,
             )
             .for_each(|_| async {});

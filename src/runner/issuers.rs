@@ -69,7 +69,7 @@ pub(super) fn run<K: IssuerObject>(
             return;
         }
         let run = controller
-            .run(reconcile::<K>, error_policy::<K>, ctx)
+            .run(reconcile::<K>, error_policy::<DeserializeGuard<K>>, ctx)
             .for_each(|_| async {});
         wiring.run_controller(own_cache, run).await;
     }

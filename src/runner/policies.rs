@@ -132,7 +132,11 @@ pub(super) fn run(
     let wiring = wiring.clone();
     async move {
         let run = policies
-            .run(reconcile, error_policy::<CertificatePolicy>, ctx)
+            .run(
+                reconcile,
+                error_policy::<DeserializeGuard<CertificatePolicy>>,
+                ctx,
+            )
             .for_each(|_| async {});
         wiring.run_controller(own_cache, run).await;
     }

@@ -28,7 +28,7 @@ fn error_key<K: Resource<DynamicType = ()>>(obj: &K) -> String {
 /// Retries a failed reconcile: within seconds when the API server was unavailable (1 s
 /// doubling to 5 s), else with the per-object exponential backoff (10 s → 5 min).
 pub(super) fn error_policy<K: Resource<DynamicType = ()>>(
-    obj: Arc<DeserializeGuard<K>>,
+    obj: Arc<K>,
     error: &Error,
     ctx: Arc<Context>,
 ) -> Action {
