@@ -39,25 +39,15 @@ struct Payload {
 }
 
 fn payload(now: jiff::Timestamp) -> Result<Payload, PkiError> {
-    let ca_key = PrivateKey::generate(KeySpec {
-        algorithm: KeyAlgorithm::Ecdsa,
-        size: 256,
-    })?;
+    // The same CA the throughput run's Issuer reads.
+    let ca_secret = cluster::ca_secret(now)?;
+    let ca = ca_secret
+        .data
+        .as_ref()
+        .and_then(|data| data.get("tls.crt"))
+        .map(|pem| String::from_utf8_lossy(&pem.0).into_owned())
+        .unwrap_or_default();
     let bound = |e: jiff::Error| PkiError::InvalidCertificate(format!("validity: {e}"));
-    let ca = sign_self_signed(
-        &CertificateTemplate {
-            common_name: Some("certkeeper-load ceiling CA".into()),
-            not_before: now
-                .checked_sub(jiff::SignedDuration::from_mins(5))
-                .map_err(bound)?,
-            not_after: now
-                .checked_add(jiff::SignedDuration::from_hours(24))
-                .map_err(bound)?,
-            is_ca: true,
-            ..CertificateTemplate::default()
-        },
-        &ca_key,
-    )?;
     let key = PrivateKey::generate(KeySpec {
         algorithm: KeyAlgorithm::Ecdsa,
         size: 256,
@@ -76,7 +66,7 @@ fn payload(now: jiff::Timestamp) -> Result<Payload, PkiError> {
     Ok(Payload {
         certificate: leaf.chain_pem,
         key: key.to_pem(KeyEncoding::Pkcs8)?,
-        ca: ca.chain_pem,
+        ca,
         serial: "5c1d7e0f4a3b2c1d0e9f8a7b6c5d4e3f2a1b0c9d".into(),
     })
 }
@@ -90,12 +80,7 @@ pub async fn measure(
     algorithm: KeyAlgorithm,
 ) -> Result<Duration, LoadError> {
     let now = jiff::Timestamp::now();
-    let payload = tokio::task::spawn_blocking(move || payload(now))
-        .await
-        .map_err(|e| LoadError::Kube {
-            action: "generate the ceiling's certificate".into(),
-            detail: e.to_string(),
-        })??;
+    let payload = cluster::generate("generate the ceiling's certificate", move || payload(now)).await?;
     let certificates: Api<Certificate> = Api::namespaced(client.clone(), namespace);
     let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
     let events: Api<Event> = Api::namespaced(client.clone(), namespace);

@@ -174,6 +174,20 @@ pub fn ca_secret(now: jiff::Timestamp) -> Result<Secret, PkiError> {
     })
 }
 
+/// Runs `work` (key generation: CPU work) off the runtime's workers, as pki's rule says.
+pub async fn generate<T: Send + 'static>(
+    what: &str,
+    work: impl FnOnce() -> Result<T, PkiError> + Send + 'static,
+) -> Result<T, LoadError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| LoadError::Kube {
+            action: what.to_owned(),
+            detail: e.to_string(),
+        })?
+        .map_err(LoadError::from)
+}
+
 /// The CA Issuer reading [`CA_SECRET`].
 pub fn ca_issuer() -> Issuer {
     Issuer::new(

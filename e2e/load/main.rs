@@ -494,13 +494,7 @@ async fn create_ca_issuer(
     timeout: Duration,
 ) -> Result<(), LoadError> {
     let now = jiff::Timestamp::now();
-    // Key generation is CPU work; keep it off the runtime's workers (pki's rule).
-    let secret = tokio::task::spawn_blocking(move || cluster::ca_secret(now))
-        .await
-        .map_err(|e| LoadError::Kube {
-            action: "generate the load CA".into(),
-            detail: e.to_string(),
-        })??;
+    let secret = cluster::generate("generate the load CA", move || cluster::ca_secret(now)).await?;
     let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
     secrets
         .create(&PostParams::default(), &secret)
