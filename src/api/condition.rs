@@ -45,6 +45,16 @@ pub fn find_condition<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'
     conditions.iter().find(|c| c.type_ == type_)
 }
 
+/// The status of the Ready condition, as metrics report it: "True", "False", or "Unknown" when
+/// there is none yet (or it says Unknown).
+pub fn ready_status(conditions: &[Condition]) -> &'static str {
+    match find_condition(conditions, "Ready").map(|c| c.status.as_str()) {
+        Some("True") => "True",
+        Some("False") => "False",
+        _ => "Unknown",
+    }
+}
+
 /// Puts `new` into `conditions`, replacing the one of the same type. The previous
 /// lastTransitionTime is kept when the status did not change (API conventions).
 pub fn set_condition(conditions: &mut Vec<Condition>, mut new: Condition) {

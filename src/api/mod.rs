@@ -19,7 +19,7 @@ pub use certificate::{
     Pkcs12Keystore, Pkcs12Profile, PrivateKeyRotationPolicy, PrivateKeySpec, SecretDeletionPolicy,
     SecretKeySelector, SecretTemplate, Subject,
 };
-pub use condition::{ConditionStatus, condition, find_condition, set_condition};
+pub use condition::{ConditionStatus, condition, find_condition, ready_status, set_condition};
 pub use crd::{all_crds, crds_yaml};
 pub use issuer::{
     CaIssuer, ClusterIssuer, ClusterIssuerSpec, Issuer, IssuerSpec, IssuerStatus, Rotation, RotationPhase,

@@ -14,8 +14,8 @@ use kube::Resource;
 use kube::core::{DeserializeGuard, NamespaceResourceScope, error_boundary::InvalidObject};
 use serde::{Deserialize, Serialize};
 
-use crate::api::{Certificate, CertificateSpec, CertificateStatus, IssuerRef, find_condition};
-use crate::certificate::status::{ISSUING, READY};
+use crate::api::{Certificate, CertificateSpec, CertificateStatus, IssuerRef, find_condition, ready_status};
+use crate::certificate::status::ISSUING;
 
 /// A Certificate in the controller's cache (see the module).
 #[derive(Clone, Debug)]
@@ -67,16 +67,11 @@ fn summary(status: Option<&CertificateStatus>) -> Summary {
             ..Summary::default()
         };
     };
-    let ready = match find_condition(&status.conditions, READY).map(|c| c.status.as_str()) {
-        Some("True") => "True",
-        Some("False") => "False",
-        _ => "Unknown",
-    };
     Summary {
         not_before: status.not_before.as_ref().map(|t| t.0),
         not_after: status.not_after.as_ref().map(|t| t.0),
         renewal_time: status.renewal_time.as_ref().map(|t| t.0),
-        ready,
+        ready: ready_status(&status.conditions),
         issuing_false: find_condition(&status.conditions, ISSUING).is_some_and(|c| c.status == "False"),
         serial_number: status.serial_number.as_deref().map(Box::from),
     }
@@ -136,11 +131,6 @@ impl CachedCertificate {
             Err(error) => Err(invalid(error.to_string())),
         };
         DeserializeGuard(decoded)
-    }
-
-    /// The Certificate, when it can be read.
-    pub fn certificate(&self) -> Option<Certificate> {
-        self.guard().0.ok()
     }
 
     /// Why it cannot be read.
@@ -215,7 +205,7 @@ mod tests {
         cert.spec.duration = Some("24h".into());
         cert.status = Some(CertificateStatus {
             conditions: vec![Condition {
-                type_: READY.into(),
+                type_: crate::certificate::status::READY.into(),
                 status: "True".into(),
                 reason: "Ready".into(),
                 message: "Certificate is up to date and has not expired".into(),
@@ -237,7 +227,7 @@ mod tests {
         let json = serde_json::to_string(&cert).unwrap();
         let cached: CachedCertificate = serde_json::from_str(&json).unwrap();
         let json_of = |c: Option<Certificate>| serde_json::to_value(c).unwrap();
-        assert_eq!(json_of(cached.certificate()), json_of(Some(cert.clone())));
+        assert_eq!(json_of(cached.guard().0.ok()), json_of(Some(cert.clone())));
         assert_eq!(cached.meta().resource_version.as_deref(), Some("42"));
         assert!(cached.references("Issuer", "ca", Some("apps")));
         assert!(!cached.references("Issuer", "ca", Some("other")));
@@ -251,7 +241,7 @@ mod tests {
         let mut bare = cert;
         bare.status = None;
         let cached = CachedCertificate::from(bare.clone());
-        assert_eq!(json_of(cached.certificate()), json_of(Some(bare)));
+        assert_eq!(json_of(cached.guard().0.ok()), json_of(Some(bare)));
         assert_eq!(cached.summary().unwrap().ready, "Unknown");
     }
 

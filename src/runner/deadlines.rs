@@ -40,17 +40,10 @@ impl Deadlines {
             None => state.by_object.remove(&key),
         };
         if let Some(previous) = previous {
-            // The set holds the map's own key (one allocation for both).
-            let held = state
-                .queue
-                .range((previous, key.clone())..=(previous, key.clone()))
-                .next()
-                .map(|(_, k)| k.clone());
-            if let Some(held) = held {
-                state.queue.remove(&(previous, held));
-            }
+            state.queue.remove(&(previous, key.clone()));
         }
         if let Some(at) = at {
+            // The set holds the map's own key: one allocation for both.
             let key = state
                 .by_object
                 .get_key_value(&key)

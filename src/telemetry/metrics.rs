@@ -17,7 +17,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 
-use crate::api::{ClusterIssuer, Issuer, IssuerStatus, RotationPhase, find_condition};
+use crate::api::{ClusterIssuer, Issuer, IssuerStatus, RotationPhase, ready_status};
 use crate::certificate::cached::Summary;
 use crate::context::Clock;
 use kube::Resource;
@@ -264,14 +264,6 @@ const CONDITIONS: [&str; 3] = ["True", "False", "Unknown"];
 /// The values of `certkeeper_issuer_rotation_phase`'s `phase` label.
 const ROTATION_PHASES: [&str; 4] = ["None", "Distributing", "Reissuing", "Retiring"];
 
-/// The status of the Ready condition, `Unknown` when there is none yet.
-fn ready_of(conditions: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition]) -> &str {
-    match find_condition(conditions, "Ready").map(|c| c.status.as_str()) {
-        Some(s @ ("True" | "False")) => s,
-        _ => "Unknown",
-    }
-}
-
 /// Writes one gauge family: a descriptor, then one sample per `(labels, value)`.
 fn gauge_family<'a>(
     encoder: &mut DescriptorEncoder,
@@ -432,7 +424,7 @@ impl Collector for ObjectGauges {
             "The issuer's Ready condition: 1 for its current status, 0 for the others",
             None,
             rows.iter().flat_map(|r| {
-                let current = r.status.map_or("Unknown", |s| ready_of(&s.conditions));
+                let current = r.status.map_or("Unknown", |s| ready_status(&s.conditions));
                 CONDITIONS.into_iter().map(move |condition| {
                     let mut labels = issuer_labels(r);
                     labels.push(("condition", condition));
