@@ -70,6 +70,9 @@ pub struct Context {
     pub policies: Policies,
     /// Which Certificates read keystore passwords from which Secrets.
     pub password_refs: Arc<crate::certificate::keystores::PasswordRefs>,
+    /// The certificate inventory, told the facts of the Secrets certkeeper writes; None
+    /// with `--inventory=false`.
+    pub inventory: Option<Arc<crate::inventory::Inventory>>,
 }
 
 impl Context {
@@ -127,6 +130,7 @@ impl Context {
             unjudged_issuers: Default::default(),
             policies: Policies::fixed(Vec::new(), Default::default(), false),
             password_refs: Arc::default(),
+            inventory: None,
         }
     }
 

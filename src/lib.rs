@@ -13,6 +13,7 @@ mod deploy_tests;
 pub mod error;
 #[cfg(test)]
 mod fault_tests;
+pub mod inventory;
 pub mod issuance_policy;
 pub mod issuer;
 pub mod keystore;

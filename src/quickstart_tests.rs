@@ -72,6 +72,7 @@ async fn start(server: &InMemoryApiServer) -> tokio::task::JoinHandle<()> {
         rotation: Default::default(),
         leader_election: None,
         require_policy: false,
+        inventory: None,
     };
     let endpoint = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let pki = TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -640,6 +640,28 @@ fn remember(
     ctx.verdicts.insert(&observed.key, token, version, verdict);
 }
 
+/// Tells the certificate inventory what the Secret holds at `version`, which this reconcile
+/// has read or written: the inventory does not read certkeeper's own Secrets.
+fn tell_inventory(
+    ctx: &Context,
+    observed: &Observed<'_>,
+    version: Option<&str>,
+    tls_crt: &[u8],
+    ca_crt: &[u8],
+) {
+    let (Some(inventory), Some(version)) = (&ctx.inventory, version) else {
+        return;
+    };
+    let object = crate::inventory::ObjectKey {
+        kind: crate::inventory::Kind::Secret,
+        namespace: observed.key.0.clone(),
+        name: observed.spec.secret_name.clone(),
+    };
+    if !inventory.holds(&object, version) {
+        inventory.record_own(&object, version, &crate::inventory::own_facts(tls_crt, ca_crt));
+    }
+}
+
 /// Nothing to issue: keep the Secret's metadata and extra outputs in step with the spec and
 /// report Ready.
 async fn keep(
@@ -674,6 +696,10 @@ async fn keep(
     }
     let facts = IssuedFacts::new(leaf, renewal_time, revision);
     remember(ctx, observed, token, version.as_deref(), &facts, rotation);
+    if let Some(existing) = current_secret {
+        let data = |key| secret::data(existing, key).unwrap_or_default();
+        tell_inventory(ctx, observed, version.as_deref(), data("tls.crt"), data("ca.crt"));
+    }
     let waits = Waits {
         reissue_at: rotation.reissue_at,
         requests_due_at: rotation.requests_due_at,
@@ -1002,6 +1028,13 @@ async fn issue(
         requests_due_at: pending.next_due(now),
     };
     remember(ctx, observed, token, version.as_deref(), &facts, waits);
+    tell_inventory(
+        ctx,
+        observed,
+        version.as_deref(),
+        issued.material.chain_pem.as_bytes(),
+        issued.material.ca_pem.as_bytes(),
+    );
     // A renewal requested up to now is answered by the certificate issued now.
     let answered = Answered {
         renew: (observed.renew_request.as_ref())

@@ -66,6 +66,19 @@ pub struct ControllerArgs {
     /// re-issued, each at a slot derived from its UID (Go duration).
     #[arg(long, default_value = "10m", value_parser = expiry::parse_threshold)]
     pub rotation_reissue_window: SignedDuration,
+
+    /// Watch every certificate in the cluster for expiry, not only certkeeper's own: every
+    /// kubernetes.io/tls Secret, and the Secrets and ConfigMaps with --inventory-label
+    /// (metrics, ExpiringSoon/Expired Events on the object). `--inventory=false` turns it off.
+    #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub inventory: bool,
+    /// Label selector of the namespaces the inventory watches [default: every namespace].
+    #[arg(long)]
+    pub inventory_namespaces: Option<String>,
+    /// Label selector of the Opaque Secrets and ConfigMaps the inventory reads for PEM
+    /// certificates under any key.
+    #[arg(long, default_value = crate::inventory::DEFAULT_LABEL)]
+    pub inventory_label: String,
 }
 
 /// `host:port`, or `:port` for every interface as Go programs (and cert-manager) accept: the
@@ -120,6 +133,10 @@ pub async fn run(args: ControllerArgs) -> Result<(), CliError> {
                 lease_name: args.leader_election_id,
             }),
             require_policy: args.require_policy,
+            inventory: args.inventory.then(|| runner::InventorySettings {
+                namespaces: args.inventory_namespaces.filter(|s| !s.is_empty()),
+                label: args.inventory_label,
+            }),
         },
         endpoint,
         pki,

@@ -8,6 +8,9 @@ mod bundles;
 mod certificates;
 mod connect;
 mod deadlines;
+mod inventory;
+#[cfg(test)]
+mod inventory_tests;
 mod issuers;
 mod leadership;
 mod pki;
@@ -28,6 +31,7 @@ mod watches;
 
 pub use certificates::certificates_for_issuer;
 pub use connect::{Connected, connect};
+pub use inventory::InventorySettings;
 pub use leadership::{LEASE_DURATION, LEASE_GRACE};
 pub use reconciles::trim_for_cache;
 pub use retry::transient_retry;
@@ -64,6 +68,8 @@ pub struct Settings {
     /// `--require-policy`: every issuer is guarded; a Certificate no CertificatePolicy
     /// allows is denied.
     pub require_policy: bool,
+    /// The certificate inventory (`--inventory`): what it watches; None: off.
+    pub inventory: Option<InventorySettings>,
 }
 
 /// Where the leader election Lease lives.
@@ -283,6 +289,7 @@ pub async fn run(
     let standby = || {
         readiness.standby();
         metrics.observe(idle_caches(clock.clone()));
+        metrics.observe_inventory(None);
     };
     let leases: Api<Lease> = Api::namespaced(client, &namespace);
     let outcome = follow_lease(

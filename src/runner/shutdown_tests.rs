@@ -26,6 +26,7 @@ fn settings(leader_election: bool) -> Settings {
             lease_name: LEASE.into(),
         }),
         require_policy: false,
+        inventory: None,
     }
 }
 

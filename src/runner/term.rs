@@ -15,7 +15,7 @@ use tracing::info;
 
 use super::reconciles::trim_for_cache;
 use super::watches::{Watches, controller};
-use super::{Settings, bundles, certificates, issuers, on_shutdown, policies, revocations};
+use super::{Settings, bundles, certificates, inventory, issuers, on_shutdown, policies, revocations};
 use crate::api::{Bundle, ClusterIssuer, Issuer};
 use crate::certificate::cached::CachedCertificate;
 use crate::certificate::verdict::Verdict;
@@ -185,6 +185,22 @@ impl Term {
         ctx.pki = self.pki.clone();
         ctx.bundles = bundles.store();
         ctx.policies = policy_index;
+        // The certificate inventory: every certificate in the cluster, not only certkeeper's.
+        let inventory = settings.inventory.clone().map(|watched| {
+            let inventory = Arc::new(crate::inventory::Inventory::default());
+            self.metrics
+                .observe_inventory(Some(crate::telemetry::metrics::InventoryView {
+                    inventory: inventory.clone(),
+                    expiring_within: settings
+                        .expiry_thresholds
+                        .iter()
+                        .copied()
+                        .max()
+                        .unwrap_or_default(),
+                }));
+            (inventory, watched)
+        });
+        ctx.inventory = inventory.as_ref().map(|(inventory, _)| inventory.clone());
         let wiring = Wiring {
             watches,
             ctx: Arc::new(ctx),
@@ -222,7 +238,18 @@ impl Term {
             (followed.wakes, policies_listed),
             vec![issuers_synced, cluster_issuers_synced, revocations_synced],
         );
+        let inventory = match inventory {
+            Some((inventory, watched)) => futures::future::Either::Left(inventory::run(
+                &wiring,
+                inventory,
+                watched,
+                settings.expiry_thresholds.clone(),
+                wiring.ctx.certificates.clone(),
+            )),
+            None => futures::future::Either::Right(futures::future::ready(())),
+        };
         tokio::join!(
+            inventory,
             issuers,
             cluster_issuers,
             certificates,

@@ -29,6 +29,7 @@ pub(super) fn test_term(client: Client, now: jiff::Timestamp) -> (Term, Arc<Read
             rotation: Default::default(),
             leader_election: None,
             require_policy: false,
+            inventory: None,
         },
         cluster_resource_namespace: CLUSTER_RESOURCE_NAMESPACE.into(),
         readiness: readiness.clone(),

@@ -89,6 +89,15 @@ pub struct Metrics {
     reconciles: Family<ReconcileLabels, Counter>,
     reconcile_duration: DurationHistograms,
     watch_errors: Family<WatchLabels, Counter>,
+    inventory: Arc<RwLock<Option<InventoryView>>>,
+}
+
+/// What the inventory gauges read: the inventory of the term that leads, and the remaining
+/// validity under which a certificate counts as expiring (the longest warning threshold).
+#[derive(Clone, Debug)]
+pub struct InventoryView {
+    pub inventory: Arc<crate::inventory::Inventory>,
+    pub expiring_within: jiff::SignedDuration,
 }
 
 impl fmt::Debug for Metrics {
@@ -170,6 +179,11 @@ impl Metrics {
         }
         let caches = Arc::new(RwLock::new(caches));
         registry.register_collector(Box::new(ObjectGauges(caches.clone())));
+        let inventory = Arc::new(RwLock::new(None));
+        registry.register_collector(Box::new(InventoryGauges {
+            caches: caches.clone(),
+            inventory: inventory.clone(),
+        }));
         Self {
             registry,
             caches,
@@ -178,7 +192,13 @@ impl Metrics {
             reconciles,
             reconcile_duration,
             watch_errors,
+            inventory,
         }
+    }
+
+    /// Reads the inventory gauges from `view` from now on (None: no inventory, or standing by).
+    pub fn observe_inventory(&self, view: Option<InventoryView>) {
+        *self.inventory.write().unwrap_or_else(|p| p.into_inner()) = view;
     }
 
     /// Reads the per-object gauges from `caches` from now on: those of a new leadership term,
@@ -497,6 +517,95 @@ impl Collector for ObjectGauges {
                 std::iter::once((Vec::new(), bytes)),
             )?;
         }
+        Ok(())
+    }
+}
+
+/// The inventory's gauges (SPEC "Certificate inventory"): one series per certificate found,
+/// and the counts by state. Written only while an inventory is observed.
+struct InventoryGauges {
+    caches: Arc<RwLock<Caches>>,
+    inventory: Arc<RwLock<Option<InventoryView>>>,
+}
+
+impl fmt::Debug for InventoryGauges {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("InventoryGauges")
+    }
+}
+
+impl Collector for InventoryGauges {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
+        let Some(view) = self.inventory.read().unwrap_or_else(|p| p.into_inner()).clone() else {
+            return Ok(());
+        };
+        let clock = self
+            .caches
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clock
+            .clone();
+        let rows = view.inventory.rows();
+        let labels = |r: &'_ crate::inventory::store::Row| -> [(&'static str, String); 8] {
+            [
+                ("namespace", r.object.namespace.clone()),
+                ("kind", r.object.kind.label().to_owned()),
+                ("name", r.object.name.clone()),
+                ("key", r.key.to_string()),
+                ("fingerprint", r.certificate.fingerprint.to_string()),
+                ("subject_cn", r.certificate.subject_cn.to_string()),
+                ("issuer_cn", r.certificate.issuer_cn.to_string()),
+                ("managed_by", r.managed_by.label().to_owned()),
+            ]
+        };
+        let unit = Some(&Unit::Seconds);
+        type Pick = fn(&crate::inventory::store::KeptCertificate) -> i64;
+        let times: [(&str, &str, Pick); 2] = [
+            (
+                "certkeeper_inventory_certificate_expiration_timestamp",
+                "notAfter of a certificate found in a Secret or ConfigMap, as a Unix time",
+                |c| c.not_after.as_second(),
+            ),
+            (
+                "certkeeper_inventory_certificate_not_before_timestamp",
+                "notBefore of a certificate found in a Secret or ConfigMap, as a Unix time",
+                |c| c.not_before.as_second(),
+            ),
+        ];
+        for (name, help, pick) in times {
+            let samples: Vec<([(&'static str, String); 8], i64)> =
+                rows.iter().map(|r| (labels(r), pick(&r.certificate))).collect();
+            gauge_family(
+                &mut encoder,
+                name,
+                help,
+                unit,
+                samples
+                    .iter()
+                    .map(|(labels, value)| (labels.iter().map(|(k, v)| (*k, v.as_str())).collect(), *value)),
+            )?;
+        }
+        let (counts, omitted) = view.inventory.counts(clock(), view.expiring_within);
+        gauge_family(
+            &mut encoder,
+            "certkeeper_inventory_certificates",
+            "Certificates found in Secrets and ConfigMaps, by state (valid, expiring: less than the longest warning threshold left, expired, unreadable: a value that could not be read)",
+            None,
+            crate::inventory::State::ALL.iter().map(|state| {
+                let count = counts.get(state).copied().unwrap_or(0);
+                (
+                    vec![("state", state.label())],
+                    i64::try_from(count).unwrap_or(i64::MAX),
+                )
+            }),
+        )?;
+        gauge_family(
+            &mut encoder,
+            "certkeeper_inventory_omitted_certificates",
+            "Certificates beyond the 100 read of one object: counted, not reported",
+            None,
+            std::iter::once((Vec::new(), i64::try_from(omitted).unwrap_or(i64::MAX))),
+        )?;
         Ok(())
     }
 }

@@ -1,0 +1,388 @@
+//! The inventory's memory: for each watched object, who manages it, which of its versions the
+//! facts were read from, and the facts of its certificates, compact (no Secret data, no DN
+//! strings beyond the common names). A certificate found in many objects (a CA in every
+//! `ca.crt`) is kept once.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use jiff::{SignedDuration, Timestamp};
+
+use super::facts::{ManagedBy, ObjectFacts, State, truncated_cn};
+use super::warnings::{self, PendingWarning};
+
+/// What kind of object certificates were found in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    Secret,
+    ConfigMap,
+}
+
+impl Kind {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Secret => "Secret",
+            Self::ConfigMap => "ConfigMap",
+        }
+    }
+}
+
+/// One watched object.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ObjectKey {
+    pub kind: Kind,
+    pub namespace: String,
+    pub name: String,
+}
+
+/// Which watch shows an object: the TLS Secret watch, the labelled Secret watch, the labelled
+/// ConfigMap watch. An object stays while one of them shows it.
+pub type Source = u8;
+pub const TLS_SECRETS: Source = 1;
+pub const LABELLED_SECRETS: Source = 2;
+pub const LABELLED_CONFIGMAPS: Source = 4;
+/// Not a watch: the facts of certkeeper's own Secret, told by the certificate controller as it
+/// reads or writes it, may come before the watch shows the Secret.
+const OWN: Source = 8;
+
+/// A certificate as kept: what the metrics and the warnings need.
+#[derive(Debug, PartialEq, Eq)]
+pub struct KeptCertificate {
+    pub subject_cn: Box<str>,
+    pub issuer_cn: Box<str>,
+    pub not_before: Timestamp,
+    pub not_after: Timestamp,
+    pub fingerprint: Box<str>,
+}
+
+/// The facts read from one version of an object.
+#[derive(Debug)]
+struct Facts {
+    version: Box<str>,
+    certificates: Box<[(Arc<str>, Arc<KeptCertificate>)]>,
+    unreadable: u32,
+    omitted: u32,
+}
+
+#[derive(Debug)]
+struct Entry {
+    sources: Source,
+    uid: Box<str>,
+    managed_by: ManagedBy,
+    /// None until read (or while its namespace is not watched).
+    facts: Option<Facts>,
+    /// The warnings already sent (their Event names' hashes).
+    sent: Vec<u64>,
+}
+
+#[derive(Debug, Default)]
+struct Kept {
+    objects: HashMap<ObjectKey, Entry>,
+    certificates: HashMap<Box<str>, Arc<KeptCertificate>>,
+    keys: HashSet<Arc<str>>,
+}
+
+/// Every certificate the inventory knows of, shared by its watches, the metrics and the
+/// warnings.
+#[derive(Debug, Default)]
+pub struct Inventory(Mutex<Kept>);
+
+/// What the metadata watch says of an object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Seen {
+    pub uid: String,
+    pub version: String,
+    pub managed_by: ManagedBy,
+}
+
+/// One certificate row for the metrics.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Row {
+    pub object: ObjectKey,
+    pub key: Arc<str>,
+    pub managed_by: ManagedBy,
+    pub certificate: Arc<KeptCertificate>,
+}
+
+impl Inventory {
+    fn lock(&self) -> MutexGuard<'_, Kept> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The watch `source` shows `object` as `seen`. True when its facts must be read: it is
+    /// new, or changed since they were read.
+    pub fn seen(&self, object: &ObjectKey, source: Source, seen: &Seen) -> bool {
+        let mut kept = self.lock();
+        let entry = kept.objects.entry(object.clone()).or_insert_with(|| Entry {
+            sources: 0,
+            uid: seen.uid.as_str().into(),
+            managed_by: seen.managed_by,
+            facts: None,
+            sent: Vec::new(),
+        });
+        entry.sources |= source;
+        if *entry.uid != *seen.uid {
+            // Deleted and made again under the same name: a new object.
+            entry.uid = seen.uid.as_str().into();
+            entry.sent.clear();
+        }
+        entry.managed_by = seen.managed_by;
+        entry.facts.as_ref().is_none_or(|f| *f.version != *seen.version)
+    }
+
+    /// The watch `source` no longer shows `object` (deleted, or no longer selected). Once none
+    /// does, it is forgotten.
+    pub fn gone(&self, object: &ObjectKey, source: Source) {
+        let mut kept = self.lock();
+        let Some(entry) = kept.objects.get_mut(object) else {
+            return;
+        };
+        entry.sources &= !source;
+        if entry.sources & !OWN == 0 {
+            let old = kept.objects.remove(object).and_then(|e| e.facts);
+            kept.release(old);
+        }
+    }
+
+    /// After the watch `source` listed again: what it did not list is gone for it.
+    pub fn listed(&self, source: Source, listed: &HashSet<ObjectKey>) {
+        let mut kept = self.lock();
+        let mut dropped = Vec::new();
+        kept.objects.retain(|key, entry| {
+            if entry.sources & (source | OWN) != 0 && !listed.contains(key) {
+                entry.sources &= !(source | OWN);
+            }
+            let shown = entry.sources & !OWN != 0;
+            if !shown && entry.sources & OWN == 0 {
+                dropped.extend(entry.facts.take());
+            }
+            shown || entry.sources & OWN != 0
+        });
+        for old in dropped {
+            kept.release(Some(old));
+        }
+    }
+
+    /// The facts read from `object` at `seen.version`. Kept only while a watch shows the object
+    /// (a read that raced its deletion is dropped).
+    pub fn record(&self, object: &ObjectKey, seen: &Seen, facts: &ObjectFacts) {
+        let mut kept = self.lock();
+        let Kept {
+            objects,
+            certificates,
+            keys,
+        } = &mut *kept;
+        let Some(entry) = objects.get_mut(object) else {
+            return;
+        };
+        let certs = facts
+            .certificates
+            .iter()
+            .map(|c| {
+                let key = match keys.get(c.key.as_str()) {
+                    Some(key) => key.clone(),
+                    None => {
+                        let key: Arc<str> = c.key.as_str().into();
+                        keys.insert(key.clone());
+                        key
+                    }
+                };
+                let kept = certificates
+                    .entry(c.fingerprint.as_str().into())
+                    .or_insert_with(|| {
+                        Arc::new(KeptCertificate {
+                            subject_cn: truncated_cn(&c.subject_cn).into(),
+                            issuer_cn: truncated_cn(&c.issuer_cn).into(),
+                            not_before: c.not_before,
+                            not_after: c.not_after,
+                            fingerprint: c.fingerprint.as_str().into(),
+                        })
+                    })
+                    .clone();
+                (key, kept)
+            })
+            .collect();
+        if *entry.uid != *seen.uid {
+            entry.uid = seen.uid.as_str().into();
+            entry.sent.clear();
+        }
+        entry.managed_by = seen.managed_by;
+        let old = entry.facts.replace(Facts {
+            version: seen.version.as_str().into(),
+            certificates: certs,
+            unreadable: u32::try_from(facts.unreadable.len()).unwrap_or(u32::MAX),
+            omitted: u32::try_from(facts.omitted).unwrap_or(u32::MAX),
+        });
+        kept.release(old);
+    }
+
+    /// The facts of certkeeper's own Secret `object` at `version`, from the certificate
+    /// controller that has just read or written it: the inventory reads nothing for it.
+    pub fn record_own(&self, object: &ObjectKey, version: &str, facts: &ObjectFacts) {
+        let uid = {
+            let mut kept = self.lock();
+            let entry = kept.objects.entry(object.clone()).or_insert_with(|| Entry {
+                sources: OWN,
+                uid: "".into(),
+                managed_by: ManagedBy::Certkeeper,
+                facts: None,
+                sent: Vec::new(),
+            });
+            if entry.facts.as_ref().is_some_and(|f| *f.version == *version) {
+                return;
+            }
+            entry.uid.to_string()
+        };
+        let seen = Seen {
+            uid,
+            version: version.to_owned(),
+            managed_by: ManagedBy::Certkeeper,
+        };
+        self.record(object, &seen, facts);
+    }
+
+    /// Whether the facts of `object` were read at `version`.
+    pub fn holds(&self, object: &ObjectKey, version: &str) -> bool {
+        self.lock()
+            .objects
+            .get(object)
+            .and_then(|e| e.facts.as_ref())
+            .is_some_and(|f| *f.version == *version)
+    }
+
+    /// Drops the facts of the objects in `namespace` (no longer watched); their metadata stays,
+    /// so that they are read again should it be watched again.
+    pub fn unwatch_namespace(&self, namespace: &str) {
+        let mut kept = self.lock();
+        let mut dropped = Vec::new();
+        for (key, entry) in &mut kept.objects {
+            if key.namespace == namespace {
+                dropped.extend(entry.facts.take());
+            }
+        }
+        for old in dropped {
+            kept.release(Some(old));
+        }
+    }
+
+    /// The objects of `namespace` whose facts are not read.
+    pub fn unread_in(&self, namespace: &str) -> Vec<ObjectKey> {
+        self.lock()
+            .objects
+            .iter()
+            .filter(|(key, entry)| key.namespace == namespace && entry.facts.is_none())
+            .map(|(key, _)| key.clone())
+            .collect()
+    }
+
+    /// Every certificate row, in object order.
+    pub fn rows(&self) -> Vec<Row> {
+        let kept = self.lock();
+        let mut rows: Vec<Row> = kept
+            .objects
+            .iter()
+            .filter_map(|(key, entry)| Some((key, entry, entry.facts.as_ref()?)))
+            .flat_map(|(key, entry, facts)| {
+                facts.certificates.iter().map(|(k, c)| Row {
+                    object: key.clone(),
+                    key: k.clone(),
+                    managed_by: entry.managed_by,
+                    certificate: c.clone(),
+                })
+            })
+            .collect();
+        rows.sort_by(|a, b| (&a.object, &a.key).cmp(&(&b.object, &b.key)));
+        rows
+    }
+
+    /// How many certificates are in each state at `now` (unreadable: values that could not be
+    /// read), and how many were beyond the per-object limit.
+    pub fn counts(&self, now: Timestamp, expiring_within: SignedDuration) -> (HashMap<State, u64>, u64) {
+        let kept = self.lock();
+        let mut counts: HashMap<State, u64> = State::ALL.iter().map(|s| (*s, 0)).collect();
+        let mut omitted = 0;
+        for facts in kept.objects.values().filter_map(|e| e.facts.as_ref()) {
+            for (_, c) in &facts.certificates {
+                *counts
+                    .entry(State::of(c.not_after, now, expiring_within))
+                    .or_default() += 1;
+            }
+            *counts.entry(State::Unreadable).or_default() += u64::from(facts.unreadable);
+            omitted += u64::from(facts.omitted);
+        }
+        (counts, omitted)
+    }
+
+    /// The warnings due at `now` and not sent yet: for certificates nobody else warns about
+    /// (not certkeeper's own).
+    pub fn due_warnings(&self, thresholds: &[SignedDuration], now: Timestamp) -> Vec<PendingWarning> {
+        let kept = self.lock();
+        let mut due = Vec::new();
+        for (key, entry) in &kept.objects {
+            if entry.managed_by == ManagedBy::Certkeeper {
+                continue;
+            }
+            let Some(facts) = &entry.facts else { continue };
+            let start = due.len();
+            for (data_key, cert) in &facts.certificates {
+                let Some(warning) = warnings::due(cert, thresholds, now) else {
+                    continue;
+                };
+                let pending = PendingWarning::new(key, &entry.uid, data_key, cert, warning);
+                let again = due[start..]
+                    .iter()
+                    .any(|d: &PendingWarning| d.hash == pending.hash);
+                if !entry.sent.contains(&pending.hash) && !again {
+                    due.push(pending);
+                }
+            }
+        }
+        due.sort_by(|a, b| (&a.object, &a.event_name).cmp(&(&b.object, &b.event_name)));
+        due
+    }
+
+    /// `warning` went out (or had already: its Event exists).
+    pub fn sent(&self, warning: &PendingWarning) {
+        let mut kept = self.lock();
+        if let Some(entry) = kept.objects.get_mut(&warning.object)
+            && *entry.uid == *warning.uid
+            && !entry.sent.contains(&warning.hash)
+        {
+            entry.sent.push(warning.hash);
+        }
+    }
+
+    /// How many objects are watched, and how many of them have facts.
+    pub fn objects(&self) -> (usize, usize) {
+        let kept = self.lock();
+        let read = kept.objects.values().filter(|e| e.facts.is_some()).count();
+        (kept.objects.len(), read)
+    }
+}
+
+impl Kept {
+    /// Drops `old` facts, then forgets those of its certificates and key names no object
+    /// holds any more.
+    fn release(&mut self, old: Option<Facts>) {
+        let Some(old) = old else { return };
+        let held: Vec<(Arc<str>, Box<str>)> = old
+            .certificates
+            .iter()
+            .map(|(key, cert)| (key.clone(), cert.fingerprint.clone()))
+            .collect();
+        drop(old);
+        for (key, fingerprint) in held {
+            if self
+                .certificates
+                .get(&fingerprint)
+                .is_some_and(|c| Arc::strong_count(c) == 1)
+            {
+                self.certificates.remove(&fingerprint);
+            }
+            // This clone, and the set's own.
+            if Arc::strong_count(&key) == 2 {
+                self.keys.remove(&key);
+            }
+        }
+    }
+}

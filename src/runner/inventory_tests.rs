@@ -1,0 +1,235 @@
+//! The certificate inventory in the whole controller (`runner::run`) against the in-memory API
+//! server, which streams watches as kube-apiserver does (an object that stops matching a
+//! selector is DELETED for that watch): a hand-made TLS Secret expiring in 2 days is read once,
+//! reported in the metrics and warned about on the Secret; a change is read again, a relabelled
+//! ConfigMap and a deleted Secret leave the metrics; a restarted controller does not warn twice.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+use super::{InventorySettings, Settings, run};
+use crate::testing::api_server::InMemoryApiServer;
+use crate::testing::{CLUSTER_RESOURCE_NAMESPACE, ca_secret, to_json};
+
+const WITHIN: Duration = Duration::from_secs(20);
+
+async fn start(server: &InMemoryApiServer) -> (tokio::task::JoinHandle<()>, std::net::SocketAddr) {
+    let settings = Settings {
+        cluster_resource_namespace: Some(CLUSTER_RESOURCE_NAMESPACE.into()),
+        concurrency: 2,
+        expiry_thresholds: crate::certificate::expiry::DEFAULT_THRESHOLDS.to_vec(),
+        rotation: Default::default(),
+        leader_election: None,
+        require_policy: false,
+        inventory: Some(InventorySettings {
+            namespaces: None,
+            label: crate::inventory::DEFAULT_LABEL.into(),
+        }),
+    };
+    let endpoint = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = endpoint.local_addr().unwrap();
+    let pki = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let client = server.client();
+    let task = tokio::spawn(async move {
+        let (_stop, shutdown) = tokio::sync::watch::channel(false);
+        let _ = run(client, settings, endpoint, pki, shutdown).await;
+    });
+    (task, address)
+}
+
+async fn scrape(address: std::net::SocketAddr) -> String {
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = String::new();
+    stream.read_to_string(&mut out).await.unwrap();
+    out
+}
+
+/// The inventory series of `name` in the scrape.
+fn series<'a>(metrics: &'a str, name: &str) -> Vec<&'a str> {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("certkeeper_inventory_certificate_expiration_timestamp_seconds{"))
+        .filter(|l| l.contains(&format!("name=\"{name}\"")))
+        .collect()
+}
+
+async fn until(what: &str, check: impl AsyncFn() -> bool) {
+    let done = tokio::time::timeout(WITHIN, async {
+        while !check().await {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    assert!(done.await.is_ok(), "timed out waiting for {what}");
+}
+
+fn warnings_about(server: &InMemoryApiServer, name: &str) -> Vec<Value> {
+    server
+        .changes()
+        .into_iter()
+        .filter(|c| c.id.0 == "events.k8s.io" && c.before.is_none())
+        .filter_map(|c| c.after)
+        .filter(|e| e["regarding"]["name"] == name && e["type"] == "Warning")
+        .collect()
+}
+
+fn gets_of(server: &InMemoryApiServer, path: &str) -> usize {
+    server
+        .requests()
+        .iter()
+        .filter(|r| *r == &format!("GET {path}"))
+        .count()
+}
+
+#[tokio::test]
+async fn foreign_certificates_are_read_once_reported_warned_about_once_and_forgotten() {
+    let server = InMemoryApiServer::default();
+    let now = jiff::Timestamp::now();
+    let hours = jiff::SignedDuration::from_hours;
+    // Made by hand two years ago... or 28 days ago for 30: 2 days left.
+    let web = to_json(&ca_secret(
+        "web-tls",
+        "apps",
+        "web.apps.svc",
+        now - hours(24 * 28),
+        30,
+    ));
+    server.put(web.clone());
+    let bundle_pem = crate::testing::secret_data(&web, "ca.crt");
+    server.put(json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "trust", "namespace": "apps", "labels": {"certkeeper.io/inventory": "true"}},
+        "data": {"ca-bundle.pem": String::from_utf8(bundle_pem.clone()).unwrap()}
+    }));
+    // Not a TLS Secret and not labelled: never read.
+    let mut opaque = web.clone();
+    opaque["type"] = "Opaque".into();
+    opaque["metadata"]["name"] = "opaque".into();
+    server.put(opaque);
+    let (controller, metrics) = start(&server).await;
+
+    until("the Secret and ConfigMap in the metrics", async || {
+        let m = scrape(metrics).await;
+        series(&m, "web-tls").len() == 2 && series(&m, "trust").len() == 1
+    })
+    .await;
+    let m = scrape(metrics).await;
+    let row = series(&m, "web-tls")
+        .into_iter()
+        .find(|l| l.contains("key=\"tls.crt\""))
+        .unwrap();
+    for label in [
+        "namespace=\"apps\"",
+        "kind=\"Secret\"",
+        "subject_cn=\"web.apps.svc\"",
+        "issuer_cn=\"web.apps.svc\"",
+        "managed_by=\"none\"",
+    ] {
+        assert!(row.contains(label), "{label} in {row}");
+    }
+    assert!(series(&m, "opaque").is_empty());
+    assert!(
+        m.contains("certkeeper_inventory_certificates{state=\"expiring\"} 3"),
+        "{m}"
+    );
+    assert_eq!(gets_of(&server, "/api/v1/namespaces/apps/secrets/web-tls"), 1);
+    assert_eq!(gets_of(&server, "/api/v1/namespaces/apps/secrets/opaque"), 0);
+    until("the ExpiringSoon warning on the Secret", async || {
+        !warnings_about(&server, "web-tls").is_empty()
+    })
+    .await;
+    let sent = warnings_about(&server, "web-tls");
+    assert_eq!(sent.len(), 1, "one certificate, in tls.crt and ca.crt: {sent:?}");
+    assert_eq!(sent[0]["reason"], "ExpiringSoon");
+    assert_eq!(sent[0]["regarding"]["kind"], "Secret");
+    assert!(sent[0]["note"].as_str().unwrap().contains("72h0m0s"));
+    let event_name = sent[0]["metadata"]["name"].as_str().unwrap().to_owned();
+
+    // Restarted: the Secret is read again, the warning is tried again, and is not repeated.
+    controller.abort();
+    let _ = controller.await;
+    let posts = |server: &InMemoryApiServer| {
+        server
+            .requests()
+            .iter()
+            .filter(|r| *r == "POST /apis/events.k8s.io/v1/namespaces/apps/events")
+            .count()
+    };
+    let posted = posts(&server);
+    let (controller, metrics) = start(&server).await;
+    until("the warning tried again", async || posts(&server) > posted).await;
+    assert_eq!(
+        warnings_about(&server, "web-tls").len(),
+        1,
+        "AlreadyExists: sent before"
+    );
+    assert!(
+        server
+            .get(&("events.k8s.io".into(), "events".into(), "apps".into(), event_name))
+            .is_some()
+    );
+
+    // Renewed by hand: read again, the new certificate reported.
+    let gets = gets_of(&server, "/api/v1/namespaces/apps/secrets/web-tls");
+    let renewed = to_json(&ca_secret("web-tls", "apps", "web-2026", now, 90));
+    server.put(renewed);
+    until("the renewed certificate", async || {
+        let m = scrape(metrics).await;
+        series(&m, "web-tls")
+            .iter()
+            .all(|l| l.contains("subject_cn=\"web-2026\""))
+    })
+    .await;
+    assert_eq!(
+        gets_of(&server, "/api/v1/namespaces/apps/secrets/web-tls"),
+        gets + 1
+    );
+
+    // The ConfigMap loses its label; the Secret is deleted.
+    let mut trust = server
+        .get(&("".into(), "configmaps".into(), "apps".into(), "trust".into()))
+        .unwrap();
+    trust["metadata"]["labels"] = json!({});
+    server.put(trust);
+    server.delete(&("".into(), "secrets".into(), "apps".into(), "web-tls".into()));
+    until("both gone from the metrics", async || {
+        let m = scrape(metrics).await;
+        series(&m, "web-tls").is_empty() && series(&m, "trust").is_empty()
+    })
+    .await;
+    controller.abort();
+}
+
+/// certkeeper's own Secret is reported with `managed_by="certkeeper"` from what the certificate
+/// controller wrote: the inventory makes no read of it, and sends it no warning (its
+/// Certificate has its own).
+#[tokio::test]
+async fn certkeepers_own_secrets_are_reported_from_its_writes_without_a_read() {
+    use crate::testing::{NAMESPACE, certificate, self_signed_issuer};
+    let server = InMemoryApiServer::default();
+    server.put(to_json(&self_signed_issuer("selfsigned")));
+    server.put(to_json(&certificate("web", "selfsigned", &["web.example"])));
+    let (controller, metrics) = start(&server).await;
+    until("the Certificate's Secret in the inventory", async || {
+        series(&scrape(metrics).await, "web-tls").len() == 2
+    })
+    .await;
+    let m = scrape(metrics).await;
+    assert!(
+        series(&m, "web-tls")
+            .iter()
+            .all(|l| l.contains("managed_by=\"certkeeper\"")),
+        "{m}"
+    );
+    // The one read is the certificate controller's, before it first issued.
+    let path = format!("/api/v1/namespaces/{NAMESPACE}/secrets/web-tls");
+    assert_eq!(gets_of(&server, &path), 1, "{:?}", server.requests());
+    assert!(warnings_about(&server, "web-tls").is_empty());
+    controller.abort();
+}
