@@ -1,5 +1,5 @@
 //! The command line: `controller` runs the operator, `crd` prints the CRDs, and the commands
-//! people on call and developers reach for: `status`, `renew`, `revoke`, `inspect`, `check`, `convert`,
+//! people on call and developers reach for: `status`, `renew`, `revoke`, `inspect`, `scan`, `check`, `convert`,
 //! `policy check` and `issue` (no cluster needed). One file per command; each shares the controller's pure
 //! code (spec validation, triggers, pki) rather than a copy of it.
 //!
@@ -16,6 +16,7 @@ pub mod material;
 pub mod policy;
 pub mod renew;
 pub mod revoke;
+pub mod scan;
 pub mod status;
 pub mod text;
 
@@ -72,6 +73,9 @@ pub enum Command {
     Issue(issue::IssueArgs),
     /// Judge Certificates against the CertificatePolicies, as the controller would.
     Policy(policy::PolicyArgs),
+    /// List every certificate in the cluster's TLS Secrets (and labelled Secrets and
+    /// ConfigMaps), soonest expiry first, with who manages it.
+    Scan(scan::ScanArgs),
 }
 
 /// `-n/--namespace` and `-A`, as kubectl spells them.
@@ -355,5 +359,10 @@ pub async fn dispatch(cli: Cli) -> Result<(), CliError> {
         Command::Convert(args) => convert::run(&args)?.finish(),
         Command::Issue(args) => issue::run(&args, now)?.finish(),
         Command::Policy(args) => policy::run(&args).await?.finish(),
+        Command::Scan(args) => {
+            let client = connect(&args.cluster).await?;
+            print!("{}", scan::run(&client, &args, now).await?);
+            Ok(())
+        }
     }
 }

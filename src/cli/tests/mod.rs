@@ -10,6 +10,7 @@ mod issue;
 mod policy;
 mod renew;
 mod revoke;
+mod scan;
 mod status;
 
 use std::future::Future;
