@@ -5,14 +5,21 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
+use std::sync::Arc;
 
+use k8s_openapi::api::core::v1::ConfigMap;
 use promql_parser::label::MatchOp;
 use promql_parser::parser::value::ValueType;
 use promql_parser::parser::{self, Expr, LabelModifier, VectorMatchCardinality, VectorSelector};
+use promql_parser::util::{ExprVisitor, walk_expr};
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{Value, json};
 
+use super::metrics::{InventoryView, Metrics};
 use super::metrics_tests::{Exposition, populated_metrics};
+use crate::inventory::store::{LABELLED_CONFIGMAPS, TLS_SECRETS};
+use crate::inventory::{self, Inventory, Kind, ManagedBy, Seen};
+use crate::testing::{ca_secret, ts};
 
 const MONITORING: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/manifests/monitoring");
 const PROMETHEUS_RULE: &str = include_str!("../../manifests/monitoring/prometheusrule.yaml");
@@ -24,9 +31,53 @@ const METRICS_SERVICE: &str = include_str!("../../manifests/service.yaml");
 /// Sample name → label name → the values seen, from the exposition.
 struct Exported(BTreeMap<String, BTreeMap<String, BTreeSet<String>>>);
 
+/// `populated_metrics` observing an inventory that holds a certificate in a Secret of each
+/// manager's, and a ConfigMap with a certificate and a value that is none.
+fn populated_with_inventory() -> Metrics {
+    let found = Inventory::default();
+    let issued = ts("2026-11-01T00:00:00Z");
+    let seen = |managed_by| Seen {
+        uid: "uid".into(),
+        version: "1".into(),
+        managed_by,
+    };
+    for (name, managed_by) in [
+        ("web-tls", ManagedBy::None),
+        ("ingress-tls", ManagedBy::CertManager),
+        ("api-tls", ManagedBy::Certkeeper),
+    ] {
+        let secret = ca_secret(name, "apps", &format!("{name}.apps.svc"), issued, 30);
+        let object = inventory::key_of(Kind::Secret, &secret);
+        found.seen(&object, TLS_SECRETS, &seen(managed_by));
+        found.record(&object, &seen(managed_by), &inventory::read_secret(&secret));
+    }
+    let ca = ca_secret("trust", "apps", "trust-root", issued, 365);
+    let ca_pem = String::from_utf8(ca.data.unwrap()["ca.crt"].0.clone()).unwrap();
+    let broken = "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n";
+    let bundle: ConfigMap = serde_json::from_value(json!({
+        "metadata": {"name": "trust-bundle", "namespace": "apps"},
+        "data": {"ca.crt": ca_pem, "broken.pem": broken}
+    }))
+    .unwrap();
+    let object = inventory::key_of(Kind::ConfigMap, &bundle);
+    found.seen(&object, LABELLED_CONFIGMAPS, &seen(ManagedBy::None));
+    found.record(
+        &object,
+        &seen(ManagedBy::None),
+        &inventory::read_configmap(&bundle),
+    );
+
+    let metrics = populated_metrics();
+    metrics.observe_inventory(Some(InventoryView {
+        inventory: Arc::new(found),
+        expiring_within: jiff::SignedDuration::from_hours(168),
+    }));
+    metrics
+}
+
 impl Exported {
     fn scrape() -> Self {
-        let exposition = Exposition::parse(&populated_metrics().encode().unwrap());
+        let exposition = Exposition::parse(&populated_with_inventory().encode().unwrap());
         let mut samples: BTreeMap<String, BTreeMap<String, BTreeSet<String>>> = BTreeMap::new();
         for sample in exposition.samples() {
             let labels = samples.entry(sample.name.clone()).or_default();
@@ -110,7 +161,8 @@ impl Check<'_> {
     }
 
     /// The labels of the sample `vs` selects, after checking that certkeeper exports it and
-    /// that each matcher names one of its labels (and, for `=`, a value it takes).
+    /// that each matcher names one of its labels (and, for `=` and `!=`, a value it takes: a
+    /// misspelt `!=` would match everything).
     fn selector(&mut self, vs: &VectorSelector) -> BTreeSet<String> {
         let name = vs.name.clone().or_else(|| {
             vs.matchers
@@ -133,7 +185,10 @@ impl Check<'_> {
                 None => self
                     .problems
                     .push(format!("{name} has no label {:?}", matcher.name)),
-                Some(values) if matches!(matcher.op, MatchOp::Equal) && !values.contains(&matcher.value) => {
+                Some(values)
+                    if matches!(matcher.op, MatchOp::Equal | MatchOp::NotEqual)
+                        && !values.contains(&matcher.value) =>
+                {
                     self.problems.push(format!(
                         "no {name} series has {}={:?}",
                         matcher.name, matcher.value
@@ -258,7 +313,7 @@ fn alerts() -> Vec<Rule> {
 }
 
 #[test]
-fn prometheus_rule_alerts_on_expiry_readiness_issuance_failures_and_ca_expiry() {
+fn prometheus_rule_alerts_on_expiry_readiness_issuance_failures_ca_expiry_and_the_inventory() {
     let rule = prometheus_rule();
     assert_eq!(rule.api_version, "monitoring.coreos.com/v1");
     assert_eq!(rule.kind, "PrometheusRule");
@@ -285,6 +340,11 @@ fn prometheus_rule_alerts_on_expiry_readiness_issuance_failures_and_ca_expiry() 
         ("CertificateIssuanceFailing", "warning"),
         ("IssuerNotReady", "warning"),
         ("CAExpiringSoon", "warning"),
+        // At the thresholds and severities of the Certificate alerts.
+        ("InventoryCertificateExpiringSoon", "warning"),
+        ("InventoryCertificateExpiryCritical", "critical"),
+        ("InventoryCertificateExpired", "critical"),
+        ("InventoryCertificatesUnreadable", "warning"),
     ];
     for (alert, severity) in expected {
         assert_eq!(
@@ -346,6 +406,67 @@ fn every_alert_waits_and_names_what_it_alerts_on() {
     }
 }
 
+/// The vector selectors of an expression.
+struct Selectors(Vec<VectorSelector>);
+
+impl ExprVisitor for Selectors {
+    type Error = std::convert::Infallible;
+
+    fn pre_visit(&mut self, expr: &Expr) -> Result<bool, Self::Error> {
+        match expr {
+            Expr::VectorSelector(vs) => self.0.push(vs.clone()),
+            Expr::MatrixSelector(ms) => self.0.push(ms.vs.clone()),
+            _ => {}
+        }
+        Ok(true)
+    }
+}
+
+fn selectors(query: &str) -> Vec<VectorSelector> {
+    let mut found = Selectors(Vec::new());
+    walk_expr(&mut found, &parser::parse(query).unwrap()).unwrap();
+    found.0
+}
+
+/// An alert over the inventory's certificate series is one per certificate, says where it is
+/// found, and leaves out certkeeper's own, whose Certificate alerts already.
+#[test]
+fn inventory_alerts_name_each_foreign_certificate_and_leave_certkeepers_own_out() {
+    let exported = Exported::scrape();
+    let per_certificate: Vec<Rule> = alerts()
+        .into_iter()
+        .filter(|r| {
+            selectors(&r.expr).iter().any(|vs| {
+                vs.name
+                    .as_deref()
+                    .is_some_and(|n| n.starts_with("certkeeper_inventory_certificate_"))
+            })
+        })
+        .collect();
+    assert_eq!(per_certificate.len(), 3, "expiring soon, critical, expired");
+    let where_found = ["namespace", "kind", "name", "key", "subject_cn"];
+    for rule in per_certificate {
+        let alert = rule.alert.as_deref().unwrap();
+        let labels = check(&rule.expr, &exported).unwrap();
+        for label in where_found.iter().chain(&["fingerprint"]) {
+            assert!(labels.contains(*label), "{alert} drops {label}: {labels:?}");
+        }
+        let description = template_labels(&rule.annotations["description"], "$labels.");
+        for label in where_found {
+            assert!(description.contains(label), "{alert} description lacks {label}");
+        }
+        let leaves_out_certkeeper = selectors(&rule.expr).iter().any(|vs| {
+            vs.matchers.matchers.iter().any(|m| {
+                m.name == "managed_by" && matches!(m.op, MatchOp::NotEqual) && m.value == "certkeeper"
+            })
+        });
+        assert!(
+            leaves_out_certkeeper,
+            "{alert} pages for certkeeper's own certificates too"
+        );
+    }
+}
+
 /// `promtool` on the PATH (Debian's `prometheus` package), if any.
 fn promtool() -> Option<std::path::PathBuf> {
     let path = std::env::var_os("PATH")?;
@@ -354,18 +475,42 @@ fn promtool() -> Option<std::path::PathBuf> {
         .find(|candidate| candidate.is_file())
 }
 
-/// The alert rules over an issuer outage, by Prometheus' own rule engine (`promtool test
-/// rules`): an Issuer turns NotReady at minute 5 under 100 Certificates, another Issuer stays
-/// Ready. Each certificate has 24 h left and renews in 16 h, except `svc-000`, due at minute 60
-/// with 4 h left, whose Ready turns False then (it needs renewing and its issuer cannot sign).
-/// One issuer alert; no certificate alert until one is due, then alerts for that one only.
-#[test]
-fn an_issuer_outage_over_a_hundred_certificates_alerts_once_until_one_is_due() {
+/// One `input_series` entry of a promtool rule test.
+fn input_series(name: &str, labels: &str, values: &str) -> String {
+    format!("  - series: '{name}{{{labels}}}'\n    values: '{values}'\n")
+}
+
+/// A `promql_expr_test` entry: exactly `alerts`, as (alertname, name) with "" for an alert
+/// that names no object, are firing at `at`.
+fn firing(at: &str, alerts: &[(&str, &str)]) -> String {
+    let samples: String = alerts
+        .iter()
+        .map(|(alert, name)| {
+            let name = match *name {
+                "" => String::new(),
+                name => format!(",name=\"{name}\""),
+            };
+            format!("      - labels: '{{alertname=\"{alert}\"{name}}}'\n        value: 1\n")
+        })
+        .collect();
+    let samples = if samples.is_empty() {
+        "      []\n".to_owned()
+    } else {
+        samples
+    };
+    format!(
+        "  - expr: 'count by (alertname, name) (ALERTS{{alertstate=\"firing\"}})'\n    eval_time: {at}\n    exp_samples:\n{samples}"
+    )
+}
+
+/// Runs the shipped rules through Prometheus' own rule engine (`promtool test rules`) over
+/// `series`, sampled every minute, checking `tests`. False, and says so, without promtool.
+fn promtool_test_rules(series: &str, tests: &str) -> bool {
     let Some(promtool) = promtool() else {
         println!(
             "skipped: promtool not found (Debian package `prometheus`); the alert rules were not evaluated"
         );
-        return;
+        return false;
     };
     let rule: serde_yaml::Value = serde_yaml::from_str(PROMETHEUS_RULE).unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -374,80 +519,6 @@ fn an_issuer_outage_over_a_hundred_certificates_alerts_once_until_one_is_due() {
         serde_yaml::to_string(&rule["spec"]).unwrap(),
     )
     .unwrap();
-    let mut series = String::new();
-    let mut add = |name: &str, labels: String, values: &str| {
-        series.push_str(&format!(
-            "  - series: '{name}{{{labels}}}'\n    values: '{values}'\n"
-        ));
-    };
-    for (issuer, ready) in [("ca", "1x4 0x196"), ("other", "1x200")] {
-        let labels =
-            |condition| format!(r#"namespace="apps",name="{issuer}",kind="Issuer",condition="{condition}""#);
-        let not_ready = if issuer == "ca" { "0x4 1x196" } else { "0x200" };
-        add("certkeeper_issuer_ready_status", labels("True"), ready);
-        add("certkeeper_issuer_ready_status", labels("False"), not_ready);
-    }
-    for i in 0..100 {
-        let cert = format!(r#"namespace="apps",name="svc-{i:03}",issuer_name="ca",issuer_kind="Issuer""#);
-        let due = i == 0;
-        let (ready, not_ready) = match due {
-            true => ("1x60 0x140", "0x60 1x140"),
-            false => ("1x200", "0x200"),
-        };
-        add(
-            "certkeeper_certificate_ready_status",
-            format!(r#"{cert},condition="True""#),
-            ready,
-        );
-        add(
-            "certkeeper_certificate_ready_status",
-            format!(r#"{cert},condition="False""#),
-            not_ready,
-        );
-        let (expires, renews) = match due {
-            true => (4 * 3600, 3600),
-            false => (24 * 3600, 16 * 3600),
-        };
-        add(
-            "certkeeper_certificate_expiration_timestamp_seconds",
-            cert.clone(),
-            &format!("{expires}x200"),
-        );
-        add(
-            "certkeeper_certificate_renewal_timestamp_seconds",
-            cert,
-            &format!("{renews}x200"),
-        );
-    }
-    let firing = |at: &str, alerts: &[(&str, &str)]| {
-        let samples: String = alerts
-            .iter()
-            .map(|(alert, name)| {
-                format!("      - labels: '{{alertname=\"{alert}\",name=\"{name}\"}}'\n        value: 1\n")
-            })
-            .collect();
-        let samples = if samples.is_empty() {
-            "      []\n".to_owned()
-        } else {
-            samples
-        };
-        format!(
-            "  - expr: 'count by (alertname, name) (ALERTS{{alertstate=\"firing\"}})'\n    eval_time: {at}\n    exp_samples:\n{samples}"
-        )
-    };
-    let issuer = ("IssuerNotReady", "ca");
-    let due = [
-        ("CertificateExpiringSoon", "svc-000"),
-        ("CertificateExpiryCritical", "svc-000"),
-        ("CertificateNotReady", "svc-000"),
-    ];
-    let tests = [
-        firing("14m", &[]),
-        firing("16m", &[issuer]),
-        firing("59m", &[issuer]),
-        firing("90m", &[&[issuer][..], &due[..]].concat()),
-    ]
-    .concat();
     let test = format!(
         "rule_files: [rules.yaml]\nevaluation_interval: 1m\ntests:\n- interval: 1m\n  input_series:\n{series}  promql_expr_test:\n{tests}"
     );
@@ -463,6 +534,135 @@ fn an_issuer_outage_over_a_hundred_certificates_alerts_once_until_one_is_due() {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
+    true
+}
+
+/// The alert rules over an issuer outage, by Prometheus' own rule engine (`promtool test
+/// rules`): an Issuer turns NotReady at minute 5 under 100 Certificates, another Issuer stays
+/// Ready. Each certificate has 24 h left and renews in 16 h, except `svc-000`, due at minute 60
+/// with 4 h left, whose Ready turns False then (it needs renewing and its issuer cannot sign).
+/// One issuer alert; no certificate alert until one is due, then alerts for that one only.
+#[test]
+fn an_issuer_outage_over_a_hundred_certificates_alerts_once_until_one_is_due() {
+    let mut series = String::new();
+    for (issuer, ready) in [("ca", "1x4 0x196"), ("other", "1x200")] {
+        let labels =
+            |condition| format!(r#"namespace="apps",name="{issuer}",kind="Issuer",condition="{condition}""#);
+        let not_ready = if issuer == "ca" { "0x4 1x196" } else { "0x200" };
+        series += &input_series("certkeeper_issuer_ready_status", &labels("True"), ready);
+        series += &input_series("certkeeper_issuer_ready_status", &labels("False"), not_ready);
+    }
+    for i in 0..100 {
+        let cert = format!(r#"namespace="apps",name="svc-{i:03}",issuer_name="ca",issuer_kind="Issuer""#);
+        let due = i == 0;
+        let (ready, not_ready) = match due {
+            true => ("1x60 0x140", "0x60 1x140"),
+            false => ("1x200", "0x200"),
+        };
+        series += &input_series(
+            "certkeeper_certificate_ready_status",
+            &format!(r#"{cert},condition="True""#),
+            ready,
+        );
+        series += &input_series(
+            "certkeeper_certificate_ready_status",
+            &format!(r#"{cert},condition="False""#),
+            not_ready,
+        );
+        let (expires, renews) = match due {
+            true => (4 * 3600, 3600),
+            false => (24 * 3600, 16 * 3600),
+        };
+        series += &input_series(
+            "certkeeper_certificate_expiration_timestamp_seconds",
+            &cert,
+            &format!("{expires}x200"),
+        );
+        series += &input_series(
+            "certkeeper_certificate_renewal_timestamp_seconds",
+            &cert,
+            &format!("{renews}x200"),
+        );
+    }
+    let issuer = ("IssuerNotReady", "ca");
+    let due = [
+        ("CertificateExpiringSoon", "svc-000"),
+        ("CertificateExpiryCritical", "svc-000"),
+        ("CertificateNotReady", "svc-000"),
+    ];
+    let tests = [
+        firing("14m", &[]),
+        firing("16m", &[issuer]),
+        firing("59m", &[issuer]),
+        firing("90m", &[&[issuer][..], &due[..]].concat()),
+    ]
+    .concat();
+    promtool_test_rules(&series, &tests);
+}
+
+/// The inventory alerts by Prometheus' rule engine, the clock starting at 0: certificates
+/// found in Secrets and a ConfigMap, valid from `not_before` to `not_after` seconds. A foreign
+/// certificate alerts at each threshold it crosses; certkeeper's own never do (its Certificate
+/// alerts), nor does a short-lived one not yet due for renewal. `edge-bundle` expires at
+/// minute 30: critical before, expired after. Unreadable values appear at minute 10 and alert
+/// an hour later.
+#[test]
+fn inventory_alerts_fire_for_foreign_certificates_and_never_for_certkeepers_own() {
+    const H: i64 = 3600;
+    const D: i64 = 24 * H;
+    let found = [
+        // (kind, name, managed_by, not_before, not_after)
+        ("Secret", "web-tls", "none", -60 * D, 3 * D),
+        ("Secret", "ingress-tls", "cert-manager", -60 * D, 12 * H),
+        ("Secret", "api-tls", "certkeeper", -60 * D, 12 * H),
+        ("Secret", "short-tls", "none", -28 * H, 20 * H),
+        ("Secret", "old-tls", "none", -366 * D, -D),
+        ("Secret", "old-api-tls", "certkeeper", -90 * D, -D),
+        ("ConfigMap", "edge-bundle", "none", -90 * D, 30 * 60),
+    ];
+    let mut series = String::new();
+    for (kind, name, managed_by, not_before, not_after) in found {
+        let key = if kind == "Secret" { "tls.crt" } else { "ca.crt" };
+        let labels = format!(
+            r#"namespace="apps",kind="{kind}",name="{name}",key="{key}",fingerprint="{name}-sha256",subject_cn="{name}.apps.svc",issuer_cn="ca",managed_by="{managed_by}""#
+        );
+        series += &input_series(
+            "certkeeper_inventory_certificate_expiration_timestamp_seconds",
+            &labels,
+            &format!("{not_after}x100"),
+        );
+        series += &input_series(
+            "certkeeper_inventory_certificate_not_before_timestamp_seconds",
+            &labels,
+            &format!("{not_before}x100"),
+        );
+    }
+    series += &input_series(
+        "certkeeper_inventory_certificates",
+        r#"state="unreadable""#,
+        "0x9 2x90",
+    );
+    let soon = [
+        ("InventoryCertificateExpiringSoon", "web-tls"),
+        ("InventoryCertificateExpiringSoon", "ingress-tls"),
+        ("InventoryCertificateExpiryCritical", "ingress-tls"),
+        ("InventoryCertificateExpired", "old-tls"),
+    ];
+    let edge_due = [
+        ("InventoryCertificateExpiringSoon", "edge-bundle"),
+        ("InventoryCertificateExpiryCritical", "edge-bundle"),
+    ];
+    let edge_expired = [("InventoryCertificateExpired", "edge-bundle")];
+    let unreadable = [("InventoryCertificatesUnreadable", "")];
+    let tests = [
+        firing("4m", &[]),
+        firing("16m", &[&soon[..], &edge_due[..]].concat()),
+        firing("40m", &[&soon[..], &edge_expired[..]].concat()),
+        firing("65m", &[&soon[..], &edge_expired[..]].concat()),
+        firing("75m", &[&soon[..], &edge_expired[..], &unreadable[..]].concat()),
+    ]
+    .concat();
+    promtool_test_rules(&series, &tests);
 }
 
 /// The dashboard's panels, rows' nested panels included.
@@ -516,7 +716,7 @@ fn dashboard_queries_are_promql_over_exported_metrics() {
 }
 
 #[test]
-fn dashboard_shows_expiry_readiness_issuance_reconciles_and_cas() {
+fn dashboard_shows_expiry_readiness_issuance_reconciles_cas_and_the_inventory() {
     let dashboard = dashboard();
     let titles: BTreeSet<&str> = panels(&dashboard)
         .iter()
@@ -529,6 +729,7 @@ fn dashboard_shows_expiry_readiness_issuance_reconciles_and_cas() {
         "Issuance latency",
         "Reconcile errors by controller",
         "CA certificates by time until expiry",
+        "Certificates in the cluster",
     ] {
         assert!(titles.contains(title), "no panel {title:?} in {titles:?}");
     }
@@ -540,6 +741,126 @@ fn dashboard_shows_expiry_readiness_issuance_reconciles_and_cas() {
     assert!(
         queries.iter().any(|q| q.contains("histogram_quantile(0.99")),
         "no latency quantile"
+    );
+}
+
+/// Grafana places panels on a 24-column grid; two panels on the same cells hide each other.
+#[test]
+fn dashboard_panels_have_unique_ids_and_do_not_overlap() {
+    let dashboard = dashboard();
+    let panels = panels(&dashboard);
+    let ids: BTreeSet<u64> = panels.iter().map(|p| p["id"].as_u64().unwrap()).collect();
+    assert_eq!(ids.len(), panels.len(), "panel ids repeat");
+    // Nested panels of a collapsed row have positions of their own; none are used here.
+    let top = dashboard["panels"].as_array().unwrap();
+    let cells = |p: &Value| {
+        let at = |k: &str| p["gridPos"][k].as_u64().unwrap();
+        (at("x"), at("y"), at("w"), at("h"))
+    };
+    for (i, a) in top.iter().enumerate() {
+        let (x, y, w, h) = cells(a);
+        assert!(x + w <= 24, "{} is wider than the grid", a["title"]);
+        for b in &top[i + 1..] {
+            let (bx, by, bw, bh) = cells(b);
+            let apart = x + w <= bx || bx + bw <= x || y + h <= by || by + bh <= y;
+            assert!(apart, "{} and {} overlap", a["title"], b["title"]);
+        }
+    }
+}
+
+/// The inventory's table: one row per certificate found, where it is, who manages it and
+/// when it expires, soonest first.
+#[test]
+fn inventory_table_lists_every_certificate_found_soonest_expiry_first() {
+    let dashboard = dashboard();
+    let panels = panels(&dashboard);
+    let table = panels
+        .iter()
+        .find(|p| p["title"] == "Certificates in the cluster")
+        .unwrap();
+    assert_eq!(table["type"], "table");
+    let organize = table["transformations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == "organize")
+        .unwrap();
+    let renamed = &organize["options"]["renameByName"];
+    let index = &organize["options"]["indexByName"];
+    let mut columns: Vec<(u64, &str, &str)> = renamed
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(field, title)| {
+            (
+                index[field].as_u64().unwrap(),
+                field.as_str(),
+                title.as_str().unwrap(),
+            )
+        })
+        .collect();
+    columns.sort();
+    let titles: Vec<&str> = columns.iter().map(|(_, _, title)| *title).collect();
+    assert_eq!(
+        titles,
+        [
+            "Namespace",
+            "Kind",
+            "Name",
+            "Key",
+            "Subject CN",
+            "Issuer CN",
+            "Managed by",
+            "Expires at",
+            "Expires in"
+        ]
+    );
+    let hidden = &organize["options"]["excludeByName"];
+    assert_eq!(
+        hidden["fingerprint"], true,
+        "grouped by certificate, the fingerprint not shown"
+    );
+
+    // "Expires in" is the remaining validity, and sorts the table ascending.
+    let field = |title: &str| {
+        columns
+            .iter()
+            .find(|(_, _, t)| *t == title)
+            .map(|(_, field, _)| field.strip_prefix("Value #").unwrap())
+            .unwrap()
+    };
+    let query = |ref_id: &str| {
+        table["targets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["refId"] == ref_id)
+            .and_then(|t| t["expr"].as_str())
+            .unwrap()
+    };
+    let expires_in = query(field("Expires in"));
+    assert!(
+        expires_in.contains("certkeeper_inventory_certificate_expiration_timestamp_seconds")
+            && expires_in.ends_with("- time())"),
+        "{expires_in}"
+    );
+    assert!(
+        query(field("Expires at")).ends_with("* 1000"),
+        "Grafana dates are milliseconds"
+    );
+    let sort = table["transformations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == "sortBy")
+        .unwrap();
+    assert_eq!(
+        sort["options"]["sort"],
+        json!([{"field": "Expires in", "desc": false}])
+    );
+    assert_eq!(
+        table["options"]["sortBy"],
+        json!([{"displayName": "Expires in", "desc": false}])
     );
 }
 
@@ -681,6 +1002,10 @@ fn query_check_rejects_what_certkeeper_does_not_export() {
         "sum by (exported_namespace) (certkeeper_certificate_ready_status)",
         "histogram_quantile(0.9, sum by (controller) (rate(certkeeper_reconcile_duration_seconds_bucket[5m])))",
         "certkeeper_certificate_expiration_timestamp_seconds - on (instance) group_left certkeeper_clock_time_seconds",
+        r#"certkeeper_inventory_certificates{state="expiring_soon"}"#,
+        // A misspelt `!=` would keep every series.
+        r#"certkeeper_inventory_certificate_expiration_timestamp_seconds{managed_by!="certkeepr"}"#,
+        "min by (namespace, name, issuer_name) (certkeeper_inventory_certificate_expiration_timestamp_seconds)",
     ];
     for query in rejected {
         assert!(check(query, &exported).is_err(), "accepted {query}");

@@ -82,10 +82,7 @@ async fn every_certificate_is_listed_soonest_expiry_first_with_who_manages_it() 
         1 + 1 + 2 + 2,
         "expired root, old-site twice (tls.crt, ca.crt), web twice:\n{out}"
     );
-    assert!(
-        rows[1].contains("trust") && rows[1].contains("-10d0h"),
-        "{out}"
-    );
+    assert!(rows[1].contains("trust") && rows[1].contains("-10d0h"), "{out}");
     assert!(
         rows[2].contains("old-site") && rows[2].contains("2d0h") && rows[2].contains("none"),
         "{out}"
