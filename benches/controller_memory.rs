@@ -29,7 +29,9 @@
 //! `timeoutSeconds`.
 //!
 //! Run: `cargo bench --bench controller_memory` (prints figures; bytes, not criterion times).
-//! `COUNT=1000` runs a smaller fleet; `HOLD_SECONDS=N` holds the restarted controller N s
+//! `COUNT=1000` runs a smaller fleet; `FOREIGN=10000` adds TLS Secrets certkeeper did not issue
+//! (the certificate inventory's); `CONTROLLER_ARGS="--inventory=false"` adds to the controller's
+//! command line; `HOLD_SECONDS=N` holds the restarted controller N s
 //! before measuring it (time to attach a profiler or `gdb`).
 
 use std::collections::BTreeMap;
@@ -69,6 +71,48 @@ mod captured {
     pub const CRL_CONFIG_MAP: &str = include_str!("fixtures/crl-configmap-metadata.json");
     pub const EVENT: &str = include_str!("fixtures/event.json");
     pub const NAMESPACE_OBJECT: &str = include_str!("fixtures/namespace.json");
+}
+
+/// `FOREIGN=N`: N TLS Secrets certkeeper did not issue (as cert-manager writes them: a leaf of
+/// its own in `tls.crt`, one shared root in `ca.crt`), which the certificate inventory reads
+/// once each. Run with and without to see what they add.
+fn foreign() -> usize {
+    std::env::var("FOREIGN")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Foreign TLS Secret `i` in namespace `default`, with the shared root `ca_pem`.
+fn foreign_secret(i: usize, uid: String, ca_pem: &str) -> Value {
+    let key = PrivateKey::generate(KeySpec {
+        algorithm: KeyAlgorithm::Ecdsa,
+        size: 256,
+    })
+    .expect("leaf key");
+    let now = jiff::Timestamp::now();
+    let name = format!("legacy-{i:05}");
+    let template = CertificateTemplate {
+        common_name: Some(format!("{name}.default.svc")),
+        dns_names: vec![
+            format!("{name}.default.svc"),
+            format!("{name}.default.svc.cluster.local"),
+        ],
+        not_before: now - jiff::SignedDuration::from_hours(24),
+        not_after: now + jiff::SignedDuration::from_hours(24 * 90),
+        ..Default::default()
+    };
+    let leaf = certkeeper::pki::sign_self_signed(&template, &key).expect("leaf certificate");
+    let key_pem = key.to_pem(KeyEncoding::Pkcs8).expect("leaf key PEM");
+    json!({"kind": "Secret", "apiVersion": "v1", "type": "kubernetes.io/tls",
+           "metadata": {"name": format!("{name}-tls"), "namespace": "default", "uid": uid,
+                        "creationTimestamp": now.to_string(),
+                        "annotations": {"cert-manager.io/certificate-name": name,
+                                        "cert-manager.io/issuer-name": "ca", "cert-manager.io/issuer-kind": "Issuer",
+                                        "cert-manager.io/common-name": format!("{name}.default.svc")},
+                        "labels": {"controller.cert-manager.io/fao": "true"}},
+           "data": {"tls.crt": b64(leaf.chain_pem.as_bytes()), "tls.key": b64(key_pem.as_bytes()),
+                    "ca.crt": b64(ca_pem.as_bytes())}})
 }
 
 fn count() -> usize {
@@ -456,7 +500,14 @@ fn initial_state() -> State {
     }
     let uid = state.uid();
     let secret = ca_secret(uid);
+    let ca_pem = secret["data"]["tls.crt"].clone();
     state.put(Resource::Secrets, secret);
+    let ca_pem: k8s_openapi::ByteString = serde_json::from_value(ca_pem).expect("the root's PEM");
+    let ca_pem = String::from_utf8_lossy(&ca_pem.0).into_owned();
+    for i in 0..foreign() {
+        let uid = state.uid();
+        state.put(Resource::Secrets, foreign_secret(i, uid, &ca_pem));
+    }
     // The Issuer as kubectl apply created it: no status yet, nor certkeeper's entry for it.
     let uid = state.uid();
     let mut issuer = from_capture(captured::ISSUER_READY, captured::CERTIFICATE_NAME, uid);
@@ -937,6 +988,12 @@ impl Controller {
             .arg(format!("127.0.0.1:{metrics_port}"))
             // Any free port: the bench reads no CRL.
             .args(["--pki-bind-address", "127.0.0.1:0"])
+            // `CONTROLLER_ARGS="--inventory=false"`: the controller without what it names.
+            .args(
+                std::env::var("CONTROLLER_ARGS")
+                    .unwrap_or_default()
+                    .split_whitespace(),
+            )
             .env("KUBECONFIG", kubeconfig.path())
             // `CONTROLLER_LOG=debug` shows the controller's log (RUST_LOG's syntax).
             .env("RUST_LOG", log.as_deref().unwrap_or("warn"))
@@ -1049,8 +1106,11 @@ async fn bench() {
     let state = Arc::new(Mutex::new(initial_state()));
 
     let counts = Arc::new(Counts::default());
+    // Each Certificate's Secret is read once before its first issuance, each foreign one once
+    // by the inventory.
+    let reads = n + foreign();
     let (controller, elapsed) = run_controller(state.clone(), counts.clone(), true, |c| {
-        c.get("PATCH status") >= n
+        c.get("PATCH status") >= n && c.get("GET secrets") >= reads
     })
     .await;
     println!(
@@ -1067,7 +1127,7 @@ async fn bench() {
 
     let counts = Arc::new(Counts::default());
     let (controller, elapsed) =
-        run_controller(state, counts.clone(), false, |c| c.get("GET secrets") >= n).await;
+        run_controller(state, counts.clone(), false, |c| c.get("GET secrets") >= reads).await;
     println!(
         "restart: {n} valid Certificates looked at in {:.1} s ({:.0}/s); re-issued: {}",
         elapsed.as_secs_f64(),

@@ -237,7 +237,16 @@ fn table(rows: &[Found], now: Timestamp, where_: &str) -> String {
             let (key, subject, issuer, not_after, remaining) = match (&r.certificate, &r.unreadable) {
                 (Some(c), _) => (
                     c.key.clone(),
-                    inventory::facts::truncated_cn(&c.subject_cn).to_owned(),
+                    // No CN (most workload certificates): the first name it is for.
+                    match c.subject_cn.is_empty() {
+                        false => inventory::facts::truncated_cn(&c.subject_cn).to_owned(),
+                        true => c
+                            .dns_names
+                            .first()
+                            .or(c.uris.first())
+                            .cloned()
+                            .unwrap_or_default(),
+                    },
                     inventory::facts::truncated_cn(&c.issuer_cn).to_owned(),
                     c.not_after.strftime("%Y-%m-%d").to_string(),
                     left(c.not_after, now),

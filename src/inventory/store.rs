@@ -49,7 +49,8 @@ const OWN: Source = 8;
 #[derive(Debug, PartialEq, Eq)]
 pub struct KeptCertificate {
     pub subject_cn: Box<str>,
-    pub issuer_cn: Box<str>,
+    /// Shared: the leaves of one CA name it alike.
+    pub issuer_cn: Arc<str>,
     pub not_before: Timestamp,
     pub not_after: Timestamp,
     pub fingerprint: Box<str>,
@@ -77,9 +78,47 @@ struct Entry {
 
 #[derive(Debug, Default)]
 struct Kept {
-    objects: HashMap<ObjectKey, Entry>,
-    certificates: HashMap<Box<str>, Arc<KeptCertificate>>,
-    keys: HashSet<Arc<str>>,
+    /// Shared with the metrics' rows, which a scrape takes without copying a name.
+    objects: HashMap<Arc<ObjectKey>, Entry>,
+    certificates: HashSet<ByFingerprint>,
+    /// Key names and issuer common names, each kept once.
+    strings: HashSet<Arc<str>>,
+}
+
+/// A kept certificate, found by its fingerprint.
+#[derive(Debug)]
+struct ByFingerprint(Arc<KeptCertificate>);
+
+impl PartialEq for ByFingerprint {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.fingerprint == other.0.fingerprint
+    }
+}
+
+impl Eq for ByFingerprint {}
+
+impl std::hash::Hash for ByFingerprint {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.fingerprint.hash(state);
+    }
+}
+
+impl std::borrow::Borrow<str> for ByFingerprint {
+    fn borrow(&self) -> &str {
+        &self.0.fingerprint
+    }
+}
+
+/// `text` from `strings`, added when new.
+fn interned(strings: &mut HashSet<Arc<str>>, text: &str) -> Arc<str> {
+    match strings.get(text) {
+        Some(kept) => kept.clone(),
+        None => {
+            let kept: Arc<str> = text.into();
+            strings.insert(kept.clone());
+            kept
+        }
+    }
 }
 
 /// Every certificate the inventory knows of, shared by its watches, the metrics and the
@@ -98,7 +137,7 @@ pub struct Seen {
 /// One certificate row for the metrics.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Row {
-    pub object: ObjectKey,
+    pub object: Arc<ObjectKey>,
     pub key: Arc<str>,
     pub managed_by: ManagedBy,
     pub certificate: Arc<KeptCertificate>,
@@ -113,13 +152,19 @@ impl Inventory {
     /// new, or changed since they were read.
     pub fn seen(&self, object: &ObjectKey, source: Source, seen: &Seen) -> bool {
         let mut kept = self.lock();
-        let entry = kept.objects.entry(object.clone()).or_insert_with(|| Entry {
-            sources: 0,
-            uid: seen.uid.as_str().into(),
-            managed_by: seen.managed_by,
-            facts: None,
-            sent: Vec::new(),
-        });
+        if !kept.objects.contains_key(object) {
+            let entry = Entry {
+                sources: 0,
+                uid: seen.uid.as_str().into(),
+                managed_by: seen.managed_by,
+                facts: None,
+                sent: Vec::new(),
+            };
+            kept.objects.insert(Arc::new(object.clone()), entry);
+        }
+        let Some(entry) = kept.objects.get_mut(object) else {
+            return true;
+        };
         entry.sources |= source;
         if *entry.uid != *seen.uid {
             // Deleted and made again under the same name: a new object.
@@ -170,7 +215,7 @@ impl Inventory {
         let Kept {
             objects,
             certificates,
-            keys,
+            strings,
         } = &mut *kept;
         let Some(entry) = objects.get_mut(object) else {
             return;
@@ -179,26 +224,21 @@ impl Inventory {
             .certificates
             .iter()
             .map(|c| {
-                let key = match keys.get(c.key.as_str()) {
-                    Some(key) => key.clone(),
+                let key = interned(strings, &c.key);
+                let kept = match certificates.get(c.fingerprint.as_str()) {
+                    Some(kept) => kept.0.clone(),
                     None => {
-                        let key: Arc<str> = c.key.as_str().into();
-                        keys.insert(key.clone());
-                        key
-                    }
-                };
-                let kept = certificates
-                    .entry(c.fingerprint.as_str().into())
-                    .or_insert_with(|| {
-                        Arc::new(KeptCertificate {
+                        let kept = Arc::new(KeptCertificate {
                             subject_cn: truncated_cn(&c.subject_cn).into(),
-                            issuer_cn: truncated_cn(&c.issuer_cn).into(),
+                            issuer_cn: interned(strings, truncated_cn(&c.issuer_cn)),
                             not_before: c.not_before,
                             not_after: c.not_after,
                             fingerprint: c.fingerprint.as_str().into(),
-                        })
-                    })
-                    .clone();
+                        });
+                        certificates.insert(ByFingerprint(kept.clone()));
+                        kept
+                    }
+                };
                 (key, kept)
             })
             .collect();
@@ -221,13 +261,19 @@ impl Inventory {
     pub fn record_own(&self, object: &ObjectKey, version: &str, facts: &ObjectFacts) {
         let uid = {
             let mut kept = self.lock();
-            let entry = kept.objects.entry(object.clone()).or_insert_with(|| Entry {
-                sources: OWN,
-                uid: "".into(),
-                managed_by: ManagedBy::Certkeeper,
-                facts: None,
-                sent: Vec::new(),
-            });
+            if !kept.objects.contains_key(object) {
+                let entry = Entry {
+                    sources: OWN,
+                    uid: "".into(),
+                    managed_by: ManagedBy::Certkeeper,
+                    facts: None,
+                    sent: Vec::new(),
+                };
+                kept.objects.insert(Arc::new(object.clone()), entry);
+            }
+            let Some(entry) = kept.objects.get_mut(object) else {
+                return;
+            };
             if entry.facts.as_ref().is_some_and(|f| *f.version == *version) {
                 return;
             }
@@ -271,7 +317,7 @@ impl Inventory {
             .objects
             .iter()
             .filter(|(key, entry)| key.namespace == namespace && entry.facts.is_none())
-            .map(|(key, _)| key.clone())
+            .map(|(key, _)| ObjectKey::clone(key))
             .collect()
     }
 
@@ -365,23 +411,20 @@ impl Kept {
     /// holds any more.
     fn release(&mut self, old: Option<Facts>) {
         let Some(old) = old else { return };
-        let held: Vec<(Arc<str>, Box<str>)> = old
-            .certificates
-            .iter()
-            .map(|(key, cert)| (key.clone(), cert.fingerprint.clone()))
-            .collect();
+        let held: Vec<(Arc<str>, Arc<KeptCertificate>)> = old.certificates.to_vec();
         drop(old);
-        for (key, fingerprint) in held {
-            if self
-                .certificates
-                .get(&fingerprint)
-                .is_some_and(|c| Arc::strong_count(c) == 1)
-            {
-                self.certificates.remove(&fingerprint);
+        for (key, cert) in held {
+            // Held here, and by the set: nobody else.
+            if Arc::strong_count(&cert) == 2 {
+                self.certificates.remove(&*cert.fingerprint);
+                let issuer = cert.issuer_cn.clone();
+                drop(cert);
+                if Arc::strong_count(&issuer) == 2 {
+                    self.strings.remove(&*issuer);
+                }
             }
-            // This clone, and the set's own.
             if Arc::strong_count(&key) == 2 {
-                self.keys.remove(&key);
+                self.strings.remove(&*key);
             }
         }
     }

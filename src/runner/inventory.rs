@@ -28,6 +28,7 @@ use crate::certificate::cached::CachedCertificate;
 use crate::certificate::secret::LABEL_CERTIFICATE_NAME;
 use crate::inventory::store::{LABELLED_CONFIGMAPS, LABELLED_SECRETS, Source, TLS_SECRETS};
 use crate::inventory::{self, Inventory, Kind, ObjectKey, TLS_SECRET_TYPE, warnings};
+use crate::telemetry::server::SyncFlag;
 
 /// How often the warnings due are looked for.
 pub(super) const WARNING_CHECK: Duration = Duration::from_secs(30);
@@ -111,7 +112,8 @@ impl Reads {
 }
 
 /// Whether `meta` is a Secret the certificate controller wrote for a Certificate that exists:
-/// its facts come from that controller.
+/// its facts come from that controller (which reads every Secret once after a start, and
+/// tells what it writes).
 fn told_by_certificates(certificates: &Store<CachedCertificate>, key: &ObjectKey, meta: &ObjectMeta) -> bool {
     let Some(certificate) = meta.labels.as_ref().and_then(|l| l.get(LABEL_CERTIFICATE_NAME)) else {
         return false;
@@ -128,7 +130,7 @@ pub(super) fn run(
     inventory: Arc<Inventory>,
     settings: InventorySettings,
     thresholds: Vec<SignedDuration>,
-    certificates: Store<CachedCertificate>,
+    (certificates, certificates_listed): (Store<CachedCertificate>, SyncFlag),
 ) -> impl std::future::Future<Output = ()> + use<> {
     let client = wiring.watches.client.clone();
     let watches = &wiring.watches;
@@ -179,6 +181,11 @@ pub(super) fn run(
     let wiring = wiring.clone();
     let clock = wiring.ctx.clock.clone();
     async move {
+        // A Secret of certkeeper's own is told by the certificate controller, once its
+        // Certificate is known: until the Certificates are listed, every one would be read.
+        if !wiring.synced(&[certificates_listed]).await {
+            return;
+        }
         info!(namespaces = settings.namespaces.as_deref().unwrap_or("all"), label = %settings.label, "watching the certificate inventory");
         let follow = follow(
             objects,

@@ -231,7 +231,7 @@ impl Term {
         // Certificates are judged against their issuers, the revoked serials and the policies.
         let certificates = certificates::run(
             &wiring,
-            (certificates, certificates_synced),
+            (certificates, certificates_synced.clone()),
             verdicts,
             wakes.certificates,
             changed_issuers,
@@ -244,7 +244,7 @@ impl Term {
                 inventory,
                 watched,
                 settings.expiry_thresholds.clone(),
-                wiring.ctx.certificates.clone(),
+                (wiring.ctx.certificates.clone(), certificates_synced.clone()),
             )),
             None => futures::future::Either::Right(futures::future::ready(())),
         };

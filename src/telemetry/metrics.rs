@@ -90,6 +90,8 @@ pub struct Metrics {
     reconcile_duration: DurationHistograms,
     watch_errors: Family<WatchLabels, Counter>,
     inventory: Arc<RwLock<Option<InventoryView>>>,
+    /// The length of the last /metrics text.
+    last_scrape_len: std::sync::atomic::AtomicUsize,
 }
 
 /// What the inventory gauges read: the inventory of the term that leads, and the remaining
@@ -193,6 +195,7 @@ impl Metrics {
             reconcile_duration,
             watch_errors,
             inventory,
+            last_scrape_len: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
@@ -265,8 +268,13 @@ impl Metrics {
 
     /// The exposition in OpenMetrics text format.
     pub fn encode(&self) -> Result<String, fmt::Error> {
-        let mut out = String::new();
+        // Sized from the last scrape: a text of many MiB grown by doubling would hold the old
+        // buffer and one twice as large at once.
+        let last = self.last_scrape_len.load(std::sync::atomic::Ordering::Relaxed);
+        let mut out = String::with_capacity(last + last / 16);
         prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
+        self.last_scrape_len
+            .store(out.len(), std::sync::atomic::Ordering::Relaxed);
         Ok(out)
     }
 }
@@ -546,18 +554,19 @@ impl Collector for InventoryGauges {
             .clock
             .clone();
         let rows = view.inventory.rows();
-        let labels = |r: &'_ crate::inventory::store::Row| -> [(&'static str, String); 8] {
-            [
-                ("namespace", r.object.namespace.clone()),
-                ("kind", r.object.kind.label().to_owned()),
-                ("name", r.object.name.clone()),
-                ("key", r.key.to_string()),
-                ("fingerprint", r.certificate.fingerprint.to_string()),
-                ("subject_cn", r.certificate.subject_cn.to_string()),
-                ("issuer_cn", r.certificate.issuer_cn.to_string()),
-                ("managed_by", r.managed_by.label().to_owned()),
+        // Borrowed from the rows: a scrape copies no name.
+        fn labels(r: &crate::inventory::store::Row) -> Vec<(&'static str, &str)> {
+            vec![
+                ("namespace", r.object.namespace.as_str()),
+                ("kind", r.object.kind.label()),
+                ("name", r.object.name.as_str()),
+                ("key", &r.key),
+                ("fingerprint", &r.certificate.fingerprint),
+                ("subject_cn", &r.certificate.subject_cn),
+                ("issuer_cn", &r.certificate.issuer_cn),
+                ("managed_by", r.managed_by.label()),
             ]
-        };
+        }
         let unit = Some(&Unit::Seconds);
         type Pick = fn(&crate::inventory::store::KeptCertificate) -> i64;
         let times: [(&str, &str, Pick); 2] = [
@@ -573,16 +582,12 @@ impl Collector for InventoryGauges {
             ),
         ];
         for (name, help, pick) in times {
-            let samples: Vec<([(&'static str, String); 8], i64)> =
-                rows.iter().map(|r| (labels(r), pick(&r.certificate))).collect();
             gauge_family(
                 &mut encoder,
                 name,
                 help,
                 unit,
-                samples
-                    .iter()
-                    .map(|(labels, value)| (labels.iter().map(|(k, v)| (*k, v.as_str())).collect(), *value)),
+                rows.iter().map(|r| (labels(r), pick(&r.certificate))),
             )?;
         }
         let (counts, omitted) = view.inventory.counts(clock(), view.expiring_within);

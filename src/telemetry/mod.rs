@@ -1,6 +1,7 @@
 //! What certkeeper tells people: Kubernetes Events, Prometheus metrics and the health
 //! endpoint, and logs.
 
+pub mod allocator;
 pub mod events;
 pub mod logs;
 pub mod metrics;
