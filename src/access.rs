@@ -75,10 +75,12 @@ pub const API_ACCESS: &[ApiAccess] = &[
     cluster("certkeeper.io", "issuers/status", "patch"),
     cluster("certkeeper.io", "clusterissuers/status", "patch"),
     // cluster/secrets.rs get_secret: a CA Secret (cluster/ca.rs, once per resourceVersion, for
-    // issuers and Certificates) and a Certificate's current Secret (certificate/reconcile.rs).
+    // issuers and Certificates) and a Certificate's current Secret (certificate/reconcile.rs);
+    // runner/inventory.rs read: a TLS or inventory-labelled Secret at a version not read yet.
     cluster("", "secrets", "get"),
     // runner.rs: metadata-only watches of TLS Secrets (issuers' CA Secrets) and of the
-    // label-selected certificate Secrets, in all namespaces.
+    // label-selected certificate Secrets, in all namespaces; runner/inventory.rs: every
+    // `kubernetes.io/tls` Secret (field selector) and the inventory-labelled ones.
     cluster("", "secrets", "list"),
     cluster("", "secrets", "watch"),
     // certificate/reconcile.rs apply_secret: server-side apply of the key pair; when the Secret
@@ -86,7 +88,8 @@ pub const API_ACCESS: &[ApiAccess] = &[
     cluster("", "secrets", "patch"),
     cluster("", "secrets", "create"),
     // issuer/reconcile.rs publish_crl: a CA issuer's CRL ConfigMap `<issuer>-crl`, read once per
-    // process and server-side applied (create when new), in any issuer's namespace.
+    // process and server-side applied (create when new), in any issuer's namespace;
+    // runner/inventory.rs read: an inventory-labelled ConfigMap at a version not read yet.
     cluster("", "configmaps", "get"),
     // runner/pki.rs follow: every replica watches the CRL ConfigMaps (label-selected, all
     // namespaces) and serves them, reading each CA Secret once (secrets get, above).
@@ -95,7 +98,9 @@ pub const API_ACCESS: &[ApiAccess] = &[
     cluster("", "configmaps", "patch"),
     cluster("", "configmaps", "create"),
     // telemetry/events.rs publish and issuer/reconcile.rs: kube's Recorder creates an Event in
-    // the object's namespace ("default" for a ClusterIssuer) and patches it on a repeat.
+    // the object's namespace ("default" for a ClusterIssuer) and patches it on a repeat;
+    // inventory/warnings.rs publish: an expiry warning on a Secret or ConfigMap, created under
+    // a name of its own (AlreadyExists: sent before).
     cluster("events.k8s.io", "events", "create"),
     cluster("events.k8s.io", "events", "patch"),
     // runner/controllers.rs bundle_controller: the Bundles, and what wakes them: namespaces
