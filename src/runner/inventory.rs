@@ -361,9 +361,10 @@ async fn send_warnings(
                     }
                     inventory.sent(&warning);
                 }
+                // Tried again at the next look; the others go out meanwhile.
                 Err(error) => {
-                    warn!(namespace = %warning.object.namespace, %error, "cannot send an expiry warning; trying again later");
-                    break;
+                    warn!(kind = warning.object.kind.label(), namespace = %warning.object.namespace,
+                          name = %warning.object.name, %error, "cannot send an expiry warning; trying again later");
                 }
             }
         }

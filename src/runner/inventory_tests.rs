@@ -17,6 +17,13 @@ use crate::testing::{CLUSTER_RESOURCE_NAMESPACE, ca_secret, to_json};
 const WITHIN: Duration = Duration::from_secs(20);
 
 async fn start(server: &InMemoryApiServer) -> (tokio::task::JoinHandle<()>, std::net::SocketAddr) {
+    start_with(server, None).await
+}
+
+async fn start_with(
+    server: &InMemoryApiServer,
+    namespaces: Option<&str>,
+) -> (tokio::task::JoinHandle<()>, std::net::SocketAddr) {
     let settings = Settings {
         cluster_resource_namespace: Some(CLUSTER_RESOURCE_NAMESPACE.into()),
         concurrency: 2,
@@ -25,7 +32,7 @@ async fn start(server: &InMemoryApiServer) -> (tokio::task::JoinHandle<()>, std:
         leader_election: None,
         require_policy: false,
         inventory: Some(InventorySettings {
-            namespaces: None,
+            namespaces: namespaces.map(Into::into),
             label: crate::inventory::DEFAULT_LABEL.into(),
         }),
     };
@@ -231,5 +238,47 @@ async fn certkeepers_own_secrets_are_reported_from_its_writes_without_a_read() {
     let path = format!("/api/v1/namespaces/{NAMESPACE}/secrets/web-tls");
     assert_eq!(gets_of(&server, &path), 1, "{:?}", server.requests());
     assert!(warnings_about(&server, "web-tls").is_empty());
+    controller.abort();
+}
+
+fn namespace(name: &str, labels: Value) -> Value {
+    json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}})
+}
+
+/// With `--inventory-namespaces`, only the namespaces the selector picks are read; a namespace
+/// labelled later is read then, and one unlabelled leaves the metrics.
+#[tokio::test]
+async fn only_the_selected_namespaces_are_read() {
+    let server = InMemoryApiServer::default();
+    let now = jiff::Timestamp::now();
+    server.put(namespace("shop", json!({"inventory": "on"})));
+    server.put(namespace("lab", json!({})));
+    for ns in ["shop", "lab"] {
+        server.put(to_json(&ca_secret("site-tls", ns, "site", now, 90)));
+    }
+    let (controller, metrics) = start_with(&server, Some("inventory=on")).await;
+    let in_namespace = |m: &str, ns: &str| {
+        series(m, "site-tls")
+            .iter()
+            .any(|l| l.contains(&format!("namespace=\"{ns}\"")))
+    };
+    until("the selected namespace's Secret", async || {
+        in_namespace(&scrape(metrics).await, "shop")
+    })
+    .await;
+    assert!(!in_namespace(&scrape(metrics).await, "lab"));
+    assert_eq!(gets_of(&server, "/api/v1/namespaces/lab/secrets/site-tls"), 0);
+
+    server.put(namespace("lab", json!({"inventory": "on"})));
+    until("the namespace labelled later", async || {
+        in_namespace(&scrape(metrics).await, "lab")
+    })
+    .await;
+    server.put(namespace("shop", json!({})));
+    until("the namespace unlabelled", async || {
+        !in_namespace(&scrape(metrics).await, "shop")
+    })
+    .await;
+    assert_eq!(gets_of(&server, "/api/v1/namespaces/shop/secrets/site-tls"), 1);
     controller.abort();
 }
