@@ -309,11 +309,21 @@ impl TestEnv {
 
     /// Events (events.k8s.io/v1) in the test namespace regarding the `kind` named `name`.
     pub async fn events_regarding(&self, kind: &str, name: &str) -> Vec<Event> {
+        self.try_events_regarding(kind, name)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// `events_regarding`, or why the Events could not be listed (the API server away).
+    pub async fn try_events_regarding(&self, kind: &str, name: &str) -> Result<Vec<Event>, String> {
         let api: Api<Event> = Api::namespaced(self.client.clone(), &self.namespace);
         // Filtered here rather than with a field selector: the namespace is the test's own and
         // small, and this does not depend on which selectors the server converts.
-        let events = api.list(&ListParams::default()).await.expect("list Events");
-        events
+        let events = api
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| format!("list Events: {e}"))?;
+        Ok(events
             .items
             .into_iter()
             .filter(|e| {
@@ -321,7 +331,7 @@ impl TestEnv {
                     .as_ref()
                     .is_some_and(|r| r.kind.as_deref() == Some(kind) && r.name.as_deref() == Some(name))
             })
-            .collect()
+            .collect())
     }
 
     /// Waits for an Event of `type_` and `reason` regarding Certificate `name`.
@@ -336,7 +346,8 @@ impl TestEnv {
             &format!("a {type_} Event {reason} regarding {kind} {name}"),
             EVENT_TIMEOUT,
             async || {
-                let events = self.events_regarding(kind, name).await;
+                // An API server away (restarting) is waited for, not a failure.
+                let events = self.try_events_regarding(kind, name).await?;
                 let seen: Vec<String> = events
                     .iter()
                     .map(|e| {

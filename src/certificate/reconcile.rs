@@ -678,6 +678,8 @@ async fn keep(
     // The larger of the two: a reconcile may read a status older than the Secret it sees.
     let revision = observed.previous.revision.max(current.revision).unwrap_or(1);
     let mut version = current_secret.and_then(|s| s.metadata.resource_version.clone());
+    // What the Secret holds at `version`, for the inventory: as read, or as rewritten.
+    let mut written = None;
     if let Some(existing) = current_secret {
         match material_from_secret(existing, current, observed) {
             Ok(material) => {
@@ -686,6 +688,7 @@ async fn keep(
                     info!(certificate = %object_name(*cert), "updating Secret metadata and outputs");
                     // Not an issuance: a failure retries with the error policy's backoff.
                     version = apply_secret(ctx, &desired).await?;
+                    written = Some(material);
                 }
             }
             Err(e) => {
@@ -696,9 +699,19 @@ async fn keep(
     }
     let facts = IssuedFacts::new(leaf, renewal_time, revision);
     remember(ctx, observed, token, version.as_deref(), &facts, rotation);
-    if let Some(existing) = current_secret {
-        let data = |key| secret::data(existing, key).unwrap_or_default();
-        tell_inventory(ctx, observed, version.as_deref(), data("tls.crt"), data("ca.crt"));
+    match (&written, current_secret) {
+        (Some(material), _) => tell_inventory(
+            ctx,
+            observed,
+            version.as_deref(),
+            material.chain_pem.as_bytes(),
+            material.ca_pem.as_bytes(),
+        ),
+        (None, Some(existing)) => {
+            let data = |key| secret::data(existing, key).unwrap_or_default();
+            tell_inventory(ctx, observed, version.as_deref(), data("tls.crt"), data("ca.crt"));
+        }
+        (None, None) => {}
     }
     let waits = Waits {
         reissue_at: rotation.reissue_at,

@@ -77,8 +77,17 @@ pub struct ControllerArgs {
     pub inventory_namespaces: Option<String>,
     /// Label selector of the Opaque Secrets and ConfigMaps the inventory reads for PEM
     /// certificates under any key.
-    #[arg(long, default_value = crate::inventory::DEFAULT_LABEL)]
+    #[arg(long, default_value = crate::inventory::DEFAULT_LABEL, value_parser = non_empty_selector)]
     pub inventory_label: String,
+}
+
+/// A label selector that selects something less than everything: an empty one would read
+/// every Secret and ConfigMap of the cluster.
+fn non_empty_selector(value: &str) -> Result<String, String> {
+    match value.trim() {
+        "" => Err("an empty selector would read every Secret and ConfigMap; name a label such as certkeeper.io/inventory=true".into()),
+        selector => Ok(selector.to_owned()),
+    }
 }
 
 /// `host:port`, or `:port` for every interface as Go programs (and cert-manager) accept: the
@@ -137,6 +146,7 @@ pub async fn run(args: ControllerArgs) -> Result<(), CliError> {
             inventory: args.inventory.then(|| runner::InventorySettings {
                 namespaces: args.inventory_namespaces.filter(|s| !s.is_empty()),
                 label: args.inventory_label,
+                own_grace: runner::OWN_GRACE,
             }),
         },
         endpoint,

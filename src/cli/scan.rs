@@ -190,7 +190,8 @@ pub async fn run(client: &Client, args: &ScanArgs, now: Timestamp) -> Result<Str
 
     let mut rows: Vec<Found> = objects.into_values().flatten().collect();
     if let Some(within) = args.expiring_within {
-        rows.retain(|r| r.certificate.as_ref().is_some_and(|c| c.not_after < now + within));
+        let until = now.checked_add(within).unwrap_or(Timestamp::MAX);
+        rows.retain(|r| r.certificate.as_ref().is_some_and(|c| c.not_after < until));
     }
     // Soonest expiry first; what cannot be read last.
     rows.sort_by(|a, b| {

@@ -114,11 +114,14 @@ pub fn read_object<'a>(data: impl IntoIterator<Item = (&'a str, &'a [u8])>, tls:
 }
 
 fn read_value(key: &str, value: &[u8], facts: &mut ObjectFacts) {
+    // Junk is bounded like certificates: a value of thousands of broken blocks is a few.
     let unreadable = |facts: &mut ObjectFacts, reason: String| {
-        facts.unreadable.push(Unreadable {
-            key: key.to_owned(),
-            reason,
-        })
+        if facts.unreadable.len() < MAX_CERTIFICATES_PER_OBJECT {
+            facts.unreadable.push(Unreadable {
+                key: key.to_owned(),
+                reason,
+            })
+        }
     };
     if value.windows(11).any(|w| w == b"-----BEGIN ") {
         // Blocks one at a time: a bundle of thousands is counted past the limit, not decoded.

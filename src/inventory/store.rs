@@ -69,6 +69,8 @@ struct Facts {
 struct Entry {
     sources: Source,
     uid: Box<str>,
+    /// The version the watches last showed.
+    shown: Box<str>,
     managed_by: ManagedBy,
     /// None until read (or while its namespace is not watched).
     facts: Option<Facts>,
@@ -78,8 +80,9 @@ struct Entry {
 
 #[derive(Debug, Default)]
 struct Kept {
-    /// Shared with the metrics' rows, which a scrape takes without copying a name.
-    objects: HashMap<Arc<ObjectKey>, Entry>,
+    /// The namespaces watched; None: every one.
+    namespaces: Option<HashSet<String>>,
+    objects: HashMap<ObjectKey, Entry>,
     certificates: HashSet<ByFingerprint>,
     /// Key names and issuer common names, each kept once.
     strings: HashSet<Arc<str>>,
@@ -134,11 +137,21 @@ pub struct Seen {
     pub managed_by: ManagedBy,
 }
 
-/// One certificate row for the metrics.
+/// One certificate, as the metrics read it under the store's lock.
+#[derive(Clone, Copy, Debug)]
+pub struct RowRef<'a> {
+    pub object: &'a ObjectKey,
+    pub key: &'a str,
+    pub managed_by: ManagedBy,
+    pub certificate: &'a Arc<KeptCertificate>,
+}
+
+/// One certificate row, copied out of the store (tests).
+#[cfg(test)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Row {
-    pub object: Arc<ObjectKey>,
-    pub key: Arc<str>,
+    pub object: ObjectKey,
+    pub key: String,
     pub managed_by: ManagedBy,
     pub certificate: Arc<KeptCertificate>,
 }
@@ -156,23 +169,76 @@ impl Inventory {
             let entry = Entry {
                 sources: 0,
                 uid: seen.uid.as_str().into(),
+                shown: seen.version.as_str().into(),
                 managed_by: seen.managed_by,
                 facts: None,
                 sent: Vec::new(),
             };
-            kept.objects.insert(Arc::new(object.clone()), entry);
+            kept.objects.insert(object.clone(), entry);
         }
         let Some(entry) = kept.objects.get_mut(object) else {
             return true;
         };
         entry.sources |= source;
+        let mut old = None;
         if *entry.uid != *seen.uid {
-            // Deleted and made again under the same name: a new object.
+            // Deleted and made again under the same name: a new object, whose certificates
+            // are not the old one's. (No uid yet: told about by its controller before any
+            // watch showed it.)
+            if !entry.uid.is_empty() {
+                entry.sent.clear();
+                old = entry.facts.take();
+            }
             entry.uid = seen.uid.as_str().into();
-            entry.sent.clear();
+        }
+        if *entry.shown != *seen.version {
+            entry.shown = seen.version.as_str().into();
         }
         entry.managed_by = seen.managed_by;
-        entry.facts.as_ref().is_none_or(|f| *f.version != *seen.version)
+        let read = entry.facts.as_ref().is_none_or(|f| *f.version != *seen.version);
+        kept.release(old);
+        read
+    }
+
+    /// Whether the facts of `object` are not those of the version the watches last showed:
+    /// a Secret of certkeeper's own that its controller has not told about.
+    pub fn unread(&self, object: &ObjectKey) -> bool {
+        self.lock()
+            .objects
+            .get(object)
+            .is_some_and(|e| e.sources & !OWN != 0 && e.facts.as_ref().is_none_or(|f| f.version != e.shown))
+    }
+
+    /// Watches only `namespaces` (None: every one) from now on; the facts of objects elsewhere
+    /// are dropped. Returns the objects of newly watched namespaces whose facts are not read.
+    pub fn watch_namespaces(&self, namespaces: Option<HashSet<String>>) -> Vec<ObjectKey> {
+        let mut kept = self.lock();
+        let before = kept.namespaces.replace(HashSet::new());
+        kept.namespaces = namespaces;
+        let was = |ns: &str| before.as_ref().is_none_or(|b| b.contains(ns));
+        let mut dropped = Vec::new();
+        let mut unread = Vec::new();
+        let selection = kept.namespaces.clone();
+        let is = |ns: &str| selection.as_ref().is_none_or(|s| s.contains(ns));
+        for (key, entry) in &mut kept.objects {
+            if !is(&key.namespace) {
+                dropped.extend(entry.facts.take());
+            } else if !was(&key.namespace) && entry.facts.is_none() && entry.sources & !OWN != 0 {
+                unread.push(ObjectKey::clone(key));
+            }
+        }
+        for old in dropped {
+            kept.release(Some(old));
+        }
+        unread
+    }
+
+    /// Whether objects in `namespace` are watched.
+    pub fn watches(&self, namespace: &str) -> bool {
+        self.lock()
+            .namespaces
+            .as_ref()
+            .is_none_or(|n| n.contains(namespace))
     }
 
     /// The watch `source` no longer shows `object` (deleted, or no longer selected). Once none
@@ -190,18 +256,21 @@ impl Inventory {
     }
 
     /// After the watch `source` listed again: what it did not list is gone for it.
+    /// An object only told about (certkeeper's own Secret, written after the list was taken)
+    /// is not touched.
     pub fn listed(&self, source: Source, listed: &HashSet<ObjectKey>) {
         let mut kept = self.lock();
         let mut dropped = Vec::new();
         kept.objects.retain(|key, entry| {
-            if entry.sources & (source | OWN) != 0 && !listed.contains(key) {
-                entry.sources &= !(source | OWN);
+            if entry.sources & source == 0 || listed.contains(key) {
+                return true;
             }
+            entry.sources &= !source;
             let shown = entry.sources & !OWN != 0;
-            if !shown && entry.sources & OWN == 0 {
+            if !shown {
                 dropped.extend(entry.facts.take());
             }
-            shown || entry.sources & OWN != 0
+            shown
         });
         for old in dropped {
             kept.release(Some(old));
@@ -213,16 +282,27 @@ impl Inventory {
     pub fn record(&self, object: &ObjectKey, seen: &Seen, facts: &ObjectFacts) {
         let mut kept = self.lock();
         let Kept {
+            namespaces,
             objects,
             certificates,
             strings,
         } = &mut *kept;
+        // A read that finished after its namespace stopped being watched is dropped.
+        if namespaces
+            .as_ref()
+            .is_some_and(|n| !n.contains(&object.namespace))
+        {
+            return;
+        }
         let Some(entry) = objects.get_mut(object) else {
             return;
         };
+        // The same certificate twice under one key (a bundle concatenated twice) is one series.
+        let mut once = HashSet::new();
         let certs = facts
             .certificates
             .iter()
+            .filter(|c| once.insert((c.key.as_str(), c.fingerprint.as_str())))
             .map(|c| {
                 let key = interned(strings, &c.key);
                 let kept = match certificates.get(c.fingerprint.as_str()) {
@@ -261,15 +341,23 @@ impl Inventory {
     pub fn record_own(&self, object: &ObjectKey, version: &str, facts: &ObjectFacts) {
         let uid = {
             let mut kept = self.lock();
+            if kept
+                .namespaces
+                .as_ref()
+                .is_some_and(|n| !n.contains(&object.namespace))
+            {
+                return;
+            }
             if !kept.objects.contains_key(object) {
                 let entry = Entry {
                     sources: OWN,
                     uid: "".into(),
+                    shown: version.into(),
                     managed_by: ManagedBy::Certkeeper,
                     facts: None,
                     sent: Vec::new(),
                 };
-                kept.objects.insert(Arc::new(object.clone()), entry);
+                kept.objects.insert(object.clone(), entry);
             }
             let Some(entry) = kept.objects.get_mut(object) else {
                 return;
@@ -296,49 +384,41 @@ impl Inventory {
             .is_some_and(|f| *f.version == *version)
     }
 
-    /// Drops the facts of the objects in `namespace` (no longer watched); their metadata stays,
-    /// so that they are read again should it be watched again.
-    pub fn unwatch_namespace(&self, namespace: &str) {
-        let mut kept = self.lock();
-        let mut dropped = Vec::new();
-        for (key, entry) in &mut kept.objects {
-            if key.namespace == namespace {
-                dropped.extend(entry.facts.take());
-            }
-        }
-        for old in dropped {
-            kept.release(Some(old));
-        }
-    }
-
-    /// The objects of `namespace` whose facts are not read.
-    pub fn unread_in(&self, namespace: &str) -> Vec<ObjectKey> {
-        self.lock()
-            .objects
-            .iter()
-            .filter(|(key, entry)| key.namespace == namespace && entry.facts.is_none())
-            .map(|(key, _)| ObjectKey::clone(key))
-            .collect()
-    }
-
-    /// Every certificate row, in object order.
-    pub fn rows(&self) -> Vec<Row> {
+    /// Calls `f` with every certificate, in object then key order, under the lock: nothing
+    /// of the store outlives it (a scrape holding a certificate would keep it from being
+    /// forgotten).
+    pub fn with_rows<R>(&self, f: impl FnOnce(&[RowRef<'_>]) -> R) -> R {
         let kept = self.lock();
-        let mut rows: Vec<Row> = kept
+        let mut rows: Vec<RowRef<'_>> = kept
             .objects
             .iter()
             .filter_map(|(key, entry)| Some((key, entry, entry.facts.as_ref()?)))
             .flat_map(|(key, entry, facts)| {
-                facts.certificates.iter().map(|(k, c)| Row {
-                    object: key.clone(),
-                    key: k.clone(),
+                facts.certificates.iter().map(|(k, c)| RowRef {
+                    object: key,
+                    key: k,
                     managed_by: entry.managed_by,
-                    certificate: c.clone(),
+                    certificate: c,
                 })
             })
             .collect();
-        rows.sort_by(|a, b| (&a.object, &a.key).cmp(&(&b.object, &b.key)));
-        rows
+        rows.sort_by(|a, b| (a.object, a.key).cmp(&(b.object, b.key)));
+        f(&rows)
+    }
+
+    /// Every certificate row, copied out (for tests).
+    #[cfg(test)]
+    pub fn rows(&self) -> Vec<Row> {
+        self.with_rows(|rows| {
+            rows.iter()
+                .map(|r| Row {
+                    object: ObjectKey::clone(r.object),
+                    key: r.key.to_string(),
+                    managed_by: r.managed_by,
+                    certificate: r.certificate.clone(),
+                })
+                .collect()
+        })
     }
 
     /// How many certificates are in each state at `now` (unreadable: values that could not be

@@ -362,3 +362,82 @@ fn counts_by_state_include_unreadable_values() {
     assert_eq!(counts[&State::Unreadable], 1);
     assert_eq!(omitted, 0);
 }
+
+#[test]
+fn a_relist_of_any_watch_keeps_what_certkeeper_told_before_the_watch_showed_it() {
+    let inventory = Inventory::default();
+    let own = key(Kind::Secret, "api-tls");
+    let secret = tls_secret("api-tls", "api", 1, 30);
+    inventory.record_own(
+        &own,
+        "9",
+        &own_facts(data(&secret, "tls.crt"), data(&secret, "ca.crt")),
+    );
+    inventory.listed(LABELLED_CONFIGMAPS, &HashSet::new());
+    inventory.listed(TLS_SECRETS, &HashSet::new());
+    assert!(inventory.holds(&own, "9"), "written after the list was taken");
+}
+
+#[test]
+fn an_object_made_again_under_its_name_loses_the_old_facts_and_warnings() {
+    let inventory = Inventory::default();
+    let web = key(Kind::Secret, "web-tls");
+    inventory.seen(&web, TLS_SECRETS, &seen("1"));
+    inventory.record(
+        &web,
+        &seen("1"),
+        &read_secret(&tls_secret("web-tls", "web", 28, 30)),
+    );
+    for w in inventory.due_warnings(&DEFAULT_THRESHOLDS, now()) {
+        inventory.sent(&w);
+    }
+    let again = Seen {
+        uid: "uid-2".into(),
+        version: "5".into(),
+        managed_by: ManagedBy::None,
+    };
+    assert!(inventory.seen(&web, TLS_SECRETS, &again));
+    assert!(
+        inventory.rows().is_empty(),
+        "the old certificate is not the new object's"
+    );
+    assert!(inventory.due_warnings(&DEFAULT_THRESHOLDS, now()).is_empty());
+}
+
+#[test]
+fn objects_outside_the_watched_namespaces_keep_no_facts() {
+    let inventory = Inventory::default();
+    let web = key(Kind::Secret, "web-tls");
+    let facts = read_secret(&tls_secret("web-tls", "web", 1, 30));
+    inventory.seen(&web, TLS_SECRETS, &seen("1"));
+    assert!(
+        inventory
+            .watch_namespaces(Some(HashSet::from(["shop".to_owned()])))
+            .is_empty()
+    );
+    // A read that finished after its namespace stopped being watched.
+    inventory.record(&web, &seen("1"), &facts);
+    inventory.record_own(&key(Kind::Secret, "own-tls"), "2", &facts);
+    assert!(inventory.rows().is_empty());
+    assert_eq!(inventory.watch_namespaces(None), vec![web.clone()], "to read now");
+    inventory.record(&web, &seen("1"), &facts);
+    assert_eq!(inventory.rows().len(), 2);
+    inventory.watch_namespaces(Some(HashSet::new()));
+    assert!(inventory.rows().is_empty());
+}
+
+#[test]
+fn an_event_name_cut_short_is_still_a_dns_subdomain() {
+    let inventory = Inventory::default();
+    let object = ObjectKey {
+        kind: Kind::Secret,
+        namespace: "apps".into(),
+        name: format!("{}-{}", "a".repeat(199), "b".repeat(40)),
+    };
+    inventory.seen(&object, TLS_SECRETS, &seen("1"));
+    inventory.record(&object, &seen("1"), &read_secret(&tls_secret("x", "x", 28, 30)));
+    let warning = &inventory.due_warnings(&DEFAULT_THRESHOLDS, now())[0];
+    let (prefix, hash) = warning.event_name.rsplit_once('.').unwrap();
+    assert_eq!(prefix, "a".repeat(199), "cut at 200, then the dash trimmed");
+    assert_eq!(hash.len(), 16);
+}

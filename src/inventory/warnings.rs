@@ -61,6 +61,8 @@ impl PendingWarning {
         let hash = u64::from_be_bytes(first);
         // A name is at most 253 characters; the object's is cut to leave room for the hash.
         let prefix: String = object.name.chars().take(200).collect();
+        // A name cut after a `-` or `.` would not be a DNS subdomain once the hash follows.
+        let prefix = prefix.trim_end_matches(['-', '.']);
         let subject = match cert.subject_cn.is_empty() {
             true => String::new(),
             false => format!(" (CN {})", cert.subject_cn),

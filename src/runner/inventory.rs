@@ -6,7 +6,7 @@
 //! tells the inventory what it wrote. Warnings due are sent every `WARNING_CHECK`, and as soon
 //! as a read finds one.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -44,6 +44,8 @@ pub struct InventorySettings {
     pub namespaces: Option<String>,
     /// Label selector of the Opaque Secrets and ConfigMaps read for PEM bundles.
     pub label: String,
+    /// How long certkeeper's own Secret may go untold before it is read (`OWN_GRACE`).
+    pub own_grace: Duration,
 }
 
 /// One watch's event, whichever kind it watches.
@@ -78,18 +80,10 @@ fn key_of(source: Source, meta: &ObjectMeta) -> ObjectKey {
     }
 }
 
-/// Which namespaces are watched: all, or those the namespace watch has shown.
-struct Namespaces {
-    all: bool,
-    selected: HashSet<String>,
-    listing: Option<HashSet<String>>,
-}
-
-impl Namespaces {
-    fn holds(&self, namespace: &str) -> bool {
-        self.all || self.selected.contains(namespace)
-    }
-}
+/// How long certkeeper's own Secret may go without its controller telling what it holds
+/// before it is read like any other: a Certificate that cannot be issued, or a Secret left
+/// behind by a change of `secretName`, is told about by nobody.
+pub const OWN_GRACE: Duration = Duration::from_secs(60);
 
 /// The reads to make: each object once, however often it changes while queued.
 #[derive(Clone)]
@@ -188,11 +182,11 @@ pub(super) fn run(
         }
         info!(namespaces = settings.namespaces.as_deref().unwrap_or("all"), label = %settings.label, "watching the certificate inventory");
         let follow = follow(
-            objects,
-            namespaces,
+            (objects, namespaces),
             inventory.clone(),
             reads_queue.clone(),
             certificates,
+            settings.own_grace,
         );
         let read = read_all(
             client.clone(),
@@ -209,22 +203,35 @@ pub(super) fn run(
     }
 }
 
-/// Follows the watches: keeps the store's metadata, queues the reads.
+/// Follows the watches: keeps the store's metadata and the namespaces watched, queues the
+/// reads.
 async fn follow(
-    mut objects: BoxStream<'static, (Source, Seen)>,
-    namespaces: Option<BoxStream<'static, Seen>>,
+    (mut objects, namespaces): (
+        BoxStream<'static, (Source, Seen)>,
+        Option<BoxStream<'static, Seen>>,
+    ),
     inventory: Arc<Inventory>,
     reads: Reads,
     certificates: Store<CachedCertificate>,
+    own_grace: Duration,
 ) {
-    let mut selection = Namespaces {
-        all: namespaces.is_none(),
-        selected: HashSet::new(),
-        listing: None,
-    };
+    // With a selector, no namespace is watched until the namespace watch shows it.
+    let mut selected: HashSet<String> = HashSet::new();
+    let mut selecting: Option<HashSet<String>> = None;
+    if namespaces.is_some() {
+        inventory.watch_namespaces(Some(HashSet::new()));
+    }
     let mut namespaces = namespaces.unwrap_or_else(|| futures::stream::pending().boxed());
     let mut listing: HashMap<Source, HashSet<ObjectKey>> = HashMap::new();
+    // certkeeper's own Secrets, shown at a version its controller is to tell about.
+    let mut told: VecDeque<(tokio::time::Instant, ObjectKey)> = VecDeque::new();
+    let select = |selected: &HashSet<String>| {
+        for key in inventory.watch_namespaces(Some(selected.clone())) {
+            reads.queue(key);
+        }
+    };
     loop {
+        let due = told.front().map(|(at, _)| *at);
         tokio::select! {
             event = objects.next() => {
                 let Some((source, event)) = event else { return };
@@ -243,42 +250,51 @@ async fn follow(
                             listed.insert(key.clone());
                         }
                         let changed = inventory.seen(&key, source, &inventory::seen_of(&meta));
-                        if changed
-                            && selection.holds(&key.namespace)
-                            && !told_by_certificates(&certificates, &key, &meta)
-                        {
-                            reads.queue(key);
+                        if changed && inventory.watches(&key.namespace) {
+                            match told_by_certificates(&certificates, &key, &meta) {
+                                true => told.push_back((tokio::time::Instant::now() + own_grace, key)),
+                                false => reads.queue(key),
+                            }
                         }
                     }
                     Seen::Delete(meta) => inventory.gone(&key_of(source, &meta), source),
                 }
             }
+            () = async { tokio::time::sleep_until(due.unwrap_or_else(tokio::time::Instant::now)).await }, if due.is_some() => {
+                let now = tokio::time::Instant::now();
+                while told.front().is_some_and(|(at, _)| *at <= now) {
+                    let Some((_, key)) = told.pop_front() else { break };
+                    if inventory.unread(&key) && inventory.watches(&key.namespace) {
+                        debug!(namespace = %key.namespace, name = %key.name,
+                               "certkeeper's own Secret was not told about; reading it");
+                        reads.queue(key);
+                    }
+                }
+            }
             event = namespaces.next() => {
                 let Some(event) = event else { continue };
                 match event {
-                    Seen::Init => selection.listing = Some(HashSet::new()),
+                    Seen::Init => selecting = Some(HashSet::new()),
                     Seen::Apply(meta) => {
                         let name = meta.name.unwrap_or_default();
-                        if let Some(listing) = &mut selection.listing {
+                        if let Some(listing) = &mut selecting {
                             listing.insert(name.clone());
                         }
-                        if selection.selected.insert(name.clone()) {
-                            for key in inventory.unread_in(&name) {
-                                reads.queue(key);
-                            }
+                        if selected.insert(name) {
+                            select(&selected);
                         }
                     }
                     Seen::Delete(meta) => {
-                        let name = meta.name.unwrap_or_default();
-                        selection.selected.remove(&name);
-                        inventory.unwatch_namespace(&name);
+                        if selected.remove(&meta.name.unwrap_or_default()) {
+                            select(&selected);
+                        }
                     }
                     Seen::InitDone => {
-                        if let Some(listed) = selection.listing.take() {
-                            for gone in selection.selected.difference(&listed) {
-                                inventory.unwatch_namespace(gone);
-                            }
-                            selection.selected = listed;
+                        if let Some(listed) = selecting.take()
+                            && listed != selected
+                        {
+                            selected = listed;
+                            select(&selected);
                         }
                     }
                 }

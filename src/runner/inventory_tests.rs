@@ -34,6 +34,7 @@ async fn start_with(
         inventory: Some(InventorySettings {
             namespaces: namespaces.map(Into::into),
             label: crate::inventory::DEFAULT_LABEL.into(),
+            own_grace: Duration::from_secs(1),
         }),
     };
     let endpoint = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -280,5 +281,26 @@ async fn only_the_selected_namespaces_are_read() {
     })
     .await;
     assert_eq!(gets_of(&server, "/api/v1/namespaces/shop/secrets/site-tls"), 1);
+    controller.abort();
+}
+
+/// A Secret of certkeeper's own whose Certificate cannot be issued (its issuer is missing), so
+/// that its controller never tells what it holds, is read after the grace, like any other.
+#[tokio::test]
+async fn an_own_secret_nobody_tells_about_is_read_after_the_grace() {
+    use crate::testing::{NAMESPACE, certificate};
+    let server = InMemoryApiServer::default();
+    let now = jiff::Timestamp::now();
+    server.put(to_json(&certificate("web", "missing-issuer", &["web.example"])));
+    let mut left = to_json(&ca_secret("web-tls", NAMESPACE, "left-behind", now, 30));
+    left["metadata"]["labels"] = json!({"certkeeper.io/certificate-name": "web"});
+    server.put(left);
+    let (controller, metrics) = start(&server).await;
+    until("the untold own Secret in the metrics", async || {
+        series(&scrape(metrics).await, "web-tls")
+            .iter()
+            .any(|l| l.contains("subject_cn=\"left-behind\"") && l.contains("managed_by=\"certkeeper\""))
+    })
+    .await;
     controller.abort();
 }

@@ -31,7 +31,7 @@ mod watches;
 
 pub use certificates::certificates_for_issuer;
 pub use connect::{Connected, connect};
-pub use inventory::InventorySettings;
+pub use inventory::{InventorySettings, OWN_GRACE};
 pub use leadership::{LEASE_DURATION, LEASE_GRACE};
 pub use reconciles::trim_for_cache;
 pub use retry::transient_retry;

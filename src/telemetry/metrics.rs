@@ -553,14 +553,13 @@ impl Collector for InventoryGauges {
             .unwrap_or_else(|p| p.into_inner())
             .clock
             .clone();
-        let rows = view.inventory.rows();
-        // Borrowed from the rows: a scrape copies no name.
-        fn labels(r: &crate::inventory::store::Row) -> Vec<(&'static str, &str)> {
+        // Borrowed from the store, under its lock: a scrape copies no name.
+        fn labels<'a>(r: &crate::inventory::store::RowRef<'a>) -> Vec<(&'static str, &'a str)> {
             vec![
                 ("namespace", r.object.namespace.as_str()),
                 ("kind", r.object.kind.label()),
                 ("name", r.object.name.as_str()),
-                ("key", &r.key),
+                ("key", r.key),
                 ("fingerprint", &r.certificate.fingerprint),
                 ("subject_cn", &r.certificate.subject_cn),
                 ("issuer_cn", &r.certificate.issuer_cn),
@@ -581,15 +580,18 @@ impl Collector for InventoryGauges {
                 |c| c.not_before.as_second(),
             ),
         ];
-        for (name, help, pick) in times {
-            gauge_family(
-                &mut encoder,
-                name,
-                help,
-                unit,
-                rows.iter().map(|r| (labels(r), pick(&r.certificate))),
-            )?;
-        }
+        view.inventory.with_rows(|rows| {
+            for (name, help, pick) in times {
+                gauge_family(
+                    &mut encoder,
+                    name,
+                    help,
+                    unit,
+                    rows.iter().map(|r| (labels(r), pick(r.certificate))),
+                )?;
+            }
+            Ok::<(), fmt::Error>(())
+        })?;
         let (counts, omitted) = view.inventory.counts(clock(), view.expiring_within);
         gauge_family(
             &mut encoder,

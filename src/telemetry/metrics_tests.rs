@@ -887,3 +887,105 @@ fn rotation_phase_is_one_hot_for_each_ca_issuer_with_trust_anchors() {
     // A selfSigned issuer has no root of its own to rotate.
     assert!(!exposition.has_series_with(phase, "name", "selfsigned"));
 }
+
+/// The inventory's gauges as a scraper reads them: one series per certificate of each object
+/// with the SPEC's labels (a CN cut to 64 characters, quotes escaped), the counts by state and
+/// the certificates beyond the 100 of one object; none once the inventory is not observed
+/// (a standby replica).
+#[test]
+fn inventory_series_carry_the_spec_labels_and_counts() {
+    use crate::inventory::store::{LABELLED_CONFIGMAPS, TLS_SECRETS};
+    use crate::inventory::{self, Inventory, Kind, ManagedBy, Seen};
+    let found = Inventory::default();
+    let seen = |managed_by| Seen {
+        uid: "uid".into(),
+        version: "1".into(),
+        managed_by,
+    };
+    // notAfter 2026-11-25: 2 days after NOW, so `expiring`.
+    let long_cn = format!("\"quoted\" {}", "x".repeat(100));
+    let secret = testing::ca_secret("legacy-tls", NAMESPACE, &long_cn, ts("2026-10-26T00:00:00Z"), 30);
+    let object = inventory::key_of(Kind::Secret, &secret);
+    found.seen(&object, TLS_SECRETS, &seen(ManagedBy::CertManager));
+    found.record(
+        &object,
+        &seen(ManagedBy::CertManager),
+        &inventory::read_secret(&secret),
+    );
+    let pem = String::from_utf8(secret.data.as_ref().unwrap()["tls.crt"].0.clone()).unwrap();
+    let bundle: k8s_openapi::api::core::v1::ConfigMap = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "roots", "namespace": NAMESPACE},
+        "data": {"bundle.pem": pem.repeat(102), "a-junk.pem": "-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n"}
+    }))
+    .unwrap();
+    let object = inventory::key_of(Kind::ConfigMap, &bundle);
+    found.seen(&object, LABELLED_CONFIGMAPS, &seen(ManagedBy::None));
+    found.record(
+        &object,
+        &seen(ManagedBy::None),
+        &inventory::read_configmap(&bundle),
+    );
+
+    let metrics = testing::metrics(vec![], vec![], vec![]);
+    metrics.observe_inventory(Some(super::metrics::InventoryView {
+        inventory: Arc::new(found),
+        expiring_within: jiff::SignedDuration::from_hours(168),
+    }));
+    let exposition = scrape(&metrics);
+    let name = "certkeeper_inventory_certificate_expiration_timestamp_seconds";
+    let family = exposition.family("certkeeper_inventory_certificate_expiration_timestamp_seconds");
+    assert_eq!(
+        (family.kind.as_str(), family.unit.as_deref()),
+        ("gauge", Some("seconds"))
+    );
+    assert_eq!(
+        label_names(&exposition, name),
+        names(&[
+            "namespace",
+            "kind",
+            "name",
+            "key",
+            "fingerprint",
+            "subject_cn",
+            "issuer_cn",
+            "managed_by"
+        ])
+    );
+    let legacy: Vec<&Sample> = exposition
+        .named(name)
+        .filter(|s| s.labels["name"] == "legacy-tls")
+        .collect();
+    assert_eq!(legacy.len(), 2, "tls.crt and ca.crt");
+    let cn = &legacy[0].labels["subject_cn"];
+    assert_eq!(cn.chars().count(), 64);
+    assert!(cn.starts_with("\"quoted\" x"), "{cn}");
+    assert_eq!(legacy[0].labels["managed_by"], "cert-manager");
+    assert_eq!(legacy[0].labels["kind"], "Secret");
+    assert_eq!(legacy[0].value, unix("2026-11-25T00:00:00Z"));
+    let roots = exposition
+        .named(name)
+        .filter(|s| s.labels["name"] == "roots")
+        .count();
+    // 102 copies of one certificate: 100 read, 2 counted, one series.
+    assert_eq!(roots, 1, "the same certificate twice under one key is one series");
+    assert_eq!(
+        exposition.value("certkeeper_inventory_certificates", &[("state", "expiring")]),
+        3.0
+    );
+    assert_eq!(
+        exposition.value("certkeeper_inventory_certificates", &[("state", "unreadable")]),
+        1.0
+    );
+    assert_eq!(
+        exposition.value("certkeeper_inventory_certificates", &[("state", "valid")]),
+        0.0
+    );
+    assert_eq!(
+        exposition.value("certkeeper_inventory_omitted_certificates", &[]),
+        2.0
+    );
+
+    metrics.observe_inventory(None);
+    let exposition = scrape(&metrics);
+    assert_eq!(exposition.named(name).count(), 0);
+}
