@@ -44,6 +44,10 @@ pub const LABELLED_CONFIGMAPS: Source = 4;
 /// Not a watch: the facts of certkeeper's own Secret, told by the certificate controller as it
 /// reads or writes it, may come before the watch shows the Secret.
 const OWN: Source = 8;
+/// Every watch.
+const WATCHES: Source = TLS_SECRETS | LABELLED_SECRETS | LABELLED_CONFIGMAPS;
+/// Not a source: found unread by the last `sweep_unread`.
+const UNREAD_AT_SWEEP: Source = 16;
 
 /// A certificate as kept: what the metrics and the warnings need.
 #[derive(Debug, PartialEq, Eq)]
@@ -193,6 +197,8 @@ impl Inventory {
         }
         if *entry.shown != *seen.version {
             entry.shown = seen.version.as_str().into();
+            // A new version: its controller gets a whole grace to tell about it.
+            entry.sources &= !UNREAD_AT_SWEEP;
         }
         entry.managed_by = seen.managed_by;
         let read = entry.facts.as_ref().is_none_or(|f| *f.version != *seen.version);
@@ -200,13 +206,29 @@ impl Inventory {
         read
     }
 
-    /// Whether the facts of `object` are not those of the version the watches last showed:
-    /// a Secret of certkeeper's own that its controller has not told about.
-    pub fn unread(&self, object: &ObjectKey) -> bool {
-        self.lock()
-            .objects
-            .get(object)
-            .is_some_and(|e| e.sources & !OWN != 0 && e.facts.as_ref().is_none_or(|f| f.version != e.shown))
+    /// The watched objects whose facts were not those of the version the watches showed at
+    /// this sweep nor at the one before: certkeeper's own Secrets its controller has not told
+    /// about (every other is read at once), to read now. Called every grace period, so such a
+    /// Secret waits between one and two of them.
+    pub fn sweep_unread(&self) -> Vec<ObjectKey> {
+        let mut kept = self.lock();
+        let namespaces = kept.namespaces.clone();
+        let mut due = Vec::new();
+        for (key, entry) in &mut kept.objects {
+            let watched = namespaces.as_ref().is_none_or(|n| n.contains(&key.namespace));
+            let unread = entry.sources & WATCHES != 0
+                && watched
+                && entry.facts.as_ref().is_none_or(|f| f.version != entry.shown);
+            match (unread, entry.sources & UNREAD_AT_SWEEP != 0) {
+                (true, true) => {
+                    entry.sources &= !UNREAD_AT_SWEEP;
+                    due.push(key.clone());
+                }
+                (true, false) => entry.sources |= UNREAD_AT_SWEEP,
+                (false, _) => entry.sources &= !UNREAD_AT_SWEEP,
+            }
+        }
+        due
     }
 
     /// Watches only `namespaces` (None: every one) from now on; the facts of objects elsewhere
@@ -223,7 +245,7 @@ impl Inventory {
         for (key, entry) in &mut kept.objects {
             if !is(&key.namespace) {
                 dropped.extend(entry.facts.take());
-            } else if !was(&key.namespace) && entry.facts.is_none() && entry.sources & !OWN != 0 {
+            } else if !was(&key.namespace) && entry.facts.is_none() && entry.sources & WATCHES != 0 {
                 unread.push(ObjectKey::clone(key));
             }
         }
@@ -249,7 +271,7 @@ impl Inventory {
             return;
         };
         entry.sources &= !source;
-        if entry.sources & !OWN == 0 {
+        if entry.sources & WATCHES == 0 {
             let old = kept.objects.remove(object).and_then(|e| e.facts);
             kept.release(old);
         }
@@ -266,7 +288,7 @@ impl Inventory {
                 return true;
             }
             entry.sources &= !source;
-            let shown = entry.sources & !OWN != 0;
+            let shown = entry.sources & WATCHES != 0;
             if !shown {
                 dropped.extend(entry.facts.take());
             }

@@ -441,3 +441,25 @@ fn an_event_name_cut_short_is_still_a_dns_subdomain() {
     assert_eq!(prefix, "a".repeat(199), "cut at 200, then the dash trimmed");
     assert_eq!(hash.len(), 16);
 }
+
+#[test]
+fn an_object_unread_at_two_sweeps_in_a_row_is_due_for_a_read() {
+    let inventory = Inventory::default();
+    let own = key(Kind::Secret, "api-tls");
+    let mut meta = seen("3");
+    meta.managed_by = ManagedBy::Certkeeper;
+    inventory.seen(&own, TLS_SECRETS, &meta);
+    assert!(inventory.sweep_unread().is_empty(), "one grace to tell about it");
+    assert_eq!(inventory.sweep_unread(), vec![own.clone()]);
+    // Told about in time: never read.
+    let told = key(Kind::Secret, "web-tls");
+    inventory.seen(&told, TLS_SECRETS, &meta);
+    assert!(inventory.sweep_unread().is_empty());
+    let secret = tls_secret("web-tls", "web", 1, 30);
+    inventory.record_own(
+        &told,
+        "3",
+        &own_facts(data(&secret, "tls.crt"), data(&secret, "ca.crt")),
+    );
+    assert!(inventory.sweep_unread().iter().all(|k| *k != told));
+}

@@ -6,7 +6,7 @@
 //! tells the inventory what it wrote. Warnings due are sent every `WARNING_CHECK`, and as soon
 //! as a read finds one.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -80,8 +80,8 @@ fn key_of(source: Source, meta: &ObjectMeta) -> ObjectKey {
     }
 }
 
-/// How long certkeeper's own Secret may go without its controller telling what it holds
-/// before it is read like any other: a Certificate that cannot be issued, or a Secret left
+/// How often the inventory looks for certkeeper's own Secrets whose controller has not told
+/// what they hold; one found twice in a row is read like any other: a Certificate that cannot be issued, or a Secret left
 /// behind by a change of `secretName`, is told about by nobody.
 pub const OWN_GRACE: Duration = Duration::from_secs(60);
 
@@ -223,15 +223,16 @@ async fn follow(
     }
     let mut namespaces = namespaces.unwrap_or_else(|| futures::stream::pending().boxed());
     let mut listing: HashMap<Source, HashSet<ObjectKey>> = HashMap::new();
-    // certkeeper's own Secrets, shown at a version its controller is to tell about.
-    let mut told: VecDeque<(tokio::time::Instant, ObjectKey)> = VecDeque::new();
+    // certkeeper's own Secrets that their controller did not tell about are read after one
+    // to two of these.
+    let mut sweep = tokio::time::interval(own_grace);
+    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let select = |selected: &HashSet<String>| {
         for key in inventory.watch_namespaces(Some(selected.clone())) {
             reads.queue(key);
         }
     };
     loop {
-        let due = told.front().map(|(at, _)| *at);
         tokio::select! {
             event = objects.next() => {
                 let Some((source, event)) = event else { return };
@@ -250,25 +251,21 @@ async fn follow(
                             listed.insert(key.clone());
                         }
                         let changed = inventory.seen(&key, source, &inventory::seen_of(&meta));
-                        if changed && inventory.watches(&key.namespace) {
-                            match told_by_certificates(&certificates, &key, &meta) {
-                                true => told.push_back((tokio::time::Instant::now() + own_grace, key)),
-                                false => reads.queue(key),
-                            }
+                        if changed
+                            && inventory.watches(&key.namespace)
+                            && !told_by_certificates(&certificates, &key, &meta)
+                        {
+                            reads.queue(key);
                         }
                     }
                     Seen::Delete(meta) => inventory.gone(&key_of(source, &meta), source),
                 }
             }
-            () = async { tokio::time::sleep_until(due.unwrap_or_else(tokio::time::Instant::now)).await }, if due.is_some() => {
-                let now = tokio::time::Instant::now();
-                while told.front().is_some_and(|(at, _)| *at <= now) {
-                    let Some((_, key)) = told.pop_front() else { break };
-                    if inventory.unread(&key) && inventory.watches(&key.namespace) {
-                        debug!(namespace = %key.namespace, name = %key.name,
-                               "certkeeper's own Secret was not told about; reading it");
-                        reads.queue(key);
-                    }
+            _ = sweep.tick() => {
+                for key in inventory.sweep_unread() {
+                    debug!(kind = key.kind.label(), namespace = %key.namespace, name = %key.name,
+                           "not told about, nor read yet; reading it");
+                    reads.queue(key);
                 }
             }
             event = namespaces.next() => {
