@@ -52,10 +52,7 @@ impl Content {
         context.update(pem.as_bytes());
         context.update(&[0]);
         context.update(pkcs12.as_deref().unwrap_or_default());
-        let hash = context.finish().as_ref()[..16]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let hash = crate::pki::lower_hex(&context.finish().as_ref()[..16]);
         Ok(Self { pem, pkcs12, hash })
     }
 }

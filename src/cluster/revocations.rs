@@ -162,7 +162,7 @@ pub fn record_name(kind: &str, issuer: &str, serial_hex: &str) -> String {
         return full;
     }
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, full.as_bytes());
-    let hash: String = digest.as_ref()[..8].iter().map(|b| format!("{b:02x}")).collect();
+    let hash = crate::pki::lower_hex(&digest.as_ref()[..8]);
     let keep = MAX_NAME - hash.len() - 1;
     // Names are ASCII; cut, and never end the kept part on a separator.
     let head = full[..keep].trim_end_matches(['-', '.']);

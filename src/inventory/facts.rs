@@ -4,7 +4,8 @@
 //! wrong, not what the value held (it may be a private key).
 
 use jiff::Timestamp;
-use x509_parser::extensions::GeneralName;
+
+use crate::pki::lower_hex;
 
 /// At most this many certificates of one object are kept (and reported); the rest are counted.
 pub const MAX_CERTIFICATES_PER_OBJECT: usize = 100;
@@ -174,23 +175,8 @@ pub fn certificate_facts(key: &str, index: usize, der: &[u8]) -> Result<Certific
             .unwrap_or_default()
             .to_owned()
     };
-    let (mut dns_names, mut ip_addresses, mut uris) = (Vec::new(), Vec::new(), Vec::new());
-    if let Ok(Some(san)) = cert.subject_alternative_name() {
-        for name in &san.value.general_names {
-            match name {
-                GeneralName::DNSName(dns) => dns_names.push((*dns).to_owned()),
-                GeneralName::URI(uri) => uris.push((*uri).to_owned()),
-                GeneralName::IPAddress(bytes) => {
-                    if let Ok(v4) = <[u8; 4]>::try_from(*bytes) {
-                        ip_addresses.push(std::net::Ipv4Addr::from(v4).to_string());
-                    } else if let Ok(v6) = <[u8; 16]>::try_from(*bytes) {
-                        ip_addresses.push(std::net::Ipv6Addr::from(v6).to_string());
-                    }
-                }
-                _ => {}
-            }
-        }
-    }
+    // A subjectAltName that does not parse leaves the names out; the dates are what count.
+    let names = crate::pki::alt_names(&cert).unwrap_or_default();
     let time = |t: x509_parser::time::ASN1Time| {
         Timestamp::from_second(t.timestamp()).map_err(|e| format!("validity out of range: {e}"))
     };
@@ -201,19 +187,16 @@ pub fn certificate_facts(key: &str, index: usize, der: &[u8]) -> Result<Certific
         subject_cn: cn(cert.subject()),
         issuer: cert.issuer().to_string(),
         issuer_cn: cn(cert.issuer()),
-        dns_names,
-        ip_addresses,
-        uris,
+        dns_names: names.dns_names,
+        ip_addresses: names.ip_addresses.iter().map(ToString::to_string).collect(),
+        uris: names.uris,
         not_before: time(cert.validity().not_before)?,
         not_after: time(cert.validity().not_after)?,
-        serial: hex(cert.raw_serial()),
-        fingerprint: hex(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der).as_ref()),
+        // As `certkeeper inspect` and the Certificate's status write it.
+        serial: crate::pki::serial_hex(cert.raw_serial()),
+        fingerprint: lower_hex(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der).as_ref()),
         is_ca: cert.is_ca(),
     })
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// `text` cut to `MAX_CN_CHARS` characters.

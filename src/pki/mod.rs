@@ -24,8 +24,8 @@ pub use name_constraints::{
     DomainSubtree, IpRange, NameConstraints, NameSubtrees, RequestedNames, check_name_constraints,
     subtree_within,
 };
-pub(crate) use parse::serial_hex;
 pub use parse::{CertificateInfo, parse_certificate_chain, parse_pem_certificates};
+pub(crate) use parse::{alt_names, lower_hex, serial_hex};
 pub use usage::Usage;
 
 /// What went wrong in the X.509 layer. Messages never contain key material.

@@ -101,26 +101,12 @@ impl CertificateInfo {
             }
         }
 
-        let (mut dns_names, mut ip_addresses, mut uris, mut email_addresses) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        let san = cert
-            .subject_alternative_name()
-            .map_err(|e| invalid("subjectAltName", e))?;
-        for name in san.iter().flat_map(|ext| ext.value.general_names.iter()) {
-            match name {
-                GeneralName::DNSName(dns) => dns_names.push((*dns).to_owned()),
-                GeneralName::URI(uri) => uris.push((*uri).to_owned()),
-                GeneralName::RFC822Name(email) => email_addresses.push((*email).to_owned()),
-                GeneralName::IPAddress(bytes) => {
-                    if let Ok(v4) = <[u8; 4]>::try_from(*bytes) {
-                        ip_addresses.push(IpAddr::V4(Ipv4Addr::from(v4)));
-                    } else if let Ok(v6) = <[u8; 16]>::try_from(*bytes) {
-                        ip_addresses.push(IpAddr::V6(Ipv6Addr::from(v6)));
-                    }
-                }
-                _ => {}
-            }
-        }
+        let AltNames {
+            dns_names,
+            ip_addresses,
+            uris,
+            email_addresses,
+        } = alt_names(&cert).map_err(|e| invalid("subjectAltName", e))?;
 
         let is_ca = cert
             .basic_constraints()
@@ -218,11 +204,47 @@ pub(crate) fn parse_der(der: &[u8]) -> Result<X509Certificate<'_>, PkiError> {
         .map_err(|e| PkiError::InvalidCertificate(e.to_string()))
 }
 
+/// The names of a certificate's subjectAltName extension, by kind.
+#[derive(Debug, Default)]
+pub(crate) struct AltNames {
+    pub dns_names: Vec<String>,
+    pub ip_addresses: Vec<IpAddr>,
+    pub uris: Vec<String>,
+    pub email_addresses: Vec<String>,
+}
+
+/// The subjectAltName names of `cert` (none without the extension).
+pub(crate) fn alt_names(cert: &X509Certificate<'_>) -> Result<AltNames, x509_parser::error::X509Error> {
+    let mut names = AltNames::default();
+    let san = cert.subject_alternative_name()?;
+    for name in san.iter().flat_map(|ext| ext.value.general_names.iter()) {
+        match name {
+            GeneralName::DNSName(dns) => names.dns_names.push((*dns).to_owned()),
+            GeneralName::URI(uri) => names.uris.push((*uri).to_owned()),
+            GeneralName::RFC822Name(email) => names.email_addresses.push((*email).to_owned()),
+            GeneralName::IPAddress(bytes) => {
+                if let Ok(v4) = <[u8; 4]>::try_from(*bytes) {
+                    names.ip_addresses.push(IpAddr::V4(Ipv4Addr::from(v4)));
+                } else if let Ok(v6) = <[u8; 16]>::try_from(*bytes) {
+                    names.ip_addresses.push(IpAddr::V6(Ipv6Addr::from(v6)));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(names)
+}
+
+/// Lower-case hex of `bytes`.
+pub(crate) fn lower_hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// Lower-case hex of a DER INTEGER's content without leading zero octets ("00" for zero).
 pub(crate) fn serial_hex(raw: &[u8]) -> String {
     let skip = raw.iter().take_while(|b| **b == 0).count();
     match raw.get(skip..) {
-        Some(rest) if !rest.is_empty() => rest.iter().map(|b| format!("{b:02x}")).collect(),
+        Some(rest) if !rest.is_empty() => lower_hex(rest),
         _ => "00".to_owned(),
     }
 }
