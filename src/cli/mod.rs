@@ -361,8 +361,7 @@ pub async fn dispatch(cli: Cli) -> Result<(), CliError> {
         Command::Policy(args) => policy::run(&args).await?.finish(),
         Command::Scan(args) => {
             let client = connect(&args.cluster).await?;
-            print!("{}", scan::run(&client, &args, now).await?);
-            Ok(())
+            scan::run(&client, &args, now).await?.finish()
         }
     }
 }

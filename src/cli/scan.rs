@@ -13,7 +13,7 @@ use kube::api::{ListParams, ObjectList};
 use kube::{Api, Client};
 use serde::Serialize;
 
-use super::{CliError, ClusterArgs, OutputFormat, namespace_or_default, render};
+use super::{CliError, ClusterArgs, Outcome, OutputFormat, namespace_or_default, render};
 use crate::inventory::{self, CertificateFacts, ManagedBy, ObjectFacts, State};
 
 /// Objects per list request: Secrets can be large, a page bounds what is held at once.
@@ -129,7 +129,7 @@ where
     }
 }
 
-pub async fn run(client: &Client, args: &ScanArgs, now: Timestamp) -> Result<String, CliError> {
+pub async fn run(client: &Client, args: &ScanArgs, now: Timestamp) -> Result<Outcome, CliError> {
     let namespace = namespace_or_default(&args.namespace, client);
     let (secrets, maps): (Api<Secret>, Api<ConfigMap>) = match args.all_namespaces {
         true => (Api::all(client.clone()), Api::all(client.clone())),
@@ -164,20 +164,21 @@ pub async fn run(client: &Client, args: &ScanArgs, now: Timestamp) -> Result<Str
             );
             objects.insert((ns, kind, name), rows);
         };
+    // Each list that fails is said on a line of its own; the others are still shown.
     let tls = ListParams::default().fields(&format!("type={}", inventory::TLS_SECRET_TYPE));
-    each_page(&secrets, tls, &format!("TLS Secrets in {where_}"), |s| {
+    let listed_tls = each_page(&secrets, tls, &format!("TLS Secrets in {where_}"), |s| {
         add("Secret", &s.metadata, inventory::read_secret(&s))
     })
-    .await?;
+    .await;
     let labelled = ListParams::default().labels(&args.label);
-    each_page(
+    let listed_secrets = each_page(
         &secrets,
         labelled.clone(),
         &format!("Secrets labelled {} in {where_}", args.label),
         |s| add("Secret", &s.metadata, inventory::read_secret(&s)),
     )
-    .await?;
-    each_page(
+    .await;
+    let listed_maps = each_page(
         &maps,
         labelled,
         &format!("ConfigMaps labelled {} in {where_}", args.label),
@@ -186,7 +187,14 @@ pub async fn run(client: &Client, args: &ScanArgs, now: Timestamp) -> Result<Str
             add("ConfigMap", &m.metadata, facts)
         },
     )
-    .await?;
+    .await;
+    let mut failed: Vec<CliError> = [listed_tls, listed_secrets, listed_maps]
+        .into_iter()
+        .filter_map(Result::err)
+        .collect();
+    if failed.len() == 3 {
+        return Err(failed.remove(0));
+    }
 
     let mut rows: Vec<Found> = objects.into_values().flatten().collect();
     if let Some(within) = args.expiring_within {
@@ -198,10 +206,18 @@ pub async fn run(client: &Client, args: &ScanArgs, now: Timestamp) -> Result<Str
         let at = |r: &Found| r.certificate.as_ref().map(|c| c.not_after);
         (at(a).is_none(), at(a), &a.namespace, &a.name).cmp(&(at(b).is_none(), at(b), &b.namespace, &b.name))
     });
-    match args.output {
-        Some(format) => render(&rows, format),
-        None => Ok(table(&rows, now, &where_)),
-    }
+    let output = match args.output {
+        Some(format) => render(&rows, format)?,
+        None => table(&rows, now, &where_),
+    };
+    Ok(Outcome {
+        output,
+        summary: format!(
+            "{} of 3 lists failed: their certificates are not shown",
+            failed.len()
+        ),
+        failures: failed.iter().map(ToString::to_string).collect(),
+    })
 }
 
 /// Time left, as a person reads it: `2d4h`, `3h12m`; `-5d0h` expired 5 days ago.

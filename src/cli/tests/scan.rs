@@ -73,7 +73,7 @@ async fn every_certificate_is_listed_soonest_expiry_first_with_who_manages_it() 
     let (client, mut server) = cli_client();
     let command = spawn(async move { run(&client, &args(true, None, None), now()).await });
     answer_lists(&mut server).await;
-    let out = command.await.unwrap().unwrap();
+    let out = command.await.unwrap().unwrap().output;
     assert_printable(&out);
     let rows: Vec<&str> = out.lines().collect();
     assert!(rows[0].starts_with("NAMESPACE"), "{out}");
@@ -99,7 +99,7 @@ async fn expiring_within_keeps_what_expires_soon_and_json_has_every_fact() {
     let command =
         spawn(async move { run(&client, &args(true, Some(7), Some(OutputFormat::Json)), now()).await });
     answer_lists(&mut server).await;
-    let out = command.await.unwrap().unwrap();
+    let out = command.await.unwrap().unwrap().output;
     let rows: Vec<Value> = serde_json::from_str(&out).unwrap();
     let names: Vec<&str> = rows.iter().map(|r| r["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["trust", "old-site", "old-site"]);
@@ -129,14 +129,46 @@ async fn expiring_within_keeps_what_expires_soon_and_json_has_every_fact() {
 async fn a_forbidden_list_is_one_line_saying_so() {
     let (client, mut server) = cli_client();
     let command = spawn(async move { run(&client, &args(false, None, None), now()).await });
-    let seen = server
-        .expect(Method::GET, &format!("/api/v1/namespaces/{NAMESPACE}/secrets"))
-        .await;
-    seen.respond(http::StatusCode::FORBIDDEN, forbidden("secrets is forbidden"));
+    for path in ["secrets", "secrets", "configmaps"] {
+        let seen = server
+            .expect(Method::GET, &format!("/api/v1/namespaces/{NAMESPACE}/{path}"))
+            .await;
+        seen.respond(
+            http::StatusCode::FORBIDDEN,
+            forbidden(&format!("{path} is forbidden")),
+        );
+    }
     let error = command.await.unwrap().unwrap_err();
     assert!(matches!(error, CliError::Forbidden { .. }), "{error}");
     assert!(
         error.to_string().contains("list TLS Secrets in namespace"),
         "{error}"
+    );
+}
+
+#[tokio::test]
+async fn a_list_refused_is_said_and_the_others_are_shown() {
+    let (client, mut server) = cli_client();
+    let command = spawn(async move { run(&client, &args(false, None, None), now()).await });
+    let secrets = format!("/api/v1/namespaces/{NAMESPACE}/secrets");
+    let seen = server.expect(Method::GET, &secrets).await;
+    seen.ok(list("SecretList", vec![tls(NAMESPACE, "web-tls", "web", 1, 30)]));
+    let seen = server.expect(Method::GET, &secrets).await;
+    seen.ok(list("SecretList", vec![]));
+    let seen = server
+        .expect(Method::GET, &format!("/api/v1/namespaces/{NAMESPACE}/configmaps"))
+        .await;
+    seen.respond(http::StatusCode::FORBIDDEN, forbidden("configmaps is forbidden"));
+    let outcome = command.await.unwrap().unwrap();
+    assert!(outcome.output.contains("secret/web-tls"), "{}", outcome.output);
+    assert_eq!(outcome.failures.len(), 1);
+    assert!(
+        outcome.failures[0].contains("ConfigMaps labelled"),
+        "{:?}",
+        outcome.failures
+    );
+    assert_eq!(
+        outcome.summary,
+        "1 of 3 lists failed: their certificates are not shown"
     );
 }
