@@ -841,27 +841,61 @@ pub(crate) struct Issued {
     pub(crate) material: SecretMaterial,
 }
 
+/// Who a CA signature is audited for (`telemetry::audit`): the controller's issuances.
+pub(crate) struct SignAudit {
+    pub(crate) metrics: Arc<crate::telemetry::metrics::Metrics>,
+    /// `Issuer ns/name` or `ClusterIssuer name`.
+    pub(crate) issuer: String,
+    /// The Certificate, `ns/name`.
+    pub(crate) requester: String,
+}
+
 /// Generates (or reuses) the key and signs: the one issuance of the controller and of the
-/// offline `certkeeper issue`.
+/// offline `certkeeper issue`. A CA's signature is audited when `audit` says for whom.
 pub(crate) fn sign(
     spec: &ValidatedSpec,
     signer: &Signer,
     reuse: Option<PrivateKey>,
     now: Timestamp,
+    audit: Option<&SignAudit>,
 ) -> Result<Issued, PkiError> {
     let key = match reuse {
         Some(key) => key,
         None => PrivateKey::generate(spec.key)?,
     };
     let template = spec.template(now);
-    let certificate = match signer {
-        Signer::SelfSigned => pki::sign_self_signed(&template, &key)?,
-        Signer::Ca(ca) => pki::sign_with_ca(&template, &key, ca)?,
+    let (certificate, ca_signature) = match signer {
+        Signer::SelfSigned => (pki::sign_self_signed(&template, &key), None),
+        Signer::Ca(ca) => {
+            let started = std::time::Instant::now();
+            let signed = pki::sign_with_ca(&template, &key, ca);
+            (signed, Some((ca, started.elapsed())))
+        }
     };
-    let leaf = pki::parse_certificate_chain(certificate.certificate_pem.as_bytes())?
-        .into_iter()
-        .next()
-        .ok_or(PkiError::NoCertificate)?;
+    let parsed = certificate.and_then(|certificate| {
+        let leaf = pki::parse_certificate_chain(certificate.certificate_pem.as_bytes())?
+            .into_iter()
+            .next()
+            .ok_or(PkiError::NoCertificate)?;
+        Ok((certificate, leaf))
+    });
+    if let (Some(audit), Some((ca, elapsed))) = (audit, ca_signature) {
+        let error = parsed.as_ref().err().map(ToString::to_string);
+        let serial = parsed
+            .as_ref()
+            .map(|(_, leaf)| leaf.serial_hex.as_str())
+            .unwrap_or_default();
+        let signature = crate::telemetry::audit::CaSignature {
+            signed: crate::telemetry::audit::Signed::Certificate,
+            issuer: &audit.issuer,
+            ca: &ca.certificate().fingerprint_sha256,
+            serial,
+            requester: &audit.requester,
+            backend: crate::telemetry::audit::BACKEND_SECRET,
+        };
+        crate::telemetry::audit::record(Some(&audit.metrics), &signature, elapsed, error.as_deref());
+    }
+    let (certificate, leaf) = parsed?;
     Ok(Issued {
         leaf,
         material: SecretMaterial {
@@ -974,7 +1008,15 @@ async fn issue(
     let signer = observed.signer.clone();
     let started = std::time::Instant::now();
     let issuer_kind = spec.issuer_ref.kind().to_owned();
-    let outcome = tokio::task::spawn_blocking(move || sign(&job_spec, &signer, reuse, now))
+    let audit = SignAudit {
+        metrics: ctx.metrics.clone(),
+        issuer: match cert.namespace() {
+            Some(ns) if spec.issuer_ref.kind() == "Issuer" => format!("Issuer {ns}/{}", spec.issuer_ref.name),
+            _ => format!("{} {}", spec.issuer_ref.kind(), spec.issuer_ref.name),
+        },
+        requester: object_name(*cert),
+    };
+    let outcome = tokio::task::spawn_blocking(move || sign(&job_spec, &signer, reuse, now, Some(&audit)))
         .await
         .map_err(|e| Error::IssuanceTask {
             object: object_name(*cert),

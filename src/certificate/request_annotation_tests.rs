@@ -476,6 +476,7 @@ async fn revoking_a_self_signed_certificate_warns_that_nobody_publishes_it() {
         &super::triggers::Signer::SelfSigned,
         None,
         at,
+        None,
     )
     .unwrap();
     let spec = super::spec::validate(&cert.spec).unwrap();

@@ -95,9 +95,18 @@ async fn first_issuance_writes_secret_then_status_then_issued_event() {
     let ca = root_ca(ts(NOW));
     let cert = certificate("web", "ca", &["web.apps.svc"]);
     let (task, ctx, mut api) = start_under_ca(&cert, &ca, ts(NOW)).await;
+    let metrics = ctx.metrics.clone();
     api.expect(Method::GET, SECRET_PATH).await.not_found();
     let written = expect_writes(&mut api, &cert).await;
     let action = finish_reconcile(task, ctx, api).await;
+    // The CA's signature is audited (telemetry::audit) and counted.
+    let text = metrics.encode().unwrap();
+    assert!(
+        text.contains(
+            r#"certkeeper_ca_signatures_total{backend="secret",signed="certificate",result="success"} 1"#
+        ),
+        "{text}"
+    );
 
     // The Secret: one apply with every key, the SPEC labels and annotations.
     let s = &written.secret;

@@ -571,7 +571,7 @@ fn issue_one(
         }
         _ => None,
     };
-    let mut issued = sign(spec, &signer, reuse, now).map_err(|e| format!("signing failed: {e}"))?;
+    let mut issued = sign(spec, &signer, reuse, now, None).map_err(|e| format!("signing failed: {e}"))?;
     let material = &mut issued.material;
     material.stores = stores(spec, &passwords, material, None, now)?;
     let desired = secret::desired_secret(cert, spec, &issued.leaf, &issued.material, 1);

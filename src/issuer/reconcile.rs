@@ -276,7 +276,25 @@ async fn publish_crl<K: IssuerObject>(
         },
         Some(why) => {
             let number = next_crl_number(published.as_ref().or(floor.as_ref()), now);
-            let crl = build_crl(ca, &revoked, number, now).map_err(|e| Error::SignCrl {
+            let started = std::time::Instant::now();
+            let signed = build_crl(ca, &revoked, number, now);
+            let who = format!("{} {}", K::KIND, object_name(issuer));
+            let signature = crate::telemetry::audit::CaSignature {
+                signed: crate::telemetry::audit::Signed::Crl,
+                issuer: &who,
+                ca: &ca.certificate().fingerprint_sha256,
+                serial: &number.to_string(),
+                requester: &who,
+                backend: crate::telemetry::audit::BACKEND_SECRET,
+            };
+            let error = signed.as_ref().err().map(ToString::to_string);
+            crate::telemetry::audit::record(
+                Some(&ctx.metrics),
+                &signature,
+                started.elapsed(),
+                error.as_deref(),
+            );
+            let crl = signed.map_err(|e| Error::SignCrl {
                 kind: K::KIND,
                 object: object_name(issuer),
                 reason: e.to_string(),

@@ -334,6 +334,12 @@ async fn a_ca_issuer_publishes_its_crl_over_its_records_and_keeps_numbering_afte
     );
     let served = ctx.pki.issuer(NAMESPACE, "ca").unwrap();
     assert_eq!(served.crl().number, first.number);
+    // The CRL's signature is audited (telemetry::audit) and counted.
+    let text = ctx.metrics.encode().unwrap();
+    assert!(
+        text.contains(r#"certkeeper_ca_signatures_total{backend="secret",signed="crl",result="success"} 1"#),
+        "{text}"
+    );
     drop(ctx);
     api.expect_no_more().await;
     issuer.status = Some(serde_json::from_value(status).unwrap());

@@ -73,9 +73,19 @@ type IssuerKey = (String, String);
 #[derive(Clone, Debug, Default)]
 pub struct PkiEndpoint {
     issuers: Arc<RwLock<HashMap<IssuerKey, Arc<ServedIssuer>>>>,
+    /// Where its OCSP signatures are counted (`telemetry::audit`); None: logged only.
+    metrics: Option<Arc<crate::telemetry::metrics::Metrics>>,
 }
 
 impl PkiEndpoint {
+    /// An endpoint that counts its signatures in `metrics`.
+    pub fn with_metrics(metrics: Arc<crate::telemetry::metrics::Metrics>) -> Self {
+        Self {
+            metrics: Some(metrics),
+            ..Self::default()
+        }
+    }
+
     /// Serves `issuer` under `scope`/`name` from now on, replacing what was there.
     pub fn publish(&self, scope: &str, name: &str, issuer: ServedIssuer) {
         self.issuers
@@ -151,15 +161,63 @@ impl PkiEndpoint {
         let answer = match (self.issuer(scope, name), request) {
             (None, _) => ocsp_error_response(OcspResponseStatus::Unauthorized),
             (Some(_), Err(e)) => ocsp_error_response(e.status()),
-            (Some(issuer), Ok(der)) => respond_ocsp(&issuer.ca, &issuer.revoked, &der, now).or_else(|e| {
-                warn!(scope, issuer = name, error = %e, "OCSP: cannot sign a response");
-                ocsp_error_response(OcspResponseStatus::InternalError)
-            }),
+            (Some(issuer), Ok(der)) => {
+                let started = std::time::Instant::now();
+                let answer = respond_ocsp(&issuer.ca, &issuer.revoked, &der, now);
+                self.audit(
+                    scope,
+                    name,
+                    &issuer,
+                    &der,
+                    started.elapsed(),
+                    answer.as_ref().err(),
+                );
+                answer.or_else(|e| {
+                    warn!(scope, issuer = name, error = %e, "OCSP: cannot sign a response");
+                    ocsp_error_response(OcspResponseStatus::InternalError)
+                })
+            }
         };
         match answer {
             Ok(der) => reply(StatusCode::OK, CONTENT_TYPE_OCSP, der),
             Err(e) => reply(StatusCode::INTERNAL_SERVER_ERROR, PLAIN, format!("{e}\n")),
         }
+    }
+
+    /// Audits the signature of an answer to `request` (a request that does not parse is
+    /// answered unsigned: nothing to audit).
+    fn audit(
+        &self,
+        scope: &str,
+        name: &str,
+        issuer: &ServedIssuer,
+        request: &[u8],
+        elapsed: std::time::Duration,
+        error: Option<&super::RevocationError>,
+    ) {
+        let Ok(parsed) = super::ocsp::parse_ocsp_request(request) else {
+            return;
+        };
+        let serials: Vec<String> = parsed
+            .tbs_request
+            .request_list
+            .iter()
+            .map(|r| crate::pki::serial_hex(r.req_cert.serial_number.as_bytes()))
+            .collect();
+        let who = match scope {
+            CLUSTER_SCOPE => format!("ClusterIssuer {name}"),
+            namespace => format!("Issuer {namespace}/{name}"),
+        };
+        let signature = crate::telemetry::audit::CaSignature {
+            signed: crate::telemetry::audit::Signed::OcspResponse,
+            issuer: &who,
+            ca: &issuer.ca.certificate().fingerprint_sha256,
+            serial: &serials.join(","),
+            requester: "the PKI endpoint",
+            backend: crate::telemetry::audit::BACKEND_SECRET,
+        };
+        let error = error.map(ToString::to_string);
+        crate::telemetry::audit::record(self.metrics.as_deref(), &signature, elapsed, error.as_deref());
     }
 
     /// Serves on `listener` until the process ends.

@@ -219,7 +219,7 @@ pub async fn run(
         Err(e) => warn!(error = %e, "metrics endpoint has no local address"),
     }
     tokio::spawn(server.serve(endpoint));
-    let pki_endpoint = PkiEndpoint::default();
+    let pki_endpoint = PkiEndpoint::with_metrics(metrics.clone());
     match pki.local_addr() {
         Ok(address) => info!(%address, "serving CRLs and OCSP"),
         Err(e) => warn!(error = %e, "PKI endpoint has no local address"),

@@ -60,6 +60,18 @@ struct ReconcileLabels {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct CaSignatureLabels {
+    backend: &'static str,
+    signed: &'static str,
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct BackendLabels {
+    backend: &'static str,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct ControllerLabels {
     controller: &'static str,
 }
@@ -89,6 +101,8 @@ pub struct Metrics {
     reconciles: Family<ReconcileLabels, Counter>,
     reconcile_duration: DurationHistograms,
     watch_errors: Family<WatchLabels, Counter>,
+    ca_signatures: Family<CaSignatureLabels, Counter>,
+    ca_sign_duration: Family<BackendLabels, Histogram>,
     inventory: Arc<RwLock<Option<InventoryView>>>,
     /// The length of the last /metrics text.
     last_scrape_len: std::sync::atomic::AtomicUsize,
@@ -155,6 +169,29 @@ impl Metrics {
             "Watch failures (a list or watch refused, broken or expired), by resource and watch; each is retried by its watch alone",
             watch_errors.clone(),
         );
+        let ca_signatures = Family::<CaSignatureLabels, Counter>::default();
+        registry.register(
+            "certkeeper_ca_signatures",
+            "Signatures made with a CA issuer's key, by where the key is (backend), what was signed (certificate, crl, ocsp) and result",
+            ca_signatures.clone(),
+        );
+        let ca_sign_duration: Family<BackendLabels, Histogram> =
+            Family::new_with_constructor(duration_histogram);
+        registry.register_with_unit(
+            "certkeeper_ca_sign_duration",
+            "Time one signature with a CA issuer's key takes, by where the key is",
+            Unit::Seconds,
+            ca_sign_duration.clone(),
+        );
+        for signed in ["certificate", "crl", "ocsp"] {
+            for result in ["success", "failure"] {
+                drop(ca_signatures.get_or_create(&CaSignatureLabels {
+                    backend: crate::telemetry::audit::BACKEND_SECRET,
+                    signed,
+                    result,
+                }));
+            }
+        }
         // Every counter series exists from the start at 0: one born at 1 shows no `increase()`,
         // so the first failure after a restart would slip past the IssuanceFailing alert.
         for issuer_kind in ["Issuer", "ClusterIssuer"] {
@@ -194,9 +231,32 @@ impl Metrics {
             reconciles,
             reconcile_duration,
             watch_errors,
+            ca_signatures,
+            ca_sign_duration,
             inventory,
             last_scrape_len: std::sync::atomic::AtomicUsize::new(0),
         }
+    }
+
+    /// One signature with a CA issuer's key (`telemetry::audit`).
+    pub fn ca_signature(
+        &self,
+        backend: &'static str,
+        signed: &'static str,
+        success: bool,
+        elapsed: Duration,
+    ) {
+        let result = if success { "success" } else { "failure" };
+        self.ca_signatures
+            .get_or_create(&CaSignatureLabels {
+                backend,
+                signed,
+                result,
+            })
+            .inc();
+        self.ca_sign_duration
+            .get_or_create(&BackendLabels { backend })
+            .observe(elapsed.as_secs_f64());
     }
 
     /// Reads the inventory gauges from `view` from now on (None: no inventory, or standing by).

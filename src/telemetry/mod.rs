@@ -2,6 +2,7 @@
 //! endpoint, and logs.
 
 pub mod allocator;
+pub mod audit;
 pub mod events;
 pub mod logs;
 pub mod metrics;

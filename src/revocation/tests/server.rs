@@ -13,6 +13,14 @@ use super::*;
 
 /// An endpoint serving one CA issuer `demo/root` whose first leaf is revoked, and both leaves.
 fn endpoint(now: jiff::Timestamp) -> (PkiEndpoint, CaKeyPair, IssuedCertificate, IssuedCertificate) {
+    serving(PkiEndpoint::default(), now)
+}
+
+/// `endpoint`, publishing into `endpoint`.
+fn serving(
+    endpoint: PkiEndpoint,
+    now: jiff::Timestamp,
+) -> (PkiEndpoint, CaKeyPair, IssuedCertificate, IssuedCertificate) {
     let ca = root_ca(now - hours(1));
     let bad = leaf(&ca, now - hours(1));
     let good = leaf(&ca, now - hours(1));
@@ -30,7 +38,6 @@ fn endpoint(now: jiff::Timestamp) -> (PkiEndpoint, CaKeyPair, IssuedCertificate,
         IssuerUrls::default(),
     )
     .unwrap();
-    let endpoint = PkiEndpoint::default();
     endpoint.publish("demo", "root", ServedIssuer::new(copy, revoked, crl));
     (endpoint, ca, bad, good)
 }
@@ -297,4 +304,42 @@ fn openssl_reads_what_a_get_fetches_the_crl_and_an_ocsp_answer() {
     assert!(out.contains("Response verify OK"), "{out}");
     assert!(out.contains("bad.crt: revoked"), "{out}");
     assert!(out.contains("Responder Id: "), "{out}");
+}
+
+/// Every OCSP answer the CA signs is audited: one line on `certkeeper::audit` naming the
+/// issuer, the CA and the serials answered for (never the key or the signature), and counted
+/// in `certkeeper_ca_signatures_total`; an unsigned error answer is neither.
+#[test]
+fn each_signed_ocsp_answer_is_one_audit_line_and_one_count() {
+    let metrics = std::sync::Arc::new(crate::testing::metrics(vec![], vec![], vec![]));
+    let (endpoint, ca, bad, good) = serving(PkiEndpoint::with_metrics(metrics.clone()), now());
+    let der = request(
+        vec![
+            cert_id(&ca, &bad.serial_hex, Hash::Sha1),
+            cert_id(&ca, &good.serial_hex, Hash::Sha1),
+        ],
+        None,
+    );
+    let lines = crate::telemetry::audit::tests::captured(|| {
+        body(endpoint.respond(&Method::POST, "/ocsp/demo/root", &der, now()));
+        body(endpoint.respond(&Method::POST, "/ocsp/demo/root", b"garbage", now()));
+    });
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    let line: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
+    assert_eq!(line["target"], "certkeeper::audit");
+    assert_eq!(line["signed"], "ocsp");
+    assert_eq!(line["issuer"], "Issuer demo/root");
+    assert_eq!(line["ca"], ca.certificate().fingerprint_sha256.as_str());
+    assert_eq!(line["serial"], format!("{},{}", bad.serial_hex, good.serial_hex));
+    assert_eq!(line["result"], "success");
+    assert!(!lines[0].contains("PRIVATE"));
+    let text = metrics.encode().unwrap();
+    assert!(
+        text.contains(r#"certkeeper_ca_signatures_total{backend="secret",signed="ocsp",result="success"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"certkeeper_ca_sign_duration_seconds_count{backend="secret"} 1"#),
+        "{text}"
+    );
 }
