@@ -90,6 +90,23 @@ pub fn is_unavailable(error: &kube::Error) -> bool {
 }
 
 impl Error {
+    /// Whether the API server refused to create the Secret because its namespace is being
+    /// deleted (403, cause `NamespaceTerminating`): the Certificate goes with it, nothing failed.
+    pub fn namespace_terminating(&self) -> bool {
+        let Self::ApplySecret {
+            source: kube::Error::Api(status),
+            ..
+        } = self
+        else {
+            return false;
+        };
+        status.code == 403
+            && status
+                .details
+                .as_ref()
+                .is_some_and(|d| d.causes.iter().any(|c| c.reason == "NamespaceTerminating"))
+    }
+
     /// Whether the API server, not the object, made this reconcile fail: it is retried within
     /// seconds and is not a failure of the object.
     pub fn is_transient(&self) -> bool {

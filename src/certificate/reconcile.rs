@@ -1069,6 +1069,13 @@ async fn issue(
             ctx.verdicts.invalidate(&observed.key);
             return Err(e);
         }
+        // Its namespace is being deleted, and the Certificate with it: no failure to report
+        // (no status, no Event, nothing counted), and nothing to try again.
+        Err(e) if e.namespace_terminating() => {
+            debug!(certificate = %object_name(*cert), "its namespace is being deleted; not issuing");
+            ctx.verdicts.invalidate(&observed.key);
+            return Ok(Next::await_change());
+        }
         Err(e) => return failed(e.to_string()).await,
     };
     ctx.metrics.issuance(&issuer_kind, true, started.elapsed());

@@ -896,3 +896,31 @@ async fn while_reissuing_a_certificate_waits_for_its_slot_then_is_reissued_once(
     assert_eq!(roots_in(&again.secret).len(), 2);
     assert_eq!(again.status["revision"], 2);
 }
+
+/// A namespace being deleted refuses the Secret's creation (403 NamespaceTerminating): the
+/// Certificate goes with it, so nothing is reported as failed (no status, no Event) and nothing
+/// is tried again; the deletion is the next change.
+#[tokio::test]
+async fn a_namespace_being_deleted_is_no_failure_and_no_retry() {
+    let ca = root_ca(ts(NOW));
+    let cert = certificate("web", "ca", &["web.apps.svc"]);
+    let (task, ctx, mut api) = start_under_ca(&cert, &ca, ts(NOW)).await;
+    api.expect(Method::GET, SECRET_PATH).await.not_found();
+    let apply = api.expect(Method::PATCH, SECRET_PATH).await;
+    apply.respond(
+        StatusCode::FORBIDDEN,
+        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Forbidden", "code": 403,
+               "message": "secrets \"web-tls\" is forbidden: unable to create new content in namespace apps because it is being terminated",
+               "details": {"name": "web-tls", "kind": "secrets",
+                           "causes": [{"reason": "NamespaceTerminating", "message": "namespace apps is being terminated",
+                                       "field": "metadata.namespace"}]}}),
+    );
+    let metrics = ctx.metrics.clone();
+    let action = finish_reconcile(task, ctx, api).await;
+    assert_eq!(action, Next::await_change());
+    let text = metrics.encode().unwrap();
+    assert!(
+        text.contains(r#"certkeeper_issuance_total{issuer_kind="Issuer",result="failure"} 0"#),
+        "{text}"
+    );
+}
