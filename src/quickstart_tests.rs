@@ -12,9 +12,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
-use crate::runner::{Settings, run};
+use crate::runner::run;
 use crate::testing::api_server::{InMemoryApiServer, ObjectId, id_of};
-use crate::testing::{CLUSTER_RESOURCE_NAMESPACE, ca_secret, to_json};
+use crate::testing::{ca_secret, to_json};
 
 const NAMESPACE: &str = "certkeeper-demo";
 /// How long the quickstart may take to converge (it takes a few seconds).
@@ -65,15 +65,7 @@ fn ready(object: &Value) -> bool {
 
 /// Starts the controller against `server`.
 async fn start(server: &InMemoryApiServer) -> tokio::task::JoinHandle<()> {
-    let settings = Settings {
-        cluster_resource_namespace: Some(CLUSTER_RESOURCE_NAMESPACE.into()),
-        concurrency: 2,
-        expiry_thresholds: crate::certificate::expiry::DEFAULT_THRESHOLDS.to_vec(),
-        rotation: Default::default(),
-        leader_election: None,
-        require_policy: false,
-        inventory: None,
-    };
+    let settings = crate::testing::controller_settings();
     let endpoint = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let pki = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let client = server.client();

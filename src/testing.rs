@@ -646,3 +646,17 @@ pub fn with_status(cert: &Certificate, status: &Value) -> Certificate {
     cert.status = Some(serde_json::from_value(status.clone()).unwrap());
     cert
 }
+
+/// The controller's settings of the tests that run it whole: two reconciles at once, the
+/// default expiry thresholds, no leader election, no required policy, no inventory.
+pub fn controller_settings() -> crate::runner::Settings {
+    crate::runner::Settings {
+        cluster_resource_namespace: Some(CLUSTER_RESOURCE_NAMESPACE.into()),
+        concurrency: 2,
+        expiry_thresholds: crate::certificate::expiry::DEFAULT_THRESHOLDS.to_vec(),
+        rotation: Default::default(),
+        leader_election: None,
+        require_policy: false,
+        inventory: None,
+    }
+}

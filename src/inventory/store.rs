@@ -428,6 +428,13 @@ impl Inventory {
         f(&rows)
     }
 
+    /// A watch shows `object` as `seen`, and its facts read at that version are `facts` (tests).
+    #[cfg(test)]
+    pub fn found(&self, object: &ObjectKey, source: Source, seen: &Seen, facts: &ObjectFacts) {
+        self.seen(object, source, seen);
+        self.record(object, seen, facts);
+    }
+
     /// Every certificate row, copied out (for tests).
     #[cfg(test)]
     pub fn rows(&self) -> Vec<Row> {

@@ -223,8 +223,7 @@ fn a_certificate_in_many_objects_is_kept_once() {
     let ca = tls_secret("ca", "shared-ca", 1, 365);
     for i in 0..10 {
         let object = key(Kind::Secret, &format!("s{i}"));
-        inventory.seen(&object, TLS_SECRETS, &seen("1"));
-        inventory.record(&object, &seen("1"), &read_secret(&ca));
+        inventory.found(&object, TLS_SECRETS, &seen("1"), &read_secret(&ca));
     }
     let rows = inventory.rows();
     assert_eq!(rows.len(), 20);
@@ -264,8 +263,7 @@ fn the_warning_due_is_the_shortest_threshold_crossed_among_those_shorter_than_th
     let facts = read_secret(&tls_secret("w", "w", 28, 30));
     let inventory = Inventory::default();
     let object = key(Kind::Secret, "w");
-    inventory.seen(&object, TLS_SECRETS, &seen("1"));
-    inventory.record(&object, &seen("1"), &facts);
+    inventory.found(&object, TLS_SECRETS, &seen("1"), &facts);
     let cert = inventory.rows()[0].certificate.clone();
     let due = |at| warnings::due(&cert, &DEFAULT_THRESHOLDS, at);
     assert_eq!(
@@ -282,8 +280,7 @@ fn the_warning_due_is_the_shortest_threshold_crossed_among_those_shorter_than_th
     // A 2-day certificate is never warned at 7 or 3 days.
     let short = read_secret(&tls_secret("s", "s", 1, 2));
     let object = key(Kind::Secret, "s");
-    inventory.seen(&object, TLS_SECRETS, &seen("1"));
-    inventory.record(&object, &seen("1"), &short);
+    inventory.found(&object, TLS_SECRETS, &seen("1"), &short);
     let cert = inventory
         .rows()
         .into_iter()
@@ -303,8 +300,7 @@ fn a_warning_has_one_name_so_that_a_restarted_controller_cannot_send_it_twice() 
     let make = || {
         let inventory = Inventory::default();
         let object = key(Kind::Secret, "web-tls");
-        inventory.seen(&object, TLS_SECRETS, &seen("1"));
-        inventory.record(&object, &seen("1"), &read_secret(&secret));
+        inventory.found(&object, TLS_SECRETS, &seen("1"), &read_secret(&secret));
         inventory
     };
     let first = make().due_warnings(&DEFAULT_THRESHOLDS, now());
@@ -382,9 +378,9 @@ fn a_relist_of_any_watch_keeps_what_certkeeper_told_before_the_watch_showed_it()
 fn an_object_made_again_under_its_name_loses_the_old_facts_and_warnings() {
     let inventory = Inventory::default();
     let web = key(Kind::Secret, "web-tls");
-    inventory.seen(&web, TLS_SECRETS, &seen("1"));
-    inventory.record(
+    inventory.found(
         &web,
+        TLS_SECRETS,
         &seen("1"),
         &read_secret(&tls_secret("web-tls", "web", 28, 30)),
     );
@@ -434,8 +430,12 @@ fn an_event_name_cut_short_is_still_a_dns_subdomain() {
         namespace: "apps".into(),
         name: format!("{}-{}", "a".repeat(199), "b".repeat(40)),
     };
-    inventory.seen(&object, TLS_SECRETS, &seen("1"));
-    inventory.record(&object, &seen("1"), &read_secret(&tls_secret("x", "x", 28, 30)));
+    inventory.found(
+        &object,
+        TLS_SECRETS,
+        &seen("1"),
+        &read_secret(&tls_secret("x", "x", 28, 30)),
+    );
     let warning = &inventory.due_warnings(&DEFAULT_THRESHOLDS, now())[0];
     let (prefix, hash) = warning.event_name.rsplit_once('.').unwrap();
     assert_eq!(prefix, "a".repeat(199), "cut at 200, then the dash trimmed");

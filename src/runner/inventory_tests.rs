@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 
 use super::{InventorySettings, Settings, run};
 use crate::testing::api_server::InMemoryApiServer;
-use crate::testing::{CLUSTER_RESOURCE_NAMESPACE, ca_secret, to_json};
+use crate::testing::{ca_secret, to_json};
 
 const WITHIN: Duration = Duration::from_secs(20);
 
@@ -25,17 +25,12 @@ async fn start_with(
     namespaces: Option<&str>,
 ) -> (tokio::task::JoinHandle<()>, std::net::SocketAddr) {
     let settings = Settings {
-        cluster_resource_namespace: Some(CLUSTER_RESOURCE_NAMESPACE.into()),
-        concurrency: 2,
-        expiry_thresholds: crate::certificate::expiry::DEFAULT_THRESHOLDS.to_vec(),
-        rotation: Default::default(),
-        leader_election: None,
-        require_policy: false,
         inventory: Some(InventorySettings {
             namespaces: namespaces.map(Into::into),
             label: crate::inventory::DEFAULT_LABEL.into(),
             own_grace: Duration::from_secs(1),
         }),
+        ..crate::testing::controller_settings()
     };
     let endpoint = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = endpoint.local_addr().unwrap();

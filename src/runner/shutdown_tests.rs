@@ -17,16 +17,11 @@ const LEASE: &str = "certkeeper-controller";
 
 fn settings(leader_election: bool) -> Settings {
     Settings {
-        cluster_resource_namespace: Some(CLUSTER_RESOURCE_NAMESPACE.into()),
-        concurrency: 2,
-        expiry_thresholds: crate::certificate::expiry::DEFAULT_THRESHOLDS.to_vec(),
-        rotation: Default::default(),
         leader_election: leader_election.then(|| LeaderElection {
             namespace: Some(CLUSTER_RESOURCE_NAMESPACE.into()),
             lease_name: LEASE.into(),
         }),
-        require_policy: false,
-        inventory: None,
+        ..crate::testing::controller_settings()
     }
 }
 

@@ -7,8 +7,8 @@ use std::time::Duration;
 use kube::Client;
 use tokio::sync::watch;
 
+use super::idle_caches;
 use super::term::Term;
-use super::{Settings, idle_caches};
 use crate::revocation::PkiEndpoint;
 use crate::telemetry::metrics::Metrics;
 use crate::telemetry::server::Readiness;
@@ -22,15 +22,7 @@ pub(super) fn test_term(client: Client, now: jiff::Timestamp) -> (Term, Arc<Read
     let (stop, shutdown) = watch::channel(false);
     let term = Term {
         client,
-        settings: Settings {
-            cluster_resource_namespace: Some(CLUSTER_RESOURCE_NAMESPACE.into()),
-            concurrency: 2,
-            expiry_thresholds: crate::certificate::expiry::DEFAULT_THRESHOLDS.to_vec(),
-            rotation: Default::default(),
-            leader_election: None,
-            require_policy: false,
-            inventory: None,
-        },
+        settings: crate::testing::controller_settings(),
         cluster_resource_namespace: CLUSTER_RESOURCE_NAMESPACE.into(),
         readiness: readiness.clone(),
         metrics: Arc::new(Metrics::new(idle_caches(clock.clone()))),

@@ -906,9 +906,9 @@ fn inventory_series_carry_the_spec_labels_and_counts() {
     let long_cn = format!("\"quoted\" {}", "x".repeat(100));
     let secret = testing::ca_secret("legacy-tls", NAMESPACE, &long_cn, ts("2026-10-26T00:00:00Z"), 30);
     let object = inventory::key_of(Kind::Secret, &secret);
-    found.seen(&object, TLS_SECRETS, &seen(ManagedBy::CertManager));
-    found.record(
+    found.found(
         &object,
+        TLS_SECRETS,
         &seen(ManagedBy::CertManager),
         &inventory::read_secret(&secret),
     );
@@ -919,9 +919,9 @@ fn inventory_series_carry_the_spec_labels_and_counts() {
     }))
     .unwrap();
     let object = inventory::key_of(Kind::ConfigMap, &bundle);
-    found.seen(&object, LABELLED_CONFIGMAPS, &seen(ManagedBy::None));
-    found.record(
+    found.found(
         &object,
+        LABELLED_CONFIGMAPS,
         &seen(ManagedBy::None),
         &inventory::read_configmap(&bundle),
     );

@@ -48,8 +48,12 @@ fn populated_with_inventory() -> Metrics {
     ] {
         let secret = ca_secret(name, "apps", &format!("{name}.apps.svc"), issued, 30);
         let object = inventory::key_of(Kind::Secret, &secret);
-        found.seen(&object, TLS_SECRETS, &seen(managed_by));
-        found.record(&object, &seen(managed_by), &inventory::read_secret(&secret));
+        found.found(
+            &object,
+            TLS_SECRETS,
+            &seen(managed_by),
+            &inventory::read_secret(&secret),
+        );
     }
     let ca = ca_secret("trust", "apps", "trust-root", issued, 365);
     let ca_pem = String::from_utf8(ca.data.unwrap()["ca.crt"].0.clone()).unwrap();
@@ -60,9 +64,9 @@ fn populated_with_inventory() -> Metrics {
     }))
     .unwrap();
     let object = inventory::key_of(Kind::ConfigMap, &bundle);
-    found.seen(&object, LABELLED_CONFIGMAPS, &seen(ManagedBy::None));
-    found.record(
+    found.found(
         &object,
+        LABELLED_CONFIGMAPS,
         &seen(ManagedBy::None),
         &inventory::read_configmap(&bundle),
     );
