@@ -18,6 +18,7 @@ pub mod issuance_policy;
 pub mod issuer;
 pub mod keystore;
 pub mod pki;
+pub mod pkcs11;
 #[cfg(test)]
 mod quickstart_tests;
 pub mod revocation;

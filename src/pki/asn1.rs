@@ -10,7 +10,7 @@ use spki::AlgorithmIdentifierOwned;
 use x509_cert::ext::Extension;
 use x509_cert::time::Time;
 
-use super::{PkiError, PrivateKey};
+use super::{PkiError, Signer};
 
 /// A `der` failure as a `PkiError` that says what was being encoded.
 pub(crate) fn encoding(what: &'static str) -> impl Fn(der::Error) -> PkiError {
@@ -77,7 +77,7 @@ struct Signed<'a> {
 
 /// Encodes `tbs`, signs it with `signer` and wraps both. `tbs` must name
 /// `signer.signature_algorithm()` as its own signature field.
-pub(crate) fn sign<T: Encode>(tbs: &T, signer: &PrivateKey) -> Result<Vec<u8>, PkiError> {
+pub(crate) fn sign<T: Encode>(tbs: &T, signer: &dyn Signer) -> Result<Vec<u8>, PkiError> {
     let tbs_der = tbs.to_der().map_err(encoding("to-be-signed structure"))?;
     let signature = signer.sign(&tbs_der)?;
     Signed {

@@ -11,6 +11,7 @@ mod cert;
 mod key;
 mod name_constraints;
 mod parse;
+mod signer;
 mod usage;
 
 #[cfg(test)]
@@ -26,6 +27,7 @@ pub use name_constraints::{
 };
 pub use parse::{CertificateInfo, parse_certificate_chain, parse_pem_certificates};
 pub(crate) use parse::{alt_names, lower_hex, serial_hex};
+pub use signer::Signer;
 pub use usage::Usage;
 
 /// What went wrong in the X.509 layer. Messages never contain key material.
