@@ -17,8 +17,8 @@ pub mod inventory;
 pub mod issuance_policy;
 pub mod issuer;
 pub mod keystore;
-pub mod pki;
 pub mod pkcs11;
+pub mod pki;
 #[cfg(test)]
 mod quickstart_tests;
 pub mod revocation;

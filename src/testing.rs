@@ -4,6 +4,7 @@
 //! whole controller.
 
 pub mod api_server;
+pub mod softhsm;
 
 use std::sync::Arc;
 

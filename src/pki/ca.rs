@@ -2,7 +2,12 @@
 
 use super::cert::{key_identifier, subject_key_id_of};
 use super::parse::parse_der;
-use super::{CertificateInfo, PkiError, PrivateKey, RequestedNames, parse_certificate_chain};
+use std::sync::Arc;
+
+use spki::AlgorithmIdentifierOwned;
+
+use super::{CertificateInfo, PkiError, PrivateKey, RequestedNames, Signer, parse_certificate_chain};
+use crate::pkcs11::HsmKey;
 
 /// URLs a CA issuer writes into the certificates it signs.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -12,12 +17,59 @@ pub struct IssuerUrls {
     pub issuing_certificate_urls: Vec<String>,
 }
 
+/// A CA's private key: read from its Secret, or on a token (never in process).
+#[derive(Debug)]
+pub enum CaKey {
+    Secret(PrivateKey),
+    Hsm(Arc<HsmKey>),
+}
+
+impl CaKey {
+    /// The key itself when it was read from a Secret.
+    pub fn private_key(&self) -> Option<&PrivateKey> {
+        match self {
+            Self::Secret(key) => Some(key),
+            Self::Hsm(_) => None,
+        }
+    }
+}
+
+impl Signer for CaKey {
+    fn spki(&self) -> &[u8] {
+        match self {
+            Self::Secret(key) => Signer::spki(key),
+            Self::Hsm(key) => key.spki(),
+        }
+    }
+
+    fn signature_algorithm(&self) -> AlgorithmIdentifierOwned {
+        match self {
+            Self::Secret(key) => Signer::signature_algorithm(key),
+            Self::Hsm(key) => key.signature_algorithm(),
+        }
+    }
+
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, PkiError> {
+        match self {
+            Self::Secret(key) => Signer::sign(key, message),
+            Self::Hsm(key) => key.sign(message),
+        }
+    }
+
+    fn backend(&self) -> &'static str {
+        match self {
+            Self::Secret(key) => Signer::backend(key),
+            Self::Hsm(key) => key.backend(),
+        }
+    }
+}
+
 /// A CA certificate (with its chain) and its private key.
 #[derive(Debug)]
 pub struct CaKeyPair {
     /// The CA certificate first, then its chain towards the root.
     pub chain: Vec<CertificateInfo>,
-    pub key: PrivateKey,
+    pub key: CaKey,
     /// The root from `ca.crt` when the chain does not end in a self-signed certificate.
     pub root: Option<CertificateInfo>,
     pub urls: IssuerUrls,
@@ -62,7 +114,30 @@ impl CaKeyPair {
         };
         Ok(Self {
             chain,
-            key,
+            key: CaKey::Secret(key),
+            root,
+            urls,
+        })
+    }
+
+    /// A CA whose key stays on a token: `tls.crt` (CA first, chain may follow) and an optional
+    /// `ca.crt`; `key` is made for the CA certificate's public key by `make_key`.
+    pub fn with_hsm_key(
+        tls_crt: &[u8],
+        ca_crt: Option<&[u8]>,
+        urls: IssuerUrls,
+        make_key: impl FnOnce(&CertificateInfo) -> Result<HsmKey, PkiError>,
+    ) -> Result<Self, PkiError> {
+        let chain = parse_certificate_chain(tls_crt)?;
+        let ca = chain.first().ok_or(PkiError::NoCertificate)?;
+        let key = Arc::new(make_key(ca)?);
+        let root = match ca_crt {
+            Some(pem) => root_from_bundle(pem, &chain)?,
+            None => None,
+        };
+        Ok(Self {
+            chain,
+            key: CaKey::Hsm(key),
             root,
             urls,
         })

@@ -29,7 +29,7 @@ use super::asn1::{self, encoding};
 use super::key::{encode_pem, public_key_bits, same_public_key};
 use super::parse::serial_hex;
 use super::usage::{KU_CRL_SIGN, KU_KEY_CERT_SIGN, UsageEncoding};
-use super::{CaKeyPair, IssuerUrls, NameConstraints, PkiError, PrivateKey, Usage};
+use super::{CaKeyPair, IssuerUrls, NameConstraints, PkiError, PrivateKey, Signer, Usage};
 
 /// Subject DN parts beyond the common name (cert-manager's `spec.subject`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -76,10 +76,11 @@ pub struct IssuedCertificate {
     pub not_after: jiff::Timestamp,
 }
 
-/// Signs `template` with the subject's own key (the selfSigned issuer).
+/// Signs `template` with the subject's own key (the selfSigned issuer, or a new root CA whose
+/// key is on a token).
 pub fn sign_self_signed(
     template: &CertificateTemplate,
-    key: &PrivateKey,
+    key: &dyn Signer,
 ) -> Result<IssuedCertificate, PkiError> {
     let subject = subject_name(template)?;
     let key_id = key_identifier(key.spki())?;
@@ -209,7 +210,7 @@ struct TbsCertificate<'a> {
     extensions: Option<Extensions>,
 }
 
-fn sign(draft: &Draft<'_>, signer: &PrivateKey) -> Result<Signed, PkiError> {
+fn sign(draft: &Draft<'_>, signer: &dyn Signer) -> Result<Signed, PkiError> {
     if draft.not_after <= draft.not_before {
         return Err(PkiError::InvalidCertificate(format!(
             "notAfter {} is not after notBefore {}",

@@ -238,14 +238,7 @@ impl PrivateKey {
     /// The AlgorithmIdentifier of the signatures this key makes: ecdsa-with-SHA256 (P-256),
     /// ecdsa-with-SHA384 (P-384), sha256WithRSAEncryption (PKCS#1 v1.5), Ed25519.
     pub(crate) fn signature_algorithm(&self) -> AlgorithmIdentifierOwned {
-        let (oid, parameters) = match &self.pair {
-            KeyPair::Ecdsa(_, Curve::P256) => (OID_ECDSA_WITH_SHA256, None),
-            KeyPair::Ecdsa(_, Curve::P384) => (OID_ECDSA_WITH_SHA384, None),
-            // RFC 4055 §5: the parameters of the RSA PKCS#1 v1.5 algorithms are an explicit NULL.
-            KeyPair::Rsa(_) => (OID_SHA256_WITH_RSA, Some(der::asn1::Any::null())),
-            KeyPair::Ed25519(_) => (OID_ED25519, None),
-        };
-        AlgorithmIdentifierOwned { oid, parameters }
+        signature_algorithm_for(self.spec)
     }
 
     /// Signs `message` with the algorithm of `signature_algorithm_der`.
@@ -393,6 +386,20 @@ pub(crate) fn encode_pem(label: &str, der: Vec<u8>) -> String {
 pub(crate) fn public_key_bits(spki: &[u8]) -> Option<Vec<u8>> {
     let (_, parsed) = SubjectPublicKeyInfo::from_der(spki).ok()?;
     Some(parsed.subject_public_key.data.to_vec())
+}
+
+/// The AlgorithmIdentifier of the signatures a key of `spec` makes: ecdsa-with-SHA256 (P-256),
+/// ecdsa-with-SHA384 (P-384), sha256WithRSAEncryption (PKCS#1 v1.5), Ed25519. The same for a
+/// key in process and one on a token.
+pub(crate) fn signature_algorithm_for(spec: KeySpec) -> AlgorithmIdentifierOwned {
+    let (oid, parameters) = match spec.algorithm {
+        KeyAlgorithm::Ecdsa if spec.size == 384 => (OID_ECDSA_WITH_SHA384, None),
+        KeyAlgorithm::Ecdsa => (OID_ECDSA_WITH_SHA256, None),
+        // RFC 4055 §5: the parameters of the RSA PKCS#1 v1.5 algorithms are an explicit NULL.
+        KeyAlgorithm::Rsa => (OID_SHA256_WITH_RSA, Some(der::asn1::Any::null())),
+        KeyAlgorithm::Ed25519 => (OID_ED25519, None),
+    };
+    AlgorithmIdentifierOwned { oid, parameters }
 }
 
 /// Whether two SubjectPublicKeyInfos hold the same key: same algorithm and same key bits,

@@ -17,10 +17,12 @@ mod usage;
 #[cfg(test)]
 pub(crate) mod tests;
 
-pub use ca::{CaFacts, CaKeyPair, IssuerUrls};
+pub use ca::{CaFacts, CaKey, CaKeyPair, IssuerUrls};
 pub use cert::{CertificateTemplate, IssuedCertificate, SubjectFields, sign_self_signed, sign_with_ca};
 pub use key::{KeyAlgorithm, KeyEncoding, KeySpec, PrivateKey};
-pub(crate) use key::{encode_pem, public_key_bits};
+pub(crate) use key::{
+    encode_pem, key_spec_from_spki, public_key_bits, same_public_key, signature_algorithm_for,
+};
 pub use name_constraints::{
     DomainSubtree, IpRange, NameConstraints, NameSubtrees, RequestedNames, check_name_constraints,
     subtree_within,
@@ -51,4 +53,7 @@ pub enum PkiError {
     Signing(String),
     #[error("DER encoding failed: {0}")]
     Encoding(String),
+    /// The key is on a token, and the token failed or refused.
+    #[error("{0}")]
+    Hsm(#[from] crate::pkcs11::HsmError),
 }

@@ -14,7 +14,7 @@ use x509_cert::time::Time;
 
 use super::{RevocationError, RevocationReason, RevokedSerial, encoding_failed};
 use crate::pki::asn1;
-use crate::pki::{CaKeyPair, encode_pem, serial_hex};
+use crate::pki::{CaKeyPair, Signer, encode_pem, serial_hex};
 
 /// How long a CRL is valid: its nextUpdate is thisUpdate plus this (SPEC "Revocation").
 pub const CRL_VALIDITY: jiff::SignedDuration = jiff::SignedDuration::from_hours(24);

@@ -16,7 +16,7 @@ use x509_ocsp::{
 
 use super::{RevocationError, RevokedSerials, encoding_failed};
 use crate::pki::asn1;
-use crate::pki::{CaKeyPair, PkiError, public_key_bits, serial_hex};
+use crate::pki::{CaKeyPair, PkiError, Signer, public_key_bits, serial_hex};
 
 /// How long an answer may be cached: its nextUpdate is thisUpdate plus this. Shorter than a
 /// CRL's day, since answers are signed on demand and a revocation should reach clients soon.

@@ -508,7 +508,7 @@ fn non_ascii_subject_fields_are_utf8() {
 #[test]
 fn mismatched_ca_key_is_refused_when_signing() {
     let mut ca = root_ca("Example Root CA", now() - hours(1));
-    ca.key = ecdsa_p256();
+    ca.key = crate::pki::CaKey::Secret(ecdsa_p256());
     let result = sign_with_ca(&leaf_template(now()), &ecdsa_p256(), &ca);
     assert!(matches!(result, Err(PkiError::KeyMismatch)), "{result:?}");
 }

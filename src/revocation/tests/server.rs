@@ -33,7 +33,12 @@ fn serving(
     // The endpoint owns its copy of the key pair, as the issuer controller hands it over.
     let copy = CaKeyPair::from_pem(
         ca_pem(&ca).as_bytes(),
-        ca.key.to_pem(KeyEncoding::Pkcs8).unwrap().as_bytes(),
+        ca.key
+            .private_key()
+            .unwrap()
+            .to_pem(KeyEncoding::Pkcs8)
+            .unwrap()
+            .as_bytes(),
         None,
         IssuerUrls::default(),
     )
