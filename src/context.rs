@@ -53,6 +53,8 @@ pub struct Context {
     /// the Secret watch that wakes the issuers of its kind.
     pub issuer_ca_key_pairs: Arc<CaKeyPairs>,
     pub cluster_issuer_ca_key_pairs: Arc<CaKeyPairs>,
+    /// The PKCS#11 modules and token sessions of CA keys in HSMs (`--pkcs11-*`).
+    pub pkcs11: Arc<crate::pkcs11::Pkcs11Registry>,
     /// What each Certificate's Secret was last found to hold, while it is unchanged.
     pub verdicts: Arc<WatchedCache<Verdict>>,
     /// Every Certificate, for the issuers that follow their progress through a rotation.
@@ -121,6 +123,7 @@ impl Context {
             error_counts: Mutex::new(HashMap::new()),
             issuer_ca_key_pairs: Arc::default(),
             cluster_issuer_ca_key_pairs: Arc::default(),
+            pkcs11: Arc::default(),
             verdicts: Arc::default(),
             certificates: caches.certificates.clone(),
             rotation: RotationSettings::default(),
@@ -135,6 +138,15 @@ impl Context {
     }
 
     /// The CA key pairs of issuers of `kind` (`Issuer` or `ClusterIssuer`).
+    /// How a load of a `kind` issuer's CA reaches its token; `probe` for the issuer's check.
+    pub fn hsm(&self, kind: &str, probe: bool) -> crate::cluster::ca::HsmAccess<'_> {
+        crate::cluster::ca::HsmAccess {
+            registry: &self.pkcs11,
+            namespaced: kind != "ClusterIssuer",
+            probe,
+        }
+    }
+
     pub fn ca_key_pairs(&self, kind: &str) -> &CaKeyPairs {
         match kind {
             "ClusterIssuer" => &self.cluster_issuer_ca_key_pairs,

@@ -659,5 +659,6 @@ pub fn controller_settings() -> crate::runner::Settings {
         leader_election: None,
         require_policy: false,
         inventory: None,
+        pkcs11: Default::default(),
     }
 }

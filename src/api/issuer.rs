@@ -96,6 +96,22 @@ pub struct CaIssuer {
         skip_serializing_if = "Option::is_none"
     )]
     pub issuing_certificate_urls: Option<Vec<String>>,
+    /// The CA key stays in a hardware security module: the Secret holds only the CA
+    /// certificate (`tls.crt`, optional `ca.crt`) and the key is used through PKCS#11.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pkcs11: Option<CaPkcs11>,
+}
+
+/// A CA key on a PKCS#11 token.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CaPkcs11 {
+    /// RFC 7512 URI naming the token and the key, e.g. `pkcs11:token=ca;object=root-2026`
+    /// (`module-name=` picks one of the controller's modules when it has several).
+    #[schemars(length(min = 8, max = 1024))]
+    pub uri: String,
+    /// The token's user PIN: a key of a Secret in the CA Secret's namespace.
+    pub pin_secret_ref: super::SecretKeySelector,
 }
 
 /// What the controller observed about an issuer.

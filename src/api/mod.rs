@@ -22,7 +22,7 @@ pub use certificate::{
 pub use condition::{ConditionStatus, condition, find_condition, ready_status, set_condition};
 pub use crd::{all_crds, crds_yaml};
 pub use issuer::{
-    CaIssuer, ClusterIssuer, ClusterIssuerSpec, Issuer, IssuerSpec, IssuerStatus, Rotation, RotationPhase,
+    CaIssuer, CaPkcs11, ClusterIssuer, ClusterIssuerSpec, Issuer, IssuerSpec, IssuerStatus, Rotation, RotationPhase,
     SelfSignedIssuer, TrustAnchor, TrustAnchorRole,
 };
 pub use policy::{

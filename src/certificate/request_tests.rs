@@ -116,7 +116,7 @@ pub(super) async fn cache_the_ca(ctx: &Arc<Context>, api: &mut ApiServer, ca: &S
         tokio::spawn(async move {
             let ca = issuer.spec.ca.unwrap();
             ctx.issuer_ca_key_pairs
-                .load(&ctx.client, NAMESPACE, &ca, ctx.now())
+                .load(&ctx.client, ctx.hsm("Issuer", false), NAMESPACE, &ca, ctx.now())
                 .await
                 .unwrap()
                 .unwrap();
@@ -242,7 +242,7 @@ async fn a_ca_secret_is_read_once_per_resource_version() {
     let ca_spec = ca_issuer("ca", "root-ca").spec.ca.unwrap();
     let cached = ctx
         .issuer_ca_key_pairs
-        .load(&ctx.client, NAMESPACE, &ca_spec, ctx.now());
+        .load(&ctx.client, ctx.hsm("Issuer", false), NAMESPACE, &ca_spec, ctx.now());
     let cached = tokio::time::timeout(std::time::Duration::from_secs(5), cached).await;
     assert!(cached.expect("the CA was read again").unwrap().is_ok());
     api.assert_idle();

@@ -340,7 +340,13 @@ pub async fn resolve(
         (None, Some(ca)) => {
             match ctx
                 .ca_key_pairs(cert.spec.issuer_ref.kind())
-                .load(&ctx.client, &found.ca_namespace, ca, now)
+                .load(
+                    &ctx.client,
+                    ctx.hsm(cert.spec.issuer_ref.kind(), false),
+                    &found.ca_namespace,
+                    ca,
+                    now,
+                )
                 .await?
             {
                 Ok((pair, _)) => judged.map(|()| {

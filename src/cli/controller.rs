@@ -79,6 +79,30 @@ pub struct ControllerArgs {
     /// certificates under any key.
     #[arg(long, default_value = crate::inventory::DEFAULT_LABEL, value_parser = non_empty_selector)]
     pub inventory_label: String,
+
+    /// A PKCS#11 module CA keys in HSMs are used through, as NAME=PATH (repeatable). Issuers
+    /// name a module by NAME (`module-name=` in their URI); they can never make the controller
+    /// load a module it was not given.
+    #[arg(long = "pkcs11-module", value_parser = parse_module)]
+    pub pkcs11_modules: Vec<(String, std::path::PathBuf)>,
+    /// Logged-in sessions per token: how many signatures a token makes at once.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub pkcs11_sessions: u16,
+    /// How long one call into a token may take before the issuer reports it unavailable (Go
+    /// duration).
+    #[arg(long, default_value = "10s", value_parser = expiry::parse_threshold)]
+    pub pkcs11_sign_timeout: SignedDuration,
+    /// Let namespaced Issuers use PKCS#11 keys; by default only ClusterIssuers may.
+    #[arg(long, default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub pkcs11_allow_namespaced_issuers: bool,
+}
+
+/// `NAME=PATH` of `--pkcs11-module`.
+fn parse_module(value: &str) -> Result<(String, std::path::PathBuf), String> {
+    match value.split_once('=') {
+        Some((name, path)) if !name.is_empty() && !path.is_empty() => Ok((name.to_owned(), path.into())),
+        _ => Err(format!("{value:?} is not NAME=PATH, e.g. softhsm=/usr/lib/softhsm/libsofthsm2.so")),
+    }
 }
 
 /// A label selector that selects something less than everything: an empty one would read
@@ -148,6 +172,12 @@ pub async fn run(args: ControllerArgs) -> Result<(), CliError> {
                 label: args.inventory_label,
                 own_grace: runner::OWN_GRACE,
             }),
+            pkcs11: std::sync::Arc::new(crate::pkcs11::Pkcs11Registry::new(crate::pkcs11::Pkcs11Settings {
+                modules: args.pkcs11_modules,
+                sessions: usize::from(args.pkcs11_sessions),
+                sign_timeout: args.pkcs11_sign_timeout.unsigned_abs(),
+                allow_namespaced_issuers: args.pkcs11_allow_namespaced_issuers,
+            })),
         },
         endpoint,
         pki,

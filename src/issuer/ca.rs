@@ -3,6 +3,7 @@
 use k8s_openapi::api::core::v1::Secret;
 
 use crate::api::CaIssuer;
+use crate::pkcs11::{HsmError, HsmKey, PinRef, Pkcs11Uri};
 use crate::pki::{CaFacts, CaKeyPair, IssuerUrls, PkiError};
 
 /// Why a CA issuer cannot sign; `reason()` is the Issuer's Ready condition reason.
@@ -28,6 +29,14 @@ pub enum CaProblem {
         name: String,
         not_after: jiff::Timestamp,
     },
+    /// The CA key is on a token, and the token (or the reference to it) is the trouble.
+    #[error("the CA key of Secret {namespace}/{name}: {message}")]
+    Hsm {
+        namespace: String,
+        name: String,
+        reason: &'static str,
+        message: String,
+    },
 }
 
 impl CaProblem {
@@ -37,7 +46,23 @@ impl CaProblem {
             Self::InvalidKeyPair { .. } => "InvalidKeyPair",
             Self::NotACa { .. } => "NotACA",
             Self::Expired { .. } => "Expired",
+            Self::Hsm { reason, .. } => reason,
         }
+    }
+
+    /// An HSM failure for the CA Secret `namespace/name`.
+    pub fn hsm(namespace: &str, name: &str, error: &HsmError) -> Self {
+        Self::Hsm {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+            reason: error.reason.condition_reason(),
+            message: error.message.clone(),
+        }
+    }
+
+    /// Whether an HSM is the trouble: looked at again within seconds, not minutes.
+    pub fn is_hsm(&self) -> bool {
+        matches!(self, Self::Hsm { .. })
     }
 }
 
@@ -70,6 +95,9 @@ pub fn parse_ca(namespace: &str, ca: &CaIssuer, secret: Option<&Secret>) -> Resu
         return Err(CaProblem::SecretNotFound { namespace, name });
     };
     let get = |key: &str| crate::certificate::secret::data(secret, key);
+    if let Some(pkcs11) = &ca.pkcs11 {
+        return parse_hsm_ca(&namespace, &name, ca, pkcs11, secret);
+    }
     let (Some(crt), Some(key)) = (get("tls.crt"), get("tls.key")) else {
         return Err(CaProblem::InvalidKeyPair {
             namespace,
@@ -82,6 +110,49 @@ pub fn parse_ca(namespace: &str, ca: &CaIssuer, secret: Option<&Secret>) -> Resu
         name,
         why: e.to_string(),
     })
+}
+
+/// The CA of a Secret holding only certificates, its key on the token `pkcs11.uri` names. An
+/// empty `tls.key` counts as none (a `kubernetes.io/tls` Secret must have the key, and a
+/// Secret of that type is followed by the controller's watch); any other `tls.key` is refused:
+/// the key belongs on the token.
+fn parse_hsm_ca(
+    namespace: &str,
+    name: &str,
+    ca: &CaIssuer,
+    pkcs11: &crate::api::CaPkcs11,
+    secret: &Secret,
+) -> Result<CaKeyPair, CaProblem> {
+    let invalid = |why: String| CaProblem::InvalidKeyPair {
+        namespace: namespace.to_owned(),
+        name: name.to_owned(),
+        why,
+    };
+    let get = |key: &str| crate::certificate::secret::data(secret, key);
+    if get("tls.key").is_some_and(|key| !key.is_empty()) {
+        return Err(invalid(
+            "the Secret holds a tls.key beside spec.ca.pkcs11: a CA whose key is on a token keeps \
+             no key in its Secret; remove tls.key (or leave it empty)"
+                .into(),
+        ));
+    }
+    let Some(crt) = get("tls.crt") else {
+        return Err(invalid("tls.crt is missing".into()));
+    };
+    let uri: Pkcs11Uri = pkcs11
+        .uri
+        .parse()
+        .map_err(|e: crate::pkcs11::uri::UriError| invalid(e.to_string()))?;
+    uri.check_key_reference().map_err(|e| invalid(e.to_string()))?;
+    let pin = PinRef {
+        namespace: namespace.to_owned(),
+        name: pkcs11.pin_secret_ref.name.clone(),
+        key: pkcs11.pin_secret_ref.key.clone(),
+    };
+    CaKeyPair::with_hsm_key(crt, get("ca.crt"), issuer_urls(ca), |cert| {
+        HsmKey::new(uri, pin, &cert.public_key_der)
+    })
+    .map_err(|e| invalid(e.to_string()))
 }
 
 /// Judges a CA key pair read from the Secret `namespace/name`: a CA, not expired at `now`.

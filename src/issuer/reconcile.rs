@@ -67,7 +67,7 @@ pub async fn health<K: IssuerObject>(
                 })?;
             match ctx
                 .ca_key_pairs(K::KIND)
-                .load(&ctx.client, &namespace, ca, now)
+                .load(&ctx.client, ctx.hsm(K::KIND, true), &namespace, ca, now)
                 .await?
             {
                 Ok((pair, facts)) => (IssuerHealth::Ca(facts), Some(pair)),
@@ -524,12 +524,19 @@ pub async fn reconcile<K: IssuerObject>(
             deadlines.extend(rotation_wake);
             deadlines.extend(resign_at);
             let wait = crate::certificate::schedule::requeue_after(now, &deadlines);
+            let wait = match &pair {
+                // A token can go away unseen by any watch: look for the key now and then.
+                Some(ca) if matches!(ca.key, crate::pki::CaKey::Hsm(_)) => wait.min(crate::pkcs11::registry::PROBE_EVERY),
+                _ => wait,
+            };
             Action::requeue(if status.rotation.is_some() {
                 wait.min(ROTATION_POLL)
             } else {
                 wait
             })
         }
+        // A token comes back on its own, unseen by any watch: look again within seconds.
+        IssuerHealth::Broken(problem) if problem.is_hsm() => Action::requeue(crate::pkcs11::registry::RETRY_BROKEN),
         IssuerHealth::Broken(_) => Action::requeue(BROKEN_RECHECK),
         IssuerHealth::SelfSigned | IssuerHealth::InvalidSpec(_) => Action::await_change(),
     })

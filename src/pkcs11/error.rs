@@ -18,6 +18,8 @@ pub enum HsmReason {
     KeyMismatch,
     /// A reference or key certkeeper cannot use (URI, module, mechanism, key kind).
     Unsupported,
+    /// A namespaced Issuer, without `--pkcs11-allow-namespaced-issuers`.
+    NotAllowed,
 }
 
 impl HsmReason {
@@ -31,6 +33,7 @@ impl HsmReason {
             Self::KeyExtractable => "KeyExtractable",
             Self::KeyMismatch => "KeyMismatch",
             Self::Unsupported => "InvalidKeyPair",
+            Self::NotAllowed => "HSMNotAllowed",
         }
     }
 }

@@ -70,6 +70,9 @@ pub struct Settings {
     pub require_policy: bool,
     /// The certificate inventory (`--inventory`): what it watches; None: off.
     pub inventory: Option<InventorySettings>,
+    /// The PKCS#11 modules of CA keys in HSMs, shared by every leadership term (a token stays
+    /// logged in across them).
+    pub pkcs11: Arc<crate::pkcs11::Pkcs11Registry>,
 }
 
 /// Where the leader election Lease lives.

@@ -185,6 +185,7 @@ impl Term {
         ctx.pki = self.pki.clone();
         ctx.bundles = bundles.store();
         ctx.policies = policy_index;
+        ctx.pkcs11 = settings.pkcs11.clone();
         // The certificate inventory: every certificate in the cluster, not only certkeeper's.
         let inventory = settings.inventory.clone().map(|watched| {
             let inventory = Arc::new(crate::inventory::Inventory::default());
