@@ -1,6 +1,6 @@
 //! X.509 work with no Kubernetes in it: key generation and encoding, certificate signing,
-//! parsing of existing certificates and keys, chain assembly, CA validation and the name
-//! constraints a CA puts on what it signs.
+//! signing requests for CA keys, parsing of existing certificates and keys, chain assembly, CA
+//! validation and the name constraints a CA puts on what it signs.
 //!
 //! Everything here is pure and synchronous. Key generation (RSA above all, ~90 ms per key)
 //! is CPU-bound: callers on an async runtime run it under `tokio::task::spawn_blocking`.
@@ -8,6 +8,7 @@
 pub(crate) mod asn1;
 mod ca;
 mod cert;
+mod csr;
 mod key;
 mod name_constraints;
 mod parse;
@@ -19,6 +20,7 @@ pub(crate) mod tests;
 
 pub use ca::{CaFacts, CaKey, CaKeyPair, IssuerUrls};
 pub use cert::{CertificateTemplate, IssuedCertificate, SubjectFields, sign_self_signed, sign_with_ca};
+pub use csr::build_ca_csr;
 pub use key::{KeyAlgorithm, KeyEncoding, KeySpec, PrivateKey};
 pub(crate) use key::{
     encode_pem, key_spec_from_spki, public_key_bits, same_public_key, signature_algorithm_for,

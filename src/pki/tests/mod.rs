@@ -6,6 +6,7 @@
 mod ca_validation;
 mod certificates;
 mod chains;
+mod csr;
 mod keys;
 pub(crate) mod mtls;
 mod name_constraints;
