@@ -22,8 +22,8 @@ pub use certificate::{
 pub use condition::{ConditionStatus, condition, find_condition, ready_status, set_condition};
 pub use crd::{all_crds, crds_yaml};
 pub use issuer::{
-    CaIssuer, CaPkcs11, ClusterIssuer, ClusterIssuerSpec, Issuer, IssuerSpec, IssuerStatus, Rotation, RotationPhase,
-    SelfSignedIssuer, TrustAnchor, TrustAnchorRole,
+    CaIssuer, CaPkcs11, ClusterIssuer, ClusterIssuerSpec, Issuer, IssuerSpec, IssuerStatus, Rotation,
+    RotationPhase, SelfSignedIssuer, TrustAnchor, TrustAnchorRole,
 };
 pub use policy::{
     AllowedNameConstraints, AllowedRequest, AllowedSubject, AllowedSubtrees, AllowedValues,

@@ -240,9 +240,13 @@ async fn a_ca_secret_is_read_once_per_resource_version() {
         root_ca
     );
     let ca_spec = ca_issuer("ca", "root-ca").spec.ca.unwrap();
-    let cached = ctx
-        .issuer_ca_key_pairs
-        .load(&ctx.client, ctx.hsm("Issuer", false), NAMESPACE, &ca_spec, ctx.now());
+    let cached = ctx.issuer_ca_key_pairs.load(
+        &ctx.client,
+        ctx.hsm("Issuer", false),
+        NAMESPACE,
+        &ca_spec,
+        ctx.now(),
+    );
     let cached = tokio::time::timeout(std::time::Duration::from_secs(5), cached).await;
     assert!(cached.expect("the CA was read again").unwrap().is_ok());
     api.assert_idle();

@@ -101,7 +101,9 @@ pub struct ControllerArgs {
 fn parse_module(value: &str) -> Result<(String, std::path::PathBuf), String> {
     match value.split_once('=') {
         Some((name, path)) if !name.is_empty() && !path.is_empty() => Ok((name.to_owned(), path.into())),
-        _ => Err(format!("{value:?} is not NAME=PATH, e.g. softhsm=/usr/lib/softhsm/libsofthsm2.so")),
+        _ => Err(format!(
+            "{value:?} is not NAME=PATH, e.g. softhsm=/usr/lib/softhsm/libsofthsm2.so"
+        )),
     }
 }
 
@@ -172,12 +174,14 @@ pub async fn run(args: ControllerArgs) -> Result<(), CliError> {
                 label: args.inventory_label,
                 own_grace: runner::OWN_GRACE,
             }),
-            pkcs11: std::sync::Arc::new(crate::pkcs11::Pkcs11Registry::new(crate::pkcs11::Pkcs11Settings {
-                modules: args.pkcs11_modules,
-                sessions: usize::from(args.pkcs11_sessions),
-                sign_timeout: args.pkcs11_sign_timeout.unsigned_abs(),
-                allow_namespaced_issuers: args.pkcs11_allow_namespaced_issuers,
-            })),
+            pkcs11: std::sync::Arc::new(crate::pkcs11::Pkcs11Registry::new(
+                crate::pkcs11::Pkcs11Settings {
+                    modules: args.pkcs11_modules,
+                    sessions: usize::from(args.pkcs11_sessions),
+                    sign_timeout: args.pkcs11_sign_timeout.unsigned_abs(),
+                    allow_namespaced_issuers: args.pkcs11_allow_namespaced_issuers,
+                },
+            )),
         },
         endpoint,
         pki,

@@ -104,7 +104,7 @@ enum Source {
     /// A CA issuer: its CA Secret, and the Certificate producing it (if any in the manifests).
     Ca {
         issuer: String,
-        ca: crate::api::CaIssuer,
+        ca: Box<crate::api::CaIssuer>,
         secret: SecretKey,
         producer: Option<usize>,
     },
@@ -355,6 +355,10 @@ fn source(
     };
     match (&spec.self_signed, &spec.ca) {
         (Some(_), None) => Ok(Source::SelfSigned),
+        (None, Some(ca)) if ca.pkcs11.is_some() => Err(format!(
+            "{described} keeps its CA key on an HSM (spec.ca.pkcs11): `certkeeper issue` signs \
+             only with keys in files; issue these Certificates in the cluster"
+        )),
         (None, Some(ca)) => {
             let secret = (ca_namespace, ca.secret_name.clone());
             let producer = producers.get(&secret).copied();
@@ -369,7 +373,7 @@ fn source(
             }
             Ok(Source::Ca {
                 issuer: described,
-                ca: ca.clone(),
+                ca: Box::new(ca.clone()),
                 secret,
                 producer,
             })

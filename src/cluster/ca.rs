@@ -124,8 +124,13 @@ impl CaKeyPairs {
 
 /// Binds the CA's key on its token when it is not bound (or broke a while ago), and on the
 /// issuer's own check looks for it again now and then. The PIN Secret is read only to bind.
-async fn ready_on_token(client: &Client, hsm: HsmAccess<'_>, key: &Arc<HsmKey>) -> Result<Result<(), HsmError>, Error> {
-    let joined = |e: tokio::task::JoinError| HsmError::unavailable(format!("the token call ended abnormally: {e}"));
+async fn ready_on_token(
+    client: &Client,
+    hsm: HsmAccess<'_>,
+    key: &Arc<HsmKey>,
+) -> Result<Result<(), HsmError>, Error> {
+    let joined =
+        |e: tokio::task::JoinError| HsmError::unavailable(format!("the token call ended abnormally: {e}"));
     Ok(match key.due(hsm.probe) {
         Due::Ready => Ok(()),
         Due::Broken(e) => Err(e),
@@ -142,9 +147,10 @@ async fn ready_on_token(client: &Client, hsm: HsmAccess<'_>, key: &Arc<HsmKey>) 
             };
             let registry = hsm.registry.clone();
             let (uri, spki) = (key.uri.clone(), key.spki().to_vec());
-            let opened = tokio::task::spawn_blocking(move || registry.open_key(&uri, &pin, &spki).map(Arc::new))
-                .await
-                .unwrap_or_else(|e| Err(joined(e)));
+            let opened =
+                tokio::task::spawn_blocking(move || registry.open_key(&uri, &pin, &spki).map(Arc::new))
+                    .await
+                    .unwrap_or_else(|e| Err(joined(e)));
             key.bound(opened)
         }
     })
@@ -171,6 +177,9 @@ async fn read_pin(client: &Client, pin: &crate::pkcs11::PinRef) -> Result<Result
             pin.namespace, pin.name, pin.key
         ))));
     };
-    let text = text.strip_suffix('\n').map(|t| t.strip_suffix('\r').unwrap_or(t)).unwrap_or(text);
+    let text = text
+        .strip_suffix('\n')
+        .map(|t| t.strip_suffix('\r').unwrap_or(t))
+        .unwrap_or(text);
     Ok(Ok(text.to_owned()))
 }

@@ -526,7 +526,9 @@ pub async fn reconcile<K: IssuerObject>(
             let wait = crate::certificate::schedule::requeue_after(now, &deadlines);
             let wait = match &pair {
                 // A token can go away unseen by any watch: look for the key now and then.
-                Some(ca) if matches!(ca.key, crate::pki::CaKey::Hsm(_)) => wait.min(crate::pkcs11::registry::PROBE_EVERY),
+                Some(ca) if matches!(ca.key, crate::pki::CaKey::Hsm(_)) => {
+                    wait.min(crate::pkcs11::registry::PROBE_EVERY)
+                }
                 _ => wait,
             };
             Action::requeue(if status.rotation.is_some() {
@@ -536,7 +538,9 @@ pub async fn reconcile<K: IssuerObject>(
             })
         }
         // A token comes back on its own, unseen by any watch: look again within seconds.
-        IssuerHealth::Broken(problem) if problem.is_hsm() => Action::requeue(crate::pkcs11::registry::RETRY_BROKEN),
+        IssuerHealth::Broken(problem) if problem.is_hsm() => {
+            Action::requeue(crate::pkcs11::registry::RETRY_BROKEN)
+        }
         IssuerHealth::Broken(_) => Action::requeue(BROKEN_RECHECK),
         IssuerHealth::SelfSigned | IssuerHealth::InvalidSpec(_) => Action::await_change(),
     })

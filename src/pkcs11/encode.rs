@@ -195,15 +195,9 @@ pub fn ec_spki(ec_params: &[u8], ec_point: &[u8]) -> Result<Vec<u8>, PkiError> {
 /// them) from CKA_MODULUS and CKA_PUBLIC_EXPONENT, big-endian. Leading zero bytes, which some
 /// tokens leave in, are dropped so the encoding is the one DER allows.
 pub fn rsa_spki(modulus: &[u8], public_exponent: &[u8]) -> Result<Vec<u8>, PkiError> {
-    fn integer<'a>(bytes: &'a [u8], what: &str) -> Result<UintRef<'a>, PkiError> {
-        if bytes.iter().all(|&b| b == 0) {
-            return Err(PkiError::InvalidKey(format!("{what} is empty or zero")));
-        }
-        UintRef::new(bytes).map_err(|e| PkiError::InvalidKey(format!("{what}: {e}")))
-    }
     let key = RsaPublicKey {
-        modulus: integer(modulus, "CKA_MODULUS")?,
-        public_exponent: integer(public_exponent, "CKA_PUBLIC_EXPONENT")?,
+        modulus: rsa_integer(modulus, "CKA_MODULUS")?,
+        public_exponent: rsa_integer(public_exponent, "CKA_PUBLIC_EXPONENT")?,
     }
     .to_der()
     .map_err(encoding("RSAPublicKey"))?;
@@ -218,11 +212,23 @@ pub fn rsa_spki(modulus: &[u8], public_exponent: &[u8]) -> Result<Vec<u8>, PkiEr
     .map_err(encoding("SubjectPublicKeyInfo"))
 }
 
+/// A positive RSA integer from a token attribute. Zero (or nothing) would still encode, as a
+/// key no certificate can hold.
+fn rsa_integer<'a>(bytes: &'a [u8], what: &str) -> Result<UintRef<'a>, PkiError> {
+    if bytes.iter().all(|&b| b == 0) {
+        return Err(PkiError::InvalidKey(format!("{what} is empty or zero")));
+    }
+    UintRef::new(bytes).map_err(|e| PkiError::InvalidKey(format!("{what}: {e}")))
+}
+
+/// CKA_EC_PARAMS (DER) and the raw public point, as `ec_params_and_point` returns them.
+pub type EcParamsAndPoint = (Vec<u8>, Vec<u8>);
+
 /// The reverse of `ec_spki`: CKA_EC_PARAMS (DER OID; `ED25519_PARAMS` for Ed25519) and the raw
 /// public point (`04||X||Y`, or Ed25519's 32 bytes) of an SPKI, for a key import to check what
 /// the token holds. `None` for an RSA key, whose public half is not a point. Tokens want
 /// CKA_EC_POINT wrapped in an OCTET STRING: the caller wraps it.
-pub fn ec_params_and_point(spki: &[u8]) -> Result<Option<(Vec<u8>, Vec<u8>)>, PkiError> {
+pub fn ec_params_and_point(spki: &[u8]) -> Result<Option<EcParamsAndPoint>, PkiError> {
     let spki = SubjectPublicKeyInfoRef::from_der(spki)
         .map_err(|e| PkiError::InvalidKey(format!("SubjectPublicKeyInfo: {e}")))?;
     let key = key_bytes(spki.subject_public_key)?;
@@ -381,7 +387,7 @@ mod tests {
         let mut raw = vec![0x7f; 48];
         raw.push(0x00);
         raw.extend([0xff; 47]);
-        let mut expected = vec![0x30, 0x62, 0x02, 0x30];
+        let mut expected = vec![0x30, 0x64, 0x02, 0x30];
         expected.extend([0x7f; 48]);
         expected.extend([0x02, 0x30, 0x00]);
         expected.extend([0xff; 47]);

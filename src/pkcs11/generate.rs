@@ -53,7 +53,7 @@ pub fn generate_key_pair(
         .clone()
         .ok_or_else(|| HsmError::unsupported("the key URI must name the new key with object="))?;
     let gate = module.enter()?;
-    let session = open_rw_and_log_in(
+    let (session, _login) = open_rw_and_log_in(
         module,
         &gate,
         &token_of(uri),

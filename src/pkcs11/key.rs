@@ -426,6 +426,13 @@ impl Pkcs11Key {
                     self.pool.module.reinitialise(generation)?;
                     self.pool.call(make()).map_err(CallError::into_hsm)
                 }
+                // A key found before and gone now: most often its token went away under a
+                // logged-in session (SoftHSM then finds nothing rather than failing). Only a
+                // fresh look after re-initialising tells a removed token from a deleted key.
+                None if matches!(&e, CallError::Hsm(h) if h.reason == HsmReason::KeyNotFound) => {
+                    self.pool.module.reinitialise(generation)?;
+                    self.pool.call(make()).map_err(CallError::into_hsm)
+                }
                 _ => Err(e.into_hsm()),
             },
         }

@@ -20,7 +20,7 @@ use super::error::{HsmError, describe};
 
 /// Re-initialisations at most this often: a token that stays away must not make every
 /// signature attempt finalise the library.
-const REINIT_SPACING: Duration = Duration::from_secs(2);
+const REINIT_SPACING: Duration = Duration::from_secs(1);
 /// How long a re-initialisation waits for calls in flight to return before giving up.
 const REINIT_WAIT: Duration = Duration::from_secs(2);
 
@@ -42,9 +42,10 @@ pub struct Module {
     last_init: Mutex<Option<Instant>>,
     /// PINs refused, by token and PIN hash, and when: not tried again for a minute.
     pub(super) refused: Mutex<HashMap<(String, [u8; 32]), Instant>>,
-    /// The PIN (hash) each token is logged in with in this generation: login state is per
-    /// token, and a second `C_Login` succeeds without checking its PIN.
-    pub(super) logged_in: Mutex<HashMap<String, [u8; 32]>>,
+    /// The PIN (hash) each token is logged in with in this generation, and how many of our
+    /// sessions are open on it: login state is per token, a second `C_Login` succeeds without
+    /// checking its PIN, and closing the last session logs the token out.
+    pub(super) logged_in: Mutex<HashMap<String, ([u8; 32], usize)>>,
     /// `C_Login` calls made (tests count them: HSMs lock tokens after a few failures).
     pub(super) logins: AtomicU64,
 }
@@ -147,7 +148,11 @@ impl Module {
                     Err(self.unusable(&state))
                 };
             }
-            *last = Some(Instant::now());
+            // A first initialisation that works starts no clock: a token removed right after
+            // it must still be looked for again at once.
+            if seen.is_some() || !state.initialised && state.error.is_some() {
+                *last = Some(Instant::now());
+            }
         }
         if state.library.is_none() {
             match Pkcs11::new(&self.path) {
@@ -179,6 +184,7 @@ impl Module {
                 Ok(())
             }
             Err(e) => {
+                *self.last_init.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
                 state.error = Some(format!(
                     "module {} does not initialise: {}",
                     self.name,

@@ -209,7 +209,17 @@ impl TokenPool {
         job: impl FnOnce(&Session, u64) -> Result<T, CallError> + Send + 'static,
     ) -> Result<T, CallError> {
         let deadline = Instant::now() + self.timeout;
-        let worker = self.check_out(deadline)?;
+        let generation = self.module.generation();
+        let worker = match self.check_out(deadline) {
+            Ok(worker) => worker,
+            // Many modules (SoftHSM among them) see a token that appeared or came back only
+            // once re-initialised: do that (spaced by the module) and look once more.
+            Err(e) if e.reason == HsmReason::Unavailable => {
+                self.module.reinitialise(generation).map_err(CallError::Hsm)?;
+                self.check_out(deadline)?
+            }
+            Err(e) => return Err(e.into()),
+        };
         let (tx, rx) = mpsc::sync_channel(1);
         let before = self.before_call.clone();
         let boxed: Job = Box::new(move |session, generation| {
@@ -309,9 +319,10 @@ impl TokenPool {
             .spawn(move || {
                 let _alive = alive;
                 let opened = module.enter().and_then(|gate| {
-                    open_and_log_in(&module, &gate, &token, &pin, pin_sha).map(|s| (s, gate.generation()))
+                    open_and_log_in(&module, &gate, &token, &pin, pin_sha)
+                        .map(|(s, guard)| (s, guard.into_owned(module.clone()), gate.generation()))
                 });
-                let (session, generation) = match opened {
+                let (session, login, generation) = match opened {
                     Ok(opened) => opened,
                     Err(e) => {
                         let _ = ready_tx.send(Err(e));
@@ -338,6 +349,7 @@ impl TokenPool {
                 {
                     let _ = session.close();
                 }
+                drop(login);
             });
         if let Err(e) = spawned {
             // The closure (and its `Alive`) was dropped with the error.
@@ -397,38 +409,92 @@ pub fn find_slot(module: &Module, gate: &Gate<'_>, token: &TokenSelector) -> Res
     }
 }
 
+/// One of our sessions open and logged in on a token: counted while it lives, so the token
+/// is known to be logged out once the last one closes.
+pub struct LoginGuard<'m> {
+    module: &'m Module,
+    token_id: String,
+    generation: u64,
+}
+
+impl LoginGuard<'_> {
+    /// The same count, for a session thread that outlives the borrow.
+    pub fn into_owned(self, module: Arc<Module>) -> OwnedLoginGuard {
+        let guard = OwnedLoginGuard {
+            module,
+            token_id: self.token_id.clone(),
+            generation: self.generation,
+        };
+        std::mem::forget(self);
+        guard
+    }
+}
+
+fn session_closed(module: &Module, token_id: &str, generation: u64) {
+    // A re-initialisation forgot every login already.
+    if module.generation() != generation {
+        return;
+    }
+    let mut logged_in = module.logged_in.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((_, open)) = logged_in.get_mut(token_id) {
+        *open = open.saturating_sub(1);
+        if *open == 0 {
+            logged_in.remove(token_id);
+        }
+    }
+}
+
+impl Drop for LoginGuard<'_> {
+    fn drop(&mut self) {
+        session_closed(self.module, &self.token_id, self.generation);
+    }
+}
+
+/// `LoginGuard` holding its module.
+pub struct OwnedLoginGuard {
+    module: Arc<Module>,
+    token_id: String,
+    generation: u64,
+}
+
+impl Drop for OwnedLoginGuard {
+    fn drop(&mut self) {
+        session_closed(&self.module, &self.token_id, self.generation);
+    }
+}
+
 /// Opens a session on the token and logs it in, keeping to the rules real HSMs need: a refused
 /// PIN is not offered again for a minute, a locked PIN or a final try is not tried at all, and
 /// a token logged in with one PIN is not lent to another.
-pub fn open_and_log_in(
-    module: &Module,
+pub fn open_and_log_in<'a>(
+    module: &'a Module,
     gate: &Gate<'_>,
     token: &TokenSelector,
     pin: &AuthPin,
     pin_sha: [u8; 32],
-) -> Result<Session, HsmError> {
+) -> Result<(Session, LoginGuard<'a>), HsmError> {
     open_session(module, gate, token, pin, pin_sha, false)
 }
 
 /// `open_and_log_in` with a read-write session (key generation), closed on drop.
-pub fn open_rw_and_log_in(
-    module: &Module,
+pub fn open_rw_and_log_in<'a>(
+    module: &'a Module,
     gate: &Gate<'_>,
     token: &TokenSelector,
     pin: &AuthPin,
     pin_sha: [u8; 32],
-) -> Result<Session, HsmError> {
+) -> Result<(Session, LoginGuard<'a>), HsmError> {
     open_session(module, gate, token, pin, pin_sha, true)
 }
 
-fn open_session(
-    module: &Module,
+fn open_session<'a>(
+    module: &'a Module,
     gate: &Gate<'_>,
     token: &TokenSelector,
     pin: &AuthPin,
     pin_sha: [u8; 32],
     read_write: bool,
-) -> Result<Session, HsmError> {
+) -> Result<(Session, LoginGuard<'a>), HsmError> {
     let pkcs11 = gate.pkcs11();
     let slot = find_slot(module, gate, token)?;
     let info = pkcs11
@@ -441,7 +507,7 @@ fn open_session(
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .get(&token_id)
-        .copied();
+        .map(|(sha, _)| *sha);
     match logged_in_with {
         Some(sha) if sha != pin_sha => {
             return Err(login_failed(format!(
@@ -493,8 +559,17 @@ fn open_session(
                 .logged_in
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .insert(token_id, pin_sha);
-            Ok(session)
+                .entry(token_id.clone())
+                .or_insert((pin_sha, 0))
+                .1 += 1;
+            Ok((
+                session,
+                LoginGuard {
+                    module,
+                    token_id,
+                    generation: gate.generation(),
+                },
+            ))
         }
         Err(e) => {
             let _ = session.close();

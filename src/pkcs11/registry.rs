@@ -45,11 +45,14 @@ impl Default for Pkcs11Settings {
     }
 }
 
+/// A pool's key: module name, token, SHA-256 of the PIN.
+type PoolKey = (String, TokenSelector, [u8; 32]);
+
 /// The modules, loaded on first use, and a pool per token and PIN.
 pub struct Pkcs11Registry {
     pub settings: Pkcs11Settings,
     modules: Vec<Arc<Module>>,
-    pools: Mutex<HashMap<(String, TokenSelector, [u8; 32]), Arc<TokenPool>>>,
+    pools: Mutex<HashMap<PoolKey, Arc<TokenPool>>>,
     before_call: Option<BeforeCall>,
 }
 
