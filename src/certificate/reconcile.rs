@@ -891,7 +891,7 @@ pub(crate) fn sign(
             ca: &ca.certificate().fingerprint_sha256,
             serial,
             requester: &audit.requester,
-            backend: crate::telemetry::audit::BACKEND_SECRET,
+            backend: crate::pki::Signer::backend(&ca.key),
         };
         crate::telemetry::audit::record(Some(&audit.metrics), &signature, elapsed, error.as_deref());
     }

@@ -277,7 +277,17 @@ async fn publish_crl<K: IssuerObject>(
         Some(why) => {
             let number = next_crl_number(published.as_ref().or(floor.as_ref()), now);
             let started = std::time::Instant::now();
-            let signed = build_crl(ca, &revoked, number, now);
+            // Signed by the CA key, perhaps on an HSM: off the async workers.
+            let signed = {
+                let (ca, revoked) = (ca.clone(), revoked.clone());
+                tokio::task::spawn_blocking(move || build_crl(&ca, &revoked, number, now))
+                    .await
+                    .unwrap_or_else(|e| {
+                        Err(crate::revocation::RevocationError::from(
+                            crate::pki::PkiError::Signing(format!("the signing task ended abnormally: {e}")),
+                        ))
+                    })
+            };
             let who = format!("{} {}", K::KIND, object_name(issuer));
             let signature = crate::telemetry::audit::CaSignature {
                 signed: crate::telemetry::audit::Signed::Crl,
@@ -285,7 +295,7 @@ async fn publish_crl<K: IssuerObject>(
                 ca: &ca.certificate().fingerprint_sha256,
                 serial: &number.to_string(),
                 requester: &who,
-                backend: crate::telemetry::audit::BACKEND_SECRET,
+                backend: crate::pki::Signer::backend(&ca.key),
             };
             let error = signed.as_ref().err().map(ToString::to_string);
             crate::telemetry::audit::record(

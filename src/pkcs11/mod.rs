@@ -21,4 +21,6 @@ pub use registry::{Due, HsmKey, PinRef, Pkcs11Registry, Pkcs11Settings};
 pub use uri::Pkcs11Uri;
 
 #[cfg(test)]
+mod controller_tests;
+#[cfg(test)]
 mod tests;

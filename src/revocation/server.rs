@@ -214,7 +214,7 @@ impl PkiEndpoint {
             ca: &issuer.ca.certificate().fingerprint_sha256,
             serial: &serials.join(","),
             requester: "the PKI endpoint",
-            backend: crate::telemetry::audit::BACKEND_SECRET,
+            backend: crate::pki::Signer::backend(&issuer.ca.key),
         };
         let error = error.map(ToString::to_string);
         crate::telemetry::audit::record(self.metrics.as_deref(), &signature, elapsed, error.as_deref());
@@ -257,7 +257,14 @@ impl PkiEndpoint {
                 };
             }
         };
-        self.respond(&parts.method, parts.uri.path(), &body, jiff::Timestamp::now())
+        // An OCSP answer is signed by the CA key, which may be a round trip to an HSM: off the
+        // async workers.
+        let endpoint = self.clone();
+        let answered = tokio::task::spawn_blocking(move || {
+            endpoint.respond(&parts.method, parts.uri.path(), &body, jiff::Timestamp::now())
+        })
+        .await;
+        answered.unwrap_or_else(|e| reply(StatusCode::INTERNAL_SERVER_ERROR, PLAIN, format!("{e}\n")))
     }
 }
 
