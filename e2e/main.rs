@@ -4,6 +4,7 @@
 //! Run: `CERTKEEPER_E2E=1 cargo test --test e2e -- --test-threads=1`
 
 mod cli;
+mod hsm;
 mod inventory;
 mod keystores;
 mod lifecycle;

@@ -63,6 +63,8 @@ pub struct TestEnv {
     // next test run.
     controller: ControllerProcess,
     controller_args: Vec<String>,
+    /// Variables added to the controller's environment (a PKCS#11 module's configuration).
+    controller_env: Vec<(String, String)>,
     /// Set once a test killed the controller on purpose.
     controller_killed: bool,
     /// How long waits found the API server away (a restart in the middle of the suite).
@@ -81,6 +83,11 @@ impl TestEnv {
     /// [`TestEnv::start`], with `controller_args` added to the controller's command line
     /// (`{namespace}` in one stands for the test namespace).
     pub async fn start_with(test: &str, controller_args: &[&str]) -> Option<Self> {
+        Self::start_with_env(test, controller_args, &[]).await
+    }
+
+    /// [`TestEnv::start_with`], with `env` added to the controller's environment.
+    pub async fn start_with_env(test: &str, controller_args: &[&str], env: &[(&str, &str)]) -> Option<Self> {
         if !enabled() {
             println!("{SKIP_MESSAGE}");
             return None;
@@ -101,7 +108,15 @@ impl TestEnv {
         // The test namespace doubles as the cluster-resource namespace, so a ClusterIssuer's
         // CA Secret is cleaned up with everything else.
         let controller_args: Vec<String> = controller_args.iter().map(|a| a.to_string()).collect();
-        let controller = ControllerProcess::spawn(&namespace, &work_dir, "controller", &controller_args);
+        let controller_env: Vec<(String, String)> =
+            env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let controller = ControllerProcess::spawn(
+            &namespace,
+            &work_dir,
+            "controller",
+            &controller_args,
+            &controller_env,
+        );
         eprintln!(
             "e2e {test}: namespace {namespace}, controller log {}",
             controller.log.display()
@@ -112,6 +127,7 @@ impl TestEnv {
             work_dir,
             controller,
             controller_args,
+            controller_env,
             controller_killed: false,
             away: std::sync::Mutex::new(Duration::ZERO),
             _namespace: ns_guard,
@@ -399,6 +415,7 @@ impl TestEnv {
             &self.work_dir,
             "controller-restarted",
             &self.controller_args,
+            &self.controller_env,
         );
         self.eventually(
             "the restarted controller to be ready",
@@ -421,7 +438,7 @@ impl TestEnv {
     /// identity and Event reporting instance) with `args`; stopped when dropped.
     pub fn spawn_controller(&self, name: &str, args: &[&str]) -> ControllerProcess {
         let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-        ControllerProcess::spawn(&self.namespace, &self.work_dir, name, &args)
+        ControllerProcess::spawn(&self.namespace, &self.work_dir, name, &args, &self.controller_env)
     }
 
     /// Runs `kubectl ARGS -n NAMESPACE` (the same KUBECONFIG as the client) and returns stdout.
@@ -711,7 +728,7 @@ impl<K: Resource<DynamicType = ()>> CrdName for K {
 
 /// Six random lower-case letters and digits: namespaces of concurrent runs (several CI jobs on
 /// one cluster) do not collide.
-fn random_suffix() -> String {
+pub fn random_suffix() -> String {
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
     let mut bytes = [0u8; 6];
     aws_lc_rs::rand::fill(&mut bytes).expect("random bytes");
@@ -813,7 +830,13 @@ pub struct ControllerProcess {
 
 impl ControllerProcess {
     /// Starts `certkeeper controller` as POD_NAME `name`, logging to `WORK_DIR/NAME.log`.
-    fn spawn(cluster_resource_namespace: &str, work_dir: &Path, name: &str, extra_args: &[String]) -> Self {
+    fn spawn(
+        cluster_resource_namespace: &str,
+        work_dir: &Path,
+        name: &str,
+        extra_args: &[String],
+        env: &[(String, String)],
+    ) -> Self {
         let log = &work_dir.join(format!("{name}.log"));
         // A free loopback port, so a controller already running on this machine is no obstacle.
         let http = std::net::TcpListener::bind("127.0.0.1:0")
@@ -844,6 +867,7 @@ impl ControllerProcess {
                     .map(|a| a.replace("{namespace}", cluster_resource_namespace)),
             )
             .env("POD_NAME", name)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(file)
             .stderr(stderr);
