@@ -23,11 +23,23 @@ fn softhsm(dir: &Path) -> (PathBuf, PathBuf) {
     let conf = dir.join("softhsm2.conf");
     std::fs::write(
         &conf,
-        format!("directories.tokendir = {}\nobjectstore.backend = file\n", tokens.display()),
+        format!(
+            "directories.tokendir = {}\nobjectstore.backend = file\n",
+            tokens.display()
+        ),
     )
     .expect("write softhsm2.conf");
     let out = Command::new("softhsm2-util")
-        .args(["--init-token", "--free", "--label", "ca", "--pin", PIN, "--so-pin", "5678"])
+        .args([
+            "--init-token",
+            "--free",
+            "--label",
+            "ca",
+            "--pin",
+            PIN,
+            "--so-pin",
+            "5678",
+        ])
         .env("SOFTHSM2_CONF", &conf)
         .output()
         .expect("run softhsm2-util");
@@ -63,19 +75,39 @@ async fn a_cluster_issuer_with_its_key_on_softhsm_issues_leaves_openssl_verifies
         println!("e2e hsm: skipped, SoftHSM2 is not installed here (apt-get install softhsm2)");
         return;
     }
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e").join(format!("hsm-{}", random_suffix()));
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("e2e")
+        .join(format!("hsm-{}", random_suffix()));
     std::fs::create_dir_all(&dir).expect("create the work directory");
     let (conf, pin) = softhsm(&dir);
-    let (conf_s, pin_s, dir_s) = (conf.to_str().unwrap(), pin.to_str().unwrap(), dir.to_str().unwrap());
+    let (conf_s, pin_s, dir_s) = (
+        conf.to_str().unwrap(),
+        pin.to_str().unwrap(),
+        dir.to_str().unwrap(),
+    );
 
     // The key made on the token, a self-signed root for it.
     let root_crt = dir.join("root.crt");
     certkeeper(
         &conf,
         &[
-            "ca", "init", "--key", "pkcs11:token=ca;object=root-2026", "--module", MODULE,
-            "--pin-file", pin_s, "--common-name", "e2e HSM Root", "--algorithm", "ecdsa-p256",
-            "--self-signed", "--duration", "8760h", "--out", root_crt.to_str().unwrap(),
+            "ca",
+            "init",
+            "--key",
+            "pkcs11:token=ca;object=root-2026",
+            "--module",
+            MODULE,
+            "--pin-file",
+            pin_s,
+            "--common-name",
+            "e2e HSM Root",
+            "--algorithm",
+            "ecdsa-p256",
+            "--self-signed",
+            "--duration",
+            "8760h",
+            "--out",
+            root_crt.to_str().unwrap(),
         ],
     );
     // The offline root's path: a CSR for an intermediate whose key is made on the token.
@@ -83,8 +115,18 @@ async fn a_cluster_issuer_with_its_key_on_softhsm_issues_leaves_openssl_verifies
     certkeeper(
         &conf,
         &[
-            "ca", "init", "--key", "pkcs11:token=ca;object=issuing-2026", "--module", MODULE,
-            "--pin-file", pin_s, "--common-name", "e2e HSM Issuing CA", "--csr", "--out",
+            "ca",
+            "init",
+            "--key",
+            "pkcs11:token=ca;object=issuing-2026",
+            "--module",
+            MODULE,
+            "--pin-file",
+            pin_s,
+            "--common-name",
+            "e2e HSM Issuing CA",
+            "--csr",
+            "--out",
             csr.to_str().unwrap(),
         ],
     );
@@ -92,17 +134,44 @@ async fn a_cluster_issuer_with_its_key_on_softhsm_issues_leaves_openssl_verifies
     openssl(
         &dir,
         &[
-            "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-            "-keyout", "offline-root.key", "-out", "offline-root.crt", "-days", "30", "-subj",
-            "/CN=e2e offline root", "-addext", "basicConstraints=critical,CA:TRUE",
-            "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "offline-root.key",
+            "-out",
+            "offline-root.crt",
+            "-days",
+            "30",
+            "-subj",
+            "/CN=e2e offline root",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
         ],
     );
     openssl(
         &dir,
         &[
-            "x509", "-req", "-in", "issuing.csr", "-CA", "offline-root.crt", "-CAkey",
-            "offline-root.key", "-copy_extensions", "copyall", "-days", "20", "-out", "issuing.crt",
+            "x509",
+            "-req",
+            "-in",
+            "issuing.csr",
+            "-CA",
+            "offline-root.crt",
+            "-CAkey",
+            "offline-root.key",
+            "-copy_extensions",
+            "copyall",
+            "-days",
+            "20",
+            "-out",
+            "issuing.crt",
         ],
     );
 
@@ -128,12 +197,19 @@ async fn a_cluster_issuer_with_its_key_on_softhsm_issues_leaves_openssl_verifies
         env.kubectl(&all);
     };
     create(&[
-        "hsm-root-ca", "--type", "kubernetes.io/tls", &format!("--from-file=tls.crt={dir_s}/root.crt"),
+        "hsm-root-ca",
+        "--type",
+        "kubernetes.io/tls",
+        &format!("--from-file=tls.crt={dir_s}/root.crt"),
         "--from-literal=tls.key=",
     ]);
     create(&[
-        "hsm-issuing-ca", "--type", "kubernetes.io/tls", &format!("--from-file=tls.crt={dir_s}/issuing.crt"),
-        &format!("--from-file=ca.crt={dir_s}/offline-root.crt"), "--from-literal=tls.key=",
+        "hsm-issuing-ca",
+        "--type",
+        "kubernetes.io/tls",
+        &format!("--from-file=tls.crt={dir_s}/issuing.crt"),
+        &format!("--from-file=ca.crt={dir_s}/offline-root.crt"),
+        "--from-literal=tls.key=",
     ]);
     create(&["hsm-pin", &format!("--from-file=pin={pin_s}")]);
     for (name, secret, object) in [
@@ -166,7 +242,14 @@ async fn a_cluster_issuer_with_its_key_on_softhsm_issues_leaves_openssl_verifies
     std::fs::write(dir.join("api.crt"), api.leaf_pem()).expect("write api.crt");
     let out = openssl(
         &dir,
-        &["verify", "-CAfile", "offline-root.crt", "-untrusted", "issuing.crt", "api.crt"],
+        &[
+            "verify",
+            "-CAfile",
+            "offline-root.crt",
+            "-untrusted",
+            "issuing.crt",
+            "api.crt",
+        ],
     );
     assert!(out.contains("api.crt: OK"), "{out}");
     // The controller's own log never shows the PIN.
