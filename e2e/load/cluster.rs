@@ -188,6 +188,88 @@ pub async fn generate<T: Send + 'static>(
         .map_err(LoadError::from)
 }
 
+/// The PIN Secret of an HSM-held load CA.
+pub const PIN_SECRET: &str = "certkeeper-load-pin";
+
+/// A CA whose key is made on the token `uri` names (through `module`): the CA Secret holds the
+/// certificate only, with the empty `tls.key` a `kubernetes.io/tls` Secret must have.
+pub fn hsm_ca_secret(
+    now: jiff::Timestamp,
+    module: &std::path::Path,
+    uri: &str,
+    pin: &str,
+) -> Result<Secret, PkiError> {
+    use certkeeper::pkcs11::{Pkcs11Registry, Pkcs11Settings, Pkcs11Uri, generate};
+    let uri: Pkcs11Uri = uri
+        .parse()
+        .map_err(|e: certkeeper::pkcs11::uri::UriError| PkiError::InvalidKey(e.to_string()))?;
+    let registry = Pkcs11Registry::new(Pkcs11Settings {
+        modules: vec![("load".into(), module.to_owned())],
+        ..Pkcs11Settings::default()
+    });
+    let key = registry
+        .module_for(&uri)
+        .and_then(|module| {
+            generate::generate_key_pair(&module, &uri, pin, generate::TokenKeyAlgorithm::EcdsaP256)
+        })
+        .and_then(|spki| registry.open_key(&uri, pin, &spki))?;
+    let bound = |e: jiff::Error| PkiError::InvalidCertificate(format!("CA validity: {e}"));
+    let template = CertificateTemplate {
+        common_name: Some("certkeeper-load HSM CA".into()),
+        not_before: now
+            .checked_sub(jiff::SignedDuration::from_mins(5))
+            .map_err(bound)?,
+        not_after: now
+            .checked_add(jiff::SignedDuration::from_hours(24 * 30))
+            .map_err(bound)?,
+        is_ca: true,
+        ..CertificateTemplate::default()
+    };
+    let issued = sign_self_signed(&template, &key)?;
+    Ok(Secret {
+        metadata: ObjectMeta {
+            name: Some(CA_SECRET.to_owned()),
+            ..ObjectMeta::default()
+        },
+        type_: Some("kubernetes.io/tls".to_owned()),
+        data: Some(
+            [
+                ("tls.crt".to_owned(), ByteString(issued.chain_pem.into_bytes())),
+                ("tls.key".to_owned(), ByteString(Vec::new())),
+            ]
+            .into(),
+        ),
+        ..Secret::default()
+    })
+}
+
+/// The PIN Secret beside the CA Secret.
+pub fn pin_secret(pin: &str) -> Secret {
+    Secret {
+        metadata: ObjectMeta {
+            name: Some(PIN_SECRET.to_owned()),
+            ..ObjectMeta::default()
+        },
+        data: Some([("pin".to_owned(), ByteString(pin.as_bytes().to_vec()))].into()),
+        ..Secret::default()
+    }
+}
+
+/// The CA Issuer reading [`CA_SECRET`], its key on the token `uri` names.
+pub fn hsm_ca_issuer(uri: &str) -> Issuer {
+    let mut issuer = ca_issuer();
+    if let Some(ca) = issuer.spec.ca.as_mut() {
+        ca.pkcs11 = Some(certkeeper::api::CaPkcs11 {
+            uri: uri.to_owned(),
+            pin_secret_ref: certkeeper::api::SecretKeySelector {
+                name: PIN_SECRET.to_owned(),
+                key: "pin".to_owned(),
+            },
+        });
+    }
+    issuer
+}
+
 /// The CA Issuer reading [`CA_SECRET`].
 pub fn ca_issuer() -> Issuer {
     Issuer::new(

@@ -96,6 +96,24 @@ struct Args {
     /// them: the most any controller could reach on this server.
     #[arg(long)]
     ceiling: bool,
+
+    /// Sign with a CA key on a PKCS#11 token instead of one in a Secret: the label of the token
+    /// (made with `softhsm2-util --init-token`, say). The tool makes a new key on it
+    /// (`load-<namespace>`) and its root, writes the CA Secret with the certificate only and a
+    /// PIN Secret, and the Issuer names the key. The controller needs `--pkcs11-module` and
+    /// `--pkcs11-allow-namespaced-issuers`; the tool reaches the token through `--pkcs11-module`
+    /// and `--pin-file` too.
+    #[arg(long, requires_all = ["pkcs11_module", "pin_file"], conflicts_with = "ceiling")]
+    pkcs11_token: Option<String>,
+
+    /// The PKCS#11 module the tool makes the key with (the controller's own `--pkcs11-module`
+    /// PATH).
+    #[arg(long)]
+    pkcs11_module: Option<std::path::PathBuf>,
+
+    /// The token's user PIN, in a file.
+    #[arg(long)]
+    pin_file: Option<std::path::PathBuf>,
 }
 
 /// The key algorithms a load run offers, spelled as `privateKey.algorithm` spells them.
@@ -356,7 +374,7 @@ async fn measure(client: &Client, namespace: &str, args: &Args) -> Result<Outcom
     // Sampling starts before any load so that a scrape that cannot work says so early.
     let sampler = Sampler::start(source);
 
-    create_ca_issuer(client, namespace, deadline, args.timeout).await?;
+    create_ca_issuer(client, namespace, deadline, args).await?;
     eprintln!(
         "certkeeper-load: Issuer {} Ready; creating Certificates",
         cluster::ISSUER
@@ -491,11 +509,38 @@ async fn create_ca_issuer(
     client: &Client,
     namespace: &str,
     deadline: Instant,
-    timeout: Duration,
+    args: &Args,
 ) -> Result<(), LoadError> {
+    let timeout = args.timeout;
     let now = jiff::Timestamp::now();
-    let secret = cluster::generate("generate the load CA", move || cluster::ca_secret(now)).await?;
     let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let (secret, issuer) = match (&args.pkcs11_token, &args.pkcs11_module, &args.pin_file) {
+        (Some(token), Some(module), Some(pin_file)) => {
+            let pin = std::fs::read_to_string(pin_file).map_err(|e| LoadError::Kube {
+                action: format!("read the PIN file {}", pin_file.display()),
+                detail: e.to_string(),
+            })?;
+            let pin = pin.trim_end_matches(['\n', '\r']).to_owned();
+            let uri = format!("pkcs11:token={token};object=load-{namespace}");
+            let (module, key_pin) = (module.clone(), pin.clone());
+            let key_uri = uri.clone();
+            let secret = cluster::generate("make the load CA's key on the token", move || {
+                cluster::hsm_ca_secret(now, &module, &key_uri, &key_pin)
+            })
+            .await?;
+            secrets
+                .create(&PostParams::default(), &cluster::pin_secret(&pin))
+                .await
+                .map_err(cluster::kube_failed(format!(
+                    "create the PIN Secret in {namespace}"
+                )))?;
+            (secret, cluster::hsm_ca_issuer(&uri))
+        }
+        _ => (
+            cluster::generate("generate the load CA", move || cluster::ca_secret(now)).await?,
+            cluster::ca_issuer(),
+        ),
+    };
     secrets
         .create(&PostParams::default(), &secret)
         .await
@@ -506,7 +551,7 @@ async fn create_ca_issuer(
         )))?;
     let issuers: Api<Issuer> = Api::namespaced(client.clone(), namespace);
     issuers
-        .create(&PostParams::default(), &cluster::ca_issuer())
+        .create(&PostParams::default(), &issuer)
         .await
         .map_err(cluster::kube_failed(format!(
             "create Issuer {namespace}/{}",
