@@ -844,10 +844,9 @@ pub(crate) struct Issued {
 /// Who a CA signature is audited for (`telemetry::audit`): the controller's issuances.
 pub(crate) struct SignAudit {
     pub(crate) metrics: Arc<crate::telemetry::metrics::Metrics>,
-    /// `Issuer ns/name` or `ClusterIssuer name`.
-    pub(crate) issuer: String,
+    pub(crate) issuer: crate::telemetry::audit::IssuerId,
     /// The Certificate, `ns/name`.
-    pub(crate) requester: String,
+    pub(crate) certificate: String,
 }
 
 /// Generates (or reuses) the key and signs: the one issuance of the controller and of the
@@ -881,17 +880,16 @@ pub(crate) fn sign(
     });
     if let (Some(audit), Some((ca, elapsed))) = (audit, ca_signature) {
         let error = parsed.as_ref().err().map(ToString::to_string);
-        let serial = parsed
+        let facts = parsed
             .as_ref()
-            .map(|(_, leaf)| leaf.serial_hex.as_str())
+            .map(|(_, leaf)| crate::telemetry::audit::SignedFacts::certificate(leaf))
             .unwrap_or_default();
         let signature = crate::telemetry::audit::CaSignature {
-            signed: crate::telemetry::audit::Signed::Certificate,
+            what: crate::telemetry::audit::Signed::Certificate,
             issuer: &audit.issuer,
-            ca: &ca.certificate().fingerprint_sha256,
-            serial,
-            requester: &audit.requester,
-            backend: crate::pki::Signer::backend(&ca.key),
+            ca,
+            certificate: &audit.certificate,
+            facts: &facts,
         };
         crate::telemetry::audit::record(Some(&audit.metrics), &signature, elapsed, error.as_deref());
     }
@@ -1010,11 +1008,12 @@ async fn issue(
     let issuer_kind = spec.issuer_ref.kind().to_owned();
     let audit = SignAudit {
         metrics: ctx.metrics.clone(),
-        issuer: match cert.namespace() {
-            Some(ns) if spec.issuer_ref.kind() == "Issuer" => format!("Issuer {ns}/{}", spec.issuer_ref.name),
-            _ => format!("{} {}", spec.issuer_ref.kind(), spec.issuer_ref.name),
-        },
-        requester: object_name(*cert),
+        issuer: crate::telemetry::audit::IssuerId::new(
+            spec.issuer_ref.kind(),
+            &cert.namespace().unwrap_or_default(),
+            &spec.issuer_ref.name,
+        ),
+        certificate: object_name(*cert),
     };
     let outcome = tokio::task::spawn_blocking(move || sign(&job_spec, &signer, reuse, now, Some(&audit)))
         .await

@@ -103,7 +103,7 @@ async fn first_issuance_writes_secret_then_status_then_issued_event() {
     let text = metrics.encode().unwrap();
     assert!(
         text.contains(
-            r#"certkeeper_ca_signatures_total{backend="secret",signed="certificate",result="success"} 1"#
+            r#"certkeeper_ca_signatures_total{issuer_kind="Issuer",namespace="apps",issuer="ca",what="certificate",result="success"} 1"#
         ),
         "{text}"
     );

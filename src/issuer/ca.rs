@@ -105,11 +105,14 @@ pub fn parse_ca(namespace: &str, ca: &CaIssuer, secret: Option<&Secret>) -> Resu
             why: "tls.crt or tls.key is missing".into(),
         });
     };
-    CaKeyPair::from_pem(crt, key, get("ca.crt"), issuer_urls(ca)).map_err(|e| CaProblem::InvalidKeyPair {
-        namespace,
-        name,
-        why: e.to_string(),
-    })
+    let reference = format!("secret:{namespace}/{name}");
+    CaKeyPair::from_pem(crt, key, get("ca.crt"), issuer_urls(ca))
+        .map(|pair| pair.with_key_reference(reference))
+        .map_err(|e| CaProblem::InvalidKeyPair {
+            namespace,
+            name,
+            why: e.to_string(),
+        })
 }
 
 /// The CA of a Secret holding only certificates, its key on the token `pkcs11.uri` names. An
@@ -149,9 +152,11 @@ fn parse_hsm_ca(
         name: pkcs11.pin_secret_ref.name.clone(),
         key: pkcs11.pin_secret_ref.key.clone(),
     };
+    let reference = uri.to_string();
     CaKeyPair::with_hsm_key(crt, get("ca.crt"), issuer_urls(ca), |cert| {
         HsmKey::new(uri, pin, &cert.public_key_der)
     })
+    .map(|pair| pair.with_key_reference(reference))
     .map_err(|e| invalid(e.to_string()))
 }
 

@@ -288,14 +288,21 @@ async fn publish_crl<K: IssuerObject>(
                         ))
                     })
             };
-            let who = format!("{} {}", K::KIND, object_name(issuer));
+            let id = crate::telemetry::audit::IssuerId::new(
+                K::KIND,
+                &issuer.namespace().unwrap_or_default(),
+                &name,
+            );
+            let facts = crate::telemetry::audit::SignedFacts::crl(
+                number,
+                signed.as_ref().ok().map(|crl| crl.der.as_slice()),
+            );
             let signature = crate::telemetry::audit::CaSignature {
-                signed: crate::telemetry::audit::Signed::Crl,
-                issuer: &who,
-                ca: &ca.certificate().fingerprint_sha256,
-                serial: &number.to_string(),
-                requester: &who,
-                backend: crate::pki::Signer::backend(&ca.key),
+                what: crate::telemetry::audit::Signed::Crl,
+                issuer: &id,
+                ca,
+                certificate: "",
+                facts: &facts,
             };
             let error = signed.as_ref().err().map(ToString::to_string);
             crate::telemetry::audit::record(

@@ -337,7 +337,9 @@ async fn a_ca_issuer_publishes_its_crl_over_its_records_and_keeps_numbering_afte
     // The CRL's signature is audited (telemetry::audit) and counted.
     let text = ctx.metrics.encode().unwrap();
     assert!(
-        text.contains(r#"certkeeper_ca_signatures_total{backend="secret",signed="crl",result="success"} 1"#),
+        text.contains(&format!(
+            r#"certkeeper_ca_signatures_total{{issuer_kind="Issuer",namespace="{NAMESPACE}",issuer="ca",what="crl",result="success"}} 1"#
+        )),
         "{text}"
     );
     drop(ctx);

@@ -73,6 +73,9 @@ pub struct CaKeyPair {
     /// The root from `ca.crt` when the chain does not end in a self-signed certificate.
     pub root: Option<CertificateInfo>,
     pub urls: IssuerUrls,
+    /// Where the key is, for the audit trail: `secret:NAMESPACE/NAME` or the PKCS#11 URI
+    /// (which never holds a PIN); empty until `with_key_reference` says.
+    pub key_reference: String,
 }
 
 /// How the things a CA signs name it.
@@ -117,6 +120,7 @@ impl CaKeyPair {
             key: CaKey::Secret(key),
             root,
             urls,
+            key_reference: String::new(),
         })
     }
 
@@ -140,7 +144,14 @@ impl CaKeyPair {
             key: CaKey::Hsm(key),
             root,
             urls,
+            key_reference: String::new(),
         })
+    }
+
+    /// This pair, its key known by `reference` in the audit trail.
+    pub fn with_key_reference(mut self, reference: String) -> Self {
+        self.key_reference = reference;
+        self
     }
 
     /// The CA certificate itself.

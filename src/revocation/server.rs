@@ -164,14 +164,7 @@ impl PkiEndpoint {
             (Some(issuer), Ok(der)) => {
                 let started = std::time::Instant::now();
                 let answer = respond_ocsp(&issuer.ca, &issuer.revoked, &der, now);
-                self.audit(
-                    scope,
-                    name,
-                    &issuer,
-                    &der,
-                    started.elapsed(),
-                    answer.as_ref().err(),
-                );
+                self.audit(scope, name, &issuer, &der, started.elapsed(), answer.as_ref());
                 answer.or_else(|e| {
                     warn!(scope, issuer = name, error = %e, "OCSP: cannot sign a response");
                     ocsp_error_response(OcspResponseStatus::InternalError)
@@ -184,7 +177,7 @@ impl PkiEndpoint {
         }
     }
 
-    /// Audits the signature of an answer to `request` (a request that does not parse is
+    /// Audits the signature of `answer` to `request` (a request that does not parse is
     /// answered unsigned: nothing to audit).
     fn audit(
         &self,
@@ -193,7 +186,7 @@ impl PkiEndpoint {
         issuer: &ServedIssuer,
         request: &[u8],
         elapsed: std::time::Duration,
-        error: Option<&super::RevocationError>,
+        answer: Result<&Vec<u8>, &super::RevocationError>,
     ) {
         let Ok(parsed) = super::ocsp::parse_ocsp_request(request) else {
             return;
@@ -204,19 +197,19 @@ impl PkiEndpoint {
             .iter()
             .map(|r| crate::pki::serial_hex(r.req_cert.serial_number.as_bytes()))
             .collect();
-        let who = match scope {
-            CLUSTER_SCOPE => format!("ClusterIssuer {name}"),
-            namespace => format!("Issuer {namespace}/{name}"),
+        let id = match scope {
+            CLUSTER_SCOPE => crate::telemetry::audit::IssuerId::new("ClusterIssuer", "", name),
+            namespace => crate::telemetry::audit::IssuerId::new("Issuer", namespace, name),
         };
+        let facts = crate::telemetry::audit::SignedFacts::ocsp(serials, answer.ok().map(Vec::as_slice));
         let signature = crate::telemetry::audit::CaSignature {
-            signed: crate::telemetry::audit::Signed::OcspResponse,
-            issuer: &who,
-            ca: &issuer.ca.certificate().fingerprint_sha256,
-            serial: &serials.join(","),
-            requester: "the PKI endpoint",
-            backend: crate::pki::Signer::backend(&issuer.ca.key),
+            what: crate::telemetry::audit::Signed::OcspResponse,
+            issuer: &id,
+            ca: &issuer.ca,
+            certificate: "",
+            facts: &facts,
         };
-        let error = error.map(ToString::to_string);
+        let error = answer.err().map(ToString::to_string);
         crate::telemetry::audit::record(self.metrics.as_deref(), &signature, elapsed, error.as_deref());
     }
 

@@ -61,8 +61,10 @@ struct ReconcileLabels {
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct CaSignatureLabels {
-    backend: &'static str,
-    signed: &'static str,
+    issuer_kind: &'static str,
+    namespace: String,
+    issuer: String,
+    what: &'static str,
     result: &'static str,
 }
 
@@ -172,7 +174,7 @@ impl Metrics {
         let ca_signatures = Family::<CaSignatureLabels, Counter>::default();
         registry.register(
             "certkeeper_ca_signatures",
-            "Signatures made with a CA issuer's key, by where the key is (backend), what was signed (certificate, crl, ocsp) and result",
+            "Signatures made with a CA issuer's key, by issuer (issuer_kind, namespace: empty for a ClusterIssuer, issuer), what was signed (certificate, crl, ocsp) and result",
             ca_signatures.clone(),
         );
         let ca_sign_duration: Family<BackendLabels, Histogram> =
@@ -183,15 +185,6 @@ impl Metrics {
             Unit::Seconds,
             ca_sign_duration.clone(),
         );
-        for signed in ["certificate", "crl", "ocsp"] {
-            for result in ["success", "failure"] {
-                drop(ca_signatures.get_or_create(&CaSignatureLabels {
-                    backend: crate::telemetry::audit::BACKEND_SECRET,
-                    signed,
-                    result,
-                }));
-            }
-        }
         // Every counter series exists from the start at 0: one born at 1 shows no `increase()`,
         // so the first failure after a restart would slip past the IssuanceFailing alert.
         for issuer_kind in ["Issuer", "ClusterIssuer"] {
@@ -241,16 +234,19 @@ impl Metrics {
     /// One signature with a CA issuer's key (`telemetry::audit`).
     pub fn ca_signature(
         &self,
+        issuer: &crate::telemetry::audit::IssuerId,
+        what: &'static str,
         backend: &'static str,
-        signed: &'static str,
         success: bool,
         elapsed: Duration,
     ) {
         let result = if success { "success" } else { "failure" };
         self.ca_signatures
             .get_or_create(&CaSignatureLabels {
-                backend,
-                signed,
+                issuer_kind: issuer.kind,
+                namespace: issuer.namespace.clone(),
+                issuer: issuer.name.clone(),
+                what,
                 result,
             })
             .inc();

@@ -332,15 +332,22 @@ fn each_signed_ocsp_answer_is_one_audit_line_and_one_count() {
     assert_eq!(lines.len(), 1, "{lines:?}");
     let line: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
     assert_eq!(line["target"], "certkeeper::audit");
-    assert_eq!(line["signed"], "ocsp");
-    assert_eq!(line["issuer"], "Issuer demo/root");
+    assert_eq!(line["what"], "ocsp");
+    assert_eq!(
+        (&line["issuer_kind"], &line["issuer_namespace"], &line["issuer"]),
+        (&"Issuer".into(), &"demo".into(), &"root".into())
+    );
+    assert_eq!(line["backend"], "secret");
+    assert_eq!(line["signed_sha256"].as_str().map(str::len), Some(64));
     assert_eq!(line["ca"], ca.certificate().fingerprint_sha256.as_str());
     assert_eq!(line["serial"], format!("{},{}", bad.serial_hex, good.serial_hex));
     assert_eq!(line["result"], "success");
     assert!(!lines[0].contains("PRIVATE"));
     let text = metrics.encode().unwrap();
     assert!(
-        text.contains(r#"certkeeper_ca_signatures_total{backend="secret",signed="ocsp",result="success"} 1"#),
+        text.contains(
+            r#"certkeeper_ca_signatures_total{issuer_kind="Issuer",namespace="demo",issuer="root",what="ocsp",result="success"} 1"#
+        ),
         "{text}"
     );
     assert!(
