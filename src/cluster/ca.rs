@@ -177,9 +177,5 @@ async fn read_pin(client: &Client, pin: &crate::pkcs11::PinRef) -> Result<Result
             pin.namespace, pin.name, pin.key
         ))));
     };
-    let text = text
-        .strip_suffix('\n')
-        .map(|t| t.strip_suffix('\r').unwrap_or(t))
-        .unwrap_or(text);
-    Ok(Ok(text.to_owned()))
+    Ok(Ok(crate::pkcs11::registry::without_line_end(text).to_owned()))
 }

@@ -233,6 +233,30 @@ fn token_spki(
     }
 }
 
+/// The public key of the one private key `selector` names, as the token holds it (`ca csr`:
+/// a request for a key whose certificate is not at hand). Blocking.
+pub fn token_public_key(pool: &TokenPool, selector: KeySelector) -> Result<Vec<u8>, HsmError> {
+    pool.call(move |session, _| {
+        let private = find_private(session, &selector)?;
+        let key_type = session
+            .get_attributes(private, &[AttributeType::KeyType])
+            .map_err(p11("C_GetAttributeValue"))?
+            .into_iter()
+            .find_map(|a| match a {
+                Attribute::KeyType(t) => Some(t),
+                _ => None,
+            })
+            .ok_or_else(|| HsmError::unsupported("the token does not say the key's type"))?;
+        token_spki(session, private, &selector, key_type)?.ok_or_else(|| {
+            HsmError::unsupported(format!(
+                "the token shows no public key for {selector} (an EC key's point is on its public-key object, with the same id)"
+            ))
+            .into()
+        })
+    })
+    .map_err(CallError::into_hsm)
+}
+
 impl Pkcs11Key {
     /// Finds the key `selector` names on the pool's token and runs the Ready checks in order:
     /// the token answers and takes the PIN (HSMUnavailable, HSMLoginFailed), exactly one key

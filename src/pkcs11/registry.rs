@@ -186,6 +186,25 @@ impl Pkcs11Registry {
         };
         Pkcs11Key::open(pool, selector, uri.to_string(), certificate_spki)
     }
+
+    /// The public key on the token of the key `uri` names, for a request made before its
+    /// certificate exists (`ca csr`). Blocking.
+    pub fn token_public_key(&self, uri: &Pkcs11Uri, pin: &str) -> Result<Vec<u8>, HsmError> {
+        let pool = self.pool(uri, pin)?;
+        let selector = KeySelector {
+            label: uri.object.clone(),
+            id: uri.id.clone(),
+        };
+        super::key::token_public_key(&pool, selector)
+    }
+}
+
+/// A PIN as stored, without the one line end a file made with `echo` carries (a PIN Secret,
+/// `ca init --pin-file`).
+pub fn without_line_end(pin: &str) -> &str {
+    pin.strip_suffix('\n')
+        .map(|p| p.strip_suffix('\r').unwrap_or(p))
+        .unwrap_or(pin)
 }
 
 /// Where an issuer's PIN is: a key of a Secret beside its CA Secret.

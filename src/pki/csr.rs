@@ -90,7 +90,7 @@ fn ca_extensions(spki: &[u8]) -> Result<Vec<x509_cert::ext::Extension>, PkiError
 }
 
 /// Refuses an empty name or one beyond the RFC 5280 upper bound.
-fn check_name_length(what: &str, value: &str) -> Result<(), PkiError> {
+pub(crate) fn check_name_length(what: &str, value: &str) -> Result<(), PkiError> {
     let chars = value.chars().count();
     if chars == 0 || chars > MAX_NAME_CHARS {
         return Err(PkiError::InvalidCertificate(format!(

@@ -21,6 +21,7 @@ pub(crate) mod tests;
 pub use ca::{CaFacts, CaKey, CaKeyPair, IssuerUrls};
 pub use cert::{CertificateTemplate, IssuedCertificate, SubjectFields, sign_self_signed, sign_with_ca};
 pub use csr::build_ca_csr;
+pub(crate) use csr::check_name_length;
 pub use key::{KeyAlgorithm, KeyEncoding, KeySpec, PrivateKey};
 pub(crate) use key::{
     encode_pem, key_spec_from_spki, public_key_bits, same_public_key, signature_algorithm_for,
