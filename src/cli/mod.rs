@@ -1,11 +1,13 @@
 //! The command line: `controller` runs the operator, `crd` prints the CRDs, and the commands
 //! people on call and developers reach for: `status`, `renew`, `revoke`, `inspect`, `scan`, `check`, `convert`,
-//! `policy check` and `issue` (no cluster needed). One file per command; each shares the controller's pure
-//! code (spec validation, triggers, pki) rather than a copy of it.
+//! `policy check`, `issue` (no cluster needed) and `ca init`/`ca csr` (a CA key on a PKCS#11
+//! token). One file per command; each shares the controller's pure code (spec validation,
+//! triggers, pki, pkcs11) rather than a copy of it.
 //!
 //! The binary also works as a kubectl plugin: linked or installed as `kubectl-certkeeper`, it
 //! is run as `kubectl certkeeper ...` and its help says so.
 
+pub mod ca;
 pub mod check;
 pub mod controller;
 pub mod convert;
@@ -76,6 +78,9 @@ pub enum Command {
     /// List every certificate in the cluster's TLS Secrets (and labelled Secrets and
     /// ConfigMaps), soonest expiry first, with who manages it.
     Scan(scan::ScanArgs),
+    /// CA keys on a PKCS#11 token (an HSM): make one with a self-signed certificate or a CSR
+    /// (`ca init`), or a CSR for one already there (`ca csr`).
+    Ca(ca::CaArgs),
 }
 
 /// `-n/--namespace` and `-A`, as kubectl spells them.
@@ -137,6 +142,9 @@ pub enum CliError {
     Failed(String),
     #[error("{0}")]
     Controller(String),
+    /// The token refused or failed: the key reference (never a PIN) and what went wrong.
+    #[error("{key}: {message}")]
+    Hsm { key: String, message: String },
 }
 
 impl CliError {
@@ -286,7 +294,11 @@ pub fn command_for(argv0: &OsStr) -> clap::Command {
         .and_then(|n| n.to_str())
         .is_some_and(|n| n.strip_suffix(".exe").unwrap_or(n) == PLUGIN_BINARY);
     if plugin {
-        as_plugin(command.bin_name("kubectl certkeeper"))
+        as_plugin(command.bin_name("kubectl certkeeper")).mut_subcommand("ca", |ca| {
+            ca.mut_subcommand("init", |init| {
+                init.override_usage(ca::init_usage("kubectl certkeeper"))
+            })
+        })
     } else {
         command
     }
@@ -363,5 +375,10 @@ pub async fn dispatch(cli: Cli) -> Result<(), CliError> {
             let client = connect(&args.cluster).await?;
             scan::run(&client, &args, now).await?.finish()
         }
+        // The token is called synchronously.
+        Command::Ca(args) => tokio::task::spawn_blocking(move || ca::run(&args, now))
+            .await
+            .map_err(|e| CliError::Failed(format!("the ca command did not finish: {e}")))??
+            .finish(),
     }
 }

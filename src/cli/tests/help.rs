@@ -24,6 +24,17 @@ fn as_a_kubectl_plugin_help_says_kubectl_certkeeper() {
         help.contains("-o yaml | kubectl certkeeper convert -f -"),
         "{help}"
     );
+    let help = command
+        .find_subcommand_mut("ca")
+        .and_then(|ca| ca.find_subcommand_mut("init"))
+        .unwrap()
+        .render_help()
+        .to_string();
+    assert!(help.contains("Usage: kubectl certkeeper ca init --key"), "{help}");
+    assert!(
+        help.contains("  kubectl certkeeper ca init --key 'pkcs11:"),
+        "{help}"
+    );
     let mut command = command_for(OsStr::new("certkeeper"));
     let help = command.render_usage().to_string();
     assert!(help.contains("certkeeper") && !help.contains("kubectl"), "{help}");

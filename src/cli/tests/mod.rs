@@ -1,7 +1,8 @@
 //! The CLI's tests: each command against the mocked API server (every request asserted),
 //! `issue` end to end on `manifests/examples/`, `convert` on cert-manager's documented
-//! examples (`src/cli/testdata/cert-manager/`), and the error paths.
+//! examples (`src/cli/testdata/cert-manager/`), `ca` on a SoftHSM2 token, and the error paths.
 
+mod ca;
 mod check;
 mod convert;
 mod help;
