@@ -1,8 +1,10 @@
 //! Checks of the install manifests (`manifests/` and `crds/`) with no cluster and no external
 //! tool: every document parses into its Kubernetes type without losing a field, the
 //! kustomizations list every file, the Deployment is hardened and probed the way the controller
-//! serves, and the RBAC grants exactly `access::API_ACCESS`. `manifests/examples/` and
-//! `manifests/monitoring/` are separate kustomizations, tested elsewhere.
+//! serves, and the RBAC grants exactly `access::API_ACCESS`. The PKCS#11 component
+//! (`manifests/pkcs11/`) is checked against the install it patches, and rendered by kubectl's
+//! kustomize when kubectl is on the PATH. `manifests/examples/` and `manifests/monitoring/` are
+//! separate kustomizations, tested elsewhere.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -25,7 +27,7 @@ const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 const NAMESPACE: &str = "certkeeper-system";
 const SERVICE_ACCOUNT: &str = "certkeeper";
 /// Subdirectories of manifests/ that are not part of the install.
-const NOT_IN_BASE: &[&str] = &["examples", "monitoring"];
+const NOT_IN_BASE: &[&str] = &["examples", "monitoring", "pkcs11"];
 const METRICS_PORT_NAME: &str = "http-metrics";
 const IMAGE: &str = "ghcr.io/certkeeper/certkeeper";
 
@@ -146,11 +148,15 @@ fn difference(written: &Value, parsed: &Value, path: &str) -> Option<String> {
 /// Parses `value` as `T`, refusing it if the round trip loses or changes anything: k8s-openapi
 /// ignores unknown fields, so a misspelt field would otherwise pass unnoticed.
 fn strictly<T: Resource + DeserializeOwned + serde::Serialize>(value: &Value) -> Result<T, String> {
-    let object: T =
-        serde_json::from_value(value.clone()).map_err(|e| format!("not a valid {}: {e}", T::KIND))?;
+    strictly_as(value, T::KIND)
+}
+
+/// `strictly` for a part of an object (a patch's PodSpec), named `what` in errors.
+fn strictly_as<T: DeserializeOwned + serde::Serialize>(value: &Value, what: &str) -> Result<T, String> {
+    let object: T = serde_json::from_value(value.clone()).map_err(|e| format!("not a valid {what}: {e}"))?;
     let parsed = serde_json::to_value(&object).map_err(|e| e.to_string())?;
     match difference(&without_nulls(value.clone()), &parsed, "") {
-        Some(at) => Err(format!("{} does not deserialize field {at}", T::KIND)),
+        Some(at) => Err(format!("{what} does not deserialize field {at}")),
         None => Ok(object),
     }
 }
@@ -641,4 +647,497 @@ fn rbac_grants_exactly_what_the_code_uses() {
     });
     assert_eq!(accounts.len(), 1);
     assert_eq!(accounts[0].metadata.name.as_deref(), Some(SERVICE_ACCOUNT));
+}
+
+// The PKCS#11 component (manifests/pkcs11/): what it adds, checked against the install it patches.
+
+const PKCS11_COMPONENT: &str = "manifests/pkcs11";
+/// Files beside the component that it deliberately does not apply.
+const PKCS11_EXAMPLES: &[&str] = &["clusterissuer.yaml"];
+/// The overlay README "In a cluster" shows, in a directory beside manifests/. It cannot live
+/// under manifests/: kustomize refuses a base that contains its overlay.
+const PKCS11_OVERLAY: &str = "apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources:
+  - ../manifests
+components:
+  - ../manifests/pkcs11
+";
+const PIN_KEY: &str = "pin";
+
+/// The subset of a kustomize Component manifests/pkcs11/ uses.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Component {
+    api_version: String,
+    kind: String,
+    resources: Vec<String>,
+    config_map_generator: Vec<ConfigMapGenerator>,
+    patches: Vec<KustomizePatch>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ConfigMapGenerator {
+    name: String,
+    namespace: Option<String>,
+    files: Vec<String>,
+    /// Labels only; not checked.
+    #[serde(rename = "options")]
+    _options: Option<serde::de::IgnoredAny>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KustomizePatch {
+    path: String,
+    target: PatchTarget,
+}
+
+#[derive(Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+struct PatchTarget {
+    group: String,
+    version: String,
+    kind: String,
+    name: String,
+}
+
+/// One JSON 6902 operation.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JsonPatchOp {
+    op: String,
+    path: String,
+    value: Value,
+}
+
+fn pkcs11_text(file: &str) -> String {
+    read(&Path::new(ROOT).join(PKCS11_COMPONENT).join(file))
+}
+
+fn pkcs11_yaml(file: &str) -> Value {
+    serde_yaml::from_str(&pkcs11_text(file)).unwrap_or_else(|e| panic!("{PKCS11_COMPONENT}/{file}: {e}"))
+}
+
+fn pkcs11_component() -> Component {
+    let component: Component = serde_yaml::from_str(&pkcs11_text("kustomization.yaml"))
+        .unwrap_or_else(|e| panic!("{PKCS11_COMPONENT}/kustomization.yaml: {e}"));
+    assert_eq!(component.api_version, "kustomize.config.k8s.io/v1alpha1");
+    assert_eq!(component.kind, "Component");
+    component
+}
+
+/// The patch file of the component applied with kustomize's strategic merge, and the JSON 6902 one.
+fn pkcs11_patches(component: &Component) -> (&KustomizePatch, &KustomizePatch) {
+    assert_eq!(component.patches.len(), 2, "{:?}", component.patches);
+    let is_json6902 = |p: &&KustomizePatch| pkcs11_yaml(&p.path).is_array();
+    let merge = component
+        .patches
+        .iter()
+        .find(|p| !is_json6902(p))
+        .expect("a strategic merge patch");
+    let json6902 = component
+        .patches
+        .iter()
+        .find(is_json6902)
+        .expect("a JSON 6902 patch");
+    (merge, json6902)
+}
+
+/// The long name of the controller's flag whose field is `id`, from the CLI's definition.
+fn controller_flag(id: &str) -> String {
+    use clap::CommandFactory;
+    let command = crate::cli::Cli::command();
+    let controller = command
+        .find_subcommand("controller")
+        .expect("controller subcommand");
+    let arg = controller
+        .get_arguments()
+        .find(|a| a.get_id() == id)
+        .unwrap_or_else(|| panic!("controller has no argument {id}"));
+    format!("--{}", arg.get_long().expect("a long flag"))
+}
+
+/// What `certkeeper` makes of a container's args: the controller's arguments.
+fn controller_args(args: &[String]) -> crate::cli::ControllerArgs {
+    let parsed =
+        crate::cli::Cli::try_parse_from(std::iter::once("certkeeper".to_owned()).chain(args.iter().cloned()));
+    match parsed
+        .unwrap_or_else(|e| panic!("args refused by `certkeeper`: {e}"))
+        .command
+    {
+        crate::cli::Command::Controller(args) => args,
+        other => panic!("not the controller: {other:?}"),
+    }
+}
+
+fn mount_of<'a>(container: &'a Container, volume: &str) -> &'a k8s_openapi::api::core::v1::VolumeMount {
+    container
+        .volume_mounts
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .find(|m| m.name == volume)
+        .unwrap_or_else(|| panic!("container {} does not mount {volume}", container.name))
+}
+
+fn env_value<'a>(container: &'a Container, name: &str) -> &'a str {
+    container
+        .env
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .find(|e| e.name == name)
+        .and_then(|e| e.value.as_deref())
+        .unwrap_or_else(|| panic!("env {name} in {}", container.name))
+}
+
+#[test]
+fn pkcs11_component_is_a_component_that_references_every_file() {
+    let component = pkcs11_component();
+    let dir = Path::new(ROOT).join(PKCS11_COMPONENT);
+    let mut present = BTreeSet::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        assert!(
+            !path.is_dir(),
+            "{}: the component has no subdirectories",
+            path.display()
+        );
+        present.insert(path.file_name().unwrap().to_string_lossy().into_owned());
+    }
+    present.remove("kustomization.yaml");
+    let mut referenced: Vec<String> = component.resources.clone();
+    referenced.extend(
+        component
+            .config_map_generator
+            .iter()
+            .flat_map(|g| g.files.clone()),
+    );
+    referenced.extend(component.patches.iter().map(|p| p.path.clone()));
+    referenced.extend(PKCS11_EXAMPLES.iter().map(|e| (*e).to_owned()));
+    let listed: BTreeSet<String> = referenced.iter().cloned().collect();
+    assert_eq!(listed.len(), referenced.len(), "a file referenced twice");
+    assert_eq!(
+        listed, present,
+        "every file of {PKCS11_COMPONENT} is used by the component or an example"
+    );
+    for example in PKCS11_EXAMPLES {
+        assert!(
+            !component.resources.iter().any(|r| r == example),
+            "{example} is an example only"
+        );
+    }
+    // Namespaced like the install, whichever overlay adds it.
+    for generator in &component.config_map_generator {
+        assert_eq!(
+            generator.namespace.as_deref(),
+            Some(NAMESPACE),
+            "{}",
+            generator.name
+        );
+    }
+}
+
+#[test]
+fn pkcs11_component_patches_the_install_deployment_and_its_controller() {
+    let objects = install();
+    let base = deployment(&objects);
+    let base_controller = controller_container(base);
+    let component = pkcs11_component();
+    let (merge, json6902) = pkcs11_patches(&component);
+    let target = PatchTarget {
+        group: "apps".into(),
+        version: "v1".into(),
+        kind: Deployment::KIND.into(),
+        name: base.metadata.name.clone().unwrap(),
+    };
+    assert_eq!(merge.target, target);
+    assert_eq!(json6902.target, target);
+
+    // The strategic merge patch: a Deployment by the install's name, its controller by name.
+    let patch = pkcs11_yaml(&merge.path);
+    assert_eq!(patch["apiVersion"], "apps/v1");
+    assert_eq!(patch["kind"], Deployment::KIND);
+    assert_eq!(patch["metadata"]["name"].as_str(), base.metadata.name.as_deref());
+    let pod: PodSpec = strictly_as(&patch["spec"]["template"]["spec"], "PodSpec")
+        .unwrap_or_else(|e| panic!("{}: {e}", merge.path));
+    assert_eq!(
+        pod.containers.len(),
+        1,
+        "the patch merges into the controller only"
+    );
+    let controller = &pod.containers[0];
+    assert_eq!(
+        controller.name, base_controller.name,
+        "merged by name into the install's container"
+    );
+    let init = pod.init_containers.as_deref().unwrap_or_default();
+    assert_eq!(init.len(), 1, "one init container");
+    let init = &init[0];
+    assert!(
+        pod_spec(base).init_containers.is_none(),
+        "the install has no init container to merge with"
+    );
+    // The init container is as restricted as the controller.
+    assert_eq!(init.security_context, base_controller.security_context);
+    assert!(
+        init.resources
+            .as_ref()
+            .is_some_and(|r| r.limits.as_ref().is_some_and(|l| l.contains_key("memory")))
+    );
+
+    // The JSON 6902 patch appends the flag to the controller's args.
+    let ops: Vec<JsonPatchOp> = serde_json::from_value(pkcs11_yaml(&json6902.path)).unwrap();
+    assert_eq!(ops.len(), 1, "{ops:?}");
+    assert_eq!(ops[0].op, "add");
+    assert_eq!(
+        ops[0].path, "/spec/template/spec/containers/0/args/-",
+        "appended to containers/0, which is the controller (the install's only container)"
+    );
+    let flag = ops[0].value.as_str().expect("a string arg");
+    let (name, value) = flag
+        .split_once('=')
+        .expect("--flag=value, as the install writes its args");
+    assert_eq!(name, controller_flag("pkcs11_modules"));
+    let mut args = base_controller.args.clone().unwrap();
+    args.push(flag.to_owned());
+    let modules = controller_args(&args).pkcs11_modules;
+    assert_eq!(modules.len(), 1, "{value}");
+    let (module, library) = &modules[0];
+    assert_eq!(module, "hsm");
+
+    // The library: copied by the init container into an emptyDir the controller mounts
+    // read-only at the directory the flag names.
+    let volume = |name: &str| {
+        pod.volumes
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .find(|v| v.name == name)
+            .unwrap_or_else(|| panic!("volume {name}"))
+            .clone()
+    };
+    let library_dir = library.parent().unwrap();
+    let lib_mount = controller
+        .volume_mounts
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .find(|m| Path::new(&m.mount_path) == library_dir)
+        .unwrap_or_else(|| panic!("nothing mounted at {}", library_dir.display()));
+    assert_eq!(
+        lib_mount.read_only,
+        Some(true),
+        "the controller cannot change its module"
+    );
+    assert!(volume(&lib_mount.name).empty_dir.is_some());
+    let init_mount = mount_of(init, &lib_mount.name);
+    assert_ne!(init_mount.read_only, Some(true));
+    let command = init.command.as_deref().unwrap_or_default();
+    assert_eq!(
+        command.last().map(Path::new),
+        Some(
+            Path::new(&init_mount.mount_path)
+                .join(library.file_name().unwrap())
+                .as_path()
+        ),
+        "the init container copies the library where the flag finds it: {command:?}"
+    );
+    assert!(
+        init.image.as_deref().is_some_and(|i| i.contains("replace")),
+        "a placeholder image, marked"
+    );
+
+    // The configuration: the generated ConfigMap mounted read-only, the variable pointing at a
+    // file in it. SoftHSM2's variable is the example; other modules name theirs.
+    assert_eq!(component.config_map_generator.len(), 1);
+    let generator = &component.config_map_generator[0];
+    let config = pod
+        .volumes
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .find(|v| v.config_map.as_ref().is_some_and(|c| c.name == generator.name))
+        .expect("a volume of the generated ConfigMap");
+    let config_mount = mount_of(controller, &config.name);
+    assert_eq!(config_mount.read_only, Some(true));
+    let conf = Path::new(env_value(controller, "SOFTHSM2_CONF"));
+    assert_eq!(conf.parent(), Some(Path::new(&config_mount.mount_path)));
+    let conf_file = conf.file_name().unwrap().to_string_lossy();
+    assert!(
+        generator.files.iter().any(|f| *f == conf_file),
+        "{conf_file} is in the ConfigMap"
+    );
+
+    // Every mount is of a volume the patch declares, none the install already has, and the
+    // install's mounts and env stay (the patch adds names of its own).
+    for mount in init
+        .volume_mounts
+        .iter()
+        .chain(&controller.volume_mounts)
+        .flatten()
+    {
+        volume(&mount.name);
+    }
+    let base_volumes = pod_spec(base).volumes.as_deref().unwrap_or_default();
+    for added in pod.volumes.as_deref().unwrap_or_default() {
+        assert!(
+            !base_volumes.iter().any(|v| v.name == added.name),
+            "{} already exists",
+            added.name
+        );
+    }
+    for var in controller.env.as_deref().unwrap_or_default() {
+        let base_env = base_controller.env.as_deref().unwrap_or_default();
+        assert!(
+            !base_env.iter().any(|e| e.name == var.name),
+            "env {} would replace the install's",
+            var.name
+        );
+    }
+}
+
+#[test]
+fn pkcs11_pin_secret_is_a_data_less_placeholder_named_by_the_example_issuer() {
+    let component = pkcs11_component();
+    let secret_file = component
+        .resources
+        .iter()
+        .find(|r| pkcs11_yaml(r)["kind"] == "Secret")
+        .expect("a Secret among the component's resources");
+    let secret: k8s_openapi::api::core::v1::Secret =
+        strictly(&pkcs11_yaml(secret_file)).unwrap_or_else(|e| panic!("{secret_file}: {e}"));
+    // Beside the CA Secret of a ClusterIssuer: the controller's namespace, by default its
+    // --cluster-resource-namespace.
+    assert_eq!(secret.metadata.namespace.as_deref(), Some(NAMESPACE));
+    // No data: applying the component again must never overwrite the real PIN, made out of band.
+    assert!(
+        secret.data.is_none() && secret.string_data.is_none(),
+        "{secret_file} holds no PIN"
+    );
+    assert!(pkcs11_text(secret_file).contains("out of band"));
+
+    let value = pkcs11_yaml("clusterissuer.yaml");
+    let issuer: crate::api::ClusterIssuer = serde_json::from_value(value.clone()).unwrap();
+    assert_eq!(
+        crate::testing::to_json(&issuer),
+        value,
+        "a field the type does not know"
+    );
+    let pkcs11 = issuer
+        .spec
+        .issuer
+        .ca
+        .as_ref()
+        .and_then(|ca| ca.pkcs11.as_ref())
+        .expect("spec.ca.pkcs11");
+    assert_eq!(pkcs11.pin_secret_ref.name, secret.metadata.name.clone().unwrap());
+    assert_eq!(pkcs11.pin_secret_ref.key, PIN_KEY);
+    let uri: crate::pkcs11::uri::Pkcs11Uri = pkcs11.uri.parse().unwrap();
+    uri.check_key_reference().unwrap();
+    assert!(uri.module_path.is_none());
+    assert!(uri.module_name.as_deref().is_none_or(|m| m == "hsm"));
+}
+
+/// `kubectl` on the PATH, if any.
+fn kubectl() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join("kubectl"))
+        .find(|candidate| candidate.is_file())
+}
+
+#[test]
+fn pkcs11_overlay_renders_the_install_with_the_module() {
+    let Some(kubectl) = kubectl() else {
+        println!("skipped: kubectl not found; the PKCS#11 overlay was not rendered");
+        return;
+    };
+    // The README's layout: an overlay directory beside manifests/ (and crds/, which it
+    // includes). Links, since kustomize takes no absolute paths.
+    let dir = tempfile::tempdir().unwrap();
+    for linked in ["manifests", "crds"] {
+        std::os::unix::fs::symlink(Path::new(ROOT).join(linked), dir.path().join(linked)).unwrap();
+    }
+    let overlay = dir.path().join("overlay");
+    std::fs::create_dir(&overlay).unwrap();
+    std::fs::write(overlay.join("kustomization.yaml"), PKCS11_OVERLAY).unwrap();
+    let output = std::process::Command::new(kubectl)
+        .arg("kustomize")
+        .arg(&overlay)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "kubectl kustomize failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let rendered: Vec<Value> = serde_yaml::Deserializer::from_slice(&output.stdout)
+        .map(|d| serde_json::to_value(serde_yaml::Value::deserialize(d).unwrap()).unwrap())
+        .filter(|v| !v.is_null())
+        .collect();
+    let named = |kind: &str| -> Vec<&Value> { rendered.iter().filter(|v| v["kind"] == kind).collect() };
+
+    let [deployment] = named("Deployment")[..] else {
+        panic!("one Deployment")
+    };
+    let deployment: Deployment = strictly(deployment).unwrap();
+    let base_objects = install();
+    let base = controller_container(self::deployment(&base_objects));
+    let pod = pod_spec(&deployment);
+    let controller = controller_container(&deployment);
+    let init = pod.init_containers.as_deref().unwrap_or_default();
+    assert_eq!(
+        init.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(),
+        ["pkcs11-module"]
+    );
+
+    // The install's args, then the module.
+    let args = controller.args.clone().unwrap();
+    let base_args = base.args.clone().unwrap();
+    assert_eq!(args[..base_args.len()], base_args[..]);
+    assert_eq!(
+        controller_args(&args).pkcs11_modules,
+        [("hsm".to_owned(), PathBuf::from("/opt/pkcs11/lib/libpkcs11.so"))]
+    );
+    // The install's env and the module's.
+    for name in ["POD_NAME", "POD_NAMESPACE", "SOFTHSM2_CONF"] {
+        assert!(
+            controller
+                .env
+                .as_deref()
+                .unwrap_or_default()
+                .iter()
+                .any(|e| e.name == name),
+            "env {name}"
+        );
+    }
+    for (volume, path) in [
+        ("pkcs11-lib", "/opt/pkcs11/lib"),
+        ("pkcs11-config", "/etc/pkcs11"),
+        ("pkcs11-state", "/var/lib/pkcs11"),
+    ] {
+        assert_eq!(mount_of(controller, volume).mount_path, path);
+    }
+    // The ConfigMap under its hashed name, referenced by that name.
+    let [config_map] = named("ConfigMap")[..] else {
+        panic!("one ConfigMap")
+    };
+    let config_name = config_map["metadata"]["name"].as_str().unwrap();
+    assert!(config_name.starts_with("certkeeper-pkcs11-"), "{config_name}");
+    assert_eq!(config_map["metadata"]["namespace"], NAMESPACE);
+    assert!(
+        pod.volumes
+            .as_deref()
+            .unwrap_or_default()
+            .iter()
+            .any(|v| { v.config_map.as_ref().is_some_and(|c| c.name == config_name) })
+    );
+    let [secret] = named("Secret")[..] else {
+        panic!("one Secret")
+    };
+    assert_eq!(secret["metadata"]["name"], "certkeeper-hsm-pin");
+    assert_eq!(secret["metadata"]["namespace"], NAMESPACE);
 }
