@@ -98,14 +98,23 @@ fn der_key(key: &str) -> bool {
 }
 
 /// Reads every certificate of an object's data (`key`, value), in key order. `tls` is a
-/// `kubernetes.io/tls` Secret: one without any certificate is unreadable under `tls.crt` (a
-/// key without its certificate); so is a labelled object that holds none.
+/// `kubernetes.io/tls` Secret: one whose `tls.crt` holds no certificate is unreadable under
+/// `tls.crt` (a key without its certificate, even beside a `ca.crt`); so is a labelled object
+/// that holds none.
 pub fn read_object<'a>(data: impl IntoIterator<Item = (&'a str, &'a [u8])>, tls: bool) -> ObjectFacts {
     let mut facts = ObjectFacts::default();
     for (key, value) in data {
         read_value(key, value, &mut facts);
     }
-    if facts.certificates.is_empty() && facts.unreadable.is_empty() && facts.omitted == 0 {
+    let missing = if tls {
+        let told = |key: &str| key == "tls.crt";
+        !facts.certificates.iter().any(|c| told(&c.key))
+            && !facts.unreadable.iter().any(|u| told(&u.key))
+            && facts.omitted == 0
+    } else {
+        facts.certificates.is_empty() && facts.unreadable.is_empty() && facts.omitted == 0
+    };
+    if missing {
         facts.unreadable.push(Unreadable {
             key: if tls { "tls.crt" } else { "" }.to_owned(),
             reason: "no certificate found".to_owned(),

@@ -109,6 +109,21 @@ fn a_key_without_a_certificate_is_unreadable_and_so_is_a_labelled_object_with_no
     assert_eq!(facts.unreadable[0].key, "tls.crt");
     assert_eq!(facts.unreadable[0].reason, "no certificate found");
 
+    // The key beside a CA certificate but with no certificate of its own: the CA is read, the
+    // missing leaf is unreadable.
+    let mut secret = tls_secret("half-ca", "half-ca", 1, 30);
+    secret.data.as_mut().unwrap().remove("tls.crt");
+    let facts = read_secret(&secret);
+    assert_eq!(facts.certificates.len(), 1);
+    assert_eq!(facts.certificates[0].key, "ca.crt");
+    assert_eq!(facts.unreadable.len(), 1);
+    assert_eq!(facts.unreadable[0].key, "tls.crt");
+    assert_eq!(facts.unreadable[0].reason, "no certificate found");
+    let mut secret = tls_secret("empty-crt", "empty-crt", 1, 30);
+    let data = secret.data.as_mut().unwrap();
+    data.insert("tls.crt".into(), k8s_openapi::ByteString(Vec::new()));
+    assert_eq!(read_secret(&secret).unreadable.len(), 1);
+
     let map: ConfigMap = serde_json::from_value(json!({
         "metadata": {"name": "settings", "namespace": "apps"},
         "data": {"config.yaml": "a: b"}
