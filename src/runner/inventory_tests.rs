@@ -143,6 +143,29 @@ async fn foreign_certificates_are_read_once_reported_warned_about_once_and_forgo
     );
     assert_eq!(gets_of(&server, "/api/v1/namespaces/apps/secrets/web-tls"), 1);
     assert_eq!(gets_of(&server, "/api/v1/namespaces/apps/secrets/opaque"), 0);
+    // The inventory's lists and watches (TLS Secrets by type, labelled Secrets and ConfigMaps)
+    // ask for metadata only: no Secret's data crosses the wire unless it changed.
+    let inventory_reads: Vec<_> = server
+        .collection_reads()
+        .into_iter()
+        .filter(|(read, _)| {
+            read.contains("type%3Dkubernetes.io%2Ftls")
+                || read.contains("type=kubernetes.io/tls")
+                || read.contains("certkeeper.io%2Finventory")
+                || read.contains("certkeeper.io/inventory")
+        })
+        .collect();
+    assert!(inventory_reads.len() >= 3, "{inventory_reads:?}");
+    assert!(
+        inventory_reads.iter().all(|(_, metadata_only)| *metadata_only),
+        "{inventory_reads:?}"
+    );
+    for resource in ["/api/v1/secrets?", "/api/v1/configmaps?"] {
+        assert!(
+            inventory_reads.iter().any(|(read, _)| read.starts_with(resource)),
+            "{resource} in {inventory_reads:?}"
+        );
+    }
     until("the ExpiringSoon warning on the Secret", async || {
         !warnings_about(&server, "web-tls").is_empty()
     })

@@ -195,6 +195,8 @@ struct State {
     changes: Vec<Change>,
     watches: Vec<Watch>,
     requests: Vec<String>,
+    /// Every list and watch: `path?query`, and whether it asked for metadata only.
+    collection_reads: Vec<(String, bool)>,
     /// Lists held back: resource, a part of the query, and the gate that opens them.
     held: Vec<(String, String, watch::Receiver<bool>)>,
     /// Watch lags: resource, a part of the query, and the lag.
@@ -421,6 +423,12 @@ impl InMemoryApiServer {
         self.lock().requests.clone()
     }
 
+    /// Every list and watch so far, as `path?query`, with whether it asked for metadata only
+    /// (`Accept: ...;as=PartialObjectMetadata...`).
+    pub fn collection_reads(&self) -> Vec<(String, bool)> {
+        self.lock().collection_reads.clone()
+    }
+
     async fn answer(&self, request: Request<Body>) -> Response<ResponseBody> {
         let (parts, body) = request.into_parts();
         super::assert_granted(&parts);
@@ -439,6 +447,10 @@ impl InMemoryApiServer {
             .get(http::header::ACCEPT)
             .and_then(|a| a.to_str().ok())
             .is_some_and(|a| a.contains("as=PartialObjectMetadata"));
+        if parts.method == Method::GET && target.name.is_none() {
+            let read = (format!("{path}?{query}"), metadata_only);
+            self.lock().collection_reads.push(read);
+        }
         let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
         match (&parts.method, &target.name) {
             (&Method::GET, None) if query_param(&query, "watch").as_deref() == Some("true") => {

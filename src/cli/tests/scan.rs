@@ -126,6 +126,24 @@ async fn expiring_within_keeps_what_expires_soon_and_json_has_every_fact() {
 }
 
 #[tokio::test]
+async fn yaml_lists_the_same_rows_as_json() {
+    let (client, mut server) = cli_client();
+    let command =
+        spawn(async move { run(&client, &args(true, Some(7), Some(OutputFormat::Yaml)), now()).await });
+    answer_lists(&mut server).await;
+    let out = command.await.unwrap().unwrap().output;
+    let rows: Vec<Value> = serde_yaml::from_str(&out).unwrap();
+    let names: Vec<&str> = rows.iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["trust", "old-site", "old-site"]);
+    assert_eq!(rows[1]["state"], "expiring");
+    assert_eq!(rows[1]["managedBy"], "none");
+    assert!(
+        rows[1]["fingerprint"].as_str().is_some_and(|f| f.len() == 64),
+        "{out}"
+    );
+}
+
+#[tokio::test]
 async fn a_forbidden_list_is_one_line_saying_so() {
     let (client, mut server) = cli_client();
     let command = spawn(async move { run(&client, &args(false, None, None), now()).await });
