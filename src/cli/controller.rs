@@ -90,7 +90,7 @@ pub struct ControllerArgs {
     pub pkcs11_sessions: u16,
     /// How long one call into a token may take before the issuer reports it unavailable (Go
     /// duration).
-    #[arg(long, default_value = "10s", value_parser = expiry::parse_threshold)]
+    #[arg(long, default_value = "10s", value_parser = parse_call_timeout)]
     pub pkcs11_sign_timeout: SignedDuration,
     /// Let namespaced Issuers use PKCS#11 keys; by default only ClusterIssuers may.
     #[arg(long, default_value_t = false, num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
@@ -105,6 +105,23 @@ fn parse_module(value: &str) -> Result<(String, std::path::PathBuf), String> {
             "{value:?} is not NAME=PATH, e.g. softhsm=/usr/lib/softhsm/libsofthsm2.so"
         )),
     }
+}
+
+/// `--pkcs11-sign-timeout`: a Go duration above zero (zero would fail every call).
+fn parse_call_timeout(value: &str) -> Result<SignedDuration, String> {
+    match expiry::parse_threshold(value)? {
+        d if d.is_zero() => Err("a token call needs some time; give a duration such as 10s".into()),
+        d => Ok(d),
+    }
+}
+
+/// Two `--pkcs11-module` of one NAME: which one an issuer's `module-name=` means is unclear.
+fn duplicate_module(modules: &[(String, std::path::PathBuf)]) -> Option<&str> {
+    let mut names = std::collections::HashSet::new();
+    modules
+        .iter()
+        .map(|(name, _)| name.as_str())
+        .find(|name| !names.insert(*name))
 }
 
 /// A label selector that selects something less than everything: an empty one would read
@@ -128,6 +145,11 @@ fn parse_bind_address(value: &str) -> Result<SocketAddr, String> {
 }
 
 pub async fn run(args: ControllerArgs) -> Result<(), CliError> {
+    if let Some(name) = duplicate_module(&args.pkcs11_modules) {
+        return Err(CliError::Invalid(format!(
+            "--pkcs11-module {name}= is given twice; give each module a name of its own"
+        )));
+    }
     // First of all: from here on a SIGTERM is a shutdown request, whatever the phase.
     let shutdown = runner::shutdown_on_signals();
     crate::telemetry::allocator::map_large_blocks();
@@ -218,5 +240,36 @@ mod tests {
         assert!(parse(&["certkeeper", "controller", "--leader-elect"]));
         assert!(parse(&["certkeeper", "controller", "--leader-elect=true"]));
         assert!(!parse(&["certkeeper", "controller", "--leader-elect=false"]));
+    }
+
+    #[test]
+    fn a_token_call_needs_a_timeout_above_zero_and_each_module_a_name_of_its_own() {
+        assert!(parse_call_timeout("0s").is_err());
+        assert!(parse_call_timeout("0").is_err());
+        assert_eq!(parse_call_timeout("10s"), Ok(SignedDuration::from_secs(10)));
+        let modules = |names: &[&str]| -> Vec<(String, std::path::PathBuf)> {
+            names
+                .iter()
+                .map(|n| (n.to_string(), "/lib/x.so".into()))
+                .collect()
+        };
+        assert_eq!(duplicate_module(&modules(&["a", "b"])), None);
+        assert_eq!(duplicate_module(&modules(&["a", "b", "a"])), Some("a"));
+    }
+
+    #[test]
+    fn the_inventory_is_on_unless_turned_off() {
+        let parse = |args: &[&str]| match Cli::try_parse_from(args).unwrap().command {
+            Command::Controller(args) => (args.inventory, args.inventory_label),
+            _ => unreachable!(),
+        };
+        assert_eq!(
+            parse(&["certkeeper", "controller"]),
+            (true, "certkeeper.io/inventory=true".to_owned())
+        );
+        assert!(parse(&["certkeeper", "controller", "--inventory"]).0);
+        assert!(parse(&["certkeeper", "controller", "--inventory=true"]).0);
+        assert!(!parse(&["certkeeper", "controller", "--inventory=false"]).0);
+        assert!(Cli::try_parse_from(["certkeeper", "controller", "--inventory-label="]).is_err());
     }
 }
