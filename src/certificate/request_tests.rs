@@ -127,6 +127,46 @@ pub(super) async fn cache_the_ca(ctx: &Arc<Context>, api: &mut ApiServer, ca: &S
 }
 
 #[tokio::test]
+async fn an_issuer_that_moves_its_key_to_a_token_reads_its_secret_again_and_a_left_tls_key_is_refused() {
+    let (ctx, mut api, _now) = setup();
+    let secret = root_ca(ts(NOW));
+    cache_the_ca(&ctx, &mut api, &secret).await;
+    // The same Secret (same version, still holding tls.key), the issuer now naming a token.
+    let mut ca = ca_issuer("ca", "root-ca").spec.ca.unwrap();
+    ca.pkcs11 = Some(crate::api::CaPkcs11 {
+        uri: "pkcs11:token=ca;object=root".into(),
+        pin_secret_ref: crate::api::SecretKeySelector {
+            name: "hsm-pin".into(),
+            key: "pin".into(),
+        },
+    });
+    let loading = {
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            ctx.issuer_ca_key_pairs
+                .load(
+                    &ctx.client,
+                    ctx.hsm("ClusterIssuer", false),
+                    NAMESPACE,
+                    &ca,
+                    ctx.now(),
+                )
+                .await
+        })
+    };
+    api.expect(Method::GET, CA_SECRET_PATH).await.ok(to_json(&secret));
+    let loaded = loading.await.unwrap().unwrap();
+    let Err(problem) = loaded else {
+        panic!("the Secret's key was used although the issuer names a token")
+    };
+    assert!(
+        problem.to_string().contains("tls.key beside spec.ca.pkcs11"),
+        "{problem}"
+    );
+    api.assert_idle();
+}
+
+#[tokio::test]
 async fn an_issuance_reads_once_writes_three_times_and_its_echoes_make_no_request() {
     let (ctx, mut api, now) = setup();
     cache_the_ca(&ctx, &mut api, &root_ca(ts(NOW))).await;

@@ -12,7 +12,7 @@ use kube::runtime::watcher;
 
 use super::secrets::get_secret;
 use super::watched::{ObjectKey, Readers, WatchedCache};
-use crate::api::CaIssuer;
+use crate::api::{CaIssuer, CaPkcs11};
 use crate::certificate::secret::SECRET_TYPE_TLS;
 use crate::error::Error;
 use crate::issuer::ca::{CaProblem, issuer_urls, parse_ca, validate_ca};
@@ -33,10 +33,18 @@ pub struct HsmAccess<'a> {
 /// A CA Secret as read: its key pair, or why it has none.
 type Parsed = Result<Arc<CaKeyPair>, CaProblem>;
 
+/// A CA Secret as read for an issuer's `ca.pkcs11`: a Secret's key pair, or a key on the token
+/// its certificate names, or a refusal (`tls.key` beside `pkcs11`), depends on it.
+#[derive(Clone, Debug)]
+struct ReadFor {
+    pkcs11: Option<CaPkcs11>,
+    parsed: Parsed,
+}
+
 /// Parsed CA key pairs by Secret.
 #[derive(Debug)]
 pub struct CaKeyPairs {
-    cache: WatchedCache<Parsed>,
+    cache: WatchedCache<ReadFor>,
 }
 
 impl Default for CaKeyPairs {
@@ -75,7 +83,11 @@ impl CaKeyPairs {
         let cached = self
             .cache
             .get(&key)
-            .map(|(_, parsed)| parsed)
+            .map(|(_, read)| read)
+            // An issuer that gained, lost or changed `ca.pkcs11` reads its Secret again: the key
+            // it signs with, and whether a `tls.key` is refused, follow from it.
+            .filter(|read| read.pkcs11 == ca.pkcs11)
+            .map(|read| read.parsed)
             .filter(|parsed| match parsed {
                 // Two issuers may share a Secret and differ in the URLs they write.
                 Ok(pair) => pair.urls == urls,
@@ -92,7 +104,11 @@ impl CaKeyPairs {
                     && secret.type_.as_deref() == Some(SECRET_TYPE_TLS)
                     && let Some(version) = &secret.metadata.resource_version
                 {
-                    self.cache.insert(&key, token, version, parsed.clone());
+                    let read = ReadFor {
+                        pkcs11: ca.pkcs11.clone(),
+                        parsed: parsed.clone(),
+                    };
+                    self.cache.insert(&key, token, version, read);
                 }
                 parsed
             }
@@ -124,7 +140,7 @@ impl CaKeyPairs {
 
 /// Binds the CA's key on its token when it is not bound (or broke a while ago), and on the
 /// issuer's own check looks for it again now and then. The PIN Secret is read only to bind.
-async fn ready_on_token(
+pub(crate) async fn ready_on_token(
     client: &Client,
     hsm: HsmAccess<'_>,
     key: &Arc<HsmKey>,
