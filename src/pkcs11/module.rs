@@ -48,6 +48,9 @@ pub struct Module {
     pub(super) logged_in: Mutex<HashMap<String, ([u8; 32], usize)>>,
     /// `C_Login` calls made (tests count them: HSMs lock tokens after a few failures).
     pub(super) logins: AtomicU64,
+    /// Held from the look at `logged_in`/`refused` to the login's outcome: sessions opened at
+    /// once (a pool's threads, several issuers binding) offer a wrong PIN once, not once each.
+    pub(super) login: Mutex<()>,
 }
 
 impl std::fmt::Debug for Module {
@@ -92,6 +95,7 @@ impl Module {
             }),
             last_init: Mutex::new(None),
             refused: Mutex::new(HashMap::new()),
+            login: Mutex::new(()),
             logged_in: Mutex::new(HashMap::new()),
             logins: AtomicU64::new(0),
         }

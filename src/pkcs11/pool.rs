@@ -502,6 +502,8 @@ fn open_session<'a>(
         .map_err(|e| failed("C_GetTokenInfo", &e))?;
     let token_id = format!("{}/{}", info.label(), info.serial_number());
     let login_failed = |why: String| HsmError::new(HsmReason::LoginFailed, why);
+    // One login decision at a time per module: a refusal recorded by one is seen by the next.
+    let _deciding = module.login.lock().unwrap_or_else(|p| p.into_inner());
     let logged_in_with = module
         .logged_in
         .lock()

@@ -333,6 +333,34 @@ fn a_refused_pin_is_not_offered_again_for_a_minute_but_a_new_pin_is() {
 }
 
 #[test]
+fn a_wrong_pin_offered_by_many_at_once_reaches_the_token_once() {
+    let _token = softhsm_token!(a_wrong_pin_offered_by_many_at_once_reaches_the_token_once);
+    let registry = Arc::new(Pkcs11Registry::new(settings()));
+    let spki = make_key(&registry, "root", TokenKeyAlgorithm::EcdsaP256);
+    let module = registry.module_for(&uri("root")).unwrap();
+    let before = module.login_attempts();
+    // An issuer and its Certificates binding at the same moment, each through its own call.
+    let barrier = Arc::new(std::sync::Barrier::new(8));
+    let binds: Vec<_> = (0..8)
+        .map(|_| {
+            let (registry, spki, barrier) = (registry.clone(), spki.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                refusal(registry.open_key(&uri("root"), "0000", &spki))
+            })
+        })
+        .collect();
+    for bind in binds {
+        assert_eq!(bind.join().unwrap().reason, HsmReason::LoginFailed);
+    }
+    assert_eq!(
+        module.login_attempts(),
+        before + 1,
+        "a token that locks after three failures must see one"
+    );
+}
+
+#[test]
 fn a_ca_key_moved_from_its_secret_onto_the_token_signs_for_the_same_certificate() {
     let token = softhsm_token!(a_ca_key_moved_from_its_secret_onto_the_token_signs_for_the_same_certificate);
     let registry = Pkcs11Registry::new(settings());
