@@ -3,7 +3,7 @@
 use k8s_openapi::api::core::v1::Secret;
 
 use crate::api::CaIssuer;
-use crate::pkcs11::{HsmError, HsmKey, PinRef, Pkcs11Uri};
+use crate::pkcs11::{HsmError, HsmKey, HsmReason, PinRef, Pkcs11Uri};
 use crate::pki::{CaFacts, CaKeyPair, IssuerUrls, PkiError};
 
 /// Why a CA issuer cannot sign; `reason()` is the Issuer's Ready condition reason.
@@ -60,9 +60,19 @@ impl CaProblem {
         }
     }
 
-    /// Whether an HSM is the trouble: looked at again within seconds, not minutes.
-    pub fn is_hsm(&self) -> bool {
-        matches!(self, Self::Hsm { .. })
+    /// Whether a token is the trouble, one that may come back on its own: looked at again
+    /// within seconds, not minutes. A refusal that only a change of the issuer or of the
+    /// controller's flags can lift (`HSMNotAllowed`, a module or URI certkeeper cannot use) is
+    /// looked at again like any other broken issuer.
+    pub fn token_may_return(&self) -> bool {
+        match self {
+            Self::Hsm { reason, .. } => ![
+                HsmReason::NotAllowed.condition_reason(),
+                HsmReason::Unsupported.condition_reason(),
+            ]
+            .contains(reason),
+            _ => false,
+        }
     }
 }
 

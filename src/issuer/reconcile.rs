@@ -555,7 +555,7 @@ pub async fn reconcile<K: IssuerObject>(
             })
         }
         // A token comes back on its own, unseen by any watch: look again within seconds.
-        IssuerHealth::Broken(problem) if problem.is_hsm() => {
+        IssuerHealth::Broken(problem) if problem.token_may_return() => {
             Action::requeue(crate::pkcs11::registry::RETRY_BROKEN)
         }
         IssuerHealth::Broken(_) => Action::requeue(BROKEN_RECHECK),

@@ -116,6 +116,54 @@ async fn ca_issuer_without_its_secret_is_not_ready_with_a_warning() {
 }
 
 #[tokio::test]
+async fn a_namespaced_issuer_naming_a_token_is_refused_before_anything_is_read_or_loaded() {
+    let mut issuer = ca_issuer("ca", "root-ca");
+    if let Some(ca) = issuer.spec.ca.as_mut() {
+        ca.pkcs11 = Some(crate::api::CaPkcs11 {
+            uri: "pkcs11:token=ca;object=root;module-path=/tmp/evil.so".into(),
+            pin_secret_ref: crate::api::SecretKeySelector {
+                name: "hsm-pin".into(),
+                key: "pin".into(),
+            },
+        });
+    }
+    // The controller runs without --pkcs11-allow-namespaced-issuers (the default).
+    let (ctx, mut api) = context(vec![], vec![], ts(NOW));
+    let task = tokio::spawn(reconcile(
+        Arc::new(DeserializeGuard(Ok(issuer.clone()))),
+        ctx.clone(),
+    ));
+    // No Secret read, no PIN read: straight to the status.
+    let status = answer(
+        api.expect(
+            Method::PATCH,
+            "/apis/certkeeper.io/v1/namespaces/apps/issuers/ca/status",
+        )
+        .await,
+        &issuer,
+    );
+    let event = api
+        .expect(Method::POST, "/apis/events.k8s.io/v1/namespaces/apps/events")
+        .await;
+    assert_eq!(event.body["type"], "Warning");
+    assert_eq!(event.body["reason"], "HSMNotAllowed");
+    assert!(
+        event.body["note"]
+            .as_str()
+            .is_some_and(|n| n.contains("--pkcs11-allow-namespaced-issuers")),
+        "{}",
+        event.body
+    );
+    event.echo();
+    let action = task.await.unwrap().unwrap();
+    drop(ctx);
+    api.expect_no_more().await;
+    assert_eq!(ready(&status), ("False".into(), "HSMNotAllowed".into()));
+    // Only a change of the issuer or of the controller lifts it: not looked at every 5 s.
+    assert_eq!(action, Action::requeue(std::time::Duration::from_secs(300)));
+}
+
+#[tokio::test]
 async fn expired_ca_is_not_ready() {
     let issuer = ca_issuer("ca", "old-ca");
     let ca = ca_secret(
