@@ -52,6 +52,10 @@ pub const API_ACCESS: &[ApiAccess] = &[
     cluster("certkeeper.io", "issuers", "watch"),
     cluster("certkeeper.io", "clusterissuers", "list"),
     cluster("certkeeper.io", "clusterissuers", "watch"),
+    // runner/pki.rs: a standby serving the CRL of an issuer whose key is on a token reads the
+    // issuer once, for the key's URI and PIN Secret (its CA Secret holds no key).
+    cluster("certkeeper.io", "issuers", "get"),
+    cluster("certkeeper.io", "clusterissuers", "get"),
     // runner/controllers.rs: the revocation records, watched in all namespaces into one cache
     // (cluster/revocations.rs) that Certificates and issuers read.
     cluster("certkeeper.io", "certificaterevocations", "list"),

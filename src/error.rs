@@ -31,6 +31,13 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
+    #[error("reading {kind} {object}: {source}")]
+    ReadIssuer {
+        kind: &'static str,
+        object: String,
+        #[source]
+        source: kube::Error,
+    },
     #[error("reading ConfigMap {namespace}/{name}: {source}")]
     ReadConfigMap {
         namespace: String,
@@ -115,6 +122,7 @@ impl Error {
             | Self::ApplySecret { source, .. }
             | Self::PatchStatus { source, .. }
             | Self::ReadConfigMap { source, .. }
+            | Self::ReadIssuer { source, .. }
             | Self::ApplyTarget { source, .. }
             | Self::DeleteTarget { source, .. }
             | Self::ApplyRevocation { source, .. }
@@ -135,6 +143,7 @@ impl Error {
             Self::ApplyRevocation { .. } => "apply_revocation",
             Self::ApplyConfigMap { .. } => "apply_configmap",
             Self::ReadConfigMap { .. } => "read_configmap",
+            Self::ReadIssuer { .. } => "read_issuer",
             Self::SignCrl { .. } => "sign_crl",
             Self::IssuanceTask { .. } => "issuance_task",
             Self::MissingField { .. } => "missing_field",

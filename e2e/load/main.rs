@@ -520,7 +520,7 @@ async fn create_ca_issuer(
                 action: format!("read the PIN file {}", pin_file.display()),
                 detail: e.to_string(),
             })?;
-            let pin = pin.trim_end_matches(['\n', '\r']).to_owned();
+            let pin = certkeeper::pkcs11::registry::without_line_end(&pin).to_owned();
             let uri = format!("pkcs11:token={token};object=load-{namespace}");
             let (module, key_pin) = (module.clone(), pin.clone());
             let key_uri = uri.clone();

@@ -236,6 +236,7 @@ pub async fn run(
     };
     tokio::spawn(pki::follow(
         process_watches,
+        settings.pkcs11.clone(),
         pki_endpoint.clone(),
         cluster_resource_namespace.clone(),
         shutdown.clone(),

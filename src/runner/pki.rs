@@ -16,16 +16,22 @@ use tracing::{debug, info, warn};
 
 use super::on_shutdown;
 use super::watches::Watches;
-use crate::api::CaIssuer;
+use std::sync::Arc;
+
+use crate::api::{CaIssuer, CaPkcs11, ClusterIssuer, Issuer};
+use crate::cluster::ca::{HsmAccess, ready_on_token};
 use crate::cluster::secrets::get_secret;
 use crate::error::Error;
 use crate::issuer::ca::parse_ca;
 use crate::issuer::crl::{self, CrlConfigMap};
-use crate::revocation::{PkiEndpoint, ServedIssuer};
+use crate::pkcs11::Pkcs11Registry;
+use crate::pki::{CaKey, CaKeyPair};
+use crate::revocation::{CLUSTER_SCOPE, PkiEndpoint, ServedIssuer};
 
 /// Follows the CRL ConfigMaps of every namespace into `endpoint` until shutdown.
 pub(super) async fn follow(
     watches: Watches,
+    registry: Arc<Pkcs11Registry>,
     endpoint: PkiEndpoint,
     cluster_resource_namespace: String,
     shutdown: watch::Receiver<bool>,
@@ -42,7 +48,14 @@ pub(super) async fn follow(
         relist.follow(&endpoint, &event, &cluster_resource_namespace);
         match event {
             watcher::Event::Apply(configmap) | watcher::Event::InitApply(configmap) => {
-                if let Err(error) = mirror(&client, &endpoint, &configmap, &cluster_resource_namespace).await
+                if let Err(error) = mirror(
+                    &client,
+                    &registry,
+                    &endpoint,
+                    &configmap,
+                    &cluster_resource_namespace,
+                )
+                .await
                 {
                     warn!(configmap = %format!("{}/{}", configmap.namespace().unwrap_or_default(), configmap.name_any()), %error, "cannot serve this CRL yet");
                 }
@@ -104,11 +117,62 @@ impl Relist {
     }
 }
 
+/// The `ca.pkcs11` of the CA issuer whose CRL `found` is, if it names one.
+async fn issuer_pkcs11(client: &Client, found: &CrlConfigMap) -> Result<Option<CaPkcs11>, Error> {
+    let (kind, object, spec) = if found.scope == CLUSTER_SCOPE {
+        let read = Api::<ClusterIssuer>::all(client.clone())
+            .get_opt(&found.issuer)
+            .await;
+        let object = found.issuer.clone();
+        (
+            "ClusterIssuer",
+            object,
+            read.map(|i| i.and_then(|i| i.spec.issuer.ca)),
+        )
+    } else {
+        let read = Api::<Issuer>::namespaced(client.clone(), &found.namespace)
+            .get_opt(&found.issuer)
+            .await;
+        let object = format!("{}/{}", found.namespace, found.issuer);
+        ("Issuer", object, read.map(|i| i.and_then(|i| i.spec.ca)))
+    };
+    let spec = spec.map_err(|source| Error::ReadIssuer { kind, object, source })?;
+    Ok(spec.and_then(|ca| ca.pkcs11))
+}
+
+/// Binds a CA key on a token for the OCSP answers this replica signs; the CRL is served
+/// either way (it is signed by the leader and checked against the CA certificate here).
+async fn bind_on_token(
+    client: &Client,
+    registry: &Arc<Pkcs11Registry>,
+    found: &CrlConfigMap,
+    ca: &CaKeyPair,
+) -> Result<(), Error> {
+    let CaKey::Hsm(key) = &ca.key else {
+        return Ok(());
+    };
+    let namespaced = found.scope != CLUSTER_SCOPE;
+    if namespaced && !registry.settings.allow_namespaced_issuers {
+        return Ok(());
+    }
+    let hsm = HsmAccess {
+        registry,
+        namespaced,
+        probe: false,
+    };
+    if let Err(problem) = ready_on_token(client, hsm, key).await? {
+        debug!(scope = %found.scope, issuer = %found.issuer, %problem,
+               "the CA key of a served CRL is not on its token now; OCSP answers wait for it");
+    }
+    Ok(())
+}
+
 /// Serves what the CRL ConfigMap `configmap` holds, unless the endpoint already serves that
 /// CRL or a newer one of the same CA. Reads the CA Secret only for a CA it does not serve yet,
 /// and serves only a CRL that CA signed.
 pub async fn mirror(
     client: &Client,
+    registry: &Arc<Pkcs11Registry>,
     endpoint: &PkiEndpoint,
     configmap: &ConfigMap,
     cluster_resource_namespace: &str,
@@ -119,19 +183,35 @@ pub async fn mirror(
     let served = endpoint
         .issuer(&found.scope, &found.issuer)
         .filter(|s| s.ca().certificate().fingerprint_sha256 == found.ca_fingerprint);
+    if let Some(served) = &served {
+        // A key on a token not bound yet (or lost): tried again, so OCSP answers resume.
+        bind_on_token(client, registry, &found, served.ca()).await?;
+    }
     if served.as_ref().is_some_and(|s| s.crl().number >= found.number) {
         return Ok(());
     }
     let ca = match served {
         Some(served) => served.ca().clone(),
         None => {
-            let ca = CaIssuer {
+            let mut ca = CaIssuer {
                 secret_name: found.ca_secret.clone(),
                 ..CaIssuer::default()
             };
             let secret = get_secret(client, &found.namespace, &found.ca_secret).await?;
+            let holds_key = secret
+                .as_ref()
+                .and_then(|s| crate::certificate::secret::data(s, "tls.key"))
+                .is_some_and(|key| !key.is_empty());
+            if !holds_key {
+                // Certificates only: the key is on a token, which the issuer names.
+                ca.pkcs11 = issuer_pkcs11(client, &found).await?;
+            }
             match parse_ca(&found.namespace, &ca, secret.as_ref()) {
-                Ok(pair) => std::sync::Arc::new(pair),
+                Ok(pair) => {
+                    let pair = std::sync::Arc::new(pair);
+                    bind_on_token(client, registry, &found, &pair).await?;
+                    pair
+                }
                 Err(problem) => {
                     debug!(%problem, "the CA of a CRL ConfigMap cannot be read");
                     return Ok(());
@@ -186,7 +266,10 @@ mod tests {
         drop(ctx);
         let endpoint = PkiEndpoint::default();
         let (c, e, m) = (client.clone(), endpoint.clone(), configmap.clone());
-        let task = tokio::spawn(async move { mirror(&c, &e, &m, CLUSTER_RESOURCE_NAMESPACE).await });
+        let task =
+            tokio::spawn(
+                async move { mirror(&c, &Arc::default(), &e, &m, CLUSTER_RESOURCE_NAMESPACE).await },
+            );
         api.expect(Method::GET, "/api/v1/namespaces/apps/secrets/root-ca")
             .await
             .ok(to_json(&secret));
@@ -197,9 +280,15 @@ mod tests {
         assert_eq!(crl.status(), http::StatusCode::OK);
 
         // The same CRL again (a re-list): nothing is read.
-        mirror(&client, &endpoint, &configmap, CLUSTER_RESOURCE_NAMESPACE)
-            .await
-            .unwrap();
+        mirror(
+            &client,
+            &Arc::default(),
+            &endpoint,
+            &configmap,
+            CLUSTER_RESOURCE_NAMESPACE,
+        )
+        .await
+        .unwrap();
         // Someone who may write ConfigMaps there swaps in a newer CRL without the entry,
         // signed by a key of their own: not served; the CA's own CRL stays.
         let forger = root_ca(now);
@@ -214,10 +303,93 @@ mod tests {
         .unwrap();
         let forged = build_crl(&forger, &[], 4, now).unwrap();
         let forged = crl::desired_configmap(NAMESPACE, "Issuer", "ca", "root-ca", &forged, &fingerprint);
-        mirror(&client, &endpoint, &forged, CLUSTER_RESOURCE_NAMESPACE)
-            .await
-            .unwrap();
+        mirror(
+            &client,
+            &Arc::default(),
+            &endpoint,
+            &forged,
+            CLUSTER_RESOURCE_NAMESPACE,
+        )
+        .await
+        .unwrap();
         assert_eq!(endpoint.issuer(NAMESPACE, "ca").unwrap().crl(), &signed);
+        drop(client);
+        api.expect_no_more().await;
+    }
+
+    #[tokio::test]
+    async fn a_standby_serves_the_crl_of_an_issuer_whose_key_is_on_a_token() {
+        let now = ts("2026-11-23T10:00:00Z");
+        let secret = root_ca(now);
+        let leader_ca = parse_ca(
+            NAMESPACE,
+            &CaIssuer {
+                secret_name: "root-ca".into(),
+                ..CaIssuer::default()
+            },
+            Some(&secret),
+        )
+        .unwrap();
+        let signed = build_crl(&leader_ca, &[], 2, now).unwrap();
+        let fingerprint = leader_ca.certificate().fingerprint_sha256.clone();
+        let configmap = crl::desired_configmap(NAMESPACE, "Issuer", "ca", "root-ca", &signed, &fingerprint);
+        // The CA Secret as an HSM issuer's: the certificate, an empty tls.key.
+        let mut certificate_only = to_json(&secret);
+        certificate_only["data"]["tls.key"] = "".into();
+        let mut issuer = ca_issuer("ca", "root-ca");
+        if let Some(ca) = issuer.spec.ca.as_mut() {
+            ca.pkcs11 = Some(CaPkcs11 {
+                uri: "pkcs11:token=ca;object=root".into(),
+                pin_secret_ref: crate::api::SecretKeySelector {
+                    name: "hsm-pin".into(),
+                    key: "pin".into(),
+                },
+            });
+        }
+        let registry = Arc::new(Pkcs11Registry::new(crate::pkcs11::Pkcs11Settings {
+            allow_namespaced_issuers: true,
+            ..Default::default()
+        }));
+
+        let (ctx, mut api) = context(vec![], vec![], now);
+        let client = ctx.client.clone();
+        drop(ctx);
+        let endpoint = PkiEndpoint::default();
+        let (c, r, e, m) = (
+            client.clone(),
+            registry.clone(),
+            endpoint.clone(),
+            configmap.clone(),
+        );
+        let task = tokio::spawn(async move { mirror(&c, &r, &e, &m, CLUSTER_RESOURCE_NAMESPACE).await });
+        api.expect(Method::GET, "/api/v1/namespaces/apps/secrets/root-ca")
+            .await
+            .ok(certificate_only);
+        // No key in the Secret: the issuer names the token and the PIN Secret.
+        api.expect(Method::GET, "/apis/certkeeper.io/v1/namespaces/apps/issuers/ca")
+            .await
+            .ok(to_json(&issuer));
+        // Bound for OCSP answers: the PIN is read; this controller has no module, so the key
+        // stays unbound, and the CRL is served all the same.
+        api.expect(Method::GET, "/api/v1/namespaces/apps/secrets/hsm-pin")
+            .await
+            .not_found();
+        task.await.unwrap().unwrap();
+        let served = endpoint.issuer(NAMESPACE, "ca").expect("served");
+        assert_eq!(served.crl(), &signed);
+        assert!(matches!(served.ca().key, CaKey::Hsm(_)));
+        let crl = endpoint.respond(&Method::GET, "/crl/apps/ca.crl", &[], now);
+        assert_eq!(crl.status(), http::StatusCode::OK);
+        // The same CRL again: the bind is not tried again within its retry pause; nothing read.
+        mirror(
+            &client,
+            &registry,
+            &endpoint,
+            &configmap,
+            CLUSTER_RESOURCE_NAMESPACE,
+        )
+        .await
+        .unwrap();
         drop(client);
         api.expect_no_more().await;
     }
