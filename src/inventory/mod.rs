@@ -6,6 +6,7 @@
 //! answer of `certkeeper scan`. The watches are wired in `runner/inventory.rs`.
 
 pub mod facts;
+pub mod ledger;
 pub mod store;
 pub mod warnings;
 

@@ -507,6 +507,15 @@ impl Inventory {
         }
     }
 
+    /// The hashes of the warnings sent to the objects the inventory holds.
+    pub fn sent_hashes(&self) -> HashSet<u64> {
+        let kept = self.lock();
+        kept.objects
+            .values()
+            .flat_map(|e| e.sent.iter().copied())
+            .collect()
+    }
+
     /// How many objects are watched, and how many of them have facts.
     pub fn objects(&self) -> (usize, usize) {
         let kept = self.lock();

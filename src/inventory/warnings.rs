@@ -38,6 +38,8 @@ pub struct PendingWarning {
     /// The Event's name: the object's, then a hash of what the warning is about.
     pub event_name: String,
     pub hash: u64,
+    /// The notAfter of the certificate warned about.
+    pub not_after: Timestamp,
     pub reason: &'static str,
     pub note: String,
 }
@@ -85,6 +87,7 @@ impl PendingWarning {
             uid: uid.to_owned(),
             event_name: format!("{prefix}.{hash:016x}"),
             hash,
+            not_after: cert.not_after,
             reason,
             note,
         }

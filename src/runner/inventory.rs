@@ -26,12 +26,15 @@ use tracing::{debug, info, warn};
 use super::Wiring;
 use crate::certificate::cached::CachedCertificate;
 use crate::certificate::secret::LABEL_CERTIFICATE_NAME;
+use crate::inventory::ledger::Ledger;
 use crate::inventory::store::{LABELLED_CONFIGMAPS, LABELLED_SECRETS, Source, TLS_SECRETS};
 use crate::inventory::{self, Inventory, Kind, ObjectKey, TLS_SECRET_TYPE, warnings};
 use crate::telemetry::server::SyncFlag;
 
 /// How often the warnings due are looked for.
 pub(super) const WARNING_CHECK: Duration = Duration::from_secs(30);
+/// The ledger of warnings sent forgets nothing until the controller has run this long.
+const FORGET_NOT_BEFORE: SignedDuration = SignedDuration::from_hours(1);
 /// Reads in flight at once: the inventory never competes with issuance for the API server.
 const READS_AT_ONCE: usize = 4;
 /// A read that failed is tried again after this long.
@@ -195,7 +198,8 @@ pub(super) fn run(
             inventory.clone(),
             found.clone(),
         );
-        let warn = send_warnings(client, inventory, thresholds, found, clock);
+        let ledger = Api::namespaced(client.clone(), &wiring.cluster_resource_namespace);
+        let warn = send_warnings(client, inventory, thresholds, found, clock, ledger);
         tokio::select! {
             () = wiring.on_shutdown() => {},
             () = async { tokio::join!(follow, read, warn); } => {},
@@ -355,17 +359,43 @@ async fn read(
     })
 }
 
-/// Sends the warnings due, every `WARNING_CHECK` and whenever a read found something.
+/// Sends the warnings due, every `WARNING_CHECK` and whenever a read found something, and
+/// records them in the ledger (`inventory::ledger`), so that a controller restarted after the
+/// API server deleted their Events (`--event-ttl`) does not send them again. Until the ledger
+/// is read, warnings go out all the same (their Event names keep them from repeating within
+/// the TTL), and it is not written: what it held is never lost to a write made without it.
 async fn send_warnings(
     client: kube::Client,
     inventory: Arc<Inventory>,
     thresholds: Vec<SignedDuration>,
     found: Arc<Notify>,
     clock: crate::context::Clock,
+    at: Api<ConfigMap>,
 ) {
+    let mut ledger = Ledger::default();
+    let started = clock();
+    let mut loaded = false;
+    let mut unsaved = false;
     loop {
+        if !loaded {
+            match inventory::ledger::load(&at).await {
+                Ok(read) => {
+                    debug!(warnings = read.len(), "expiry warnings sent before read");
+                    ledger.merge(read);
+                    loaded = true;
+                }
+                Err(error) => {
+                    warn!(configmap = %format!("{}/{}", at.namespace().unwrap_or_default(), inventory::ledger::NAME),
+                          %error, "cannot read the expiry warnings sent before; trying again later");
+                }
+            }
+        }
         let now = clock();
         for warning in inventory.due_warnings(&thresholds, now) {
+            if ledger.contains(warning.hash) {
+                inventory.sent(&warning);
+                continue;
+            }
             match warnings::publish(&client, &warning, now).await {
                 Ok(created) => {
                     if created {
@@ -373,11 +403,28 @@ async fn send_warnings(
                               name = %warning.object.name, reason = warning.reason, "certificate expiry warning sent");
                     }
                     inventory.sent(&warning);
+                    unsaved |= ledger.insert(warning.hash, warning.not_after);
                 }
                 // Tried again at the next look; the others go out meanwhile.
                 Err(error) => {
                     warn!(kind = warning.object.kind.label(), namespace = %warning.object.namespace,
                           name = %warning.object.name, %error, "cannot send an expiry warning; trying again later");
+                }
+            }
+        }
+        if loaded {
+            // Only once every object has surely been read again since the start: until then
+            // a warning no object holds may be about one not read yet.
+            if now.duration_since(started) >= FORGET_NOT_BEFORE {
+                unsaved |= ledger.prune(now, &inventory.sent_hashes());
+            }
+            if unsaved {
+                match inventory::ledger::save(&at, &ledger).await {
+                    Ok(()) => unsaved = false,
+                    Err(error) => {
+                        warn!(configmap = %format!("{}/{}", at.namespace().unwrap_or_default(), inventory::ledger::NAME),
+                              %error, "cannot record the expiry warnings sent; trying again later");
+                    }
                 }
             }
         }

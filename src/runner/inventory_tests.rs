@@ -177,9 +177,33 @@ async fn foreign_certificates_are_read_once_reported_warned_about_once_and_forgo
     assert!(sent[0]["note"].as_str().unwrap().contains("72h0m0s"));
     let event_name = sent[0]["metadata"]["name"].as_str().unwrap().to_owned();
 
-    // Restarted: the Secret is read again, the warning is tried again, and is not repeated.
+    // The warning is recorded beside the controller, with its certificate's notAfter.
+    let ledger_id = (
+        "".to_owned(),
+        "configmaps".to_owned(),
+        crate::testing::CLUSTER_RESOURCE_NAMESPACE.to_owned(),
+        crate::inventory::ledger::NAME.to_owned(),
+    );
+    let hash = event_name.rsplit_once('.').unwrap().1.to_owned();
+    until("the warning in the ledger", async || {
+        server.get(&ledger_id).is_some_and(|map| {
+            map["data"]["sent"]
+                .as_str()
+                .is_some_and(|lines| lines.lines().any(|l| l.starts_with(&format!("{hash} "))))
+        })
+    })
+    .await;
+
+    // Restarted after the API server deleted the Event (`--event-ttl`, 1 h by default): the
+    // Secret is read again, and the warning is neither sent again nor even tried.
     controller.abort();
     let _ = controller.await;
+    server.delete(&(
+        "events.k8s.io".into(),
+        "events".into(),
+        "apps".into(),
+        event_name.clone(),
+    ));
     let posts = |server: &InMemoryApiServer| {
         server
             .requests()
@@ -188,18 +212,16 @@ async fn foreign_certificates_are_read_once_reported_warned_about_once_and_forgo
             .count()
     };
     let posted = posts(&server);
+    let gets = gets_of(&server, "/api/v1/namespaces/apps/secrets/web-tls");
     let (controller, metrics) = start(&server).await;
-    until("the warning tried again", async || posts(&server) > posted).await;
-    assert_eq!(
-        warnings_about(&server, "web-tls").len(),
-        1,
-        "AlreadyExists: sent before"
-    );
-    assert!(
-        server
-            .get(&("events.k8s.io".into(), "events".into(), "apps".into(), event_name))
-            .is_some()
-    );
+    until("the Secret read again", async || {
+        gets_of(&server, "/api/v1/namespaces/apps/secrets/web-tls") > gets
+    })
+    .await;
+    // A read that finds a warning due looks for warnings 1 s later: give it two.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(posts(&server), posted, "the ledger says it was sent");
+    assert_eq!(warnings_about(&server, "web-tls").len(), 1);
 
     // Renewed by hand: read again, the new certificate reported.
     let gets = gets_of(&server, "/api/v1/namespaces/apps/secrets/web-tls");
