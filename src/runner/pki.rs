@@ -238,19 +238,20 @@ mod tests {
     use crate::revocation::{RevocationReason, RevokedSerial, build_crl};
     use crate::testing::*;
 
+    /// The CA issuer `root-ca` of NAMESPACE, parsed from `secret`.
+    fn ca_of(secret: &k8s_openapi::api::core::v1::Secret) -> CaKeyPair {
+        let issuer = CaIssuer {
+            secret_name: "root-ca".into(),
+            ..CaIssuer::default()
+        };
+        parse_ca(NAMESPACE, &issuer, Some(secret)).unwrap()
+    }
+
     #[tokio::test]
     async fn a_standby_serves_the_crl_the_leader_stored_and_answers_ocsp_from_it() {
         let now = ts("2026-11-23T10:00:00Z");
         let secret = root_ca(now);
-        let ca = parse_ca(
-            NAMESPACE,
-            &CaIssuer {
-                secret_name: "root-ca".into(),
-                ..CaIssuer::default()
-            },
-            Some(&secret),
-        )
-        .unwrap();
+        let ca = ca_of(&secret);
         let revoked = vec![RevokedSerial {
             serial_hex: "0aff".into(),
             revoked_at: now,
@@ -292,15 +293,7 @@ mod tests {
         // Someone who may write ConfigMaps there swaps in a newer CRL without the entry,
         // signed by a key of their own: not served; the CA's own CRL stays.
         let forger = root_ca(now);
-        let forger = parse_ca(
-            NAMESPACE,
-            &CaIssuer {
-                secret_name: "root-ca".into(),
-                ..CaIssuer::default()
-            },
-            Some(&forger),
-        )
-        .unwrap();
+        let forger = ca_of(&forger);
         let forged = build_crl(&forger, &[], 4, now).unwrap();
         let forged = crl::desired_configmap(NAMESPACE, "Issuer", "ca", "root-ca", &forged, &fingerprint);
         mirror(
@@ -321,15 +314,7 @@ mod tests {
     async fn a_standby_serves_the_crl_of_an_issuer_whose_key_is_on_a_token() {
         let now = ts("2026-11-23T10:00:00Z");
         let secret = root_ca(now);
-        let leader_ca = parse_ca(
-            NAMESPACE,
-            &CaIssuer {
-                secret_name: "root-ca".into(),
-                ..CaIssuer::default()
-            },
-            Some(&secret),
-        )
-        .unwrap();
+        let leader_ca = ca_of(&secret);
         let signed = build_crl(&leader_ca, &[], 2, now).unwrap();
         let fingerprint = leader_ca.certificate().fingerprint_sha256.clone();
         let configmap = crl::desired_configmap(NAMESPACE, "Issuer", "ca", "root-ca", &signed, &fingerprint);
@@ -397,15 +382,7 @@ mod tests {
     #[test]
     fn a_relist_withdraws_the_crls_whose_configmap_it_no_longer_lists() {
         let now = ts("2026-11-23T10:00:00Z");
-        let ca = parse_ca(
-            NAMESPACE,
-            &CaIssuer {
-                secret_name: "root-ca".into(),
-                ..CaIssuer::default()
-            },
-            Some(&root_ca(now)),
-        )
-        .unwrap();
+        let ca = ca_of(&root_ca(now));
         let ca = std::sync::Arc::new(ca);
         let signed = build_crl(&ca, &[], 1, now).unwrap();
         let fingerprint = ca.certificate().fingerprint_sha256.clone();
