@@ -134,6 +134,23 @@ pub async fn wait_namespace_gone(client: &Client, name: &str, bound: Duration) -
     }
 }
 
+/// The load CA's certificate: 30 days from 5 minutes ago (cert sign and CRL sign come with
+/// is_ca).
+fn ca_template(now: jiff::Timestamp, common_name: &str) -> Result<CertificateTemplate, PkiError> {
+    let bound = |e: jiff::Error| PkiError::InvalidCertificate(format!("CA validity: {e}"));
+    Ok(CertificateTemplate {
+        common_name: Some(common_name.into()),
+        not_before: now
+            .checked_sub(jiff::SignedDuration::from_mins(5))
+            .map_err(bound)?,
+        not_after: now
+            .checked_add(jiff::SignedDuration::from_hours(24 * 30))
+            .map_err(bound)?,
+        is_ca: true,
+        ..CertificateTemplate::default()
+    })
+}
+
 /// The CA Secret: a self-signed ECDSA P-256 CA generated here, valid from five minutes before
 /// `now` (clock skew between this machine and the controller) for 30 days, well beyond the
 /// 24 h Certificates, so no leaf is shortened to the CA's end and re-issued for it.
@@ -142,19 +159,7 @@ pub fn ca_secret(now: jiff::Timestamp) -> Result<Secret, PkiError> {
         algorithm: KeyAlgorithm::Ecdsa,
         size: 256,
     })?;
-    let bound = |e: jiff::Error| PkiError::InvalidCertificate(format!("CA validity: {e}"));
-    let template = CertificateTemplate {
-        common_name: Some("certkeeper-load CA".into()),
-        not_before: now
-            .checked_sub(jiff::SignedDuration::from_mins(5))
-            .map_err(bound)?,
-        not_after: now
-            .checked_add(jiff::SignedDuration::from_hours(24 * 30))
-            .map_err(bound)?,
-        // Cert sign and CRL sign come with is_ca.
-        is_ca: true,
-        ..CertificateTemplate::default()
-    };
+    let template = ca_template(now, "certkeeper-load CA")?;
     let issued = sign_self_signed(&template, &key)?;
     let key_pem = key.to_pem(KeyEncoding::Pkcs8)?;
     Ok(Secret {
@@ -213,18 +218,7 @@ pub fn hsm_ca_secret(
             generate::generate_key_pair(&module, &uri, pin, generate::TokenKeyAlgorithm::EcdsaP256)
         })
         .and_then(|spki| registry.open_key(&uri, pin, &spki))?;
-    let bound = |e: jiff::Error| PkiError::InvalidCertificate(format!("CA validity: {e}"));
-    let template = CertificateTemplate {
-        common_name: Some("certkeeper-load HSM CA".into()),
-        not_before: now
-            .checked_sub(jiff::SignedDuration::from_mins(5))
-            .map_err(bound)?,
-        not_after: now
-            .checked_add(jiff::SignedDuration::from_hours(24 * 30))
-            .map_err(bound)?,
-        is_ca: true,
-        ..CertificateTemplate::default()
-    };
+    let template = ca_template(now, "certkeeper-load HSM CA")?;
     let issued = sign_self_signed(&template, &key)?;
     Ok(Secret {
         metadata: ObjectMeta {
