@@ -22,6 +22,17 @@ fn answer<K: serde::Serialize>(seen: Seen, object: &K) -> Value {
     status
 }
 
+/// Answers the status PATCH of the Issuer `apps/ca` with `issuer` and that status.
+async fn answer_status(api: &mut ApiServer, issuer: &Issuer) -> Value {
+    let seen = api
+        .expect(
+            Method::PATCH,
+            "/apis/certkeeper.io/v1/namespaces/apps/issuers/ca/status",
+        )
+        .await;
+    answer(seen, issuer)
+}
+
 fn ready(status: &Value) -> (String, String) {
     let c = &status["conditions"][0];
     (
@@ -48,14 +59,7 @@ async fn ca_issuer_with_a_valid_key_pair_is_ready_and_reports_the_ca() {
     api.expect(Method::GET, "/api/v1/namespaces/apps/secrets/root-ca")
         .await
         .ok(to_json(&ca));
-    let status = answer(
-        api.expect(
-            Method::PATCH,
-            "/apis/certkeeper.io/v1/namespaces/apps/issuers/ca/status",
-        )
-        .await,
-        &issuer,
-    );
+    let status = answer_status(&mut api, &issuer).await;
     expect_crl_published(&mut api, NAMESPACE, "ca").await;
     let action = task.await.unwrap().unwrap();
     drop(ctx);
@@ -95,14 +99,7 @@ async fn ca_issuer_without_its_secret_is_not_ready_with_a_warning() {
     api.expect(Method::GET, "/api/v1/namespaces/apps/secrets/missing")
         .await
         .not_found();
-    let status = answer(
-        api.expect(
-            Method::PATCH,
-            "/apis/certkeeper.io/v1/namespaces/apps/issuers/ca/status",
-        )
-        .await,
-        &issuer,
-    );
+    let status = answer_status(&mut api, &issuer).await;
     let event = api
         .expect(Method::POST, "/apis/events.k8s.io/v1/namespaces/apps/events")
         .await;
@@ -134,14 +131,7 @@ async fn a_namespaced_issuer_naming_a_token_is_refused_before_anything_is_read_o
         ctx.clone(),
     ));
     // No Secret read, no PIN read: straight to the status.
-    let status = answer(
-        api.expect(
-            Method::PATCH,
-            "/apis/certkeeper.io/v1/namespaces/apps/issuers/ca/status",
-        )
-        .await,
-        &issuer,
-    );
+    let status = answer_status(&mut api, &issuer).await;
     let event = api
         .expect(Method::POST, "/apis/events.k8s.io/v1/namespaces/apps/events")
         .await;
@@ -181,14 +171,7 @@ async fn expired_ca_is_not_ready() {
     api.expect(Method::GET, "/api/v1/namespaces/apps/secrets/old-ca")
         .await
         .ok(to_json(&ca));
-    let status = answer(
-        api.expect(
-            Method::PATCH,
-            "/apis/certkeeper.io/v1/namespaces/apps/issuers/ca/status",
-        )
-        .await,
-        &issuer,
-    );
+    let status = answer_status(&mut api, &issuer).await;
     api.expect(Method::POST, "/apis/events.k8s.io/v1/namespaces/apps/events")
         .await
         .echo();
@@ -348,14 +331,7 @@ async fn a_ca_issuer_publishes_its_crl_over_its_records_and_keeps_numbering_afte
 
     // First publication: status, then the ConfigMap with the record, then served.
     let (task, ctx, mut api) = reconcile_ready(&issuer, &ca, &records, ts(NOW)).await;
-    let status = answer(
-        api.expect(
-            Method::PATCH,
-            "/apis/certkeeper.io/v1/namespaces/apps/issuers/ca/status",
-        )
-        .await,
-        &issuer,
-    );
+    let status = answer_status(&mut api, &issuer).await;
     let configmap = expect_crl_published(&mut api, NAMESPACE, "ca").await;
     // The record learns that it is listed.
     let listed = expect_record_status(&mut api, record("ca-0a", "0a", NOW)).await;
