@@ -77,14 +77,17 @@ impl Ledger {
     }
 
     /// Forgets the warnings about certificates past notAfter by `FORGET_AFTER` that no object
-    /// holds (`held`: the hashes of the warnings the inventory's objects were sent), then,
-    /// above `MAX_ENTRIES`, those about the certificates that expired first. True when anything
-    /// was forgotten.
-    pub fn prune(&mut self, now: Timestamp, held: &HashSet<u64>) -> bool {
+    /// holds (`held`: the hashes of the warnings the inventory's objects were sent, asked for
+    /// only when some warning is that old), then, above `MAX_ENTRIES`, those about the
+    /// certificates that expired first. True when anything was forgotten.
+    pub fn prune(&mut self, now: Timestamp, held: impl FnOnce() -> HashSet<u64>) -> bool {
         let before = self.entries.len();
         let forget_before = (now - FORGET_AFTER).as_second();
-        self.entries
-            .retain(|hash, not_after| *not_after >= forget_before || held.contains(hash));
+        if self.entries.values().any(|not_after| *not_after < forget_before) {
+            let held = held();
+            self.entries
+                .retain(|hash, not_after| *not_after >= forget_before || held.contains(hash));
+        }
         if self.entries.len() > MAX_ENTRIES {
             let mut by_expiry: Vec<(i64, u64)> = self.entries.iter().map(|(h, n)| (*n, *h)).collect();
             by_expiry.sort_unstable();
@@ -159,10 +162,14 @@ mod tests {
         ledger.insert(3, at(now.as_second() - week - 60)); // over a week ago, nobody holds it
         ledger.insert(4, at(now.as_second() - 10 * week)); // long expired, its Secret still there
         let held: HashSet<u64> = [4].into();
-        assert!(ledger.prune(now, &held));
+        assert!(ledger.prune(now, || held.clone()));
         assert!(ledger.contains(1) && ledger.contains(2) && ledger.contains(4));
         assert!(!ledger.contains(3));
-        assert!(!ledger.prune(now, &held), "nothing more to forget");
+        assert!(!ledger.prune(now, || held.clone()), "nothing more to forget");
+        // With nothing that old, which objects hold what is not asked.
+        let mut fresh = Ledger::default();
+        fresh.insert(5, at(now.as_second() - week + 60));
+        assert!(!fresh.prune(now, || panic!("held asked for")));
     }
 
     #[test]
@@ -172,7 +179,7 @@ mod tests {
         for i in 0..(MAX_ENTRIES as u64 + 5) {
             ledger.insert(i, at(now.as_second() + i as i64));
         }
-        assert!(ledger.prune(now, &HashSet::new()));
+        assert!(ledger.prune(now, HashSet::new));
         assert_eq!(ledger.len(), MAX_ENTRIES);
         assert!(!ledger.contains(4) && ledger.contains(5));
         // The cap keeps the ConfigMap under its 1 MiB.

@@ -373,6 +373,11 @@ async fn send_warnings(
     at: Api<ConfigMap>,
 ) {
     let mut ledger = Ledger::default();
+    let ledger_at = format!(
+        "{}/{}",
+        at.namespace().unwrap_or_default(),
+        inventory::ledger::NAME
+    );
     let started = clock();
     let mut loaded = false;
     let mut unsaved = false;
@@ -385,7 +390,7 @@ async fn send_warnings(
                     loaded = true;
                 }
                 Err(error) => {
-                    warn!(configmap = %format!("{}/{}", at.namespace().unwrap_or_default(), inventory::ledger::NAME),
+                    warn!(configmap = %ledger_at,
                           %error, "cannot read the expiry warnings sent before; trying again later");
                 }
             }
@@ -416,13 +421,13 @@ async fn send_warnings(
             // Only once every object has surely been read again since the start: until then
             // a warning no object holds may be about one not read yet.
             if now.duration_since(started) >= FORGET_NOT_BEFORE {
-                unsaved |= ledger.prune(now, &inventory.sent_hashes());
+                unsaved |= ledger.prune(now, || inventory.sent_hashes());
             }
             if unsaved {
                 match inventory::ledger::save(&at, &ledger).await {
                     Ok(()) => unsaved = false,
                     Err(error) => {
-                        warn!(configmap = %format!("{}/{}", at.namespace().unwrap_or_default(), inventory::ledger::NAME),
+                        warn!(configmap = %ledger_at,
                               %error, "cannot record the expiry warnings sent; trying again later");
                     }
                 }
