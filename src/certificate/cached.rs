@@ -4,12 +4,13 @@
 //! Here the metadata stays typed (the store and the controller key on it), the few fields read
 //! across every Certificate at once (its issuer, the times and conditions the metrics and the
 //! issuers' rotation progress read) are projected, and spec and status are kept as the compact
-//! JSON they came in, decoded for the one Certificate a reconcile works on.
+//! JSON they came in, without what is projected, decoded for the one Certificate a reconcile
+//! works on.
 
 use std::borrow::Cow;
 
 use jiff::Timestamp;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::Resource;
 use kube::core::{DeserializeGuard, NamespaceResourceScope, error_boundary::InvalidObject};
 use serde::{Deserialize, Serialize};
@@ -29,7 +30,8 @@ pub struct CachedCertificate {
 struct Projected {
     issuer_ref: IssuerRef,
     summary: Summary,
-    /// `{"spec": …, "status": …}` as JSON.
+    /// `{"spec": …, "status": …}` as JSON, without what `issuer_ref` and `summary` hold
+    /// (`spec.issuerRef`, the status' times and serial number: a third of it).
     json: Box<str>,
 }
 
@@ -89,13 +91,31 @@ impl From<DeserializeGuard<Certificate>> for CachedCertificate {
     }
 }
 
+/// `{"spec": …, "status": …}` of `cert` without what the projection keeps beside it.
+fn unprojected_json(cert: &Certificate) -> serde_json::Result<String> {
+    let status = cert.status.as_ref().map(|status| CertificateStatus {
+        not_before: None,
+        not_after: None,
+        renewal_time: None,
+        serial_number: None,
+        ..status.clone()
+    });
+    let mut body = serde_json::to_value(BodyRef {
+        spec: &cert.spec,
+        status: &status,
+    })?;
+    if let Some(spec) = body.get_mut("spec").and_then(serde_json::Value::as_object_mut) {
+        spec.remove(ISSUER_REF);
+    }
+    serde_json::to_string(&body)
+}
+
+/// The `spec` field `issuer_ref` is kept in.
+const ISSUER_REF: &str = "issuerRef";
+
 impl From<Certificate> for CachedCertificate {
     fn from(cert: Certificate) -> Self {
-        let body = BodyRef {
-            spec: &cert.spec,
-            status: &cert.status,
-        };
-        match serde_json::to_string(&body) {
+        match unprojected_json(&cert) {
             Ok(json) => Self {
                 body: Ok(Projected {
                     issuer_ref: cert.spec.issuer_ref.clone(),
@@ -121,7 +141,8 @@ impl CachedCertificate {
             metadata: self.metadata.clone(),
         };
         let decoded = match &self.body {
-            Ok(projected) => serde_json::from_str::<Body>(&projected.json)
+            Ok(projected) => projected
+                .decode()
                 .map(|body| Certificate {
                     metadata: self.metadata.clone(),
                     spec: body.spec,
@@ -155,6 +176,25 @@ impl CachedCertificate {
                 && issuer_ref.name == name
                 && (namespace.is_none() || self.metadata.namespace.as_deref() == namespace)
         })
+    }
+}
+
+impl Projected {
+    /// Spec and status as they came, what is projected put back.
+    fn decode(&self) -> serde_json::Result<Body> {
+        let mut body: serde_json::Value = serde_json::from_str(&self.json)?;
+        if let Some(spec) = body.get_mut("spec").and_then(serde_json::Value::as_object_mut) {
+            spec.insert(ISSUER_REF.into(), serde_json::to_value(&self.issuer_ref)?);
+        }
+        let mut body: Body = serde_json::from_value(body)?;
+        if let Some(status) = body.status.as_mut() {
+            let summary = &self.summary;
+            status.not_before = summary.not_before.map(Time);
+            status.not_after = summary.not_after.map(Time);
+            status.renewal_time = summary.renewal_time.map(Time);
+            status.serial_number = summary.serial_number.as_deref().map(String::from);
+        }
+        Ok(body)
     }
 }
 
@@ -212,7 +252,9 @@ mod tests {
                 last_transition_time: Time("2026-11-23T10:00:00Z".parse().unwrap()),
                 observed_generation: Some(1),
             }],
+            not_before: Some(Time("2026-11-23T10:00:00Z".parse().unwrap())),
             not_after: Some(Time("2026-11-24T10:00:00Z".parse().unwrap())),
+            renewal_time: Some(Time("2026-11-24T02:00:00Z".parse().unwrap())),
             serial_number: Some("0a1b".into()),
             revision: Some(1),
             ..CertificateStatus::default()
@@ -238,11 +280,36 @@ mod tests {
         assert_eq!(summary.serial_number.as_deref(), Some("0a1b"));
         assert!(!summary.issuing_false);
 
-        let mut bare = cert;
+        let mut bare = cert.clone();
         bare.status = None;
         let cached = CachedCertificate::from(bare.clone());
         assert_eq!(json_of(cached.guard().0.ok()), json_of(Some(bare)));
         assert_eq!(cached.summary().unwrap().ready, "Unknown");
+
+        // A status with nothing projected stays a status, not none.
+        let mut empty = cert;
+        empty.status = Some(CertificateStatus::default());
+        let cached = CachedCertificate::from(empty.clone());
+        assert_eq!(json_of(cached.guard().0.ok()), json_of(Some(empty)));
+    }
+
+    /// What is projected is kept once: not again in the JSON beside it.
+    #[test]
+    fn the_projected_fields_are_not_kept_twice() {
+        let cached = CachedCertificate::from(issued());
+        let Ok(projected) = &cached.body else {
+            panic!("readable")
+        };
+        for field in [
+            "issuerRef",
+            "notBefore",
+            "notAfter",
+            "renewalTime",
+            "serialNumber",
+        ] {
+            assert!(!projected.json.contains(field), "{field} in {}", projected.json);
+        }
+        assert!(projected.json.contains("\"revision\":1"), "{}", projected.json);
     }
 
     /// A Certificate that cannot be read stays in the cache with its error and metadata, as
