@@ -21,7 +21,7 @@ use super::signer::{self, SignerProblem, Trust};
 use super::spec::{self, RenewBefore, ValidatedSpec};
 use super::status::{self, ISSUING, IssuedFacts, READY, reason};
 use super::triggers::{self, Decision, PolicyInput, Signer, Trigger, TriggerReason};
-use super::verdict::{self, Verdict, ca_pem_identity, signer_identity};
+use super::verdict::{self, Verdict, ca_pem_identity, signer_identity, uid_hash};
 use crate::api::{Certificate, CertificateRevocation, CertificateStatus, RENEW_REQUESTED_AT, find_condition};
 use crate::cluster::ObjectKey;
 use crate::cluster::revocations::{IssuerRecords, desired_record};
@@ -624,7 +624,7 @@ fn remember(
 ) {
     let Some(version) = version else { return };
     let verdict = Verdict {
-        uid: observed.cert.metadata.uid.clone().unwrap_or_default(),
+        uid: uid_hash(observed.cert.metadata.uid.as_deref().unwrap_or_default()),
         generation: observed.cert.metadata.generation,
         renew_requested_at: annotation(observed.cert, RENEW_REQUESTED_AT).map(Into::into),
         revoke_requested_at: annotation(observed.cert, REVOKE_REQUESTED_AT).map(Into::into),
@@ -1286,7 +1286,7 @@ async fn write_status(
         written.metadata.resource_version,
     ) {
         ctx.verdicts.update(&(namespace, cert.name_any()), |verdict| {
-            verdict.status_written = Some((before, after));
+            verdict.status_written = Some(Box::new((before.into(), after.into())));
         });
     }
     Ok(())

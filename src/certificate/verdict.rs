@@ -13,13 +13,14 @@ use crate::issuer::rotation::RotationGate;
 /// A Certificate's Secret found to hold a valid certificate for the spec.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Verdict {
-    /// Which Certificate object, and which of its specs, it was found for.
-    pub uid: String,
+    /// Which Certificate object (a hash of its UID, see [`uid_hash`]), and which of its specs,
+    /// it was found for.
+    pub uid: u64,
     pub generation: Option<i64>,
     /// The values of `certkeeper.io/renew-requested-at` and `certkeeper.io/revoke-requested-at`
     /// it was judged with: another value is a new request, judged afresh.
-    pub renew_requested_at: Option<String>,
-    pub revoke_requested_at: Option<String>,
+    pub renew_requested_at: Option<Box<str>>,
+    pub revoke_requested_at: Option<Box<str>>,
     /// When a request it saw still to be answered comes due: it holds only until then.
     pub requests_due_at: Option<Timestamp>,
     /// The CA it was judged against (SHA-256 of its certificate; None for selfSigned).
@@ -35,7 +36,16 @@ pub struct Verdict {
     pub facts: IssuedFacts,
     /// The Certificate's resourceVersion before and after the controller's last status write:
     /// a reconcile of the earlier version runs on a cache that has not seen that write yet.
-    pub status_written: Option<(String, String)>,
+    /// Boxed: once the write's echo has come, most verdicts keep none.
+    pub status_written: Option<Box<(Box<str>, Box<str>)>>,
+}
+
+/// A Certificate's UID as a verdict keeps it: 8 bytes, not the 36 of the UID and its
+/// allocation, for each of 10,000 verdicts. UIDs are random (set by the API server), so two
+/// Certificates that follow each other under one name do not share a hash but by a 2^-64 chance.
+pub fn uid_hash(uid: &str) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault};
+    BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(uid)
 }
 
 /// Who signs, as a verdict remembers it: the SHA-256 of the CA certificate.
@@ -87,7 +97,7 @@ impl Verdict {
     /// far as can be told without the issuer (missing or not Ready): the same Certificate,
     /// spec and requests, and neither the renewal time nor expiry reached.
     pub fn holds_whatever_the_issuer(&self, current: &Current<'_>) -> bool {
-        self.uid == current.uid
+        self.uid == uid_hash(current.uid)
             && self.generation == current.generation
             && self.renew_requested_at.as_deref() == current.renew_requested_at
             && self.revoke_requested_at.as_deref() == current.revoke_requested_at
@@ -99,7 +109,7 @@ impl Verdict {
     /// Whether `resource_version` is the Certificate as it was before the controller's last
     /// status write, which the cache has not caught up with.
     pub fn precedes_own_status_write(&self, resource_version: Option<&str>) -> bool {
-        matches!((&self.status_written, resource_version), (Some((before, _)), Some(rv)) if before == rv)
+        matches!((self.status_written.as_deref(), resource_version), (Some((before, _)), Some(rv)) if &**before == rv)
     }
 }
 
@@ -110,7 +120,7 @@ mod tests {
 
     fn verdict() -> Verdict {
         Verdict {
-            uid: "uid-web".into(),
+            uid: uid_hash("uid-web"),
             generation: Some(1),
             renew_requested_at: None,
             revoke_requested_at: None,
@@ -127,7 +137,7 @@ mod tests {
                 serial_hex: "01".into(),
                 revision: 1,
             },
-            status_written: Some(("10".into(), "11".into())),
+            status_written: Some(Box::new(("10".into(), "11".into()))),
         }
     }
 

@@ -19,7 +19,7 @@ pub type ObjectKey = (String, String);
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Seen {
     Nothing,
-    Version(String),
+    Version(Box<str>),
     Deleted,
 }
 
@@ -29,10 +29,10 @@ struct Entry<V> {
     /// Listed again since the current re-list began.
     listed: bool,
     /// The version the owner was last woken for (`Readers::Shared` only).
-    woken: Option<String>,
+    woken: Option<Box<str>>,
     /// The value and the resourceVersion it was derived from; boxed, so that the table (which
     /// keeps spare room) holds one pointer per object, not the value.
-    cached: Option<Box<(String, V)>>,
+    cached: Option<Box<(Box<str>, V)>>,
 }
 
 /// Who reads a cache's values, which decides what an event showing the cached version means.
@@ -94,7 +94,9 @@ impl<V: Clone> WatchedCache<V> {
 
     /// The value of `key` and the version it was derived from, while still current.
     pub fn get(&self, key: &ObjectKey) -> Option<(String, V)> {
-        self.lock().get(key).and_then(|e| e.cached.as_deref().cloned())
+        let entries = self.lock();
+        let (version, value) = entries.get(key)?.cached.as_deref()?;
+        Some((version.to_string(), value.clone()))
     }
 
     /// Starts tracking `key` before reading it from the API server.
@@ -118,9 +120,10 @@ impl<V: Clone> WatchedCache<V> {
         let Some(entry) = entries.get_mut(key) else {
             return false;
         };
-        let current = entry.seen == token.0 || entry.seen == Seen::Version(version.to_owned());
+        let current =
+            entry.seen == token.0 || matches!(&entry.seen, Seen::Version(seen) if **seen == *version);
         if current {
-            entry.cached = Some(Box::new((version.to_owned(), value)));
+            entry.cached = Some(Box::new((version.into(), value)));
         }
         current
     }
@@ -150,18 +153,18 @@ impl<V: Clone> WatchedCache<V> {
         let Some(entry) = entries.get_mut(key) else {
             return Observed::Changed;
         };
-        entry.seen = Seen::Version(version.to_owned());
+        entry.seen = Seen::Version(version.into());
         entry.listed = true;
         let current = entry
             .cached
             .as_deref()
-            .is_some_and(|(cached, _)| cached == version);
+            .is_some_and(|(cached, _)| **cached == *version);
         if !current {
             entry.cached = None;
         }
         let seen_by_owner = match self.readers {
             Readers::Owner => current,
-            Readers::Shared => entry.woken.replace(version.to_owned()).as_deref() == Some(version),
+            Readers::Shared => entry.woken.replace(version.into()).as_deref() == Some(version),
         };
         match seen_by_owner {
             true => Observed::Unchanged,

@@ -529,7 +529,7 @@ mod rotation {
         );
         let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, ca_pem.as_bytes());
         let verdict = Verdict {
-            uid: "uid-web".into(),
+            uid: crate::certificate::verdict::uid_hash("uid-web"),
             generation: Some(1),
             renew_requested_at: None,
             revoke_requested_at: None,

@@ -117,7 +117,7 @@ fn verdicts() -> Arc<WatchedCache<Verdict>> {
             revision: 1,
         };
         let verdict = Verdict {
-            uid: format!("uid-{name}"),
+            uid: crate::certificate::verdict::uid_hash(&format!("uid-{name}")),
             generation: Some(1),
             renew_requested_at: None,
             revoke_requested_at: None,
