@@ -152,7 +152,6 @@ pub async fn run(args: ControllerArgs) -> Result<(), CliError> {
     }
     // First of all: from here on a SIGTERM is a shutdown request, whatever the phase.
     let shutdown = runner::shutdown_on_signals();
-    crate::telemetry::allocator::map_large_blocks();
     // Connect before logging starts, so a failure is the one line `main` prints.
     let Some(connected) = runner::unless_shutdown(&shutdown, runner::connect()).await else {
         return Ok(());

@@ -1,7 +1,6 @@
 //! What certkeeper tells people: Kubernetes Events, Prometheus metrics and the health
 //! endpoint, and logs.
 
-pub mod allocator;
 pub mod audit;
 pub mod events;
 pub mod logs;
