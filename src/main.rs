@@ -1,6 +1,6 @@
 /// jemalloc, not glibc's malloc, returning freed pages at once (`dirty_decay_ms:0`): glibc
 /// kept what a start's burst of reconciles freed, scattered between what stays, and with it
-/// 11 MiB more resident (10,000 Certificates, settled: 70.6 MiB with glibc, 59.6 with this;
+/// 12 MiB more resident (10,000 Certificates, settled: 70.6 MiB with glibc, 58.3 with this;
 /// `cargo bench --bench controller_memory`, README "Memory").
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
