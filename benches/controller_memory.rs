@@ -1010,6 +1010,18 @@ impl Controller {
         }
     }
 
+    /// The CPU time the controller has used so far (user and system), in seconds.
+    fn cpu_seconds(&self) -> f64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        // After the command's closing parenthesis: state is field 3, utime 14 and stime 15.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
+        let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        // Clock ticks are 100 per second on Linux.
+        (ticks(11) + ticks(12)) as f64 / 100.0
+    }
+
     fn status(&self, field: &str) -> u64 {
         std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
             .ok()
@@ -1123,6 +1135,10 @@ async fn bench() {
         "  controller peak resident (/metrics scraped every 500 ms): {:.1} MiB",
         mib(controller.status("VmHWM:"))
     );
+    println!(
+        "  controller CPU (user and system) so far: {:.2} s",
+        controller.cpu_seconds()
+    );
     drop(controller);
 
     let counts = Arc::new(Counts::default());
@@ -1135,11 +1151,16 @@ async fn bench() {
         counts.get("PATCH secrets")
     );
     report_counts(&counts, n);
+    println!(
+        "  controller CPU (user and system) so far: {:.2} s",
+        controller.cpu_seconds()
+    );
     if let Some(hold) = std::env::var("HOLD_SECONDS").ok().and_then(|s| s.parse().ok()) {
         println!("  holding {hold} s (pid {})", controller.child.id());
         tokio::time::sleep(Duration::from_secs(hold)).await;
     }
     let settled = controller.status("VmRSS:");
+    let (anonymous, file) = (controller.status("RssAnon:"), controller.status("RssFile:"));
     let peak = controller.status("VmHWM:");
     let text = scrape(controller.metrics_port).await;
     let after_one = controller.status("VmRSS:");
@@ -1157,6 +1178,12 @@ async fn bench() {
         mib(after_one),
         mib(controller.status("VmRSS:")),
         mib(reported_resident(&last)),
+    );
+    // What of it is the heap and stacks, and what the binary's code and data read from disk.
+    println!(
+        "  of the settled figure: {:.1} MiB anonymous (heap, stacks), {:.1} MiB file-backed (the binary's code and data)",
+        mib(anonymous),
+        mib(file),
     );
 }
 
