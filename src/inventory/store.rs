@@ -10,6 +10,7 @@ use jiff::{SignedDuration, Timestamp};
 
 use super::facts::{ManagedBy, ObjectFacts, State, truncated_cn};
 use super::warnings::{self, PendingWarning};
+use crate::cluster::uid::Uid;
 
 /// What kind of object certificates were found in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -72,14 +73,16 @@ struct Facts {
 #[derive(Debug)]
 struct Entry {
     sources: Source,
-    uid: Box<str>,
+    /// Compact (a UUID in 16 bytes): one for each of the cluster's TLS Secrets.
+    uid: Uid,
     /// The version the watches last showed.
     shown: Box<str>,
     managed_by: ManagedBy,
     /// None until read (or while its namespace is not watched).
     facts: Option<Facts>,
-    /// The warnings already sent (their Event names' hashes).
-    sent: Vec<u64>,
+    /// The warnings already sent (their Event names' hashes); boxed, two words where a `Vec`
+    /// takes three, in each of many entries that have none.
+    sent: Box<[u64]>,
 }
 
 #[derive(Debug, Default)]
@@ -172,11 +175,11 @@ impl Inventory {
         if !kept.objects.contains_key(object) {
             let entry = Entry {
                 sources: 0,
-                uid: seen.uid.as_str().into(),
+                uid: Uid::new(&seen.uid),
                 shown: seen.version.as_str().into(),
                 managed_by: seen.managed_by,
                 facts: None,
-                sent: Vec::new(),
+                sent: Box::default(),
             };
             kept.objects.insert(object.clone(), entry);
         }
@@ -185,15 +188,15 @@ impl Inventory {
         };
         entry.sources |= source;
         let mut old = None;
-        if *entry.uid != *seen.uid {
+        if !entry.uid.is(&seen.uid) {
             // Deleted and made again under the same name: a new object, whose certificates
             // are not the old one's. (No uid yet: told about by its controller before any
             // watch showed it.)
             if !entry.uid.is_empty() {
-                entry.sent.clear();
+                entry.sent = Box::default();
                 old = entry.facts.take();
             }
-            entry.uid = seen.uid.as_str().into();
+            entry.uid = Uid::new(&seen.uid);
         }
         if *entry.shown != *seen.version {
             entry.shown = seen.version.as_str().into();
@@ -344,9 +347,9 @@ impl Inventory {
                 (key, kept)
             })
             .collect();
-        if *entry.uid != *seen.uid {
-            entry.uid = seen.uid.as_str().into();
-            entry.sent.clear();
+        if !entry.uid.is(&seen.uid) {
+            entry.uid = Uid::new(&seen.uid);
+            entry.sent = Box::default();
         }
         entry.managed_by = seen.managed_by;
         let old = entry.facts.replace(Facts {
@@ -373,11 +376,11 @@ impl Inventory {
             if !kept.objects.contains_key(object) {
                 let entry = Entry {
                     sources: OWN,
-                    uid: "".into(),
+                    uid: Uid::Empty,
                     shown: version.into(),
                     managed_by: ManagedBy::Certkeeper,
                     facts: None,
-                    sent: Vec::new(),
+                    sent: Box::default(),
                 };
                 kept.objects.insert(object.clone(), entry);
             }
@@ -483,7 +486,7 @@ impl Inventory {
                 let Some(warning) = warnings::due(cert, thresholds, now) else {
                     continue;
                 };
-                let pending = PendingWarning::new(key, &entry.uid, data_key, cert, warning);
+                let pending = PendingWarning::new(key, &entry.uid.to_string(), data_key, cert, warning);
                 let again = due[start..]
                     .iter()
                     .any(|d: &PendingWarning| d.hash == pending.hash);
@@ -500,10 +503,12 @@ impl Inventory {
     pub fn sent(&self, warning: &PendingWarning) {
         let mut kept = self.lock();
         if let Some(entry) = kept.objects.get_mut(&warning.object)
-            && *entry.uid == *warning.uid
+            && entry.uid.is(&warning.uid)
             && !entry.sent.contains(&warning.hash)
         {
-            entry.sent.push(warning.hash);
+            let mut sent = std::mem::take(&mut entry.sent).into_vec();
+            sent.push(warning.hash);
+            entry.sent = sent.into_boxed_slice();
         }
     }
 
