@@ -148,7 +148,7 @@ fn progress<K: IssuerObject>(
         };
         let ours =
             cert.references(K::KIND, &name, namespace.as_deref()) && issuer_ref.group() == crate::api::GROUP;
-        if !ours || summary.ready != "True" {
+        if !ours || summary.ready() != "True" {
             continue;
         }
         let key = (cert.namespace().unwrap_or_default(), cert.name_any());
@@ -160,7 +160,7 @@ fn progress<K: IssuerObject>(
         let moved = verdict.under_current_ca
             && verdict.signer.as_ref().map(<[u8; 32]>::as_slice) == Some(ca_id.as_ref());
         // Ready, but nothing can be issued for it now (a policy denies it, issuance fails).
-        let blocked = summary.issuing_false;
+        let blocked = summary.issuing_false();
         match (moved, blocked) {
             (true, _) => {}
             (false, true) => progress.blocked.push(format!("{}/{}", key.0, key.1)),

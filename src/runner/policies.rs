@@ -110,7 +110,7 @@ fn wake_for_policies(
         let Some(issuer) = cert.issuer_ref() else { continue };
         let namespace = cert.meta().namespace.as_deref().unwrap_or_default();
         let concerned = changed.0.iter().any(|p| {
-            p.selector.selects_issuer(issuer.kind(), &issuer.name)
+            p.selector.selects_issuer(issuer.kind(), issuer.name())
                 && p.selector.selects_namespace(namespace, None) != Some(false)
         });
         if concerned {

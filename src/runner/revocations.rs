@@ -100,7 +100,7 @@ pub fn certificates_for_revocation(
         .filter(|r| {
             certificates.get(r).is_some_and(|cert| {
                 cert.summary()
-                    .and_then(|s| s.serial_number.as_deref())
+                    .and_then(|s| s.serial_number())
                     .is_some_and(|s| s == serial)
             })
         })

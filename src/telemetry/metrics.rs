@@ -382,7 +382,7 @@ struct IssuerRow<'a> {
 struct Row<'a> {
     namespace: &'a str,
     name: &'a str,
-    issuer: &'a crate::api::IssuerRef,
+    issuer: &'a crate::certificate::cached::CachedIssuerRef,
     summary: &'a Summary,
 }
 
@@ -390,7 +390,7 @@ fn cert_labels<'a>(c: &Row<'a>) -> Vec<(&'a str, &'a str)> {
     vec![
         ("namespace", c.namespace),
         ("name", c.name),
-        ("issuer_name", c.issuer.name.as_str()),
+        ("issuer_name", c.issuer.name()),
         ("issuer_kind", c.issuer.kind()),
     ]
 }
@@ -434,17 +434,17 @@ impl Collector for ObjectGauges {
             (
                 "certkeeper_certificate_expiration_timestamp",
                 "notAfter of the certificate in the Secret, as a Unix time",
-                |s| s.not_after,
+                |s| s.not_after(),
             ),
             (
                 "certkeeper_certificate_not_before_timestamp",
                 "notBefore of the certificate in the Secret, as a Unix time",
-                |s| s.not_before,
+                |s| s.not_before(),
             ),
             (
                 "certkeeper_certificate_renewal_timestamp",
                 "When the controller renews the certificate, as a Unix time",
-                |s| s.renewal_time,
+                |s| s.renewal_time(),
             ),
         ];
         for (name, help, pick) in times {
@@ -466,7 +466,7 @@ impl Collector for ObjectGauges {
             None,
             certificates
                 .iter()
-                .map(|c| (cert_labels(c), c.summary.ready))
+                .map(|c| (cert_labels(c), c.summary.ready()))
                 .chain(unreadable.map(|labels| (labels, "False")))
                 .flat_map(|(labels, current)| {
                     CONDITIONS.into_iter().map(move |condition| {
