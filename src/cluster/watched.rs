@@ -54,8 +54,21 @@ pub enum Readers {
 /// Values by object, each valid while the watch shows the object at its version.
 #[derive(Debug)]
 pub struct WatchedCache<V> {
-    entries: Mutex<HashMap<ObjectKey, Entry<V>>>,
+    /// Keyed by `namespace/name` in one allocation (see [`joined`]): the table keeps spare
+    /// room, and at 10,000 objects each byte of key in it is 16 KB.
+    entries: Mutex<HashMap<Box<str>, Entry<V>>>,
     readers: Readers,
+}
+
+/// `namespace/name`: neither may hold a `/`, so it splits back unambiguously.
+fn joined((namespace, name): &ObjectKey) -> Box<str> {
+    format!("{namespace}/{name}").into()
+}
+
+/// The key `joined` made.
+fn split(key: &str) -> ObjectKey {
+    let (namespace, name) = key.split_once('/').unwrap_or(("", key));
+    (namespace.to_owned(), name.to_owned())
 }
 
 impl<V> Default for WatchedCache<V> {
@@ -88,21 +101,21 @@ enum Observed {
 }
 
 impl<V: Clone> WatchedCache<V> {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ObjectKey, Entry<V>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Box<str>, Entry<V>>> {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The value of `key` and the version it was derived from, while still current.
     pub fn get(&self, key: &ObjectKey) -> Option<(String, V)> {
         let entries = self.lock();
-        let (version, value) = entries.get(key)?.cached.as_deref()?;
+        let (version, value) = entries.get(&joined(key))?.cached.as_deref()?;
         Some((version.to_string(), value.clone()))
     }
 
     /// Starts tracking `key` before reading it from the API server.
     pub fn begin(&self, key: &ObjectKey) -> ReadToken {
         let mut entries = self.lock();
-        let entry = entries.entry(key.clone()).or_insert(Entry {
+        let entry = entries.entry(joined(key)).or_insert(Entry {
             seen: Seen::Nothing,
             listed: true,
             woken: None,
@@ -117,7 +130,7 @@ impl<V: Clone> WatchedCache<V> {
     /// the write's own response). Returns whether the value was kept.
     pub fn insert(&self, key: &ObjectKey, token: ReadToken, version: &str, value: V) -> bool {
         let mut entries = self.lock();
-        let Some(entry) = entries.get_mut(key) else {
+        let Some(entry) = entries.get_mut(&joined(key)) else {
             return false;
         };
         let current =
@@ -130,27 +143,27 @@ impl<V: Clone> WatchedCache<V> {
 
     /// Changes the cached value of `key` in place, while there is one.
     pub fn update(&self, key: &ObjectKey, change: impl FnOnce(&mut V)) {
-        if let Some(cached) = self.lock().get_mut(key).and_then(|e| e.cached.as_mut()) {
+        if let Some(cached) = self.lock().get_mut(&joined(key)).and_then(|e| e.cached.as_mut()) {
             change(&mut cached.1);
         }
     }
 
     /// Drops the value of `key`, so that the next reconcile reads afresh.
     pub fn invalidate(&self, key: &ObjectKey) {
-        if let Some(entry) = self.lock().get_mut(key) {
+        if let Some(entry) = self.lock().get_mut(&joined(key)) {
             entry.cached = None;
         }
     }
 
     /// Stops tracking `key` (its owner is gone).
     pub fn forget(&self, key: &ObjectKey) {
-        self.lock().remove(key);
+        self.lock().remove(&joined(key));
     }
 
     /// The watch shows `key` at `version`.
     fn applied(&self, key: &ObjectKey, version: &str) -> Observed {
         let mut entries = self.lock();
-        let Some(entry) = entries.get_mut(key) else {
+        let Some(entry) = entries.get_mut(&joined(key)) else {
             return Observed::Changed;
         };
         entry.seen = Seen::Version(version.into());
@@ -174,7 +187,7 @@ impl<V: Clone> WatchedCache<V> {
 
     /// The watch shows `key` deleted.
     fn deleted(&self, key: &ObjectKey) -> Observed {
-        if let Some(entry) = self.lock().get_mut(key) {
+        if let Some(entry) = self.lock().get_mut(&joined(key)) {
             entry.seen = Seen::Deleted;
             entry.woken = None;
             entry.cached = None;
@@ -223,7 +236,7 @@ impl<V: Clone> WatchedCache<V> {
                 for (key, entry) in self.lock().iter_mut().filter(|(_, e)| !e.listed) {
                     entry.listed = true;
                     if entry.seen != Seen::Deleted {
-                        unlisted.push(key.clone());
+                        unlisted.push(split(key));
                     }
                     entry.seen = Seen::Deleted;
                     entry.woken = None;
@@ -322,6 +335,22 @@ mod tests {
         cache.observe(&watcher::Event::Init, key_of);
         assert_eq!(cache.observe(&watcher::Event::InitDone, key_of), [key()]);
         assert_eq!(cache.get(&key()), None);
+    }
+
+    /// The key is kept as one `namespace/name` string and given back as it came, cluster-scoped
+    /// objects (no namespace) included.
+    #[test]
+    fn a_key_is_kept_joined_and_given_back_split() {
+        for key in [key(), (String::new(), "root-ca".to_owned())] {
+            assert_eq!(split(&joined(&key)), key);
+        }
+        let cache = WatchedCache::<&'static str>::default();
+        cache.begin(&(String::new(), "root-ca".to_owned()));
+        cache.observe(&watcher::Event::Init, key_of);
+        assert_eq!(
+            cache.observe(&watcher::Event::InitDone, key_of),
+            [(String::new(), "root-ca".to_owned())]
+        );
     }
 
     fn apply(cache: &WatchedCache<&'static str>, version: &str) -> Vec<ObjectKey> {
