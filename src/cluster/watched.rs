@@ -107,15 +107,17 @@ impl<V: Clone> WatchedCache<V> {
 
     /// The value of `key` and the version it was derived from, while still current.
     pub fn get(&self, key: &ObjectKey) -> Option<(String, V)> {
+        let key = joined(key);
         let entries = self.lock();
-        let (version, value) = entries.get(&joined(key))?.cached.as_deref()?;
+        let (version, value) = entries.get(&key)?.cached.as_deref()?;
         Some((version.to_string(), value.clone()))
     }
 
     /// Starts tracking `key` before reading it from the API server.
     pub fn begin(&self, key: &ObjectKey) -> ReadToken {
+        let key = joined(key);
         let mut entries = self.lock();
-        let entry = entries.entry(joined(key)).or_insert(Entry {
+        let entry = entries.entry(key).or_insert(Entry {
             seen: Seen::Nothing,
             listed: true,
             woken: None,
@@ -129,8 +131,9 @@ impl<V: Clone> WatchedCache<V> {
     /// The watch may already show `version` itself (the echo of a write often arrives before
     /// the write's own response). Returns whether the value was kept.
     pub fn insert(&self, key: &ObjectKey, token: ReadToken, version: &str, value: V) -> bool {
+        let key = joined(key);
         let mut entries = self.lock();
-        let Some(entry) = entries.get_mut(&joined(key)) else {
+        let Some(entry) = entries.get_mut(&key) else {
             return false;
         };
         let current =
@@ -143,27 +146,31 @@ impl<V: Clone> WatchedCache<V> {
 
     /// Changes the cached value of `key` in place, while there is one.
     pub fn update(&self, key: &ObjectKey, change: impl FnOnce(&mut V)) {
-        if let Some(cached) = self.lock().get_mut(&joined(key)).and_then(|e| e.cached.as_mut()) {
+        let key = joined(key);
+        if let Some(cached) = self.lock().get_mut(&key).and_then(|e| e.cached.as_mut()) {
             change(&mut cached.1);
         }
     }
 
     /// Drops the value of `key`, so that the next reconcile reads afresh.
     pub fn invalidate(&self, key: &ObjectKey) {
-        if let Some(entry) = self.lock().get_mut(&joined(key)) {
+        let key = joined(key);
+        if let Some(entry) = self.lock().get_mut(&key) {
             entry.cached = None;
         }
     }
 
     /// Stops tracking `key` (its owner is gone).
     pub fn forget(&self, key: &ObjectKey) {
-        self.lock().remove(&joined(key));
+        let key = joined(key);
+        self.lock().remove(&key);
     }
 
     /// The watch shows `key` at `version`.
     fn applied(&self, key: &ObjectKey, version: &str) -> Observed {
+        let key = joined(key);
         let mut entries = self.lock();
-        let Some(entry) = entries.get_mut(&joined(key)) else {
+        let Some(entry) = entries.get_mut(&key) else {
             return Observed::Changed;
         };
         entry.seen = Seen::Version(version.into());
@@ -187,7 +194,8 @@ impl<V: Clone> WatchedCache<V> {
 
     /// The watch shows `key` deleted.
     fn deleted(&self, key: &ObjectKey) -> Observed {
-        if let Some(entry) = self.lock().get_mut(&joined(key)) {
+        let key = joined(key);
+        if let Some(entry) = self.lock().get_mut(&key) {
             entry.seen = Seen::Deleted;
             entry.woken = None;
             entry.cached = None;
