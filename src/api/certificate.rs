@@ -130,6 +130,9 @@ pub struct CertificateSpec {
     pub secret_deletion_policy: Option<SecretDeletionPolicy>,
 }
 
+/// The issuer kind a reference without one means.
+pub const DEFAULT_ISSUER_KIND: &str = "Issuer";
+
 /// Reference to the issuer of a Certificate.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
@@ -150,7 +153,7 @@ pub struct IssuerRef {
 impl IssuerRef {
     /// The kind, defaulted to `Issuer`.
     pub fn kind(&self) -> &str {
-        self.kind.as_deref().unwrap_or("Issuer")
+        self.kind.as_deref().unwrap_or(DEFAULT_ISSUER_KIND)
     }
 
     /// The group, defaulted to `certkeeper.io`.

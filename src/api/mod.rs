@@ -15,9 +15,9 @@ pub use bundle::{
 };
 pub use certificate::{
     AdditionalOutputFormat, Certificate, CertificateKeystores, CertificateSpec, CertificateStatus,
-    ExpiryWarningStatus, IssuerRef, JksKeystore, NameConstraintItem, NameConstraintsSpec, OutputFormatType,
-    Pkcs12Keystore, Pkcs12Profile, PrivateKeyRotationPolicy, PrivateKeySpec, SecretDeletionPolicy,
-    SecretKeySelector, SecretTemplate, Subject,
+    DEFAULT_ISSUER_KIND, ExpiryWarningStatus, IssuerRef, JksKeystore, NameConstraintItem,
+    NameConstraintsSpec, OutputFormatType, Pkcs12Keystore, Pkcs12Profile, PrivateKeyRotationPolicy,
+    PrivateKeySpec, SecretDeletionPolicy, SecretKeySelector, SecretTemplate, Subject,
 };
 pub use condition::{ConditionStatus, condition, find_condition, ready_status, set_condition};
 pub use crd::{all_crds, crds_yaml};

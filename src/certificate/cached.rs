@@ -66,7 +66,7 @@ impl CachedIssuerRef {
 
     /// The kind, defaulted to `Issuer` (as [`IssuerRef::kind`]).
     pub fn kind(&self) -> &str {
-        self.kind.as_deref().unwrap_or("Issuer")
+        self.kind.as_deref().unwrap_or(crate::api::DEFAULT_ISSUER_KIND)
     }
 
     /// The group, defaulted to `certkeeper.io` (as [`IssuerRef::group`]).
