@@ -1,5 +1,6 @@
 //! A Certificate's life after its first issuance: renewal on time, renewal on request,
-//! recovery of a deleted Secret, and an issuer that appears late.
+//! recovery of a deleted Secret, a Certificate applied again over the Secret it left, and an
+//! issuer that appears late.
 
 use std::time::Duration;
 
@@ -189,6 +190,50 @@ async fn deleted_secret_is_issued_again() {
     assert!(
         note.contains("DoesNotExist"),
         "the Renewed Event names the trigger: {note}"
+    );
+}
+
+/// A first issuance writes its Secret without reading it first, with an apply that only
+/// creates: a Secret already there (left by a deleted Certificate, or restored from a backup
+/// before its Certificate) refuses it, and is read and kept, not replaced.
+#[tokio::test]
+async fn a_certificate_applied_again_keeps_the_secret_it_left() {
+    let Some(env) = TestEnv::start("reapplied").await else {
+        return;
+    };
+    env.apply(selfsigned_issuer("selfsigned")).await;
+    let manifest = certificate(&env, "again", "selfsigned", json!({}));
+    env.apply(manifest.clone()).await;
+    env.wait_ready("again").await;
+    let first_serial = secret_serial(&env, "again-tls", "again-1").await;
+
+    // Deleted (the Secret stays: no owner reference by default), then applied again.
+    env.certificates()
+        .delete("again", &DeleteParams::default())
+        .await
+        .expect("delete Certificate again");
+    let api = env.certificates();
+    env.eventually(
+        "Certificate again deleted",
+        Duration::from_secs(30),
+        async || match api.get_opt("again").await {
+            Ok(None) => Ok(()),
+            Ok(Some(_)) => Err("still there".to_owned()),
+            Err(e) => Err(format!("get: {e}")),
+        },
+    )
+    .await;
+    env.apply(manifest).await;
+    let again = env.wait_ready("again").await;
+    assert_eq!(
+        revision_of(&again),
+        Some(1),
+        "the Secret's certificate, at the revision it was issued with"
+    );
+    let serial = secret_serial(&env, "again-tls", "again-2").await;
+    assert_eq!(
+        serial, first_serial,
+        "the Secret left behind is kept, not replaced"
     );
 }
 

@@ -97,6 +97,18 @@ pub fn is_unavailable(error: &kube::Error) -> bool {
 }
 
 impl Error {
+    /// Whether the API server refused the write with 409 Conflict: the object was not what the
+    /// write's precondition said.
+    pub fn is_conflict(&self) -> bool {
+        matches!(
+            self,
+            Self::ApplySecret {
+                source: kube::Error::Api(status),
+                ..
+            } if status.code == 409
+        )
+    }
+
     /// Whether the API server refused to create the Secret because its namespace is being
     /// deleted (403, cause `NamespaceTerminating`): the Certificate goes with it, nothing failed.
     pub fn namespace_terminating(&self) -> bool {

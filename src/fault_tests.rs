@@ -205,6 +205,16 @@ impl Cluster {
             }
             (&Method::PATCH, ["api", "v1", "namespaces", _, "secrets", name]) => {
                 let mut secret: Secret = serde_json::from_slice(body).unwrap();
+                // A resourceVersion in the apply is a precondition on the Secret found.
+                if let (Some(wanted), Some(found)) = (
+                    secret.metadata.resource_version.as_deref(),
+                    self.secrets
+                        .get(*name)
+                        .and_then(|s| s.metadata.resource_version.as_deref()),
+                ) && wanted != found
+                {
+                    return (StatusCode::CONFLICT, status_error(409));
+                }
                 self.check_secret_write(&secret);
                 secret.metadata.resource_version = Some(self.version());
                 self.secret_events.push(Event::Apply(metadata(&secret)));

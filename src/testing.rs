@@ -73,8 +73,14 @@ impl Seen {
     }
 
     /// Answers with the request's own body (what a server-side apply returns, near enough).
+    /// A create-only apply's resourceVersion is a precondition, not what the object gets.
     pub fn echo(self) {
-        let body = self.body.clone();
+        let mut body = self.body.clone();
+        if body["metadata"]["resourceVersion"] == crate::certificate::secret::NO_OBJECT_HOLDS
+            && let Some(metadata) = body["metadata"].as_object_mut()
+        {
+            metadata.remove("resourceVersion");
+        }
         self.ok(body)
     }
 }

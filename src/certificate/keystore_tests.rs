@@ -98,7 +98,6 @@ fn check_stores(secret: &Value, pkcs12_password: &str) {
 /// Issues `cert` at NOW with the password `first`: the Secret and status written.
 async fn issued(cert: &Certificate, ca: &Secret, first: &str) -> (Value, Value) {
     let (task, ctx, mut api) = start(cert, ca, ts(NOW), Some(first)).await;
-    api.expect(Method::GET, SECRET_PATH).await.not_found();
     let apply = api.expect(Method::PATCH, SECRET_PATH).await;
     let secret = apply.body.clone();
     apply.echo();

@@ -197,9 +197,67 @@ pub async fn reconcile(guard: Arc<DeserializeGuard<Certificate>>, ctx: Arc<Conte
         return report_ready(&ctx, &observed, verdict.facts, waits).await;
     }
 
+    // A Certificate its status shows never issued, nor tried, nor asked to revoke, most likely
+    // has no Secret yet: it is not read first. The apply that writes one is then conditional
+    // (`SecretWrite::IfAbsent`): a Secret that does exist (a restore, a Certificate re-created
+    // over its Secret) refuses it, and is read and judged as any other.
+    let mut write = match never_issued(&observed) {
+        true => SecretWrite::IfAbsent,
+        false => SecretWrite::Read,
+    };
+    loop {
+        match judge(&ctx, &observed, &uid, write).await? {
+            Judged::Done(next) => return Ok(next),
+            // Only the conditional write is refused for an existing Secret; after a read, a
+            // write replaces what it read, so this is taken once at most.
+            Judged::SecretExists => write = SecretWrite::Read,
+        }
+    }
+}
+
+/// Whether the Certificate's status shows no issuance ever made or tried, and nothing asks to
+/// revoke a certificate: then its Secret is not read before the first one is written.
+fn never_issued(observed: &Observed<'_>) -> bool {
+    let status = &observed.previous;
+    status.revision.is_none()
+        && status.not_after.is_none()
+        && status.serial_number.is_none()
+        && status.last_failure_time.is_none()
+        && status.failed_issuance_attempts.is_none()
+        && observed.revoke_request.is_none()
+}
+
+/// How a reconcile learns what the Secret holds before it decides.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum SecretWrite {
+    /// Read it from the API server; a write replaces whatever is there.
+    Read,
+    /// Take it as missing without reading it; the write only creates it, and is refused if a
+    /// Secret exists by that name.
+    IfAbsent,
+}
+
+/// What a reconcile came to.
+enum Judged {
+    Done(Next),
+    /// The Secret taken as missing exists: it is to be read and judged.
+    SecretExists,
+}
+
+/// Judges the Secret against the Certificate and acts: keeps it or issues.
+async fn judge(
+    ctx: &Context,
+    observed: &Observed<'_>,
+    uid: &str,
+    write: SecretWrite,
+) -> Result<Judged, Error> {
+    let now = observed.now;
     let token = ctx.verdicts.begin(&observed.key);
     let namespace = &observed.key.0;
-    let current_secret = get_secret(&ctx.client, namespace, &observed.spec.secret_name).await?;
+    let current_secret = match write {
+        SecretWrite::Read => get_secret(&ctx.client, namespace, &observed.spec.secret_name).await?,
+        SecretWrite::IfAbsent => None,
+    };
     let state = secret::read(current_secret.as_ref());
     // While the issuer distributes a new root, renewals wait too (see `held_renewal_time`).
     let renewal_time = match &state {
@@ -208,7 +266,7 @@ pub async fn reconcile(guard: Arc<DeserializeGuard<Certificate>>, ctx: Arc<Conte
                 c.leaf().not_before,
                 c.leaf().not_after,
                 observed.spec.renew_before,
-                &uid,
+                uid,
             ),
             c.leaf().not_after,
             observed.trust.gate,
@@ -231,7 +289,7 @@ pub async fn reconcile(guard: Arc<DeserializeGuard<Certificate>>, ctx: Arc<Conte
         renewal_time,
         renew_requested_at: pending.renew.as_ref().map(|r| r.at),
         rotation: observed.trust.gate,
-        uid: &uid,
+        uid,
         revoked: &observed.revoked,
         revoke_request: pending.revoke.clone(),
         now,
@@ -248,8 +306,8 @@ pub async fn reconcile(guard: Arc<DeserializeGuard<Certificate>>, ctx: Arc<Conte
                 requests_due_at: pending.next_due(now),
             };
             keep(
-                &ctx,
-                &observed,
+                ctx,
+                observed,
                 token,
                 current,
                 current_secret.as_ref(),
@@ -257,11 +315,12 @@ pub async fn reconcile(guard: Arc<DeserializeGuard<Certificate>>, ctx: Arc<Conte
                 rotation,
             )
             .await
+            .map(Judged::Done)
         }
         Decision::Issue(trigger) => {
             let revocation = match (&state, trigger.reason) {
                 (SecretState::Present(current), TriggerReason::Revoked) => {
-                    revocation_of_leaf(&observed, &pending, current.leaf())
+                    revocation_of_leaf(observed, &pending, current.leaf())
                 }
                 _ => None,
             };
@@ -272,7 +331,7 @@ pub async fn reconcile(guard: Arc<DeserializeGuard<Certificate>>, ctx: Arc<Conte
                 revocation,
                 pending,
             };
-            issue(&ctx, &observed, token, issuance).await
+            issue(ctx, observed, token, issuance, write).await
         }
     }
 }
@@ -927,7 +986,8 @@ async fn issue(
     observed: &Observed<'_>,
     token: ReadToken,
     issuance: Issuance,
-) -> Result<Next, Error> {
+    write: SecretWrite,
+) -> Result<Judged, Error> {
     let Issuance {
         trigger,
         state,
@@ -977,7 +1037,7 @@ async fn issue(
         let (_, mut deadlines) = settle(cert, ctx, previous, status, spec.renew_before, now).await?;
         deadlines.push(at);
         deadlines.extend(pending.next_due(now));
-        return Ok(Next::requeue(requeue_after(now, &deadlines)));
+        return Ok(Judged::Done(Next::requeue(requeue_after(now, &deadlines))));
     }
 
     let (current_facts, current_revision, reuse) = match state {
@@ -1043,6 +1103,7 @@ async fn issue(
                 now,
             )
             .await
+            .map(Judged::Done)
         }
     };
     let mut issued = match outcome {
@@ -1059,9 +1120,17 @@ async fn issue(
         };
     }
     let revision = current_revision.unwrap_or(0) + 1;
-    let desired = secret::desired_secret(cert, spec, &issued.leaf, &issued.material, revision);
+    let mut desired = secret::desired_secret(cert, spec, &issued.leaf, &issued.material, revision);
+    if write == SecretWrite::IfAbsent {
+        secret::create_only(&mut desired);
+    }
     let version = match apply_secret(ctx, &desired).await {
         Ok(version) => version,
+        // Taken as missing, the Secret exists after all: nothing was written; it is read now.
+        Err(e) if write == SecretWrite::IfAbsent && e.is_conflict() => {
+            debug!(certificate = %object_name(*cert), "its Secret exists; reading it");
+            return Ok(Judged::SecretExists);
+        }
         // The API server could not take the write (or its answer was lost): not a failure of
         // this Certificate. Retried within seconds; a Secret the write did reach is adopted.
         Err(e) if e.is_transient() => {
@@ -1073,7 +1142,7 @@ async fn issue(
         Err(e) if e.namespace_terminating() => {
             debug!(certificate = %object_name(*cert), "its namespace is being deleted; not issuing");
             ctx.verdicts.invalidate(&observed.key);
-            return Ok(Next::await_change());
+            return Ok(Judged::Done(Next::await_change()));
         }
         Err(e) => return failed(e.to_string()).await,
     };
@@ -1129,7 +1198,7 @@ async fn issue(
     deadlines.extend([renewal_time, leaf.not_after]);
     deadlines.extend(pending.next_due(now));
     deadlines.extend(observed.trust.recheck_at(now));
-    Ok(Next::requeue(requeue_after(now, &deadlines)))
+    Ok(Judged::Done(Next::requeue(requeue_after(now, &deadlines))))
 }
 
 /// An issuance attempt failed: record it in the status, warn, and back off. `base` is the

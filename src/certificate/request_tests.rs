@@ -1,6 +1,7 @@
 //! How many API requests a Certificate costs, against the mocked API server with one context
-//! kept across reconciles as the controller keeps it: an issuance reads once (the Secret) and
-//! writes three times (Secret, status, Event); the echoes of those writes and a steady-state
+//! kept across reconciles as the controller keeps it: a first issuance reads nothing and writes
+//! three times (the Secret, create-only; the status; the Event), a Secret that is there after all
+//! refuses the create and is read once; the echoes of those writes and a steady-state
 //! reconcile make no request at all; a CA Secret is read once per resourceVersion; revocation
 //! records come from their watch's cache, never a request.
 
@@ -76,8 +77,9 @@ pub(super) struct Issued {
     pub(super) cert: Certificate,
 }
 
-/// Issues `web` with the CA already cached, asserting its requests: one read, three writes.
-/// `before_apply_answer` runs when the apply has reached the API server, before its answer.
+/// Issues `web` with the CA already cached, asserting its requests: no read, three writes, the
+/// Secret's apply create-only. `before_apply_answer` runs when the apply has reached the API
+/// server, before its answer.
 pub(super) async fn issue_web(
     ctx: &Arc<Context>,
     api: &mut ApiServer,
@@ -88,8 +90,12 @@ pub(super) async fn issue_web(
         Arc::new(DeserializeGuard(Ok(cert.clone()))),
         ctx.clone(),
     ));
-    api.expect(Method::GET, SECRET_PATH).await.not_found();
     let apply = api.expect(Method::PATCH, SECRET_PATH).await;
+    assert_eq!(
+        apply.body["metadata"]["resourceVersion"],
+        super::secret::NO_OBJECT_HOLDS,
+        "a first issuance's apply only creates the Secret"
+    );
     let mut secret = apply.body.clone();
     secret["metadata"]["resourceVersion"] = SECRET_VERSION.into();
     before_apply_answer(&secret);
@@ -167,7 +173,7 @@ async fn an_issuer_that_moves_its_key_to_a_token_reads_its_secret_again_and_a_le
 }
 
 #[tokio::test]
-async fn an_issuance_reads_once_writes_three_times_and_its_echoes_make_no_request() {
+async fn a_first_issuance_reads_nothing_writes_three_times_and_its_echoes_make_no_request() {
     let (ctx, mut api, now) = setup();
     cache_the_ca(&ctx, &mut api, &root_ca(ts(NOW))).await;
     let issued = issue_web(&ctx, &mut api, |_| {}).await;
@@ -190,6 +196,72 @@ async fn an_issuance_reads_once_writes_three_times_and_its_echoes_make_no_reques
     let action = run(&issued.cert, &ctx).await;
     api.assert_idle();
     assert_ne!(action, Next::await_change(), "requeued at its next deadline");
+}
+
+/// A Certificate created over a Secret already there (a restore, a Certificate deleted and
+/// applied again): its create-only apply is refused (409), the Secret is read, and `answer`
+/// answers the read. Returns the reconcile, still running.
+async fn over_a_secret_already_there(
+    ctx: &Arc<Context>,
+    api: &mut ApiServer,
+    there: &Value,
+) -> tokio::task::JoinHandle<Result<Next, crate::error::Error>> {
+    let task = tokio::spawn(reconcile(Arc::new(DeserializeGuard(Ok(web()))), ctx.clone()));
+    let refused = api.expect(Method::PATCH, SECRET_PATH).await;
+    assert_eq!(
+        refused.body["metadata"]["resourceVersion"],
+        super::secret::NO_OBJECT_HOLDS
+    );
+    refused.respond(
+        http::StatusCode::CONFLICT,
+        serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Conflict",
+                           "code": 409, "message": "Operation cannot be fulfilled on secrets \"web-tls\": the object has been modified; please apply your changes to the latest version and try again"}),
+    );
+    api.expect(Method::GET, SECRET_PATH).await.ok(there.clone());
+    task
+}
+
+#[tokio::test]
+async fn a_valid_secret_there_before_the_first_issuance_refuses_the_create_and_is_kept() {
+    let (ctx, mut api, _now) = setup();
+    let ca = root_ca(ts(NOW));
+    cache_the_ca(&ctx, &mut api, &ca).await;
+    let issued = issue_web(&ctx, &mut api, |_| {}).await;
+    // A new controller (nothing remembered) and the Certificate applied again, without status.
+    let (fresh, mut api, _now) = setup();
+    cache_the_ca(&fresh, &mut api, &ca).await;
+    let task = over_a_secret_already_there(&fresh, &mut api, &issued.secret).await;
+    // Kept: no Secret write; the status says Ready with the Secret's certificate.
+    let status = api.expect(Method::PATCH, STATUS_PATH).await;
+    let serial = issued.cert.status.as_ref().and_then(|s| s.serial_number.clone());
+    assert_eq!(status.body["status"]["serialNumber"], serial.unwrap());
+    assert_eq!(status.body["status"]["revision"], 1);
+    answer_status(status, &web());
+    task.await.unwrap().unwrap();
+    api.assert_idle();
+}
+
+#[tokio::test]
+async fn an_unusable_secret_there_before_the_first_issuance_is_read_then_replaced() {
+    let (ctx, mut api, _now) = setup();
+    cache_the_ca(&ctx, &mut api, &root_ca(ts(NOW))).await;
+    let mut there = to_json(&root_ca(ts(NOW)));
+    there["metadata"]["name"] = "web-tls".into();
+    there["metadata"]["resourceVersion"] = "42".into();
+    there["data"]["tls.crt"] = "bm90IGEgY2VydGlmaWNhdGU=".into();
+    let task = over_a_secret_already_there(&ctx, &mut api, &there).await;
+    // Read, it is replaced by a forced apply with no precondition.
+    let apply = api.expect(Method::PATCH, SECRET_PATH).await;
+    assert!(
+        apply.body["metadata"].get("resourceVersion").is_none(),
+        "{}",
+        apply.body
+    );
+    apply.echo();
+    answer_status(api.expect(Method::PATCH, STATUS_PATH).await, &web());
+    api.expect(Method::POST, EVENTS_PATH).await.echo();
+    task.await.unwrap().unwrap();
+    api.assert_idle();
 }
 
 #[tokio::test]
@@ -263,7 +335,6 @@ async fn a_ca_secret_is_read_once_per_resource_version() {
         }
         let secret = format!("/api/v1/namespaces/apps/secrets/{name}-tls");
         let status = format!("/apis/certkeeper.io/v1/namespaces/apps/certificates/{name}/status");
-        api.expect(Method::GET, &secret).await.not_found();
         api.expect(Method::PATCH, &secret).await.echo();
         answer_status(api.expect(Method::PATCH, &status).await, &cert);
         api.expect(Method::POST, EVENTS_PATH).await.echo();
@@ -306,9 +377,6 @@ async fn a_ca_secret_is_read_once_per_resource_version() {
         ctx.clone(),
     ));
     api.expect(Method::GET, CA_SECRET_PATH).await.ok(to_json(&ca));
-    api.expect(Method::GET, "/api/v1/namespaces/apps/secrets/c-tls")
-        .await
-        .not_found();
     api.expect(Method::PATCH, "/api/v1/namespaces/apps/secrets/c-tls")
         .await
         .echo();

@@ -85,7 +85,6 @@ async fn issued(ca: &Secret) -> (Certificate, Value) {
         ctx.clone(),
     ));
     api.expect(Method::GET, CA_SECRET_PATH).await.ok(to_json(ca));
-    api.expect(Method::GET, SECRET_PATH).await.not_found();
     let (secret, status, _) = expect_issuance(&mut api, &cert, 1).await;
     task.await.unwrap().unwrap();
     cert.status = Some(serde_json::from_value(status).unwrap());
@@ -302,7 +301,6 @@ async fn a_cluster_issuers_record_lives_in_the_cluster_resource_namespace() {
         ctx.clone(),
     ));
     api.expect(Method::GET, ca_path).await.ok(to_json(&ca));
-    api.expect(Method::GET, SECRET_PATH).await.not_found();
     let (secret, _, _) = expect_issuance(&mut api, &cert, 1).await;
     finish_reconcile(task, ctx, api).await;
     let serial = leaf_of(&secret).serial_hex;

@@ -147,6 +147,17 @@ pub fn owner_reference(cert: &Certificate) -> Option<OwnerReference> {
     cert.controller_owner_ref(&())
 }
 
+/// A resourceVersion no object holds: the largest a storage revision can be written as.
+pub const NO_OBJECT_HOLDS: &str = "18446744073709551615";
+
+/// Makes the apply of `desired` create the Secret only. The API server takes a resourceVersion in
+/// an apply as a precondition on the object it finds (409 Conflict when they differ), and has
+/// none to check when it creates the object: with one no object holds, a Secret that exists
+/// refuses the apply, whatever the watches have shown so far, and a missing one is created.
+pub fn create_only(desired: &mut Secret) {
+    desired.metadata.resource_version = Some(NO_OBJECT_HOLDS.to_owned());
+}
+
 /// The Secret as certkeeper wants it: exactly the fields its server-side apply owns.
 pub fn desired_secret(
     cert: &Certificate,

@@ -84,7 +84,6 @@ async fn first_issuance(cert: &Certificate, ca: &k8s_openapi::api::core::v1::Sec
     let (ctx, mut api) = context(vec![ca_issuer("ca", "root-ca")], vec![], ts(NOW));
     let task = spawn_reconcile(cert, &ctx);
     api.expect(Method::GET, CA_SECRET_PATH).await.ok(to_json(ca));
-    api.expect(Method::GET, SECRET_PATH).await.not_found();
     let written = expect_writes(&mut api, cert).await;
     finish_reconcile(task, ctx, api).await;
     written
@@ -96,7 +95,6 @@ async fn first_issuance_writes_secret_then_status_then_issued_event() {
     let cert = certificate("web", "ca", &["web.apps.svc"]);
     let (task, ctx, mut api) = start_under_ca(&cert, &ca, ts(NOW)).await;
     let metrics = ctx.metrics.clone();
-    api.expect(Method::GET, SECRET_PATH).await.not_found();
     let written = expect_writes(&mut api, &cert).await;
     let action = finish_reconcile(task, ctx, api).await;
     // The CA's signature is audited (telemetry::audit) and counted.
@@ -440,7 +438,6 @@ async fn cluster_issuer_reads_its_ca_only_from_the_cluster_resource_namespace() 
     )
     .await
     .ok(to_json(&ca));
-    api.expect(Method::GET, SECRET_PATH).await.not_found();
     let written = expect_writes(&mut api, &cert).await;
     finish_reconcile(task, ctx, api).await;
     assert_eq!(
@@ -455,7 +452,6 @@ async fn self_signed_issuer_writes_the_certificate_as_its_own_ca() {
     cert.spec.secret_deletion_policy = Some(crate::api::SecretDeletionPolicy::Delete);
     let (ctx, mut api) = context(vec![self_signed_issuer("self")], vec![], ts(NOW));
     let task = spawn_reconcile(&cert, &ctx);
-    api.expect(Method::GET, SECRET_PATH).await.not_found();
     let written = expect_writes(&mut api, &cert).await;
     finish_reconcile(task, ctx, api).await;
     assert_eq!(
@@ -473,7 +469,6 @@ async fn failed_issuance_backs_off_and_a_spec_change_retries_at_once() {
     let ca = root_ca(ts(NOW));
     let cert = certificate("web", "ca", &["web.apps.svc"]);
     let (task, ctx, mut api) = start_under_ca(&cert, &ca, ts(NOW)).await;
-    api.expect(Method::GET, SECRET_PATH).await.not_found();
     let apply = api.expect(Method::PATCH, SECRET_PATH).await;
     apply.respond(
         StatusCode::UNPROCESSABLE_ENTITY,
@@ -905,7 +900,6 @@ async fn a_namespace_being_deleted_is_no_failure_and_no_retry() {
     let ca = root_ca(ts(NOW));
     let cert = certificate("web", "ca", &["web.apps.svc"]);
     let (task, ctx, mut api) = start_under_ca(&cert, &ca, ts(NOW)).await;
-    api.expect(Method::GET, SECRET_PATH).await.not_found();
     let apply = api.expect(Method::PATCH, SECRET_PATH).await;
     apply.respond(
         StatusCode::FORBIDDEN,

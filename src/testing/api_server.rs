@@ -552,6 +552,20 @@ impl InMemoryApiServer {
         let id = target.id();
         let mut state = self.lock();
         let existing = state.objects.get(&id).cloned();
+        // A resourceVersion in the patch is a precondition on the object found, as the API
+        // server's update path checks it; an object created has none to meet.
+        if let (Some(wanted), Some(found)) = (
+            body["metadata"]["resourceVersion"].as_str(),
+            existing
+                .as_ref()
+                .and_then(|o| o["metadata"]["resourceVersion"].as_str()),
+        ) && wanted != found
+        {
+            return whole(
+                StatusCode::CONFLICT,
+                &status_body(409, "Conflict", "the object has been modified"),
+            );
+        }
         let object = match (target.subresource.as_deref(), existing) {
             (Some("status"), None) => {
                 return whole(StatusCode::NOT_FOUND, &status_body(404, "NotFound", "not found"));

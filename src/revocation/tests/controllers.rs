@@ -40,10 +40,9 @@ async fn certificate_reconcile(
         ctx.clone(),
     ));
     api.expect(Method::GET, CA_SECRET_PATH).await.ok(to_json(ca));
-    let read = api.expect(Method::GET, SECRET_PATH).await;
-    match secret {
-        Some(secret) => read.ok(secret.clone()),
-        None => read.not_found(),
+    // A first issuance (no Secret yet, none in the status) creates the Secret without a read.
+    if let Some(secret) = secret {
+        api.expect(Method::GET, SECRET_PATH).await.ok(secret.clone());
     }
     let mut record = None;
     if let Some(secret) = secret {
