@@ -324,6 +324,17 @@ fn as_plugin(command: clap::Command) -> clap::Command {
     command
 }
 
+impl Cli {
+    /// How many threads the command's runtime should have: the controller's
+    /// `--worker-threads`; 1 for every other command.
+    pub fn worker_threads(&self) -> usize {
+        match &self.command {
+            Command::Controller(args) => usize::from(args.worker_threads),
+            _ => 1,
+        }
+    }
+}
+
 /// Parses the process's arguments (exits with clap's message on a usage error).
 pub fn parse() -> Cli {
     let argv0 = std::env::args_os().next().unwrap_or_default();
