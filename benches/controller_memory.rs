@@ -809,12 +809,8 @@ fn answer(
             let existing = state.get(target.resource, &namespace, name).map(Stored::object);
             // A resourceVersion in the apply is a precondition on the object found (the
             // controller's create-only apply of a first issuance); a created one has none.
-            if let (Some(wanted), Some(found)) = (
-                body["metadata"]["resourceVersion"].as_str(),
-                existing
-                    .as_ref()
-                    .and_then(|o| o["metadata"]["resourceVersion"].as_str()),
-            ) && wanted != found
+            if let (Some(wanted), Some(found)) = (body["metadata"]["resourceVersion"].as_str(), &existing)
+                && found["metadata"]["resourceVersion"].as_str() != Some(wanted)
             {
                 return (StatusCode::CONFLICT, conflict(target, name));
             }

@@ -208,10 +208,8 @@ impl Cluster {
                 // A resourceVersion in the apply is a precondition on the Secret found.
                 if let (Some(wanted), Some(found)) = (
                     secret.metadata.resource_version.as_deref(),
-                    self.secrets
-                        .get(*name)
-                        .and_then(|s| s.metadata.resource_version.as_deref()),
-                ) && wanted != found
+                    self.secrets.get(*name),
+                ) && found.metadata.resource_version.as_deref() != Some(wanted)
                 {
                     return (StatusCode::CONFLICT, status_error(409));
                 }

@@ -116,7 +116,7 @@ pub async fn reconcile(guard: Arc<DeserializeGuard<Certificate>>, ctx: Arc<Conte
         }
         Err(problem) => return without_issuer(&ctx, cert, &key, &spec, &problem, &previous, now).await,
     };
-    if let Some(problem) = policy_problem(cert, &ctx, &spec, &key, &signer, now) {
+    if let Some(problem) = policy_problem(cert, &ctx, &spec, &key, &signer, now).await {
         return without_issuer(&ctx, cert, &key, &spec, &problem, &previous, now).await;
     }
     // The password Secrets' watch wakes the Certificates that read them.
@@ -208,9 +208,9 @@ pub async fn reconcile(guard: Arc<DeserializeGuard<Certificate>>, ctx: Arc<Conte
     loop {
         match judge(&ctx, &observed, &uid, write).await? {
             Judged::Done(next) => return Ok(next),
-            // Only the conditional write is refused for an existing Secret; after a read, a
-            // write replaces what it read, so this is taken once at most.
-            Judged::SecretExists => write = SecretWrite::Read,
+            // Only a reconcile that did not read the Secret asks to read it; after a read, a
+            // write replaces what it read and a failure is reported, so this is taken once at most.
+            Judged::ReadFirst => write = SecretWrite::Read,
         }
     }
 }
@@ -240,8 +240,9 @@ enum SecretWrite {
 /// What a reconcile came to.
 enum Judged {
     Done(Next),
-    /// The Secret taken as missing exists: it is to be read and judged.
-    SecretExists,
+    /// The Secret was taken as missing, and the write found it there or the issuance failed:
+    /// it is to be read and judged before anything is written or reported.
+    ReadFirst,
 }
 
 /// Judges the Secret against the Certificate and acts: keeps it or issues.
@@ -474,7 +475,7 @@ fn already_said(status: &CertificateStatus, why: &str, message: &str) -> bool {
 
 /// Why the issuance policy does not let the Certificate's issuer sign what its spec asks for,
 /// or the CA's name constraints, if it does not. Read from memory: no request.
-fn policy_problem(
+async fn policy_problem(
     cert: &Certificate,
     ctx: &Context,
     spec: &ValidatedSpec,
@@ -492,21 +493,43 @@ fn policy_problem(
             return Some(SignerProblem::Denied(why));
         }
     }
+    let require_policy = signer::requires_policy(cert, ctx);
+    // CEL rules run on a blocking thread: a costly rule (up to the cost limit) never holds up
+    // the watches and the other reconciles. Without any, the decision is a few comparisons.
+    let decision = match ctx.policies.has_cel_rules() {
+        false => decide(&ctx.policies, spec, key, require_policy),
+        true => {
+            let (policies, spec, key) = (ctx.policies.clone(), spec.clone(), key.clone());
+            tokio::task::spawn_blocking(move || decide(&policies, &spec, &key, require_policy))
+                .await
+                .unwrap_or_else(|e| PolicyDecision::Unavailable(format!("the policy check failed: {e}")))
+        }
+    };
+    match decision {
+        PolicyDecision::Unguarded | PolicyDecision::Allowed(_) => None,
+        PolicyDecision::Denied(why) => Some(SignerProblem::Denied(why)),
+        PolicyDecision::Unavailable(why) => Some(SignerProblem::PolicyUnavailable(why)),
+    }
+}
+
+/// What the issuance policies say of the Certificate `key` with `spec`.
+fn decide(
+    policies: &crate::issuance_policy::Policies,
+    spec: &ValidatedSpec,
+    key: &ObjectKey,
+    require_policy: bool,
+) -> PolicyDecision {
     let issuer = IssuerId {
         kind: spec.issuer_ref.kind(),
         name: &spec.issuer_ref.name,
-        require_policy: signer::requires_policy(cert, ctx),
+        require_policy,
     };
     let request = Request {
         namespace: &key.0,
         name: &key.1,
         spec,
     };
-    match ctx.policies.decide(&issuer, &request) {
-        PolicyDecision::Unguarded | PolicyDecision::Allowed(_) => None,
-        PolicyDecision::Denied(why) => Some(SignerProblem::Denied(why)),
-        PolicyDecision::Unavailable(why) => Some(SignerProblem::PolicyUnavailable(why)),
-    }
+    policies.decide(&issuer, &request)
 }
 
 /// Where the revocation records of the Certificate's issuer live: the Certificate's namespace
@@ -740,7 +763,7 @@ async fn keep(
     // What the Secret holds at `version`, for the inventory: as read, or as rewritten.
     let mut written = None;
     if let Some(existing) = current_secret {
-        match material_from_secret(existing, current, observed) {
+        match material_from_secret(existing, current, observed).await {
             Ok(material) => {
                 let desired = secret::desired_secret(cert, spec, leaf, &material, revision);
                 if !secret::secret_up_to_date(existing, &desired, cert) {
@@ -800,7 +823,7 @@ async fn report_ready(
 
 /// The Secret's current material, re-encoded as the spec now asks, with the `ca.crt` the
 /// issuer's trust asks for (both roots during a CA rotation).
-fn material_from_secret(
+async fn material_from_secret(
     existing: &Secret,
     current: &CurrentKeyPair,
     observed: &Observed<'_>,
@@ -829,13 +852,7 @@ fn material_from_secret(
         key_pkcs8: current.key.to_der(pki::KeyEncoding::Pkcs8)?,
         stores: Default::default(),
     };
-    Ok(with_stores(
-        material,
-        spec,
-        &observed.passwords,
-        Some(existing),
-        observed.now,
-    )?)
+    Ok(with_stores(material, spec, &observed.passwords, Some(existing), observed.now).await?)
 }
 
 /// Why the Secret's material could not be put together.
@@ -849,15 +866,27 @@ enum MaterialError {
 
 /// `material` with the keystores the spec asks for, keeping those of `existing` that still
 /// hold it.
-fn with_stores(
+///
+/// Opening a store may derive keys for as many iterations as the store says (up to
+/// `keystore::pkcs12`'s limit), so the stores are made on a blocking thread, never on the one
+/// that runs the watches and reconciles.
+async fn with_stores(
     mut material: SecretMaterial,
     spec: &ValidatedSpec,
     passwords: &Passwords,
     existing: Option<&Secret>,
     now: Timestamp,
 ) -> Result<SecretMaterial, crate::keystore::KeystoreError> {
-    material.stores = keystores::stores(&spec.keystores, passwords, &material, existing, now)?;
-    Ok(material)
+    if spec.keystores.is_empty() {
+        return Ok(material);
+    }
+    let (keystores, passwords, existing) = (spec.keystores.clone(), passwords.clone(), existing.cloned());
+    tokio::task::spawn_blocking(move || {
+        material.stores = keystores::stores(&keystores, &passwords, &material, existing.as_ref(), now)?;
+        Ok(material)
+    })
+    .await
+    .map_err(|e| crate::keystore::KeystoreError::Task(e.to_string()))?
 }
 
 /// The keystores' passwords: from the spec, or read from their Secrets. Err(message) when a
@@ -1083,14 +1112,25 @@ async fn issue(
         })?;
     debug!(certificate = %object_name(*cert), elapsed_ms = started.elapsed().as_millis() as u64, "signing finished");
 
+    // A failure while the Secret was only taken as missing is not reported yet: the Secret
+    // may be there and valid (the apply refused by a webhook before its precondition, a
+    // restored Secret under an issuer that cannot sign now). It is read first, and a failure
+    // is reported from what it holds.
     let failed = |cause: String| {
-        ctx.metrics.issuance(&issuer_kind, false, started.elapsed());
-        ctx.verdicts.invalidate(&observed.key);
+        let unread = write == SecretWrite::IfAbsent;
+        if !unread {
+            ctx.metrics.issuance(&issuer_kind, false, started.elapsed());
+            ctx.verdicts.invalidate(&observed.key);
+        }
         let policy = spec.renew_before;
         let trigger = &trigger;
         let current = current_facts.as_ref();
         let previous = answered_anyway.record(previous.clone());
         async move {
+            if unread {
+                debug!(certificate = %object_name(*cert), %cause, "failed with the Secret unread; reading it");
+                return Ok(Judged::ReadFirst);
+            }
             fail(
                 cert,
                 ctx,
@@ -1114,7 +1154,7 @@ async fn issue(
         issued.material.ca_pem = trusted.clone();
     }
     if !spec.keystores.is_empty() {
-        issued.material = match with_stores(issued.material, spec, &observed.passwords, None, now) {
+        issued.material = match with_stores(issued.material, spec, &observed.passwords, None, now).await {
             Ok(material) => material,
             Err(e) => return failed(format!("cannot write the keystores: {e}")).await,
         };
@@ -1129,7 +1169,7 @@ async fn issue(
         // Taken as missing, the Secret exists after all: nothing was written; it is read now.
         Err(e) if write == SecretWrite::IfAbsent && e.is_conflict() => {
             debug!(certificate = %object_name(*cert), "its Secret exists; reading it");
-            return Ok(Judged::SecretExists);
+            return Ok(Judged::ReadFirst);
         }
         // The API server could not take the write (or its answer was lost): not a failure of
         // this Certificate. Retried within seconds; a Secret the write did reach is adopted.

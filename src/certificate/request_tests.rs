@@ -242,6 +242,46 @@ async fn a_valid_secret_there_before_the_first_issuance_refuses_the_create_and_i
 }
 
 #[tokio::test]
+async fn a_first_issuance_refused_for_another_reason_reads_the_secret_before_reporting_anything() {
+    let (ctx, mut api, _now) = setup();
+    let ca = root_ca(ts(NOW));
+    cache_the_ca(&ctx, &mut api, &ca).await;
+    let issued = issue_web(&ctx, &mut api, |_| {}).await;
+    // A new controller; the Certificate applied again over its Secret, and a webhook (run
+    // before the API server checks the precondition) refuses the create-only apply.
+    let (fresh, mut api, _now) = setup();
+    cache_the_ca(&fresh, &mut api, &ca).await;
+    let task = tokio::spawn(reconcile(Arc::new(DeserializeGuard(Ok(web()))), fresh.clone()));
+    let refused = api.expect(Method::PATCH, SECRET_PATH).await;
+    assert_eq!(
+        refused.body["metadata"]["resourceVersion"],
+        super::secret::NO_OBJECT_HOLDS
+    );
+    refused.respond(
+        http::StatusCode::BAD_REQUEST,
+        serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "BadRequest",
+                           "code": 400, "message": "admission webhook \"secrets.example\" denied the request"}),
+    );
+    // Not reported as a failure: the Secret is read, and it holds a valid certificate.
+    api.expect(Method::GET, SECRET_PATH)
+        .await
+        .ok(issued.secret.clone());
+    let status = api.expect(Method::PATCH, STATUS_PATH).await;
+    assert_eq!(status.body["status"]["revision"], 1);
+    assert!(
+        status.body["status"].get("failedIssuanceAttempts").is_none(),
+        "{}",
+        status.body
+    );
+    answer_status(status, &web());
+    task.await.unwrap().unwrap();
+    api.assert_idle();
+    let text = fresh.metrics.encode().unwrap();
+    let failures = r#"certkeeper_issuance_total{issuer_kind="Issuer",result="failure"} 0"#;
+    assert!(text.contains(failures), "{text}");
+}
+
+#[tokio::test]
 async fn an_unusable_secret_there_before_the_first_issuance_is_read_then_replaced() {
     let (ctx, mut api, _now) = setup();
     cache_the_ca(&ctx, &mut api, &root_ca(ts(NOW))).await;

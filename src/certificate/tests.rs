@@ -469,12 +469,21 @@ async fn failed_issuance_backs_off_and_a_spec_change_retries_at_once() {
     let ca = root_ca(ts(NOW));
     let cert = certificate("web", "ca", &["web.apps.svc"]);
     let (task, ctx, mut api) = start_under_ca(&cert, &ca, ts(NOW)).await;
-    let apply = api.expect(Method::PATCH, SECRET_PATH).await;
-    apply.respond(
-        StatusCode::UNPROCESSABLE_ENTITY,
+    let invalid = || {
         json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Invalid", "code": 422,
-               "message": "Secret \"web-tls\" is invalid: type: Invalid value: \"kubernetes.io/tls\": field is immutable"}),
+               "message": "Secret \"web-tls\" is invalid: type: Invalid value: \"kubernetes.io/tls\": field is immutable"})
+    };
+    // The create-only apply refused: nothing is reported before the Secret is read.
+    let apply = api.expect(Method::PATCH, SECRET_PATH).await;
+    assert_eq!(
+        apply.body["metadata"]["resourceVersion"],
+        super::secret::NO_OBJECT_HOLDS
     );
+    apply.respond(StatusCode::UNPROCESSABLE_ENTITY, invalid());
+    api.expect(Method::GET, SECRET_PATH).await.not_found();
+    let apply = api.expect(Method::PATCH, SECRET_PATH).await;
+    assert!(apply.body["metadata"].get("resourceVersion").is_none());
+    apply.respond(StatusCode::UNPROCESSABLE_ENTITY, invalid());
     let status = answer_status(api.expect(Method::PATCH, STATUS_PATH).await, &cert);
     let event = api.expect(Method::POST, EVENTS_PATH).await;
     assert_eq!(event.body["reason"], "IssuanceFailed");

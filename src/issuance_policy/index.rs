@@ -122,13 +122,20 @@ impl Policies {
             ),
             false => None,
         };
-        decide::decide(
-            &state.policies,
-            issuer,
-            labels.as_ref(),
-            request,
-            state.require_everywhere,
-        )
+        // Judged outside the lock: a CEL rule may take a while, and the policy watch must not
+        // wait for it to record a change.
+        let (policies, require_everywhere) = (state.policies.clone(), state.require_everywhere);
+        drop(state);
+        decide::decide(&policies, issuer, labels.as_ref(), request, require_everywhere)
+    }
+
+    /// Whether any policy has CEL rules (`spec.validations`), whose evaluation may take long
+    /// enough to be kept off the thread that runs the watches and reconciles.
+    pub fn has_cel_rules(&self) -> bool {
+        self.read()
+            .policies
+            .iter()
+            .any(|p| p.rules.as_ref().is_ok_and(|r| !r.validations.is_empty()))
     }
 
     /// Follows one event of the policy watch; returns the policies whose Certificates may now

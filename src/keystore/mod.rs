@@ -45,6 +45,9 @@ pub enum KeystoreError {
     Malformed(String),
     #[error("unsupported: {0}")]
     Unsupported(String),
+    /// The thread that made the stores ended without an answer.
+    #[error("the keystore task failed: {0}")]
+    Task(String),
 }
 
 /// A certificate found in a store.

@@ -554,12 +554,8 @@ impl InMemoryApiServer {
         let existing = state.objects.get(&id).cloned();
         // A resourceVersion in the patch is a precondition on the object found, as the API
         // server's update path checks it; an object created has none to meet.
-        if let (Some(wanted), Some(found)) = (
-            body["metadata"]["resourceVersion"].as_str(),
-            existing
-                .as_ref()
-                .and_then(|o| o["metadata"]["resourceVersion"].as_str()),
-        ) && wanted != found
+        if let (Some(wanted), Some(found)) = (body["metadata"]["resourceVersion"].as_str(), &existing)
+            && found["metadata"]["resourceVersion"].as_str() != Some(wanted)
         {
             return whole(
                 StatusCode::CONFLICT,
