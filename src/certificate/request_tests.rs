@@ -198,12 +198,21 @@ async fn a_first_issuance_reads_nothing_writes_three_times_and_its_echoes_make_n
     assert_ne!(action, Next::await_change(), "requeued at its next deadline");
 }
 
-/// A Certificate created over a Secret already there (a restore, a Certificate deleted and
-/// applied again): its create-only apply is refused (409), the Secret is read, and `answer`
-/// answers the read. Returns the reconcile, still running.
-async fn over_a_secret_already_there(
+/// The API server's 409 to a write whose resourceVersion precondition the Secret does not meet.
+fn conflict() -> (http::StatusCode, Value) {
+    (
+        http::StatusCode::CONFLICT,
+        serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Conflict",
+                           "code": 409, "message": "Operation cannot be fulfilled on secrets \"web-tls\": the object has been modified; please apply your changes to the latest version and try again"}),
+    )
+}
+
+/// A first issuance of `web` whose create-only apply is refused with `refusal`, after which the
+/// Secret is read and found as `there`. Returns the reconcile, still running.
+async fn refused_then_read(
     ctx: &Arc<Context>,
     api: &mut ApiServer,
+    (code, body): (http::StatusCode, Value),
     there: &Value,
 ) -> tokio::task::JoinHandle<Result<Next, crate::error::Error>> {
     let task = tokio::spawn(reconcile(Arc::new(DeserializeGuard(Ok(web()))), ctx.clone()));
@@ -212,25 +221,28 @@ async fn over_a_secret_already_there(
         refused.body["metadata"]["resourceVersion"],
         super::secret::NO_OBJECT_HOLDS
     );
-    refused.respond(
-        http::StatusCode::CONFLICT,
-        serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Conflict",
-                           "code": 409, "message": "Operation cannot be fulfilled on secrets \"web-tls\": the object has been modified; please apply your changes to the latest version and try again"}),
-    );
+    refused.respond(code, body);
     api.expect(Method::GET, SECRET_PATH).await.ok(there.clone());
     task
 }
 
-#[tokio::test]
-async fn a_valid_secret_there_before_the_first_issuance_refuses_the_create_and_is_kept() {
+/// `web` issued by one controller; then a new one (nothing remembered, the CA cached) to which
+/// the Certificate comes again without status, its Secret left in place (a restore, a
+/// Certificate deleted and applied again). Returns what was issued, the new context and its API.
+async fn applied_again_over_its_secret() -> (Issued, Arc<Context>, ApiServer) {
     let (ctx, mut api, _now) = setup();
     let ca = root_ca(ts(NOW));
     cache_the_ca(&ctx, &mut api, &ca).await;
     let issued = issue_web(&ctx, &mut api, |_| {}).await;
-    // A new controller (nothing remembered) and the Certificate applied again, without status.
     let (fresh, mut api, _now) = setup();
     cache_the_ca(&fresh, &mut api, &ca).await;
-    let task = over_a_secret_already_there(&fresh, &mut api, &issued.secret).await;
+    (issued, fresh, api)
+}
+
+#[tokio::test]
+async fn a_valid_secret_there_before_the_first_issuance_refuses_the_create_and_is_kept() {
+    let (issued, ctx, mut api) = applied_again_over_its_secret().await;
+    let task = refused_then_read(&ctx, &mut api, conflict(), &issued.secret).await;
     // Kept: no Secret write; the status says Ready with the Secret's certificate.
     let status = api.expect(Method::PATCH, STATUS_PATH).await;
     let serial = issued.cert.status.as_ref().and_then(|s| s.serial_number.clone());
@@ -243,29 +255,15 @@ async fn a_valid_secret_there_before_the_first_issuance_refuses_the_create_and_i
 
 #[tokio::test]
 async fn a_first_issuance_refused_for_another_reason_reads_the_secret_before_reporting_anything() {
-    let (ctx, mut api, _now) = setup();
-    let ca = root_ca(ts(NOW));
-    cache_the_ca(&ctx, &mut api, &ca).await;
-    let issued = issue_web(&ctx, &mut api, |_| {}).await;
-    // A new controller; the Certificate applied again over its Secret, and a webhook (run
-    // before the API server checks the precondition) refuses the create-only apply.
-    let (fresh, mut api, _now) = setup();
-    cache_the_ca(&fresh, &mut api, &ca).await;
-    let task = tokio::spawn(reconcile(Arc::new(DeserializeGuard(Ok(web()))), fresh.clone()));
-    let refused = api.expect(Method::PATCH, SECRET_PATH).await;
-    assert_eq!(
-        refused.body["metadata"]["resourceVersion"],
-        super::secret::NO_OBJECT_HOLDS
-    );
-    refused.respond(
+    let (issued, ctx, mut api) = applied_again_over_its_secret().await;
+    // A webhook (run before the API server checks the precondition) refuses the apply.
+    let denied = (
         http::StatusCode::BAD_REQUEST,
         serde_json::json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "BadRequest",
                            "code": 400, "message": "admission webhook \"secrets.example\" denied the request"}),
     );
     // Not reported as a failure: the Secret is read, and it holds a valid certificate.
-    api.expect(Method::GET, SECRET_PATH)
-        .await
-        .ok(issued.secret.clone());
+    let task = refused_then_read(&ctx, &mut api, denied, &issued.secret).await;
     let status = api.expect(Method::PATCH, STATUS_PATH).await;
     assert_eq!(status.body["status"]["revision"], 1);
     assert!(
@@ -276,7 +274,7 @@ async fn a_first_issuance_refused_for_another_reason_reads_the_secret_before_rep
     answer_status(status, &web());
     task.await.unwrap().unwrap();
     api.assert_idle();
-    let text = fresh.metrics.encode().unwrap();
+    let text = ctx.metrics.encode().unwrap();
     let failures = r#"certkeeper_issuance_total{issuer_kind="Issuer",result="failure"} 0"#;
     assert!(text.contains(failures), "{text}");
 }
@@ -289,7 +287,7 @@ async fn an_unusable_secret_there_before_the_first_issuance_is_read_then_replace
     there["metadata"]["name"] = "web-tls".into();
     there["metadata"]["resourceVersion"] = "42".into();
     there["data"]["tls.crt"] = "bm90IGEgY2VydGlmaWNhdGU=".into();
-    let task = over_a_secret_already_there(&ctx, &mut api, &there).await;
+    let task = refused_then_read(&ctx, &mut api, conflict(), &there).await;
     // Read, it is replaced by a forced apply with no precondition.
     let apply = api.expect(Method::PATCH, SECRET_PATH).await;
     assert!(
