@@ -611,26 +611,33 @@ fn target(path: &str) -> Option<Target> {
     }
 }
 
-/// The API server's 404, as it words it.
-fn not_found(target: &Target) -> (StatusCode, Vec<u8>) {
+/// A failure `Status` about the object `target` names, as the API server words it.
+fn failure(target: &Target, code: StatusCode, reason: &str, message: &str) -> (StatusCode, Vec<u8>) {
     let name = target.name.clone().unwrap_or_default();
-    let plural = target.resource.plural();
     let body = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-                      "message": format!("{plural} \"{name}\" not found"), "reason": "NotFound",
-                      "details": {"name": name, "kind": plural}, "code": 404});
-    (
+                      "message": message, "reason": reason,
+                      "details": {"name": name, "kind": target.resource.plural()}, "code": code.as_u16()});
+    (code, serde_json::to_vec(&body).unwrap_or_default())
+}
+
+/// The API server's 404.
+fn not_found(target: &Target) -> (StatusCode, Vec<u8>) {
+    let (plural, name) = (target.resource.plural(), target.name.clone().unwrap_or_default());
+    failure(
+        target,
         StatusCode::NOT_FOUND,
-        serde_json::to_vec(&body).unwrap_or_default(),
+        "NotFound",
+        &format!("{plural} \"{name}\" not found"),
     )
 }
 
 /// The API server's answer to a write whose resourceVersion precondition the object does not meet.
-fn conflict(target: &Target, name: &str) -> Vec<u8> {
-    let plural = target.resource.plural();
-    let body = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-                      "message": format!("Operation cannot be fulfilled on {plural} \"{name}\": the object has been modified; please apply your changes to the latest version and try again"),
-                      "reason": "Conflict", "details": {"name": name, "kind": plural}, "code": 409});
-    serde_json::to_vec(&body).unwrap_or_default()
+fn conflict(target: &Target) -> (StatusCode, Vec<u8>) {
+    let (plural, name) = (target.resource.plural(), target.name.clone().unwrap_or_default());
+    let message = format!(
+        "Operation cannot be fulfilled on {plural} \"{name}\": the object has been modified; please apply your changes to the latest version and try again"
+    );
+    failure(target, StatusCode::CONFLICT, "Conflict", &message)
 }
 
 /// A list as the API server answers kube-runtime's watcher: with `resourceVersion=0` the whole
@@ -812,7 +819,7 @@ fn answer(
             if let (Some(wanted), Some(found)) = (body["metadata"]["resourceVersion"].as_str(), &existing)
                 && found["metadata"]["resourceVersion"].as_str() != Some(wanted)
             {
-                return (StatusCode::CONFLICT, conflict(target, name));
+                return conflict(target);
             }
             let created = existing.is_none();
             let certificate = body["metadata"]["labels"]["certkeeper.io/certificate-name"]
