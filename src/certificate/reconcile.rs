@@ -1153,12 +1153,10 @@ async fn issue(
     if let Some(trusted) = &observed.trust.ca_pem {
         issued.material.ca_pem = trusted.clone();
     }
-    if !spec.keystores.is_empty() {
-        issued.material = match with_stores(issued.material, spec, &observed.passwords, None, now).await {
-            Ok(material) => material,
-            Err(e) => return failed(format!("cannot write the keystores: {e}")).await,
-        };
-    }
+    issued.material = match with_stores(issued.material, spec, &observed.passwords, None, now).await {
+        Ok(material) => material,
+        Err(e) => return failed(format!("cannot write the keystores: {e}")).await,
+    };
     let revision = current_revision.unwrap_or(0) + 1;
     let mut desired = secret::desired_secret(cert, spec, &issued.leaf, &issued.material, revision);
     if write == SecretWrite::IfAbsent {
